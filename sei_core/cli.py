@@ -1,0 +1,239 @@
+"""The ``sei`` command: train, resume, watch and rank runs from a terminal.
+
+Every failure a user can cause (bad data, unknown model, busy run) ends with a plain
+message and exit code 1, never a traceback; a stopped run exits with 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import dataset, jobs
+from .models import ModelError, available_models
+from .runs import Run, RunError
+from .train import PAPER_EPOCHS, Stopped, TrainConfig, train
+
+DEFAULTS = TrainConfig(data="")
+
+
+def _train_parser(sub) -> None:
+    p = sub.add_parser("train", help="train on a data set and record SEI (paper defaults)",
+                       description="Train on DATA (a CSV label file, a class-per-folder image folder, "
+                                   "or a MedMNIST .npz) and write a run directory.")
+    p.add_argument("data", help="label CSV, image folder or .npz file")
+    p.add_argument("--out", required=True, help="run directory to create, e.g. runs/first")
+    p.add_argument("--model", default=DEFAULTS.model,
+                   help="open_clip model name (ViT-B-16, RN50, SEI-Tiny-ViT, …) or resnet18/resnet50/vit_b_16 "
+                        "(default %(default)s; `sei models` lists them)")
+    p.add_argument("--weights", default=None,
+                   help="none (random init, default), a local checkpoint file, or an open_clip pretrained tag")
+    p.add_argument("--image-size", type=int, default=DEFAULTS.image_size)
+    p.add_argument("--epochs", type=int, default=DEFAULTS.epochs)
+    p.add_argument("--lr", type=float, default=DEFAULTS.lr)
+    p.add_argument("--momentum", type=float, default=DEFAULTS.momentum)
+    p.add_argument("--weight-decay", type=float, default=DEFAULTS.weight_decay)
+    p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
+    p.add_argument("--milestones", type=int, nargs="*", default=None,
+                   help=f"epochs at which lr is multiplied by --gamma (default: 75 and 115 of "
+                        f"{PAPER_EPOCHS}, scaled to --epochs)")
+    p.add_argument("--gamma", type=float, default=DEFAULTS.gamma)
+    p.add_argument("--seed", type=int, default=DEFAULTS.seed)
+    p.add_argument("--device", default=DEFAULTS.device, help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
+    p.add_argument("--workers", type=int, default=DEFAULTS.workers, help="threads that decode images")
+    p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+    p.add_argument("--single-run", action="store_true",
+                   help="one run instead of two complementary ones (its auxiliary samples get no score)")
+    p.add_argument("--record", choices=["train", "eval"], default=DEFAULTS.record,
+                   help="record from the training forward pass (free) or an extra pass without augmentation")
+    p.add_argument("--augment", choices=["paper", "flip", "none"], default=DEFAULTS.augment)
+    p.add_argument("--keep-probs", type=int, default=DEFAULTS.keep_probs,
+                   help="keep full probabilities of this many last epochs")
+    p.add_argument("--split", default=DEFAULTS.split, help="split of a .npz file (train, val, test)")
+    p.add_argument("--prompt-template", default=None, help='e.g. "A dermoscopic image showing {}."')
+    p.add_argument("--aux-prompt", default=None, help='e.g. "A dermoscopic image showing other lesions."')
+    p.add_argument("--prompts", default=None, help="JSON file with template, aux_prompt and per_class prompts")
+    p.add_argument("--skip-unreadable", action="store_true", help="leave out missing/corrupt images, with a report")
+    p.add_argument("--max-pixels", type=int, default=DEFAULTS.max_pixels)
+    p.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
+    p.add_argument("--background", action="store_true", help="start in a background process and return")
+
+
+def _config_from(a: argparse.Namespace) -> TrainConfig:
+    template, aux, per_class = a.prompt_template, a.aux_prompt, {}
+    if a.prompts:
+        pr = dataset.Prompts.load(a.prompts)
+        template, aux, per_class = template or pr.template, aux or pr.aux_prompt, pr.per_class
+    return TrainConfig(
+        data=str(Path(a.data).expanduser().resolve()), split=a.split, model=a.model,
+        weights=None if (a.weights or "").lower() in ("", "none") else a.weights,
+        image_size=a.image_size, epochs=a.epochs, lr=a.lr, momentum=a.momentum,
+        weight_decay=a.weight_decay, batch_size=a.batch_size, milestones=a.milestones, gamma=a.gamma,
+        seed=a.seed, device=a.device, workers=a.workers, amp=not a.no_amp, runs=1 if a.single_run else 2,
+        record=a.record, keep_probs=a.keep_probs, augment=a.augment, template=template, aux_prompt=aux,
+        per_class_prompts=per_class, skip_unreadable=a.skip_unreadable, max_pixels=a.max_pixels,
+    )
+
+
+def _fmt_seconds(s) -> str:
+    if s is None:
+        return "?"
+    s = int(s)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def cmd_train(a) -> int:
+    config = _config_from(a)
+    if a.background:
+        run = jobs.start(config, a.out)
+        print(f"training in the background: {run.path} (watch with `sei status {run.path}`)")
+        return 0
+    run = train(config, a.out, progress_bar=not a.no_progress)
+    return _print_summary(run)
+
+
+def cmd_resume(a) -> int:
+    if a.background:
+        run = jobs.resume(a.run)
+        print(f"resumed in the background: {run.path}")
+        return 0
+    run = train(TrainConfig(data=""), a.run, resume=True, progress_bar=not a.no_progress)
+    return _print_summary(run)
+
+
+def _print_summary(run: Run) -> int:
+    from .ranking import score_run
+
+    s = score_run(run)
+    n_flag = int(s.flagged.sum())
+    print(f"{run.path}: {n_flag} of {len(s.ids)} samples flagged as likely mislabeled "
+          f"(thresholds {', '.join(f'{t:.2f}' for t in s.run_thresholds)}); see `sei flags {run.path}`")
+    return 0
+
+
+def cmd_status(a) -> int:
+    run = Run(a.run)
+    if not run.exists():
+        raise RunError(f"{run.path} is not a run directory")
+    st = run.status()
+    if a.json:
+        st = {k: v for k, v in st.items() if k != "history" or a.history}
+        print(json.dumps(st, indent=1))
+        return 0
+    line = f"{run.path}: {st.get('state')}"
+    if st.get("phase") and st.get("state") != "finished":
+        line += f" — {st['phase']}"
+    if st.get("epoch") is not None and st.get("epochs"):
+        line += f", epoch {st['epoch']}/{st['epochs']} of run {st.get('run_index', 1)}/{st.get('n_runs', 1)}"
+    if st.get("loss") is not None:
+        line += f", loss {st['loss']:.4f}, accuracy {st['accuracy']:.3f}"
+    if st.get("state") == "running":
+        line += f", about {_fmt_seconds(st.get('eta_seconds'))} left"
+    print(line)
+    if st.get("error"):
+        print(f"error: {st['error']}")
+    if st.get("state") in ("stopped", "interrupted", "failed"):
+        print(f"resume with: sei resume {run.path}")
+    return 0
+
+
+def cmd_flags(a) -> int:
+    from .ranking import score_run
+
+    df = score_run(Run(a.run)).table()
+    if not a.all:
+        df = df[df["flagged"]]
+    if a.top:
+        df = df.head(a.top)
+    out = Path(a.out) if a.out else None
+    if out:
+        tmp = out.with_name(f".{out.name}.tmp")
+        df.to_csv(tmp, index=False)
+        tmp.replace(out)
+        print(f"wrote {len(df)} rows to {out}")
+    else:
+        import pandas as pd
+
+        with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 60):
+            print(df.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    return 0
+
+
+def cmd_stop(a) -> int:
+    print(f"stopped {a.run}" if jobs.stop(a.run) else f"{a.run} was not training")
+    return 0
+
+
+def cmd_validate(a) -> int:
+    data = dataset.load(a.data, split=a.split, skip_unreadable=True, max_pixels=a.max_pixels)
+    print(f"{a.data}: {len(data)} images, {len(data.classes)} classes")
+    for c, n in data.class_counts().items():
+        print(f"  {n:6d}  {c}")
+    for p in data.problems:
+        print(f"warning: {p}")
+    return 0
+
+
+def cmd_models(a) -> int:
+    print("\n".join(available_models()))
+    return 0
+
+
+def cmd_sample_data(a) -> int:
+    from sample_data.make_sample_data import generate
+
+    print(f"wrote {generate(a.out) if a.out else generate()}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sei", description="Find mislabeled images with the Signed Entropy Integral.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _train_parser(sub)
+    p = sub.add_parser("resume", help="continue a stopped, interrupted or failed run from its last epoch")
+    p.add_argument("run")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--background", action="store_true")
+    p = sub.add_parser("status", help="where a run is")
+    p.add_argument("run")
+    p.add_argument("--json", action="store_true", help="machine-readable status")
+    p.add_argument("--history", action="store_true", help="with --json: include per-epoch history")
+    p = sub.add_parser("flags", help="the ranked table of likely mislabeled samples")
+    p.add_argument("run")
+    p.add_argument("--out", help="write CSV here instead of printing")
+    p.add_argument("--all", action="store_true", help="all samples, not only the flagged ones")
+    p.add_argument("--top", type=int, default=0, help="only the N most suspicious")
+    p = sub.add_parser("stop", help="stop a background training process")
+    p.add_argument("run")
+    p = sub.add_parser("validate", help="check a data set and print its classes and problems")
+    p.add_argument("data")
+    p.add_argument("--split", default="train")
+    p.add_argument("--max-pixels", type=int, default=dataset.DEFAULT_MAX_PIXELS)
+    sub.add_parser("models", help="list the model names")
+    p = sub.add_parser("sample-data", help="(re)generate the bundled sample data set")
+    p.add_argument("--out", default=None)
+    for name, fn in [("train", cmd_train), ("resume", cmd_resume), ("status", cmd_status), ("flags", cmd_flags),
+                     ("stop", cmd_stop), ("validate", cmd_validate), ("models", cmd_models),
+                     ("sample-data", cmd_sample_data)]:
+        sub.choices[name].set_defaults(func=fn)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except Stopped as e:
+        print(f"sei: {e}", file=sys.stderr)
+        return 130
+    except (dataset.DataError, ModelError, RunError, ValueError) as e:
+        print(f"sei: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,483 @@
+"""Reading and validating a labelled image set, and decoding it once into memory.
+
+Three sources are understood:
+
+- a **label file**: CSV with at least ``path,label`` (``path`` relative to the CSV's folder
+  or absolute); extra columns are kept untouched;
+- an **image folder** with one sub-folder per class (torchvision's ImageFolder layout);
+- a **MedMNIST** ``.npz`` file (``train_images``/``train_labels`` and so on).
+
+Every problem found is collected as a :class:`Problem` (where, what, how to fix) and all of
+them are reported together in one :class:`DataError`, so a user fixes a file in one pass.
+Nothing here ever writes to the user's data.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
+#: Images larger than this many pixels are refused: decoding them could exhaust memory.
+DEFAULT_MAX_PIXELS = 100_000_000
+DEFAULT_TEMPLATE = "A photo showing {}."
+DEFAULT_AUX_PROMPT = "A photo showing something else."
+PROMPTS_FILE = "prompts.json"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the input: where it is, what is wrong, and how to fix it."""
+
+    where: str
+    message: str
+    fix: str = ""
+    severity: str = "error"  # "error" stops loading; "warning" is reported and skipped
+
+    def __str__(self) -> str:
+        fix = f" Fix: {self.fix}" if self.fix else ""
+        return f"{self.where}: {self.message}.{fix}"
+
+
+class DataError(Exception):
+    """The data cannot be used as it is; ``problems`` lists every reason."""
+
+    def __init__(self, problems: Sequence[Problem], header: str = "The data has problems"):
+        self.problems = list(problems)
+        shown = self.problems[:25]
+        lines = [f"{header} ({len(self.problems)}):"] + [f"  - {p}" for p in shown]
+        if len(self.problems) > len(shown):
+            lines.append(f"  … and {len(self.problems) - len(shown)} more")
+        super().__init__("\n".join(lines))
+
+
+@dataclass(frozen=True)
+class Prompts:
+    """Text prompts of a data set: one template (or explicit prompt) per class and the
+    auxiliary prompt used for the extra, meaningless class of the threshold samples."""
+
+    template: str = DEFAULT_TEMPLATE
+    aux_prompt: str = DEFAULT_AUX_PROMPT
+    per_class: dict[str, str] = field(default_factory=dict)
+
+    def for_classes(self, classes: Sequence[str]) -> list[str]:
+        """One prompt per class, in class order, followed by the auxiliary prompt."""
+        if "{}" not in self.template:
+            raise ValueError(f"prompt template {self.template!r} needs a '{{}}' for the class name")
+        return [self.per_class.get(c, self.template.format(c)) for c in classes] + [self.aux_prompt]
+
+    def to_dict(self) -> dict:
+        return {"template": self.template, "aux_prompt": self.aux_prompt, "per_class": dict(self.per_class)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Prompts":
+        return cls(
+            template=d.get("template", DEFAULT_TEMPLATE),
+            aux_prompt=d.get("aux_prompt", DEFAULT_AUX_PROMPT),
+            per_class=dict(d.get("per_class", {})),
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Prompts":
+        """Read a prompts JSON file (``template``, ``aux_prompt``, optional ``per_class``)."""
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+        except (OSError, ValueError, AttributeError) as e:
+            raise DataError(
+                [Problem(str(path), f"cannot read prompts ({e})",
+                         'write JSON like {"template": "A dermoscopic image showing {}.", '
+                         '"aux_prompt": "A dermoscopic image showing other lesions."}')]
+            ) from e
+
+
+@dataclass
+class LabeledImages:
+    """A validated labelled image set.
+
+    ``ids`` identify samples as the source names them (the CSV's ``path`` cell, the path
+    inside the class folder, or ``split/index`` for an ``.npz``); ``labels`` index ``classes``.
+    """
+
+    kind: str  # "csv", "folder" or "npz"
+    source: Path
+    root: Path
+    ids: list[str]
+    labels: np.ndarray
+    classes: list[str]
+    problems: list[Problem] = field(default_factory=list)  # warnings kept for the report
+    rows: np.ndarray | None = None  # CSV line number of each sample (header = line 1)
+    array: np.ndarray | None = None  # in-memory images of an .npz, (N, H, W, C) uint8
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def file_of(self, i: int) -> Path | None:
+        """The image file of sample ``i`` (None for in-memory .npz images)."""
+        if self.kind == "npz":
+            return None
+        p = Path(self.ids[i])
+        return p if p.is_absolute() else self.root / p
+
+    def where(self, i: int) -> str:
+        """Human-readable location of sample ``i`` for messages."""
+        if self.kind == "csv" and self.rows is not None:
+            return f"{self.source.name} line {int(self.rows[i])} ({self.ids[i]})"
+        return f"{self.source.name}: {self.ids[i]}"
+
+    def open_image(self, i: int) -> Image.Image:
+        """Sample ``i`` as an RGB PIL image."""
+        if self.array is not None:
+            a = self.array[i]
+            return Image.fromarray(a if a.ndim == 3 and a.shape[-1] == 3 else np.squeeze(a)).convert("RGB")
+        with Image.open(self.file_of(i)) as im:
+            return im.convert("RGB")
+
+    def class_counts(self) -> dict[str, int]:
+        counts = np.bincount(self.labels, minlength=len(self.classes))
+        return {c: int(n) for c, n in zip(self.classes, counts)}
+
+    def fingerprint(self) -> str:
+        """Hash of the sample list, labels and file sizes/mtimes: keys the decode cache."""
+        h = hashlib.sha256()
+        h.update(str(self.source.resolve()).encode())
+        for i, sid in enumerate(self.ids):
+            h.update(sid.encode())
+            f = self.file_of(i)
+            if f is not None:
+                try:
+                    st = f.stat()
+                    h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+                except OSError:
+                    h.update(b"missing")
+        if self.array is not None:
+            h.update(hashlib.sha256(np.ascontiguousarray(self.array).tobytes()).digest())
+        return h.hexdigest()[:16]
+
+    def prompts(self) -> Prompts:
+        """Prompts from a ``prompts.json`` beside the data, else the generic defaults."""
+        folder = self.root if self.kind != "csv" else self.source.parent
+        f = folder / PROMPTS_FILE
+        return Prompts.load(f) if f.is_file() else Prompts()
+
+
+def load(
+    source: str | Path,
+    *,
+    classes: Sequence[str] | None = None,
+    split: str = "train",
+    skip_unreadable: bool = False,
+    check_images: bool = True,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> LabeledImages:
+    """Read and validate a label file, image folder or MedMNIST ``.npz``.
+
+    Parameters
+    ----------
+    source : the CSV file, the folder with one sub-folder per class, or the ``.npz`` file.
+    classes : the expected class list (e.g. from an earlier run); a label outside it is an
+        error and a class without images too. Default: the sorted labels found.
+    split : which split of an ``.npz`` to read (``train``, ``val``, ``test``).
+    skip_unreadable : drop missing/unreadable images with a warning instead of failing.
+    check_images : open each image's header to find missing, corrupt or huge files.
+    max_pixels : refuse images with more pixels than this.
+
+    Raises
+    ------
+    DataError listing every problem, with file, row and fix.
+    """
+    src = Path(source).expanduser()
+    if not src.exists():
+        raise DataError([Problem(str(src), "does not exist", "check the path; it may be relative to the folder you started from")])
+    if src.is_dir():
+        ds = _read_folder(src)
+    elif src.suffix.lower() == ".npz":
+        ds = _read_npz(src, split)
+    else:
+        ds = _read_csv(src)
+    ds = _check_classes(ds, classes)
+    if check_images and ds.kind != "npz":
+        ds = _check_image_files(ds, skip_unreadable, max_pixels)
+    return ds
+
+
+def _read_csv(src: Path) -> LabeledImages:
+    raw = src.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DataError([Problem(
+            f"{src.name} line {line}",
+            f"is not valid UTF-8 (byte 0x{raw[e.start]:02x} at position {e.start})",
+            "save the file as UTF-8 (in Excel: 'CSV UTF-8'; or `iconv -f latin1 -t utf-8`)",
+        )]) from e
+    try:
+        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t") if text.strip() else csv.excel
+    except csv.Error:
+        dialect = csv.excel
+    reader = csv.reader(io.StringIO(text, newline=""), dialect)
+    try:
+        rows = list(reader)
+    except csv.Error as e:
+        raise DataError([Problem(f"{src.name} line {reader.line_num}", f"is not valid CSV ({e})",
+                                 "check for an unclosed quote on that line")]) from e
+    if not rows:
+        raise DataError([Problem(src.name, "is empty", "add a header line `path,label` and one row per image")])
+    header = [h.strip() for h in rows[0]]
+    missing = [c for c in ("path", "label") if c not in header]
+    if missing:
+        lower = {h.lower(): h for h in header}
+        hints = [f"rename column '{lower[m]}' to '{m}'" for m in missing if m in lower]
+        raise DataError([Problem(
+            f"{src.name} line 1",
+            f"has no column {' or '.join(repr(m) for m in missing)}; its columns are {header}",
+            "; ".join(hints) if hints else "the first line must name the columns, e.g. `path,label`",
+        )])
+    ip, il = header.index("path"), header.index("label")
+    problems: list[Problem] = []
+    ids, names, lines = [], [], []
+    first_line: dict[str, int] = {}
+    for n, row in enumerate(rows[1:], start=2):
+        if not any(cell.strip() for cell in row):
+            continue  # blank line
+        where = f"{src.name} line {n}"
+        if len(row) != len(header):
+            problems.append(Problem(where, f"has {len(row)} fields but the header has {len(header)}",
+                                    "quote cells that contain the delimiter, or fix the row"))
+            continue
+        path, label = row[ip].strip(), row[il].strip()
+        if not path:
+            problems.append(Problem(where, "has an empty path", "fill in the image path or delete the row"))
+            continue
+        if not label:
+            problems.append(Problem(where, f"image {path!r} has an empty label", "fill in its class name or delete the row"))
+            continue
+        if path in first_line:
+            problems.append(Problem(where, f"repeats path {path!r} (first on line {first_line[path]})",
+                                    "keep one row per image"))
+            continue
+        first_line[path] = n
+        ids.append(path)
+        names.append(label)
+        lines.append(n)
+    if problems:
+        raise DataError(problems, f"{src} has problems")
+    classes = sorted(set(names))
+    index = {c: k for k, c in enumerate(classes)}
+    return LabeledImages(
+        kind="csv", source=src, root=src.parent, ids=ids,
+        labels=np.array([index[c] for c in names], dtype=np.int64), classes=classes,
+        rows=np.array(lines, dtype=np.int64),
+    )
+
+
+def _read_folder(src: Path) -> LabeledImages:
+    class_dirs = sorted(d for d in src.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not class_dirs:
+        raise DataError([Problem(str(src), "has no sub-folders",
+                                 "put the images of each class in a sub-folder named after the class, "
+                                 "or pass a CSV label file instead")])
+    problems, ids, labels = [], [], []
+    classes = [d.name for d in class_dirs]
+    for k, d in enumerate(class_dirs):
+        files = sorted(f for f in d.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
+                       and not f.name.startswith("."))
+        if not files:
+            problems.append(Problem(f"{src.name}/{d.name}", "class folder has no images",
+                                    f"add images or remove the folder; images need one of {sorted(IMAGE_EXTENSIONS)}"))
+        ids += [f.relative_to(src).as_posix() for f in files]
+        labels += [k] * len(files)
+    if problems:
+        raise DataError(problems, f"{src} has problems")
+    return LabeledImages(kind="folder", source=src, root=src, ids=ids,
+                         labels=np.array(labels, dtype=np.int64), classes=classes)
+
+
+def _read_npz(src: Path, split: str) -> LabeledImages:
+    try:
+        with np.load(src) as z:
+            keys = set(z.files)
+            ik, lk = f"{split}_images", f"{split}_labels"
+            if ik not in keys or lk not in keys:
+                raise DataError([Problem(src.name, f"has no arrays {ik!r}/{lk!r}; it has {sorted(keys)}",
+                                         "choose a split that exists (train, val or test)")])
+            images, raw_labels = z[ik], z[lk]
+    except (OSError, ValueError) as e:
+        raise DataError([Problem(src.name, f"cannot be read as a NumPy .npz file ({e})",
+                                 "pass the MedMNIST .npz file as downloaded")]) from e
+    if images.dtype != np.uint8 or images.ndim not in (3, 4):
+        raise DataError([Problem(src.name, f"{split}_images has dtype {images.dtype} and shape {images.shape}",
+                                 "expected uint8 images of shape (N, H, W) or (N, H, W, C)")])
+    raw_labels = np.asarray(raw_labels).reshape(len(raw_labels), -1)
+    if raw_labels.shape[1] != 1:
+        raise DataError([Problem(src.name, f"{split}_labels has {raw_labels.shape[1]} columns (multi-label)",
+                                 "only single-label classification is supported")])
+    values = raw_labels[:, 0].astype(np.int64)
+    found = np.unique(values)
+    names = _medmnist_names(src, int(found.max()) + 1)
+    classes = [names[v] for v in range(int(found.max()) + 1)]
+    width = len(str(len(values)))
+    return LabeledImages(kind="npz", source=src, root=src.parent,
+                         ids=[f"{split}/{i:0{width}d}" for i in range(len(values))],
+                         labels=values, classes=classes, array=images)
+
+
+def _medmnist_names(src: Path, n: int) -> list[str]:
+    """Class names of a MedMNIST file from the medmnist package's INFO, if known."""
+    try:
+        from medmnist import INFO  # optional
+        names = INFO[src.stem.split("_")[0].lower()]["label"]
+        out = [names[str(k)] for k in range(n)]
+    except Exception:
+        out = [str(k) for k in range(n)]
+    return [f"class {x}" if x.isdigit() else x for x in out]
+
+
+def _check_classes(ds: LabeledImages, classes: Sequence[str] | None) -> LabeledImages:
+    problems = []
+    if classes is not None:
+        classes = list(classes)
+        index = {c: k for k, c in enumerate(classes)}
+        found = [ds.classes[k] for k in ds.labels]
+        for i, name in enumerate(found):
+            if name not in index:
+                problems.append(Problem(ds.where(i), f"label {name!r} is not one of the classes {classes}",
+                                        "correct the label, or train a new run that includes this class"))
+        if not problems:
+            ds.labels = np.array([index[n] for n in found], dtype=np.int64)
+            ds.classes = classes
+    if not problems:
+        counts = np.bincount(ds.labels, minlength=len(ds.classes))
+        for c, n in zip(ds.classes, counts):
+            if n == 0:
+                problems.append(Problem(str(ds.source.name), f"class {c!r} has no images",
+                                        "add images of it, or remove it from the class list"))
+        if len(ds.classes) < 2:
+            problems.append(Problem(str(ds.source.name), f"has a single class {ds.classes}",
+                                    "label noise can only be found between two or more classes"))
+    if problems:
+        raise DataError(problems, f"{ds.source} has problems")
+    return ds
+
+
+def _check_image_files(ds: LabeledImages, skip: bool, max_pixels: int) -> LabeledImages:
+    problems = []
+    for i in range(len(ds)):
+        p = _image_problem(ds.file_of(i), ds.where(i), max_pixels)
+        if p is not None:
+            problems.append(p)
+    return _drop_or_fail(ds, problems, skip)
+
+
+def _image_problem(f: Path, where: str, max_pixels: int) -> Problem | None:
+    if not f.is_file():
+        return Problem(where, f"image file {str(f)!r} does not exist",
+                       "correct the path (relative paths start at the label file's folder) or use --skip-unreadable")
+    try:
+        with Image.open(f) as im:
+            w, h = im.size
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
+        return Problem(where, f"cannot be read as an image ({type(e).__name__}: {e})",
+                       "replace the file, or use --skip-unreadable to leave it out")
+    if w * h > max_pixels:
+        return Problem(where, f"image is {w}×{h} = {w * h / 1e6:.0f} megapixels, over the limit of {max_pixels / 1e6:.0f}",
+                       "downscale it, or raise --max-pixels if the machine has the memory")
+    return None
+
+
+def _drop_or_fail(ds: LabeledImages, problems: list[Problem], skip: bool) -> LabeledImages:
+    """Either fail with the image problems, or drop those samples and keep warnings."""
+    if not problems:
+        return ds
+    if not skip:
+        raise DataError(problems, f"{ds.source} has unreadable images")
+    bad = {p.where for p in problems}
+    keep = [i for i in range(len(ds)) if ds.where(i) not in bad]
+    ds.ids = [ds.ids[i] for i in keep]
+    ds.labels = ds.labels[keep]
+    if ds.rows is not None:
+        ds.rows = ds.rows[keep]
+    ds.problems += [Problem(p.where, p.message + " — skipped", p.fix, "warning") for p in problems]
+    return _check_classes(ds, ds.classes)
+
+
+def _decode_one(ds: LabeledImages, i: int, size: int) -> np.ndarray:
+    if ds.array is not None:
+        im = ds.open_image(i)
+    else:
+        with Image.open(ds.file_of(i)) as f:
+            f.draft("RGB", (size, size))  # JPEG: decode at reduced scale, much faster
+            im = f.convert("RGB")
+    im = im.resize((size, size), Image.BILINEAR, reducing_gap=3.0 if max(im.size) > 3 * size else None)
+    return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1)
+
+
+def decode_images(
+    ds: LabeledImages,
+    size: int,
+    *,
+    workers: int = 4,
+    cache_dir: str | Path | None = None,
+    skip_unreadable: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, list[Problem]]:
+    """Decode every image once, resized to ``size × size``, into a ``(N, 3, S, S)`` uint8 array.
+
+    The array is what training reads each epoch, so JPEG decoding happens once per data
+    set. With ``cache_dir`` the array is kept on disk, keyed by the data's fingerprint, and
+    later runs (or a resumed one) load it instead of decoding again. Images that fail to
+    decode raise :class:`DataError`; with ``skip_unreadable`` they are returned as problems
+    and their slots are all-zero (the caller drops them).
+    """
+    cache = None
+    if cache_dir is not None:
+        cache = Path(cache_dir) / f"images_{ds.fingerprint()}_{size}.npy"
+        if cache.is_file():
+            arr = np.load(cache, mmap_mode=None)
+            if arr.shape == (len(ds), 3, size, size):
+                return arr, []
+    out = np.zeros((len(ds), 3, size, size), dtype=np.uint8)
+    problems: list[Problem] = []
+
+    def work(i: int) -> None:
+        try:
+            out[i] = _decode_one(ds, i, size)
+        except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as e:
+            problems.append(Problem(ds.where(i), f"cannot be decoded ({type(e).__name__}: {e})",
+                                    "replace the file, or use --skip-unreadable to leave it out"))
+
+    done = 0
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for _ in pool.map(work, range(len(ds))):
+            done += 1
+            if progress is not None and (done % 64 == 0 or done == len(ds)):
+                progress(done, len(ds))
+    if problems and not skip_unreadable:
+        raise DataError(problems, f"{ds.source} has images that cannot be decoded")
+    if cache is not None and not problems:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".tmp{os.getpid()}.npy")
+        np.save(tmp, out)
+        os.replace(tmp, cache)
+    return out, problems
+
+
+def subset(ds: LabeledImages, keep: Iterable[int]) -> LabeledImages:
+    """A copy of ``ds`` restricted to the samples ``keep`` (class list unchanged)."""
+    keep = list(keep)
+    return LabeledImages(
+        kind=ds.kind, source=ds.source, root=ds.root, ids=[ds.ids[i] for i in keep],
+        labels=ds.labels[keep], classes=list(ds.classes), problems=list(ds.problems),
+        rows=None if ds.rows is None else ds.rows[keep],
+        array=None if ds.array is None else ds.array[keep],
+    )

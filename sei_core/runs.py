@@ -1,0 +1,224 @@
+"""The run directory: configuration, status, samples, per-run records and checkpoints.
+
+Layout of ``runs/<name>/``::
+
+    config.json     what was asked for (data, model, schedule, prompts …)
+    status.json     where the run is (state, epoch, loss, accuracy, ETA, error, history)
+    samples.csv     the samples trained on: id, given label, CSV line
+    log.txt         the training process's output
+    cache/          decoded images (uint8), shared by the complementary runs and resumes
+    run1/, run2/    one folder per complementary run: aux.npy (its auxiliary samples),
+                    records (epoch_XXXX.npz, probs_XXXX.npy), checkpoint.pt, done
+    scores.csv      the ranked table, written when training finishes
+
+Every file is replaced atomically, so a reader never sees half a file and a killed
+process leaves the last complete epoch behind. A lock file held by the training process
+tells whether it is alive: a run whose status says "running" but whose lock is free was
+killed (state "interrupted") and can be resumed.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .records import RecordStore, _atomic_save
+
+try:
+    import fcntl
+except ImportError:  # Windows: fall back to the pid recorded in the status
+    fcntl = None
+
+STATES = ("created", "running", "finished", "failed", "stopped", "interrupted")
+
+
+class RunError(Exception):
+    """A run directory is missing, incomplete or busy; the message says what to do."""
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _write_json(path: Path, obj) -> None:
+    _atomic_save(path, lambda f: f.write(json.dumps(obj, indent=1, default=_json_default).encode()))
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(type(o))
+
+
+class Run:
+    """Handle on a run directory; cheap to create, reads files on demand."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    # -- files -----------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def exists(self) -> bool:
+        return (self.path / "config.json").is_file()
+
+    def config(self) -> dict:
+        try:
+            return json.loads((self.path / "config.json").read_text())
+        except FileNotFoundError:
+            raise RunError(f"{self.path} is not a run directory (no config.json); "
+                           "start one with `sei train DATA --out DIR`") from None
+
+    def write_config(self, config: dict) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        _write_json(self.path / "config.json", config)
+
+    def sub_run(self, index: int) -> Path:
+        """Folder of complementary run ``index`` (1-based)."""
+        return self.path / f"run{index}"
+
+    def records(self, index: int, keep_probs: int = 5) -> RecordStore:
+        return RecordStore(self.sub_run(index) / "records", keep_probs)
+
+    def n_sub_runs(self) -> int:
+        return int(self.config().get("runs", 2))
+
+    def aux_indices(self, index: int) -> np.ndarray:
+        return np.load(self.sub_run(index) / "aux.npy")
+
+    @property
+    def log_file(self) -> Path:
+        return self.path / "log.txt"
+
+    def checkpoint(self, index: int) -> Path:
+        return self.sub_run(index) / "checkpoint.pt"
+
+    def is_done(self, index: int) -> bool:
+        return (self.sub_run(index) / "done").is_file()
+
+    def mark_done(self, index: int) -> None:
+        (self.sub_run(index) / "done").write_text(now())
+
+    # -- samples ---------------------------------------------------------------------
+    def write_samples(self, ids: list[str], labels: list[str], rows=None) -> None:
+        def save(f):
+            text = io.StringIO()
+            w = csv.writer(text)
+            w.writerow(["id", "label", "line"])
+            for i, (sid, lab) in enumerate(zip(ids, labels)):
+                w.writerow([sid, lab, "" if rows is None else int(rows[i])])
+            f.write(text.getvalue().encode("utf-8"))
+
+        _atomic_save(self.path / "samples.csv", save)
+
+    def samples(self) -> tuple[list[str], list[str]]:
+        """Sample ids and given label names, in training order."""
+        try:
+            with open(self.path / "samples.csv", newline="", encoding="utf-8") as f:
+                rows = list(csv.DictReader(f))
+        except FileNotFoundError:
+            raise RunError(f"{self.path} has no samples yet: training has not loaded the data") from None
+        return [r["id"] for r in rows], [r["label"] for r in rows]
+
+    # -- status ----------------------------------------------------------------------
+    def status(self) -> dict:
+        """The run's status; a "running" run whose process is gone reads as "interrupted"."""
+        try:
+            st = json.loads((self.path / "status.json").read_text())
+        except FileNotFoundError:
+            st = {"state": "created" if self.exists() else "missing"}
+        except json.JSONDecodeError:  # only possible if written by a foreign tool
+            st = {"state": "failed", "error": "status.json is unreadable"}
+        if st.get("state") == "running" and not self.is_locked():
+            st["state"] = "interrupted"
+            st.setdefault("error", None)
+            st["error"] = st["error"] or ("the training process stopped without finishing "
+                                          "(killed or crashed); resume it to continue")
+        return st
+
+    def update_status(self, **fields) -> dict:
+        """Merge ``fields`` into status.json (atomic) and return the new status."""
+        try:
+            st = json.loads((self.path / "status.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            st = {"created_at": now()}
+        st.update(fields)
+        st["updated_at"] = now()
+        _write_json(self.path / "status.json", st)
+        return st
+
+    # -- the lock held while training ------------------------------------------------
+    @property
+    def _lock_path(self) -> Path:
+        return self.path / ".lock"
+
+    def acquire(self):
+        """Take the training lock, or raise RunError if another process holds it."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise RunError(f"{self.path} is being trained by another process; "
+                               "stop it first (`sei stop`) or wait for it to finish") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        return fd
+
+    @staticmethod
+    def release(fd) -> None:
+        os.close(fd)  # closing the descriptor drops the flock
+
+    def is_locked(self) -> bool:
+        """True while a training process holds this run."""
+        if not self._lock_path.exists():
+            return False
+        if fcntl is None:
+            return _pid_alive(self.locked_pid())
+        fd = os.open(self._lock_path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+    def locked_pid(self) -> int | None:
+        try:
+            return int(self._lock_path.read_text().strip() or 0) or None
+        except (FileNotFoundError, ValueError):
+            return None
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def list_runs(folder: str | Path) -> list[Run]:
+    """Runs found directly under ``folder``, newest first."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    runs = [Run(p) for p in folder.iterdir() if (p / "config.json").is_file()]
+    return sorted(runs, key=lambda r: (r.path / "config.json").stat().st_mtime, reverse=True)

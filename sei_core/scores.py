@@ -1,0 +1,261 @@
+"""Scores for finding mislabeled samples: signed entropy, its integral and thresholds.
+
+Pure NumPy functions in the style of ``cleanlab.rank``: arrays in, arrays out, no state.
+Conventions used throughout:
+
+- ``probs``: predicted class probabilities, shape ``(N, K)``, rows summing to 1.
+- ``labels``: the given (possibly noisy) labels, integer array of shape ``(N,)``.
+- Per-epoch records are *epoch-major*: shape ``(T, N)`` for ``T`` epochs and ``N`` samples.
+- For every score here, **lower means more likely mislabeled**.
+
+The method is from "Entropy Never Lies: Signed Entropy Integral Unmasks Mislabeled Data"
+(ICML 2026): a sample whose prediction agrees with its label contributes its entropy with a
+plus sign, one whose prediction disagrees contributes it with a minus sign, and the sum over
+training epochs separates clean samples (high) from mislabeled ones (strongly negative).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Probabilities are clipped to this before taking logarithms, so 0·log 0 counts as 0.
+_EPS = 1e-12
+
+
+def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Numerically stable softmax, ``exp(z_k - max z) / Σ_j exp(z_j - max z)``."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=axis, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def entropy(probs: np.ndarray) -> np.ndarray:
+    """Shannon entropy in nats, ``H(p) = -Σ_k p_k log p_k``, over the last axis.
+
+    Ranges from 0 (one-hot) to ``log K`` (uniform).
+    """
+    p = np.asarray(probs, dtype=np.float64)
+    return -(p * np.log(np.clip(p, _EPS, None))).sum(axis=-1)
+
+
+def signed_entropy(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Signed entropy of each sample: ``SE = H(p)`` if ``argmax p == y`` else ``-H(p)``.
+
+    Parameters
+    ----------
+    probs : (N, K) array of probabilities.
+    labels : (N,) integer array of given labels.
+
+    Returns
+    -------
+    (N,) float array. Positive where the prediction agrees with the given label.
+    """
+    probs = np.asarray(probs)
+    agree = probs.argmax(axis=-1) == np.asarray(labels)
+    h = entropy(probs)
+    return np.where(agree, h, -h)
+
+
+def logit_margin(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """AUM margin (Pleiss et al. 2020): ``z_y - max_{k≠y} z_k`` for each sample.
+
+    Positive where the given label has the largest logit.
+    """
+    z = np.asarray(logits, dtype=np.float64)
+    labels = np.asarray(labels)
+    rows = np.arange(len(labels))
+    assigned = z[rows, labels]
+    others = z.copy()
+    others[rows, labels] = -np.inf
+    return assigned - others.max(axis=1)
+
+
+@dataclass(frozen=True)
+class EpochStatistics:
+    """What is kept per sample for one epoch (every array has shape ``(N,)``)."""
+
+    signed_entropy: np.ndarray
+    entropy: np.ndarray
+    prediction: np.ndarray
+    p_label: np.ndarray
+    margin: np.ndarray
+
+    FIELDS = ("signed_entropy", "entropy", "prediction", "p_label", "margin")
+
+
+def epoch_statistics(logits: np.ndarray, labels: np.ndarray) -> EpochStatistics:
+    """Per-sample statistics of one epoch from its logits ``(N, K)`` and labels ``(N,)``.
+
+    ``prediction = argmax p``, ``p_label = p_y``, ``margin`` is the AUM logit margin and
+    ``signed_entropy``/``entropy`` are as in :func:`signed_entropy` and :func:`entropy`.
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    p = softmax(logits)
+    h = entropy(p)
+    pred = p.argmax(axis=1)
+    return EpochStatistics(
+        signed_entropy=np.where(pred == labels, h, -h).astype(np.float32),
+        entropy=h.astype(np.float32),
+        prediction=pred.astype(np.int16),
+        p_label=p[np.arange(len(labels)), labels].astype(np.float32),
+        margin=logit_margin(logits, labels).astype(np.float32),
+    )
+
+
+def signed_entropy_integral(se: np.ndarray) -> np.ndarray:
+    """SEI: the sum of signed entropy over epochs, ``SEI_i = Σ_t SE_{t,i}``.
+
+    Parameters
+    ----------
+    se : (T, N) signed entropy per epoch and sample.
+
+    Returns
+    -------
+    (N,) array; clean samples end high, mislabeled ones strongly negative.
+    """
+    return np.asarray(se, dtype=np.float64).sum(axis=0)
+
+
+def windowed_sei(se: np.ndarray, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """SEI over epochs ``start <= t < stop`` only (0-based, Python slice semantics)."""
+    se = np.asarray(se, dtype=np.float64)
+    window = se[start:stop]
+    if window.shape[0] == 0:
+        raise ValueError(f"epoch window [{start}:{stop}] is empty for {se.shape[0]} epochs")
+    return window.sum(axis=0)
+
+
+def early_sei(se: np.ndarray) -> np.ndarray:
+    """Ablation: SEI over the first half of the epochs, ``Σ_{t < ⌈T/2⌉} SE_t``."""
+    return windowed_sei(se, 0, (np.shape(se)[0] + 1) // 2)
+
+
+def late_sei(se: np.ndarray) -> np.ndarray:
+    """Ablation: SEI over the second half of the epochs, ``Σ_{t ≥ ⌈T/2⌉} SE_t``."""
+    t = np.shape(se)[0]
+    return windowed_sei(se, (t + 1) // 2 if t > 1 else 0, None)
+
+
+def unsigned_entropy_integral(h: np.ndarray) -> np.ndarray:
+    """Ablation: ``-Σ_t H_t`` (the integral without the sign, negated so lower = suspect).
+
+    Negation keeps the convention of this module: a sample the model stays unsure about
+    (high entropy) scores low.
+    """
+    return -np.asarray(h, dtype=np.float64).sum(axis=0)
+
+
+def se_at_epoch(se: np.ndarray, epoch: int) -> np.ndarray:
+    """Ablation: signed entropy at a single epoch (0-based; negative counts from the end)."""
+    return np.asarray(se, dtype=np.float64)[epoch]
+
+
+def se_last_epoch(se: np.ndarray) -> np.ndarray:
+    """Ablation: signed entropy at the last epoch."""
+    return se_at_epoch(se, -1)
+
+
+def se_middle_epoch(se: np.ndarray) -> np.ndarray:
+    """Ablation: signed entropy at the middle epoch, index ``T // 2``."""
+    return se_at_epoch(se, np.shape(se)[0] // 2)
+
+
+def aux_threshold(scores: np.ndarray, is_aux: np.ndarray) -> float:
+    """Tuning-free threshold: the mean score of the auxiliary (known-mislabeled) samples.
+
+    ``τ = (1/|A|) Σ_{i∈A} s_i`` where ``A`` are the samples relabeled to the extra class.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    is_aux = np.asarray(is_aux, dtype=bool)
+    if not is_aux.any():
+        raise ValueError("no auxiliary samples: the threshold needs at least one")
+    return float(scores[is_aux].mean())
+
+
+def flag(scores: np.ndarray, threshold: float | np.ndarray) -> np.ndarray:
+    """Flag decision: ``s_i < τ`` (boolean ``(N,)``). ``threshold`` may be per-sample."""
+    return np.asarray(scores) < np.asarray(threshold)
+
+
+def choose_aux_sets(
+    n_samples: int, n_classes: int, n_runs: int = 2, seed: int = 0
+) -> list[np.ndarray]:
+    """Disjoint random auxiliary sets of ``⌊N/(K+1)⌋`` sample indices each, one per run.
+
+    With two runs (the default) every sample is an ordinary training sample in at least one
+    run, so every sample gets a score. Sizes shrink to ``⌊N/n_runs⌋`` if needed.
+    """
+    if n_runs < 1:
+        raise ValueError("n_runs must be at least 1")
+    size = min(n_samples // (n_classes + 1), n_samples // n_runs)
+    if size < 1:
+        raise ValueError(
+            f"{n_samples} samples are too few for an auxiliary set with {n_classes} classes"
+        )
+    order = np.random.default_rng(seed).permutation(n_samples)
+    return [np.sort(order[r * size : (r + 1) * size]) for r in range(n_runs)]
+
+
+def combine_runs(
+    scores: np.ndarray, thresholds: np.ndarray, is_aux: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Merge complementary runs into one score per sample.
+
+    Each sample takes its score from the first run in which it was *not* an auxiliary
+    sample, and is judged against that run's threshold (as in the paper's released code).
+
+    Parameters
+    ----------
+    scores : (R, N) score of every sample in each run.
+    thresholds : (R,) threshold of each run.
+    is_aux : (R, N) boolean, True where the sample was relabeled to the extra class.
+
+    Returns
+    -------
+    score : (N,) merged scores (NaN where the sample was auxiliary in every run).
+    threshold : (N,) the threshold each sample is compared with.
+    source_run : (N,) index of the run each score comes from, -1 if none.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    thresholds = np.asarray(thresholds, dtype=np.float64)
+    is_aux = np.asarray(is_aux, dtype=bool)
+    usable = ~is_aux
+    has = usable.any(axis=0)
+    source = np.where(has, usable.argmax(axis=0), -1)
+    cols = np.arange(scores.shape[1])
+    pick = np.clip(source, 0, None)
+    score = np.where(has, scores[pick, cols], np.nan)
+    thr = np.where(has, thresholds[pick], np.nan)
+    return score, thr, source
+
+
+def suggested_labels(
+    predictions: np.ndarray, probs: np.ndarray, n_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The model's suggested label: its most frequent prediction over the last epochs.
+
+    Parameters
+    ----------
+    predictions : (L, N) predicted class per recent epoch (values >= n_classes, such as the
+        auxiliary class, are ignored).
+    probs : (L, N, K') probabilities of the same epochs (K' >= n_classes).
+    n_classes : number of real classes K.
+
+    Returns
+    -------
+    label : (N,) most frequent real-class prediction (ties: the one with higher mean
+        probability); where no epoch predicted a real class, the class of highest mean
+        probability.
+    probability : (N,) mean probability of that label over the recent epochs.
+    """
+    predictions = np.asarray(predictions)
+    probs = np.asarray(probs, dtype=np.float64)[..., :n_classes]
+    counts = np.stack([(predictions == k).sum(axis=0) for k in range(n_classes)], axis=1)
+    mean_p = probs.mean(axis=0)
+    # counts dominate; mean probability (< 1) only breaks ties between equal counts
+    label = np.argmax(counts + mean_p, axis=1)
+    return label, mean_p[np.arange(len(label)), label]

@@ -1,0 +1,452 @@
+"""Training on noisy labels while recording per-sample dynamics for SEI.
+
+One *run* trains ``runs`` complementary models (default 2, as in the paper's released
+code). Each relabels its own random ``N/(K+1)`` samples to an extra, meaningless class
+(the auxiliary prompt); these known-mislabeled samples give the threshold, and the
+auxiliary sets are disjoint so that every sample is scored by a run in which it kept its
+label.
+
+The images are decoded once into a uint8 tensor (on the GPU when it fits), so epochs never
+touch JPEG decoding; augmentation runs batched on the training device. Every epoch writes
+its records, a checkpoint (model, optimiser, scheduler, RNG states) and the status, so a
+killed run resumes from its last complete epoch and ends with the same scores as an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import signal
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import dataset as ds_mod
+from .models import ModelError, build_model
+from .records import Recorder, _atomic_save
+from .runs import Run, RunError, now
+from .scores import choose_aux_sets
+
+PAPER_EPOCHS = 150
+PAPER_MILESTONES = (75, 115)
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs; defaults are the paper's (SGD, 150 epochs, lr 1e-3 …)."""
+
+    data: str
+    split: str = "train"
+    model: str = "ViT-B-16"
+    weights: str | None = None
+    image_size: int = 224
+    epochs: int = PAPER_EPOCHS
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    batch_size: int = 128
+    #: epochs after which lr is multiplied by ``gamma``; None scales the paper's 75/115 of 150
+    milestones: list[int] | None = None
+    gamma: float = 0.1
+    seed: int = 0
+    device: str = "auto"
+    workers: int = 4
+    amp: bool = True
+    runs: int = 2
+    record: str = "train"  # "train": the training forward pass; "eval": an extra clean pass
+    keep_probs: int = 5
+    augment: str = "paper"  # "paper": random resized crop + flips; "flip"; "none"
+    template: str | None = None
+    aux_prompt: str | None = None
+    per_class_prompts: dict = field(default_factory=dict)
+    skip_unreadable: bool = False
+    max_pixels: int = ds_mod.DEFAULT_MAX_PIXELS
+
+    def resolved_milestones(self) -> list[int]:
+        if self.milestones is not None:
+            return sorted(int(m) for m in self.milestones)
+        return [max(1, round(self.epochs * m / PAPER_EPOCHS)) for m in PAPER_MILESTONES]
+
+    def validate(self) -> None:
+        problems = []
+        if self.epochs < 1:
+            problems.append("epochs must be at least 1")
+        if self.batch_size < 2:
+            problems.append("batch size must be at least 2")
+        if self.image_size < 8:
+            problems.append("image size must be at least 8 pixels")
+        if self.lr <= 0:
+            problems.append("learning rate must be positive")
+        if self.runs < 1:
+            problems.append("runs must be 1 (single) or more (complementary)")
+        if self.record not in ("train", "eval"):
+            problems.append("record must be 'train' or 'eval'")
+        if self.augment not in ("paper", "flip", "none"):
+            problems.append("augment must be 'paper', 'flip' or 'none'")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    """CUDA if present, then Apple MPS, then CPU; or exactly what was asked for."""
+    if requested != "auto":
+        dev = torch.device(requested)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise RunError("device 'cuda' was requested but PyTorch sees no CUDA GPU; use --device cpu")
+        return dev
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def augment_batch(x: torch.Tensor, mode: str, gen: torch.Generator) -> torch.Tensor:
+    """Batched augmentation of images in [0, 1]: random resized crop (scale 0.7–1, aspect
+    3/4–4/3) with horizontal and vertical flips ("paper"), flips only ("flip"), or none.
+
+    One ``affine_grid``/``grid_sample`` call for the whole batch; randomness from ``gen``.
+    """
+    if mode == "none":
+        return x
+    b = x.shape[0]
+    r = torch.rand((b, 6), generator=gen, device=gen.device).to(x.device)
+    fx = torch.where(r[:, 0] < 0.5, -1.0, 1.0)
+    fy = torch.where(r[:, 1] < 0.5, -1.0, 1.0)
+    if mode == "flip":
+        sx = sy = torch.ones(b, device=x.device)
+    else:
+        area = 0.7 + 0.3 * r[:, 2]
+        log_ratio = math.log(3 / 4) + (math.log(4 / 3) - math.log(3 / 4)) * r[:, 3]
+        ratio = torch.exp(log_ratio)
+        sx = torch.sqrt(area * ratio).clamp(max=1.0)
+        sy = torch.sqrt(area / ratio).clamp(max=1.0)
+    tx = (1 - sx) * (2 * r[:, 4] - 1)
+    ty = (1 - sy) * (2 * r[:, 5] - 1)
+    theta = torch.zeros((b, 2, 3), device=x.device, dtype=x.dtype)
+    theta[:, 0, 0] = sx * fx
+    theta[:, 0, 2] = tx
+    theta[:, 1, 1] = sy * fy
+    theta[:, 1, 2] = ty
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+class Stopped(Exception):
+    """Raised inside training when the process is asked to stop (SIGTERM/SIGINT)."""
+
+
+@dataclass
+class Prepared:
+    """What both complementary runs share: the validated data and its decoded images."""
+
+    data: ds_mod.LabeledImages
+    images: np.ndarray  # (N, 3, S, S) uint8
+    prompts: list[str]
+
+
+def prepare(config: TrainConfig, run: Run, log: Callable[[str], None] = print) -> Prepared:
+    """Load and validate the data, decode it once (cached in the run), save the sample list."""
+    run.update_status(phase="loading data")
+    data = ds_mod.load(config.data, split=config.split, skip_unreadable=config.skip_unreadable,
+                       max_pixels=config.max_pixels, classes=run.config().get("classes"))
+    for p in data.problems:
+        log(f"warning: {p}")
+    t0 = time.time()
+
+    def progress(done: int, total: int) -> None:
+        run.update_status(phase=f"decoding images {done}/{total}")
+
+    images, problems = ds_mod.decode_images(data, config.image_size, workers=config.workers,
+                                            cache_dir=run.path / "cache",
+                                            skip_unreadable=config.skip_unreadable, progress=progress)
+    if problems:
+        bad = {p.where for p in problems}
+        keep = [i for i in range(len(data)) if data.where(i) not in bad]
+        for p in problems:
+            log(f"warning: {p} — skipped")
+        data, images = ds_mod.subset(data, keep), images[keep]
+    log(f"{len(data)} images of {len(data.classes)} classes decoded at {config.image_size}px "
+        f"in {time.time() - t0:.1f}s")
+    base = data.prompts()
+    prompts = ds_mod.Prompts(template=config.template or base.template,
+                             aux_prompt=config.aux_prompt or base.aux_prompt,
+                             per_class={**base.per_class, **config.per_class_prompts})
+    cfg = run.config()
+    cfg.update(classes=data.classes, prompts=prompts.for_classes(data.classes), n_samples=len(data))
+    run.write_config(cfg)
+    run.write_samples(data.ids, [data.classes[k] for k in data.labels], data.rows)
+    return Prepared(data, images, prompts.for_classes(data.classes))
+
+
+def train(
+    config: TrainConfig,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    progress_bar: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> Run:
+    """Train (or resume) a run in ``out`` and write its ranked scores at the end.
+
+    The status file always tells the outcome; errors are also raised to the caller
+    (:class:`~sei_core.dataset.DataError`, :class:`~sei_core.models.ModelError`,
+    :class:`RunError`, :class:`Stopped`).
+    """
+    if resume:
+        run = Run(out)
+        if not run.exists():
+            raise RunError(f"there is no run to resume in {run.path}")
+        config = TrainConfig.from_dict(run.config())
+    else:
+        run = init_run(config, out)
+    lock = run.acquire()
+    logf = open(run.log_file, "a", encoding="utf-8")
+
+    def say(msg: str) -> None:
+        line = f"[{time.strftime('%H:%M:%S')}] {msg}"
+        logf.write(line + "\n")
+        logf.flush()
+        (log or (lambda m: print(m, file=sys.stderr)))(msg)
+
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+
+    def on_signal(signum, frame):
+        raise Stopped(f"stopped by signal {signal.Signals(signum).name}")
+
+    for s in previous:
+        try:
+            signal.signal(s, on_signal)
+        except ValueError:  # not the main thread: rely on the caller
+            pass
+    try:
+        run.update_status(state="running", pid=_pid(), error=None, started_at=now(),
+                          n_runs=config.runs, epochs=config.epochs)
+        say(f"{'resuming' if resume else 'starting'} run {run.path}")
+        device = pick_device(config.device)
+        prepared = prepare(config, run, say)
+        n, k = len(prepared.data), len(prepared.data.classes)
+        aux_sets = _aux_sets(run, config, n, k)
+        for index in range(1, config.runs + 1):
+            if run.is_done(index):
+                continue
+            _train_one(run, config, prepared, aux_sets[index - 1], index, device, progress_bar, say)
+        from .ranking import write_scores  # late import: ranking reads what training wrote
+
+        write_scores(run)
+        run.update_status(state="finished", phase="finished", eta_seconds=0, finished_at=now())
+        say("finished; scores written to scores.csv")
+        return run
+    except Stopped as e:
+        run.update_status(state="stopped", phase="stopped", error=None, eta_seconds=None)
+        say(f"{e}; resume with `sei resume {run.path}`")
+        raise
+    except (ds_mod.DataError, ModelError, RunError, ValueError) as e:
+        run.update_status(state="failed", error=str(e), eta_seconds=None)
+        say(f"failed: {e}")
+        raise
+    except BaseException as e:
+        msg = f"{type(e).__name__}: {e}"
+        if isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower():
+            msg = f"out of memory ({e}); lower --batch-size or --image-size"
+        run.update_status(state="failed", error=msg, eta_seconds=None)
+        logf.write(traceback.format_exc())
+        say(f"failed: {msg}")
+        raise
+    finally:
+        for s, h in previous.items():
+            try:
+                signal.signal(s, h)
+            except ValueError:
+                pass
+        logf.close()
+        Run.release(lock)
+
+
+def init_run(config: TrainConfig, out: str | Path) -> Run:
+    """Create the run directory with its config (resolved milestones included)."""
+    config.validate()
+    run = Run(out)
+    if run.exists():
+        raise RunError(f"{run.path} already holds a run; choose another --out, or resume it with "
+                       f"`sei resume {run.path}`")
+    cfg = dataclasses.asdict(config)
+    cfg["milestones"] = config.resolved_milestones()
+    cfg["created_at"] = now()
+    run.write_config(cfg)
+    run.update_status(state="created", phase="waiting to start", epochs=config.epochs, n_runs=config.runs)
+    return run
+
+
+def _pid() -> int:
+    import os
+
+    return os.getpid()
+
+
+def _aux_sets(run: Run, config: TrainConfig, n: int, k: int) -> list[np.ndarray]:
+    """The auxiliary sets, chosen once and kept in the run so a resume uses the same."""
+    files = [run.sub_run(i) / "aux.npy" for i in range(1, config.runs + 1)]
+    if all(f.is_file() for f in files):
+        return [np.load(f) for f in files]
+    sets = choose_aux_sets(n, k, config.runs, seed=config.seed)
+    for f, s in zip(files, sets):
+        f.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_save(f, lambda fh, s=s: np.save(fh, s))
+    return sets
+
+
+def _batches(n: int, batch_size: int) -> int:
+    return max(1, math.ceil(n / batch_size))
+
+
+def _train_one(run: Run, config: TrainConfig, prep: Prepared, aux: np.ndarray, index: int,
+               device: torch.device, progress_bar: bool, say: Callable[[str], None]) -> None:
+    n, k = len(prep.data), len(prep.data.classes)
+    targets = prep.data.labels.copy()
+    targets[aux] = k  # the auxiliary class is the extra output K
+    torch.manual_seed(config.seed * 1000 + index)
+    model = build_model(config.model, prep.prompts, weights=config.weights,
+                        image_size=config.image_size).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                          weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=config.resolved_milestones(),
+                                                 gamma=config.gamma)
+    order_gen = torch.Generator().manual_seed(config.seed * 1000 + index)
+    aug_gen = torch.Generator(device=device).manual_seed(config.seed * 1000 + index + 1)
+    images = _images_on(device, prep.images)
+    y_all = torch.from_numpy(targets).to(device)
+    store = run.records(index, config.keep_probs)
+    recorder = Recorder(n, k + 1, device)
+    use_amp = config.amp and device.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+
+    start_epoch, history = 1, []
+    ckpt_path = run.checkpoint(index)
+    if ckpt_path.is_file():
+        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        scaler.load_state_dict(ck["scaler"])
+        order_gen.set_state(ck["order_gen"])
+        aug_gen.set_state(ck["aug_gen"])
+        torch.set_rng_state(ck["torch_rng"])
+        if device.type == "cuda" and ck.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(ck["cuda_rng"], device)
+        start_epoch, history = ck["epoch"] + 1, ck["history"]
+        say(f"run {index}: resuming after epoch {ck['epoch']}")
+    store.truncate(start_epoch - 1)
+
+    n_batches = _batches(n, config.batch_size)
+    bar = None
+    if progress_bar:
+        from tqdm import tqdm
+
+        bar = tqdm(total=(config.epochs - start_epoch + 1) * n_batches, unit="batch", file=sys.stderr,
+                   desc=f"run {index}/{config.runs}", dynamic_ncols=True)
+    epoch_times = [h["seconds"] for h in history]
+    for epoch in range(start_epoch, config.epochs + 1):
+        t0 = time.time()
+        run.update_status(phase=f"training run {index}/{config.runs}", run_index=index, epoch=epoch - 1)
+        model.train()
+        perm = torch.randperm(n, generator=order_gen)
+        total_loss = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.int64)
+        # near-equal batches: never a batch of one sample, which BatchNorm cannot train on
+        for idx_cpu in torch.tensor_split(perm, n_batches):
+            idx = idx_cpu.to(device, non_blocking=True)
+            x = augment_batch(_gather(images, idx_cpu, idx, device), config.augment, aug_gen)
+            y = y_all[idx]
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                logits = model(x)
+                loss = F.cross_entropy(logits.float(), y)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            if config.record == "train":
+                recorder.update(logits, y, idx)
+            total_loss += loss.detach() * len(idx)
+            correct += (logits.detach().argmax(1) == y).sum()
+            if bar is not None:
+                bar.update(1)
+        sched.step()
+        if config.record == "eval":
+            _eval_pass(model, images, y_all, recorder, config, device, use_amp, amp_dtype)
+        stats, probs = recorder.finalize()
+        seconds = time.time() - t0
+        loss_v, acc_v = float(total_loss) / n, float(correct) / n
+        history.append({"run": index, "epoch": epoch, "loss": loss_v, "accuracy": acc_v, "seconds": seconds,
+                        "lr": opt.param_groups[0]["lr"]})
+        store.write_epoch(epoch, stats, probs, loss=loss_v, accuracy=acc_v)
+        ckpt = {
+            "epoch": epoch, "history": history, "model": model.state_dict(), "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
+            "order_gen": order_gen.get_state(), "aug_gen": aug_gen.get_state().cpu(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        }
+        _atomic_save(ckpt_path, lambda f: torch.save(ckpt, f))
+        epoch_times.append(seconds)
+        remaining = (config.epochs - epoch) + (config.runs - index) * config.epochs
+        eta = float(np.mean(epoch_times[-5:])) * remaining
+        all_history = [h for h in run.status().get("history", []) if h["run"] != index] + history
+        run.update_status(epoch=epoch, run_index=index, loss=loss_v, accuracy=acc_v, eta_seconds=eta,
+                          history=all_history, phase=f"training run {index}/{config.runs}")
+        if bar is not None:
+            bar.set_postfix(loss=f"{loss_v:.3f}", acc=f"{acc_v:.3f}")
+        else:
+            say(f"run {index} epoch {epoch}/{config.epochs} loss {loss_v:.4f} acc {acc_v:.3f} "
+                f"({seconds:.1f}s)")
+    if bar is not None:
+        bar.close()
+    run.mark_done(index)
+
+
+def _images_on(device: torch.device, images: np.ndarray) -> torch.Tensor:
+    """The uint8 image cache on the training device (GPU if it fits comfortably)."""
+    t = torch.from_numpy(images)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        if t.numel() < free * 0.3:
+            return t.to(device)
+        return t.pin_memory()
+    if device.type == "mps":
+        return t.to(device)
+    return t
+
+
+def _gather(images: torch.Tensor, idx_cpu: torch.Tensor, idx: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A batch of images as floats in [0, 1] on ``device``, wherever the cache lives."""
+    if images.device.type == device.type:
+        batch = images[idx]
+    else:
+        batch = images[idx_cpu].to(device, non_blocking=True)
+    return batch.float().div_(255)
+
+
+@torch.no_grad()
+def _eval_pass(model, images, y_all, recorder, config, device, use_amp, amp_dtype) -> None:
+    """Record logits without augmentation, in eval mode (the optional record source)."""
+    model.eval()
+    n = len(y_all)
+    for idx_cpu in torch.tensor_split(torch.arange(n), _batches(n, config.batch_size)):
+        idx = idx_cpu.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+            logits = model(_gather(images, idx_cpu, idx, device))
+        recorder.update(logits, y_all[idx], idx)
