@@ -256,6 +256,10 @@ def _read_csv(src: Path) -> LabeledImages:
                                     "quote cells that contain the delimiter, or fix the row"))
             continue
         path, label = row[ip].strip(), row[il].strip()
+        if "\n" in path or "\n" in label:
+            problems.append(Problem(where, "has a path or label that runs over several lines",
+                                    "check for an unclosed quote (\") on that line"))
+            continue
         if not path:
             problems.append(Problem(where, "has an empty path", "fill in the image path or delete the row"))
             continue

@@ -149,6 +149,15 @@ class Stopped(Exception):
     """Raised inside training when the process is asked to stop (SIGTERM/SIGINT)."""
 
 
+#: Signals received; checked between batches so a stop never interrupts a file write.
+_STOP: list[str] = []
+
+
+def _check_stop() -> None:
+    if _STOP:
+        raise Stopped(f"stopped by signal {_STOP[-1]}")
+
+
 @dataclass
 class Prepared:
     """What both complementary runs share: the validated data and its decoded images."""
@@ -168,6 +177,7 @@ def prepare(config: TrainConfig, run: Run, log: Callable[[str], None] = print) -
     t0 = time.time()
 
     def progress(done: int, total: int) -> None:
+        _check_stop()
         run.update_status(phase=f"decoding images {done}/{total}")
 
     images, problems = ds_mod.decode_images(data, config.image_size, workers=config.workers,
@@ -214,6 +224,7 @@ def train(
     else:
         run = init_run(config, out)
     lock = run.acquire()
+    _STOP.clear()
     logf = open(run.log_file, "a", encoding="utf-8")
 
     def say(msg: str) -> None:
@@ -225,7 +236,8 @@ def train(
     previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
 
     def on_signal(signum, frame):
-        raise Stopped(f"stopped by signal {signal.Signals(signum).name}")
+        # only note the request: raising here could interrupt a checkpoint being written
+        _STOP.append(signal.Signals(signum).name)
 
     for s in previous:
         try:
@@ -385,6 +397,7 @@ def _train_one(run: Run, config: TrainConfig, prep: Prepared, aux: np.ndarray, i
             correct += (logits.detach().argmax(1) == y).sum()
             if bar is not None:
                 bar.update(1)
+            _check_stop()
         sched.step()
         if config.record == "eval":
             _eval_pass(model, images, y_all, recorder, config, device, use_amp, amp_dtype)

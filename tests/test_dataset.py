@@ -1,0 +1,157 @@
+"""Reading the three data sources, and reporting bad input with file, row and fix."""
+
+import hashlib
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sei_core import dataset
+from sei_core.dataset import DataError
+
+
+def _img(path, size=(24, 24), color=(200, 120, 90)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, color).save(path)
+
+
+def _csv(tmp_path, text, images=("a.png", "b.png", "c.png", "d.png"), name="labels.csv"):
+    for i in images:
+        _img(tmp_path / i)
+    f = tmp_path / name
+    f.write_bytes(text.encode("utf-8") if isinstance(text, str) else text)
+    return f
+
+
+def _digest(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_csv_with_extra_columns_and_absolute_path(tmp_path):
+    _img(tmp_path / "elsewhere" / "x.png")
+    f = _csv(tmp_path, f"id,path,label,site\n1,a.png,nevus,arm\n2,b.png,melanoma,leg\n"
+                       f"3,{tmp_path / 'elsewhere' / 'x.png'},nevus,\n")
+    ds = dataset.load(f)
+    assert ds.classes == ["melanoma", "nevus"]
+    assert ds.labels.tolist() == [1, 0, 1]
+    assert ds.rows.tolist() == [2, 3, 4]
+    assert ds.file_of(2) == tmp_path / "elsewhere" / "x.png"
+    assert ds.class_counts() == {"melanoma": 1, "nevus": 2}
+
+
+def test_image_folder_and_decode_cache(tmp_path):
+    for c in ("cat", "dog"):
+        for i in range(3):
+            _img(tmp_path / "data" / c / f"{i}.jpg", size=(40, 30), color=(i * 50, 10, 10))
+    (tmp_path / "data" / "dog" / "notes.txt").write_text("not an image")
+    ds = dataset.load(tmp_path / "data")
+    assert ds.kind == "folder" and ds.classes == ["cat", "dog"] and len(ds) == 6
+    arr, problems = dataset.decode_images(ds, 16, cache_dir=tmp_path / "cache")
+    assert arr.shape == (6, 3, 16, 16) and arr.dtype == np.uint8 and not problems
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 1
+    again, _ = dataset.decode_images(ds, 16, cache_dir=tmp_path / "cache")
+    assert np.array_equal(arr, again)
+
+
+def test_medmnist_npz(tmp_path):
+    f = tmp_path / "retinamnist.npz"
+    rng = np.random.default_rng(0)
+    np.savez(f, train_images=rng.integers(0, 255, (10, 28, 28, 3), dtype=np.uint8),
+             train_labels=np.array([0, 1, 2, 3, 4] * 2).reshape(-1, 1))
+    ds = dataset.load(f)
+    assert ds.kind == "npz" and len(ds.classes) == 5 and ds.ids[3] == "train/03"
+    arr, _ = dataset.decode_images(ds, 32)
+    assert arr.shape == (10, 3, 32, 32)
+    with pytest.raises(DataError, match="val_images"):
+        dataset.load(f, split="val")
+
+
+@pytest.mark.parametrize("text,expect", [
+    ("file,label\na.png,x\n", "rename column|no column 'path'"),
+    ("Path,Label\na.png,x\n", "rename column 'Path' to 'path'"),
+    ("path,label\na.png,\nb.png,y\n", "line 2: image 'a.png' has an empty label"),
+    ("path,label\na.png,x\na.png,y\nb.png,y\n", "line 3: repeats path 'a.png' \\(first on line 2\\)"),
+    ("path,label\na.png,x\nb.png,x\n", "single class"),
+    ("path,label\na.png,x\nmissing.png,y\n", "line 3 \\(missing.png\\): image file .* does not exist"),
+    ('path,label\na.png,"x\nb.png,y\n', "line 2: has a path or label that runs over several lines"),
+    ("", "is empty"),
+])
+def test_bad_csv_is_reported_with_row_and_fix(tmp_path, text, expect):
+    f = _csv(tmp_path, text)
+    with pytest.raises(DataError, match=expect) as e:
+        dataset.load(f)
+    assert all(p.fix for p in e.value.problems)
+
+
+def test_all_problems_reported_together(tmp_path):
+    f = _csv(tmp_path, "path,label\na.png,\nb.png,y\nb.png,y\n,z\nc.png,x\n")
+    with pytest.raises(DataError) as e:
+        dataset.load(f)
+    assert len(e.value.problems) == 3
+    assert "(3)" in str(e.value)
+
+
+def test_bad_encoding_names_the_line(tmp_path):
+    f = _csv(tmp_path, "path,label\na.png,x\n".encode() + "b.png,café\n".encode("latin-1"))
+    with pytest.raises(DataError, match="line 3: is not valid UTF-8"):
+        dataset.load(f)
+
+
+def test_unknown_label_and_empty_class_against_a_class_list(tmp_path):
+    f = _csv(tmp_path, "path,label\na.png,x\nb.png,y\nc.png,w\n")
+    with pytest.raises(DataError, match="label 'w' is not one of the classes"):
+        dataset.load(f, classes=["x", "y"])
+    f2 = _csv(tmp_path, "path,label\na.png,x\nb.png,y\n", name="two.csv")
+    with pytest.raises(DataError, match="class 'z' has no images"):
+        dataset.load(f2, classes=["x", "y", "z"])
+    assert dataset.load(f2, classes=["y", "x"]).labels.tolist() == [1, 0]
+
+
+def test_corrupt_and_huge_images_can_be_skipped_with_a_report(tmp_path):
+    f = _csv(tmp_path, "path,label\na.png,x\nb.png,y\nc.png,x\nbroken.png,y\nbig.png,y\n")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    _img(tmp_path / "big.png", size=(300, 300))
+    with pytest.raises(DataError) as e:
+        dataset.load(f, max_pixels=50_000)
+    text = str(e.value)
+    assert "line 5 (broken.png): cannot be read as an image" in text
+    assert "line 6 (big.png): image is 300×300" in text and "--max-pixels" in text
+    ds = dataset.load(f, max_pixels=50_000, skip_unreadable=True)
+    assert ds.ids == ["a.png", "b.png", "c.png"]
+    assert len(ds.problems) == 2 and all(p.severity == "warning" for p in ds.problems)
+
+
+def test_truncated_jpeg_is_reported_at_load_and_at_decode(tmp_path):
+    _img(tmp_path / "ok.jpg")
+    full = (tmp_path / "ok.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(full[: len(full) // 2])
+    f = _csv(tmp_path, "path,label\nok.jpg,x\ncut.jpg,y\na.png,y\nb.png,x\n")
+    with pytest.raises(DataError, match="cut.jpg\\): cannot be read as an image"):
+        dataset.load(f)
+    ds = dataset.load(f, check_images=False)
+    with pytest.raises(DataError, match="cut.jpg\\): cannot be decoded"):
+        dataset.decode_images(ds, 16)
+    arr, problems = dataset.decode_images(ds, 16, skip_unreadable=True)
+    assert [p.where for p in problems] == ["labels.csv line 3 (cut.jpg)"]
+
+
+def test_loading_and_decoding_never_modify_user_data(tiny_copy, tmp_path):
+    before = _digest(tiny_copy.parent)
+    ds = dataset.load(tiny_copy)
+    dataset.decode_images(ds, 16, cache_dir=tmp_path / "cache")
+    assert _digest(tiny_copy.parent) == before
+
+
+def test_prompts_file_beside_the_data_is_used(tiny_data):
+    ds = dataset.load(tiny_data)
+    prompts = ds.prompts().for_classes(ds.classes)
+    assert prompts[0] == f"A dermoscopic image showing {ds.classes[0]}."
+    assert prompts[-1] == "A dermoscopic image showing other lesions."
+    assert len(prompts) == len(ds.classes) + 1
+
+
+def test_missing_source(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        dataset.load(tmp_path / "nope.csv")
+    shutil.rmtree(tmp_path)

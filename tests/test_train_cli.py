@@ -1,0 +1,167 @@
+"""Real (short) training through the CLI, kill-and-resume, and bad input at the CLI."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from sei_core import cli
+from sei_core.ranking import score_run
+from sei_core.records import Recorder
+from sei_core.runs import Run
+from sei_core.scores import epoch_statistics
+
+
+TINY = {}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _tiny(tiny_train):
+    TINY.update(tiny_train)
+
+
+def _args(data, out, **over):
+    cfg = {**TINY, **over}
+    args = ["train", str(data), "--out", str(out), "--no-progress"]
+    for k, v in cfg.items():
+        args += [f"--{k.replace('_', '-')}", str(v)]
+    return args
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "first"
+    assert cli.main(_args(tiny_data, out)) == 0
+    return Run(out)
+
+
+def test_training_writes_a_complete_run(finished_run, tiny_data):
+    run = finished_run
+    st = run.status()
+    assert st["state"] == "finished" and st["epoch"] == 4 and len(st["history"]) == 8
+    cfg = run.config()
+    assert cfg["milestones"] == [2, 3]  # the paper's 75/115 of 150, scaled to 4 epochs
+    assert cfg["prompts"][-1] == "A dermoscopic image showing other lesions."
+    for r in (1, 2):
+        assert run.records(r).epochs() == [1, 2, 3, 4]
+        assert len(list((run.sub_run(r) / "records").glob("probs_*.npy"))) == 4
+        assert run.checkpoint(r).is_file()
+    aux1, aux2 = run.aux_indices(1), run.aux_indices(2)
+    assert len(aux1) == len(aux2) == 48 // 5 and not set(aux1) & set(aux2)
+    table = pd.read_csv(run.path / "scores.csv")
+    assert len(table) == 48 and table["sei"].notna().all()  # two runs: every sample scored
+    assert table["sei"].is_monotonic_increasing
+    truth = pd.read_csv(tiny_data.parent / "truth.csv")
+    assert set(table["path"]) == set(truth["path"])
+
+
+def test_records_hold_signed_entropy_consistent_with_predictions(finished_run):
+    rec = finished_run.records(1).load()
+    se, h, pred = rec["signed_entropy"], rec["entropy"], rec["prediction"]
+    assert se.shape == (4, 48)
+    assert np.allclose(np.abs(se), h, atol=1e-6)
+    ids, labels = finished_run.samples()
+    classes = finished_run.config()["classes"]
+    target = np.array([classes.index(lab) for lab in labels])
+    target[finished_run.aux_indices(1)] = len(classes)
+    assert np.array_equal(se >= 0, pred == target) or np.all((se >= 0) == (pred == target) | (h == 0))
+
+
+def test_flags_and_status_commands(finished_run, capsys, tmp_path):
+    assert cli.main(["status", str(finished_run.path)]) == 0
+    assert "finished" in capsys.readouterr().out
+    out = tmp_path / "flags.csv"
+    assert cli.main(["flags", str(finished_run.path), "--all", "--out", str(out)]) == 0
+    df = pd.read_csv(out)
+    assert list(df.columns) == ["path", "given_label", "sei", "threshold", "flagged", "suggested_label",
+                                "suggested_probability", "scored_by_run"]
+    assert (df["flagged"] == (df["sei"] < df["threshold"])).all()
+    assert cli.main(["flags", str(finished_run.path), "--top", "3"]) == 0
+    assert "given_label" in capsys.readouterr().out
+
+
+def test_recorder_update_finalize_matches_direct_statistics():
+    torch.manual_seed(0)
+    logits = torch.randn(10, 4)
+    targets = torch.randint(0, 4, (10,))
+    rec = Recorder(10, 4)
+    for ids in (torch.tensor([7, 2, 9]), torch.tensor([0, 1, 3, 4, 5, 6, 8])):
+        rec.update(logits[ids], targets[ids], ids)
+    stats, probs = rec.finalize()
+    want = epoch_statistics(logits.numpy(), targets.numpy())
+    assert np.allclose(stats.signed_entropy, want.signed_entropy)
+    assert np.array_equal(stats.prediction, want.prediction)
+    assert probs.shape == (10, 4)
+    with pytest.raises(RuntimeError, match="not recorded"):
+        rec.update(logits[:2], targets[:2], torch.tensor([0, 1]))
+        rec.finalize()
+
+
+def test_killed_run_resumes_to_the_same_scores(tiny_data, tmp_path):
+    args = dict(epochs=6, seed=5)
+    ref = tmp_path / "reference"
+    assert cli.main(_args(tiny_data, ref, **args)) == 0
+
+    killed = tmp_path / "killed"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "sei_core.cli", *_args(tiny_data, killed, **args)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    records = killed / "run1" / "records"
+    deadline = time.time() + 240
+    while not (records / "epoch_0003.npz").exists():
+        assert proc.poll() is None, "training ended before it could be killed"
+        assert time.time() < deadline, "training made no progress"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    run = Run(killed)
+    assert run.status()["state"] == "interrupted"
+    assert not run.is_done(1)
+
+    assert cli.main(["resume", str(killed), "--no-progress"]) == 0
+    a, b = score_run(Run(ref)), score_run(run)
+    assert a.ids == b.ids
+    np.testing.assert_allclose(b.score, a.score, rtol=0, atol=1e-5)
+    assert np.array_equal(a.flagged, b.flagged)
+    assert run.status()["state"] == "finished"
+
+
+def test_stop_signal_leaves_a_resumable_run(tiny_data, tmp_path):
+    out = tmp_path / "stopped"
+    proc = subprocess.Popen([sys.executable, "-m", "sei_core.cli", *_args(tiny_data, out, epochs=40)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while not (out / "run1" / "records" / "epoch_0001.npz").exists():
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "resume" in err
+    assert Run(out).status()["state"] == "stopped"
+
+
+def test_bad_input_gives_a_message_not_a_traceback(tmp_path, capsys):
+    bad = tmp_path / "labels.csv"
+    bad.write_text("file,class\na.png,x\n")
+    assert cli.main(["train", str(bad), "--out", str(tmp_path / "r"), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "no column 'path' or 'label'" in err and "Traceback" not in err
+    st = Run(tmp_path / "r").status()
+    assert st["state"] == "failed" and "no column" in st["error"]
+    assert cli.main(["status", str(tmp_path / "nowhere")]) == 1
+    assert cli.main(["train", str(bad), "--out", str(tmp_path / "r2"), "--epochs", "0"]) == 1
+    assert "epochs must be at least 1" in capsys.readouterr().err
+
+
+def test_existing_run_is_not_overwritten(finished_run, tiny_data, capsys):
+    before = (finished_run.path / "scores.csv").read_bytes()
+    assert cli.main(_args(tiny_data, finished_run.path)) == 1
+    assert "already holds a run" in capsys.readouterr().err
+    assert (finished_run.path / "scores.csv").read_bytes() == before
