@@ -14,7 +14,7 @@ from pathlib import Path
 from . import dataset, jobs
 from .models import ModelError, available_models
 from .runs import Run, RunError
-from .train import PAPER_EPOCHS, Stopped, TrainConfig, train
+from .train import PAPER_EPOCHS, PRESETS, Stopped, TrainConfig, train
 
 DEFAULTS = TrainConfig(data="")
 
@@ -25,6 +25,9 @@ def _train_parser(sub) -> None:
                                    "or a MedMNIST .npz) and write a run directory.")
     p.add_argument("data", help="label CSV, image folder or .npz file")
     p.add_argument("--out", required=True, help="run directory to create, e.g. runs/first")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="paper",
+                   help="start from these settings (options given explicitly override them): "
+                        + "; ".join(f"{k}: {v or 'the paper defaults'}" for k, v in PRESETS.items()))
     p.add_argument("--model", default=DEFAULTS.model,
                    help="open_clip model name (ViT-B-16, RN50, SEI-Tiny-ViT, …) or resnet18/resnet50/vit_b_16 "
                         "(default %(default)s; `sei models` lists them)")
@@ -59,6 +62,14 @@ def _train_parser(sub) -> None:
     p.add_argument("--max-pixels", type=int, default=DEFAULTS.max_pixels)
     p.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
     p.add_argument("--background", action="store_true", help="start in a background process and return")
+
+
+def _apply_preset(parser: argparse.ArgumentParser, a: argparse.Namespace, argv: list[str]) -> None:
+    """Preset values replace defaults, never options the user typed."""
+    for key, value in PRESETS.get(getattr(a, "preset", "paper"), {}).items():
+        flag = "--" + key.replace("_", "-")
+        if not any(x == flag or x.startswith(flag + "=") for x in argv):
+            setattr(a, key, value)
 
 
 def _config_from(a: argparse.Namespace) -> TrainConfig:
@@ -188,6 +199,23 @@ def cmd_sample_data(a) -> int:
     return 0
 
 
+def cmd_demo(a) -> int:
+    """Generate the sample data if needed, train the cpu-demo preset on it, print the flags."""
+    from sample_data.make_sample_data import generate
+
+    labels = Path(__file__).resolve().parent.parent / "sample_data" / "labels.csv"
+    if not labels.is_file():
+        generate()
+    run = Run(a.out)
+    if not run.exists():
+        config = TrainConfig(data=str(labels), **PRESETS["cpu-demo"])
+        train(config, run.path, progress_bar=not a.no_progress)
+    elif run.status().get("state") != "finished":
+        train(TrainConfig(data=""), run.path, resume=True, progress_bar=not a.no_progress)
+    _print_summary(run)
+    return cmd_flags(argparse.Namespace(run=str(run.path), all=False, top=15, out=None))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sei", description="Find mislabeled images with the Signed Entropy Integral.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -212,17 +240,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="train")
     p.add_argument("--max-pixels", type=int, default=dataset.DEFAULT_MAX_PIXELS)
     sub.add_parser("models", help="list the model names")
+    p = sub.add_parser("demo", help="train on the bundled sample data (cpu-demo preset) and show the flags")
+    p.add_argument("--out", default="runs/sample")
+    p.add_argument("--no-progress", action="store_true")
     p = sub.add_parser("sample-data", help="(re)generate the bundled sample data set")
     p.add_argument("--out", default=None)
     for name, fn in [("train", cmd_train), ("resume", cmd_resume), ("status", cmd_status), ("flags", cmd_flags),
                      ("stop", cmd_stop), ("validate", cmd_validate), ("models", cmd_models),
-                     ("sample-data", cmd_sample_data)]:
+                     ("sample-data", cmd_sample_data), ("demo", cmd_demo)]:
         sub.choices[name].set_defaults(func=fn)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser.parse_args(argv)
+    if args.command == "train":
+        _apply_preset(parser, args, argv)
     try:
         return args.func(args)
     except Stopped as e:

@@ -1,0 +1,28 @@
+"""SEI review: train a model, see why images were flagged, and fix their labels.
+
+Run with ``streamlit run app.py``. Runs are kept under ``$SEI_RUNS_DIR`` (default ``./runs``);
+without a data choice the app opens the bundled sample data (generated on first use).
+"""
+
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+ROOT = Path(__file__).resolve().parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+st.set_page_config(page_title="SEI review", page_icon=":material/rule:", layout="wide",
+                   initial_sidebar_state="expanded")
+
+from pages import _common as common  # noqa: E402  (after set_page_config, with ROOT on the path)
+
+nav = st.navigation([
+    st.Page("pages/data.py", title="Data", icon=":material/folder_open:", url_path="data"),
+    st.Page("pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
+    st.Page("pages/explore.py", title="Explore", icon=":material/insights:", url_path="explore"),
+    st.Page("pages/review.py", title="Review", icon=":material/rule:", url_path="review"),
+])
+common.sidebar()
+nav.run()

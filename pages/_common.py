@@ -1,0 +1,247 @@
+"""What every page shares: the sidebar (which data set, which run), cached loaders, safe text
+and the error guard that turns any failure into a clear message instead of a traceback.
+
+UI glue only; the method lives in ``sei_core``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from sei_core import workspace
+from sei_core.dataset import DataError, LabeledImages, load
+from sei_core.gallery import ImageAccessError, ImageSource
+from sei_core.review import ReviewError
+from sei_core.runs import Run, RunError
+
+log = logging.getLogger("sei_review.app")
+
+DATA_PAGE = "pages/data.py"
+TRAIN_PAGE = "pages/train.py"
+EXPLORE_PAGE = "pages/explore.py"
+REVIEW_PAGE = "pages/review.py"
+
+_MD_SPECIAL = set("\\`*_{}[]()#+-.!|<>~$:&=\"'^@%")
+
+
+# -- text ----------------------------------------------------------------------------------
+
+def md(value: object) -> str:
+    """``value`` escaped so that st.markdown / st.error / labels show it literally.
+
+    Every ASCII punctuation character that Markdown, HTML or Streamlit's directives
+    (``:red[...]``, ``:material/...:``, ``$math$``) could interpret gets a backslash; line
+    breaks are kept as hard breaks.
+    """
+    s = "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in str(value))
+    return s.replace("\r\n", "\n").replace("\n", "  \n")
+
+
+# -- errors --------------------------------------------------------------------------------
+
+def _model_error():
+    try:
+        from sei_core.models import ModelError
+    except Exception:  # pragma: no cover - torch missing
+        class ModelError(Exception):  # type: ignore[no-redef]
+            pass
+    return ModelError
+
+
+def show_problems(problems) -> None:
+    """A data set's problems as a table: where, what, how to fix."""
+    st.dataframe(
+        pd.DataFrame([{"where": p.where, "problem": p.message, "how to fix": p.fix,
+                       "severity": p.severity} for p in problems]),
+        hide_index=True, width="stretch",
+        column_config={"where": st.column_config.TextColumn(width="medium"),
+                       "problem": st.column_config.TextColumn(width="large"),
+                       "how to fix": st.column_config.TextColumn(width="large")},
+    )
+
+
+def show_error(e: BaseException) -> None:
+    """A known error as a clear message (never a traceback)."""
+    if isinstance(e, DataError):
+        st.error(f"The data cannot be used as it is: {len(e.problems)} problem(s). "
+                 "Fix them in the file, then reload it on the Data page.", icon=":material/error:")
+        show_problems(e.problems)
+    elif isinstance(e, RunError):
+        st.error(md(str(e)), icon=":material/error:")
+    elif isinstance(e, ReviewError):
+        st.error(md(str(e)), icon=":material/error:")
+    else:
+        st.error(md(str(e)), icon=":material/error:")
+
+
+@contextlib.contextmanager
+def guard(where: str = "this page"):
+    """Run a page body; known errors become messages, unknown ones a plain apology + log."""
+    known = (DataError, RunError, ReviewError, ImageAccessError, _model_error(), ValueError, OSError)
+    try:
+        yield
+    except known as e:
+        show_error(e)
+    except Exception as e:  # never a traceback in the browser
+        log.exception("unexpected error on %s", where)
+        st.error(
+            f"Something unexpected went wrong on {where} ({md(type(e).__name__)}: {md(e)}). "
+            "Nothing you entered was lost: decisions are saved the moment you make them. "
+            "Reload the page; if it happens again, send the server log to your ML engineer.",
+            icon=":material/error:")
+
+
+# -- cached loaders --------------------------------------------------------------------------
+
+def file_stamp(path: str | Path) -> tuple:
+    """Changes when a file or folder (or its class sub-folders) changes: a cache key."""
+    p = Path(path)
+    try:
+        st_ = p.stat()
+    except OSError:
+        return (str(p), 0, 0)
+    stamp = [str(p), st_.st_mtime_ns, st_.st_size]
+    if p.is_dir():
+        with contextlib.suppress(OSError):
+            stamp += sorted(d.stat().st_mtime_ns for d in p.iterdir() if d.is_dir())
+    return tuple(stamp)
+
+
+@st.cache_resource(show_spinner="Reading and checking the data…", max_entries=6)
+def load_data(path: str, split: str, stamp: tuple) -> LabeledImages:
+    """The validated data set (unreadable images become warnings in ``.problems``)."""
+    return load(path, split=split, skip_unreadable=True)
+
+
+def data_set(path: str, split: str = "train") -> LabeledImages:
+    return load_data(path, split, file_stamp(path))
+
+
+@st.cache_resource(max_entries=6)
+def _image_source(path: str, split: str) -> ImageSource:
+    return ImageSource(path, split)
+
+
+def images_of(path: str, split: str = "train") -> ImageSource:
+    return _image_source(path, split)
+
+
+@st.cache_data(show_spinner="Scoring the run…", max_entries=12)
+def _scores(run_path: str, stamp: tuple):
+    from sei_core.ranking import score_run
+
+    return score_run(Run(run_path))
+
+
+def scores_of(run: Run):
+    """The run's scores (cached until the run writes another epoch)."""
+    return _scores(str(run.path), workspace.run_stamp(run))
+
+
+@st.cache_data(max_entries=12)
+def _truth(data_path: str, ids: tuple, stamp: tuple):
+    return workspace.load_truth(data_path, list(ids))
+
+
+def truth_of(run: Run, ids: list[str]):
+    data = run.config().get("data", "")
+    f = workspace.truth_file(data)
+    return None if f is None else _truth(data, tuple(ids), file_stamp(f))
+
+
+# -- the shared choice of data set and run --------------------------------------------------------
+
+def current_data() -> dict:
+    """This browser session's data choice: ``{"path", "split"}`` (newest recent one at first)."""
+    if "data" not in st.session_state:
+        st.session_state["data"] = workspace.current_data()
+    return st.session_state["data"]
+
+
+def choose_data(path: str, split: str = "train") -> None:
+    """Switch this session to a data set and remember it on disk."""
+    items = workspace.remember_data(path, split)
+    st.session_state["data"] = items[0]
+    st.session_state.pop("run_name", None)
+
+
+def select_run(name: str) -> None:
+    """Make ``name`` the selected run from the next rerun on."""
+    st.session_state["_select_run"] = name
+
+
+def current_run() -> Run | None:
+    name = st.session_state.get("run_name")
+    if not name:
+        return None
+    run = Run(workspace.runs_dir() / name)
+    return run if run.exists() else None
+
+
+def short_path(path: str, parts: int = 2) -> str:
+    p = Path(path)
+    return str(Path(*p.parts[-parts:])) if len(p.parts) > parts else str(p)
+
+
+_STATE_ICON = {"running": "▶", "finished": "✓", "failed": "✗", "stopped": "■", "interrupted": "‖",
+               "created": "…", "missing": "?"}
+
+
+def run_label(run: Run) -> str:
+    try:
+        state = run.status().get("state", "?")
+    except Exception:
+        state = "?"
+    return f"{_STATE_ICON.get(state, '?')} {run.name} ({state})"
+
+
+def sidebar() -> None:
+    """Which data set and which run every page works on."""
+    with st.sidebar:
+        with guard("the sidebar"):
+            data = current_data()
+            st.markdown("**Data set**")
+            st.text(short_path(data["path"]) + ("" if data.get("split", "train") == "train" else f" [{data['split']}]"))
+            st.page_link(DATA_PAGE, label="Choose another data set", icon=":material/folder_open:")
+            runs = workspace.runs_for(data["path"])
+            names = [r.name for r in runs]
+            labels = {r.name: run_label(r) for r in runs}
+            st.markdown("**Run**")
+            pending = st.session_state.pop("_select_run", None)
+            if pending in names:
+                st.session_state["run_name"] = pending
+            if not names:
+                st.session_state.pop("run_name", None)
+                st.caption("No run yet. Start one on the Train page.")
+                return
+            if st.session_state.get("run_name") not in names:
+                st.session_state["run_name"] = names[0]
+            st.selectbox("Run", names, key="run_name", format_func=lambda n: labels.get(n, n),
+                         label_visibility="collapsed",
+                         help="Runs trained on this data set come first. Explore and Review show the selected run.")
+            run = current_run()
+            if run is not None:
+                other = workspace.normalise_data_path(run.config().get("data", ""))
+                if other != workspace.normalise_data_path(data["path"]):
+                    st.caption("This run was trained on another data set:")
+                    st.text(short_path(other))
+
+
+def need_run() -> Run | None:
+    """The selected run, or a message that points to the Train page."""
+    run = current_run()
+    if run is None:
+        st.info("There is no run for this data set yet. Train one on the Train page; "
+                "it takes about a minute on the sample data.", icon=":material/info:")
+        st.page_link(TRAIN_PAGE, label="Go to Train", icon=":material/model_training:")
+    return run
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "").lower() in ("1", "true", "yes")

@@ -1,0 +1,200 @@
+"""Data: choose the label file, image folder or MedMNIST file; check it; edit the prompts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from pages._common import (choose_data, current_data, data_set, file_stamp, guard, images_of, md,
+                           short_path, show_problems)
+from sei_core import plots, workspace
+from sei_core.dataset import DataError, Prompts
+from sei_core.gallery import ImageAccessError, fit
+
+THUMBS_PER_CLASS = 12
+THUMB_SIDE = 128
+
+st.title("Data")
+st.caption("Choose the images and labels to check. Nothing here changes your files, except the "
+           "prompts, which are saved to prompts.json beside the data when you press Save.")
+
+
+def open_data(path: str, split: str) -> None:
+    path = path.strip()
+    if not path:
+        st.session_state["_data_msg"] = "Type the path of a label file, an image folder or a .npz file first."
+        return
+    p = Path(workspace.normalise_data_path(path))
+    if not p.exists():
+        st.session_state["_data_msg"] = (f"Nothing found at {p}. Check the spelling; relative paths start at "
+                                         f"the folder the app was started from ({Path.cwd()}).")
+        return
+    choose_data(str(p), split)
+    st.session_state.pop("data_path_input", None)
+
+
+def open_sample() -> None:
+    choose_data(str(workspace.ensure_sample_data()), "train")
+    st.session_state.pop("data_path_input", None)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def thumbnails(path: str, split: str, ids: tuple, side: int, stamp: tuple) -> list:
+    """Thumbnails (or the reason one cannot be shown) for a few samples."""
+    src = images_of(path, split)
+    out = []
+    for sid in ids:
+        try:
+            out.append(np.asarray(fit(src.open(sid, max_side=4 * side), side)))
+        except ImageAccessError as e:
+            out.append(str(e))
+    return out
+
+
+def chooser(data: dict) -> None:
+    with st.container(border=True):
+        st.subheader("Choose the data", anchor=False)
+        with st.expander("What can I open?"):
+            st.markdown(
+                "- **A label file (CSV)** with a header and at least the columns `path` and `label`; "
+                "`path` is the image file, relative to the CSV's folder. Other columns are kept. "
+                "Review decisions are written back to this file (a backup of the original is made first).\n"
+                "- **An image folder** with one sub-folder per class, named after the class.\n"
+                "- **A MedMNIST `.npz` file** as downloaded (choose the split).\n\n"
+                "Paths are on the machine that runs the app. Only images inside the data set's folder are shown.")
+        c1, c2 = st.columns([5, 1], vertical_alignment="bottom")
+        path = c1.text_input("Label file, image folder or MedMNIST .npz", value=data["path"], key="data_path_input",
+                             placeholder="/data/skin/labels.csv")
+        split = "train"
+        if path.strip().lower().endswith(".npz"):
+            split = c2.selectbox("Split", ["train", "val", "test"],
+                                 index=["train", "val", "test"].index(data.get("split", "train"))
+                                 if data.get("split") in ("train", "val", "test") else 0)
+        st.button("Open", type="primary", on_click=open_data, args=(path, split), icon=":material/folder_open:")
+        msg = st.session_state.pop("_data_msg", None)
+        if msg:
+            st.error(md(msg), icon=":material/error:")
+        recent = [it for it in workspace.recent_data() if it["path"] != data["path"]]
+        c1, c2 = st.columns([5, 1], vertical_alignment="bottom")
+        if recent:
+            pick = c1.selectbox("Recently opened", range(len(recent)),
+                                format_func=lambda k: recent[k]["path"] + (
+                                    "" if recent[k]["split"] == "train" else f" [{recent[k]['split']}]"))
+            c2.button("Open recent", on_click=open_data, args=(recent[pick]["path"], recent[pick]["split"]),
+                      width="stretch")
+        st.button("Use the bundled sample data", on_click=open_sample, icon=":material/science:",
+                  help="Synthetic skin-lesion images with 15% known wrong labels (truth.csv); "
+                       "generated on first use.")
+
+
+def summary(ds) -> None:
+    counts = ds.class_counts()
+    c = st.columns(4)
+    c[0].metric("Images", f"{len(ds):,}")
+    c[1].metric("Classes", len(ds.classes))
+    c[2].metric("Kind", {"csv": "label file", "folder": "image folder", "npz": "MedMNIST .npz"}[ds.kind])
+    c[3].metric("Problems", len(ds.problems))
+    left, right = st.columns([3, 2])
+    with left:
+        st.plotly_chart(plots.class_counts(counts), width="stretch", config={"displayModeBar": False})
+    with right:
+        st.dataframe(pd.DataFrame({"class": list(counts), "images": list(counts.values()),
+                                   "share": [f"{100 * n / max(1, len(ds)):.1f}%" for n in counts.values()]}),
+                     hide_index=True, width="stretch")
+        truth = workspace.truth_file(ds.source)
+        if truth is not None:
+            st.caption("A truth file was found beside the labels; Explore will mark the truly mislabeled images:")
+            st.text(truth.name)
+
+
+def report(ds) -> None:
+    st.subheader("Validation report", anchor=False)
+    if not ds.problems:
+        st.success("No problems found: every row has a path and a label, every image opens, "
+                   "and every class has images.", icon=":material/check_circle:")
+        return
+    st.warning(f"{len(ds.problems)} image(s) cannot be read and will be left out of training unless fixed "
+               "(tick “Leave out unreadable images” on the Train page, or fix them and press Open again).",
+               icon=":material/warning:")
+    show_problems(ds.problems)
+
+
+def gallery(ds, data: dict) -> None:
+    st.subheader("Images per class", anchor=False)
+    n = st.slider("Images per class", 4, 48, THUMBS_PER_CLASS, step=4)
+    by_class = [np.flatnonzero(ds.labels == k) for k in range(len(ds.classes))]
+    rng = np.random.default_rng(0)
+    picks = [np.sort(rng.permutation(ix)[:n]) for ix in by_class]
+    if len(ds.classes) <= 12:
+        containers = st.tabs([f"{md(c)} ({len(ix)})" for c, ix in zip(ds.classes, by_class)])
+        shown = range(len(ds.classes))
+    else:
+        k = st.selectbox("Class", range(len(ds.classes)), format_func=lambda i: ds.classes[i])
+        containers, shown = {k: st.container()}, [k]
+    stamp = file_stamp(data["path"])
+    for k in shown:
+        with containers[k]:
+            ids = tuple(ds.ids[i] for i in picks[k])
+            thumbs = thumbnails(data["path"], data.get("split", "train"), ids, THUMB_SIDE, stamp)
+            cols = st.columns(6)
+            for j, (sid, th) in enumerate(zip(ids, thumbs)):
+                with cols[j % 6]:
+                    if isinstance(th, str):
+                        st.warning(md(th))
+                    else:
+                        st.image(th, caption=md(Path(sid).name), width="stretch")
+
+
+def prompts_editor(ds) -> None:
+    st.subheader("Class prompts", anchor=False)
+    st.caption("The model scores each image against one sentence per class and against the auxiliary "
+               "sentence, which describes “something else” (the extra class that sets the threshold). "
+               "Use the words a clinician would use. Saved prompts apply to the next training run.")
+    base = ds.prompts()
+    with st.form("prompts"):
+        template = st.text_input("Template ({} is replaced by the class name)", value=base.template)
+        aux = st.text_input("Auxiliary prompt", value=base.aux_prompt)
+        table = pd.DataFrame({"class": ds.classes, "prompt": [base.per_class.get(c, "") for c in ds.classes]})
+        edited = st.data_editor(table, hide_index=True, width="stretch", disabled=["class"], num_rows="fixed",
+                                column_config={"prompt": st.column_config.TextColumn(
+                                    "own prompt (empty = use the template)", width="large")})
+        saved = st.form_submit_button("Save prompts", type="primary", icon=":material/save:")
+    if saved:
+        per_class = {str(c): str(p).strip() for c, p in zip(edited["class"], edited["prompt"])
+                     if isinstance(p, str) and p.strip()}
+        new = Prompts(template=template.strip(), aux_prompt=aux.strip(), per_class=per_class)
+        if "{}" not in new.template:
+            st.error("The template needs {} where the class name goes, e.g. “A dermoscopic image showing {}.”",
+                     icon=":material/error:")
+        elif not new.aux_prompt:
+            st.error("The auxiliary prompt cannot be empty.", icon=":material/error:")
+        else:
+            target = workspace.save_prompts(ds, new)
+            st.success("Saved to", icon=":material/check_circle:")
+            st.code(str(target), language=None)
+            base = new
+    st.dataframe(pd.DataFrame({"class": ds.classes + ["(auxiliary)"],
+                               "prompt the model sees": base.for_classes(ds.classes)}),
+                 hide_index=True, width="stretch")
+
+
+with guard("the Data page"):
+    data = current_data()
+    chooser(data)
+    st.subheader("Current data set", anchor=False)
+    st.code(data["path"] + ("" if data.get("split", "train") == "train" else f"  (split: {data['split']})"),
+            language=None)
+    try:
+        ds = data_set(data["path"], data.get("split", "train"))
+    except DataError as e:
+        st.error(f"This data cannot be used yet: {len(e.problems)} problem(s), listed below with where they are "
+                 "and how to fix them. Fix the file, then press Open again.", icon=":material/error:")
+        show_problems(e.problems)
+        st.stop()
+    summary(ds)
+    report(ds)
+    gallery(ds, data)
+    prompts_editor(ds)

@@ -1,0 +1,228 @@
+"""Explore: why each image was flagged — SEI per class, entropy curves, alignment, one image at a time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from pages._common import (REVIEW_PAGE, guard, images_of, md, need_run, scores_of, truth_of)
+from sei_core import dynamics, metrics, plots, workspace
+from sei_core.gallery import ImageAccessError, fit
+
+ALL = -1
+CHART = dict(width="stretch", config={"displayModeBar": False})
+
+st.title("Explore")
+
+HELP = """
+**Signed entropy (SE).** After every training epoch the model gives each image a probability for every class.
+Their *entropy* measures how unsure the model is (0 = certain). The entropy gets a **plus** sign when the model's
+guess equals the image's given label and a **minus** sign when it disagrees.
+
+**SEI (Signed Entropy Integral)** adds up the signed entropy over all epochs. Correctly labelled images end high;
+mislabeled images spend many epochs disagreeing with their label and end **strongly negative**.
+
+**Threshold.** During training a random set of images is deliberately relabeled to an extra
+"something else" class; they are known to be mislabeled, and their average SEI is the threshold (dashed line).
+Images below it are **flagged**. With two complementary runs each image is scored by the run in which it kept
+its label, so there can be two thresholds.
+
+**The three groups** used in the curves:
+- **Flagged**: SEI below the threshold: likely mislabeled.
+- **Easy clean**: not flagged, and learned early: from some epoch in the first half of training on, the model
+  always predicted the given label.
+- **Hard clean**: not flagged, but learned only in the second half of training, or still predicted as another
+  class at the end. The model found these difficult, yet their labels look right.
+
+Bands around the mean curves show ± one standard deviation. *Alignment* is the share of a group whose prediction
+equals the given label at each epoch. The last section compares SEI with the same integral **without the sign**:
+uncertainty alone cannot tell a hard but correct image from a mislabeled one; the sign can.
+"""
+
+
+def class_filter(classes: list[str]) -> int:
+    return st.selectbox("Class", [ALL] + list(range(len(classes))), key="explore_class",
+                        format_func=lambda k: "All classes" if k == ALL else classes[k],
+                        help="Show only images whose given label (at training time) is this class.")
+
+
+def summary(s, truth, mask, status: dict) -> None:
+    scored = mask & np.isfinite(s.score)
+    c = st.columns(5)
+    c[0].metric("Images", f"{int(mask.sum()):,}")
+    c[1].metric("Flagged", f"{int((s.flagged & mask).sum()):,}",
+                help="SEI below the threshold: likely mislabeled. Review them on the Review page.")
+    c[2].metric("Threshold" + ("s" if len(s.run_thresholds) > 1 else ""),
+                " / ".join(f"{t:.1f}" for t in s.run_thresholds),
+                help="Mean SEI of the images deliberately relabeled to the extra class, one per run.")
+    c[3].metric("Epochs recorded", s.epochs)
+    if truth is not None and scored.any():
+        rep = metrics.precision_recall_f1(s.flagged[scored], truth[scored])
+        c[4].metric("Flags that are truly wrong", f"{100 * rep['precision']:.0f}%",
+                    help=f"From the data set's truth file: {100 * rep['precision']:.0f}% of the flagged images are "
+                         f"truly mislabeled, and {100 * rep['recall']:.0f}% of the truly mislabeled images are flagged.")
+    if status.get("state") != "finished":
+        st.info(f"This run is {md(status.get('state'))}: the scores use the {s.epochs} epoch(s) recorded so far and "
+                "will change until training finishes.", icon=":material/hourglass_top:")
+
+
+def sample_table(s, truth, groups, mask, order) -> None:
+    k = len(s.classes)
+    df = pd.DataFrame({
+        "image": [Path(s.ids[i]).name for i in order],
+        "given label": [s.classes[s.labels[i]] for i in order],
+        "SEI": s.score[order],
+        "flagged": s.flagged[order],
+        "suggested": [s.classes[s.suggested[i]] if 0 <= s.suggested[i] < k else "" for i in order],
+        "probability": s.suggested_probability[order],
+        "group": [dynamics.GROUP_NAMES[g] if g >= 0 else "unscored" for g in groups[order]],
+    })
+    if truth is not None:
+        df["truly mislabeled"] = truth[order]
+    st.session_state["_explore_order"] = [int(i) for i in order]
+    st.dataframe(df, hide_index=True, width="stretch", height=420, key="explore_table", on_select=pick_from_table,
+                 selection_mode="single-row",
+                 column_config={"SEI": st.column_config.NumberColumn(format="%.2f"),
+                                "probability": st.column_config.ProgressColumn(format="percent", min_value=0,
+                                                                               max_value=1)})
+
+
+def pick_from_table() -> None:
+    rows = st.session_state.get("explore_table", {}).get("selection", {}).get("rows", [])
+    order = st.session_state.get("_explore_order", [])
+    if rows and rows[0] < len(order):
+        st.session_state["explore_sample"] = order[rows[0]]
+
+
+def send_to_review(run, sid: str) -> None:
+    workspace.request_review(run, sid)
+    st.session_state["review_focus"] = sid
+
+
+def sample_panel(run, s, truth, groups, order, means) -> None:
+    if not len(order):
+        st.caption("No images in this selection.")
+        return
+    if st.session_state.get("explore_sample") not in set(int(i) for i in order):
+        st.session_state["explore_sample"] = int(order[0])
+    k = len(s.classes)
+    i = st.selectbox("Open an image", [int(j) for j in order], key="explore_sample",
+                     format_func=lambda j: f"{Path(s.ids[j]).name} · SEI {s.score[j]:.1f}"
+                     + (" · flagged" if s.flagged[j] else ""),
+                     help="Or click a row of the table.")
+    sid = s.ids[i]
+    cfg = run.config()
+    left, right = st.columns([2, 3])
+    with left:
+        try:
+            st.image(fit(images_of(cfg["data"], cfg.get("split", "train")).open(sid, max_side=1024), 320),
+                     width="stretch")
+        except ImageAccessError as e:
+            st.warning(md(e), icon=":material/hide_image:")
+        st.text(sid)
+    with right:
+        given = s.classes[s.labels[i]]
+        sug = s.classes[s.suggested[i]] if 0 <= s.suggested[i] < k else "—"
+        rows = [("Given label", given),
+                ("SEI", f"{s.score[i]:.2f}" if np.isfinite(s.score[i]) else "no score (auxiliary in every run)"),
+                ("Threshold", f"{s.threshold[i]:.2f}" if np.isfinite(s.threshold[i]) else "—"),
+                ("Decision", "flagged: likely mislabeled" if s.flagged[i] else "kept"),
+                ("Group", dynamics.GROUP_NAMES[groups[i]] if groups[i] >= 0 else "unscored"),
+                ("Model suggests", f"{sug} ({100 * s.suggested_probability[i]:.0f}%)"
+                 if np.isfinite(s.suggested_probability[i]) else sug),
+                ("Scored by run", str(int(s.source_run[i])))]
+        if truth is not None:
+            rows.append(("Truth file", "mislabeled" if truth[i] else "label correct"))
+        st.dataframe(pd.DataFrame(rows, columns=["", "value"]), hide_index=True, width="stretch")
+        if st.button("Send to Review", icon=":material/rule:", type="primary", key="send_to_review",
+                     help="Adds this image to the review queue (even if it is not flagged) and opens it there."):
+            send_to_review(run, sid)
+            st.switch_page(REVIEW_PAGE)
+    st.plotly_chart(plots.signed_entropy_curve(
+        s.signed_entropy[:, i], dynamics.cumulative_sei(s.signed_entropy[:, i]),
+        title=f"Signed entropy of {Path(sid).name} per epoch",
+        group_means=dict(zip(dynamics.GROUP_NAMES, means))), key="sample_curve", **CHART)
+
+
+def body() -> None:
+    run = need_run()
+    if run is None:
+        return
+    status = run.status()
+    s = scores_of(run)
+    top = st.columns([2, 3])
+    with top[0]:
+        k = class_filter(s.classes)
+    with st.expander("How to read this page", icon=":material/help:"):
+        st.markdown(HELP)
+    truth = truth_of(run, s.ids)
+    scored = np.isfinite(s.score)
+    groups = dynamics.sample_groups(s.prediction, s.labels, s.flagged, scored=scored)
+    mask = np.ones(len(s.ids), dtype=bool) if k == ALL else s.labels == k
+    summary(s, truth, mask, status)
+
+    st.subheader("SEI by class", anchor=False)
+    st.caption("Each bar counts images with that SEI. Red: flagged (below the dashed threshold line), blue: kept."
+               + (" Hatched: truly mislabeled according to the truth file." if truth is not None else ""))
+    st.plotly_chart(plots.sei_histograms(s.score, s.flagged, s.labels, s.classes, s.threshold, truth,
+                                         show_classes=None if k == ALL else [k]), key="hist", **CHART)
+
+    g = np.where(mask, groups, dynamics.UNSCORED)
+    se_mean, se_std, count = dynamics.group_mean_curves(s.signed_entropy, g)
+
+    st.subheader("Images", anchor=False)
+    only_flagged = st.toggle("Only flagged images", value=False, key="explore_only_flagged")
+    sel = mask & (s.flagged if only_flagged else True)
+    order = np.flatnonzero(sel)
+    order = order[np.argsort(np.nan_to_num(s.score[order], nan=np.inf), kind="stable")]
+    left, right = st.columns([1, 1])
+    with left:
+        st.caption("Most negative SEI first. Click a row to open the image.")
+        sample_table(s, truth, groups, sel, order)
+    with right:
+        sample_panel(run, s, truth, groups, order, se_mean)
+
+    st.subheader("Signed entropy over training", anchor=False)
+    c1, c2 = st.columns(2)
+    with c1:
+        st.caption("Mean signed entropy of each group (band: ± one standard deviation). Flagged images sit below "
+                   "zero for many epochs: the model keeps disagreeing with their label.")
+        st.plotly_chart(plots.group_curves(se_mean, se_std, count, dynamics.GROUP_NAMES, "signed entropy"),
+                        key="group_curves", **CHART)
+    with c2:
+        st.caption("Label–prediction alignment: the share of each group whose prediction equals the given label, "
+                   "per epoch. Mislabeled images are predicted as their true class until the model starts to "
+                   "memorise the wrong label.")
+        align = dynamics.alignment_timeline(s.prediction, s.labels, g)
+        st.plotly_chart(plots.alignment_plot(align, dynamics.GROUP_NAMES, count), key="alignment", **CHART)
+
+    c1, c2 = st.columns(2)
+    with c1:
+        st.subheader("Entropy: kept vs flagged", anchor=False)
+        st.caption("How unsure the model is about each image over training (thin lines: a few individual images; "
+                   "thick: the mean, band ± one standard deviation).")
+        st.plotly_chart(plots.entropy_trajectories(s.entropy[:, mask], s.flagged[mask], scored[mask]),
+                        key="entropy", **CHART)
+    with c2:
+        st.subheader("Signed vs unsigned integral", anchor=False)
+        st.caption("The same entropy summed with and without the sign. "
+                   + ("AUROC (from the truth file): how well each score ranks truly mislabeled images first (1 = "
+                      "perfectly, 0.5 = chance)." if truth is not None else
+                      "Colours: flagged vs kept. With a truth file the plot shows which score separates the truly "
+                      "mislabeled images."))
+        ints = dynamics.integral_scores(s.signed_entropy, s.entropy)
+        m = mask & scored
+        auroc = None
+        if truth is not None and truth[m].any() and (~truth[m]).any():
+            auroc = {name: metrics.auroc(v[m], truth[m]) for name, v in ints.items()}
+        st.plotly_chart(plots.integral_comparison(ints["signed"][m], ints["unsigned"][m], s.flagged[m],
+                                                  None if truth is None else truth[m],
+                                                  thresholds=s.run_thresholds, auroc=auroc),
+                        key="integrals", **CHART)
+
+
+with guard("the Explore page"):
+    body()

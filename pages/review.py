@@ -1,0 +1,432 @@
+"""Review: confirm, relabel or discard the flagged images; every decision is saved at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from pages._common import guard, images_of, md, need_run, scores_of
+from sei_core import dynamics, plots, workspace
+from sei_core.gallery import ImageAccessError, fit, zoom
+from sei_core.review import ConflictError, ReviewError, ReviewStore
+
+STATE_FILTERS = {"to review": ("",), "reviewed": ("confirmed", "relabeled", "discarded"),
+                 "confirmed": ("confirmed",), "relabeled": ("relabeled",), "discarded": ("discarded",),
+                 "all": None}
+STATUS_WORDS = {"": "not reviewed yet", "confirmed": "confirmed", "relabeled": "relabeled", "discarded": "discarded"}
+MAX_KEY_CLASSES = 9
+CHART = dict(width="stretch", config={"displayModeBar": False})
+
+st.title("Review")
+
+
+@st.cache_resource(max_entries=8)
+def review_store(label_file: str, classes: tuple) -> ReviewStore:
+    return ReviewStore(label_file, classes=list(classes))
+
+
+# -- callbacks: they never raise; outcomes go to session state and are shown on the next run -------------
+
+def _say(kind: str, text: str) -> None:
+    st.session_state["review_msg"] = (kind, text)
+
+
+def act(store: ReviewStore, action: str, path: str, shown_label: str, shown_status: str, sei: float | None,
+        new_label: str | None = None, force: bool = False) -> None:
+    reviewer = st.session_state.get("reviewer", "").strip()
+    if not reviewer:
+        _say("error", "Enter your name first, so every decision can be attributed.")
+        return
+    sei = None if sei is None or not np.isfinite(sei) else float(sei)
+    try:
+        if action == "confirm":
+            d = store.confirm(path, reviewer, shown_label, sei, expected_status=shown_status, force=force)
+        elif action == "relabel":
+            d = store.relabel(path, new_label, reviewer, shown_label, sei, expected_status=shown_status, force=force)
+        else:
+            d = store.discard(path, reviewer, shown_label, sei, expected_status=shown_status, force=force)
+    except ConflictError as e:
+        st.session_state["review_conflict"] = {
+            "path": path, "action": action, "new_label": new_label, "sei": sei, "message": str(e),
+            "theirs": e.latest.summary() if e.latest is not None else
+            "The label file was changed outside the review tool.",
+            "label": e.current_label, "status": e.current_status}
+        st.session_state["review_current"] = path
+        return
+    except ReviewError as e:
+        _say("error", str(e))
+        return
+    st.session_state.pop("review_conflict", None)
+    _say("success", "Saved: " + d.summary())
+    st.session_state["review_advance_from"] = path
+
+
+def skip(path: str) -> None:
+    st.session_state["review_advance_from"] = path
+    st.session_state.pop("review_conflict", None)
+
+
+def undo(store: ReviewStore, force: bool = False, decision_id: int | None = None) -> None:
+    reviewer = st.session_state.get("reviewer", "").strip()
+    if not reviewer:
+        _say("error", "Enter your name first: undo reverts your own latest decision.")
+        return
+    try:
+        d = store.undo(reviewer, decision_id, force=force)
+    except ConflictError as e:
+        st.session_state["review_undo_conflict"] = {"message": str(e), "decision_id": decision_id or
+                                                    _latest_own(store, reviewer)}
+        return
+    except ReviewError as e:
+        _say("error", str(e))
+        return
+    st.session_state.pop("review_undo_conflict", None)
+    st.session_state["review_current"] = d.path
+    _say("success", "Undone: " + d.summary())
+
+
+def _latest_own(store: ReviewStore, reviewer: str) -> int | None:
+    own = [d for d in store.decisions(include_undone=False) if d.reviewer == reviewer and d.action != "undo"]
+    return own[-1].id if own else None
+
+
+def keep_theirs() -> None:
+    st.session_state.pop("review_conflict", None)
+
+
+def on_filter_change() -> None:
+    st.session_state["review_current"] = None
+
+
+def remember_reviewer() -> None:
+    name = st.session_state.get("reviewer", "").strip()
+    st.session_state["_reviewer"] = name
+    if name:
+        st.query_params["reviewer"] = name
+    elif "reviewer" in st.query_params:
+        del st.query_params["reviewer"]
+
+
+def jump() -> None:
+    rows = st.session_state.get("review_queue_table", {}).get("selection", {}).get("rows", [])
+    ids = st.session_state.get("_review_filtered", [])
+    if rows and rows[0] < len(ids):
+        st.session_state["review_current"] = ids[rows[0]]
+
+
+# -- drawing ---------------------------------------------------------------------------------------
+
+def header(run, label_file: Path, store: ReviewStore) -> None:
+    cfg = run.config()
+    with st.expander("Where your decisions go", icon=":material/save:"):
+        if workspace.is_csv_data(run):
+            st.markdown("Every decision is written **at once** to the label file below (the original label is kept "
+                        "in the column `original_label`, the decision in `review_status`; discarded rows stay in the "
+                        "file, marked). Before the first change a backup of the untouched file is made.")
+        else:
+            st.markdown("This run was trained on an image folder or a .npz file, which have no label file to "
+                        "write to. Decisions go to a label file made for this run (path, label, and the review "
+                        "columns); use it, or the cleaned export, for retraining.")
+        st.caption("Label file")
+        st.code(str(label_file), language=None)
+        st.caption("Backup of the original (made at the first decision)")
+        st.code(str(store.backup_path), language=None)
+        st.caption("Decision log (SQLite: reviewer, time, image, action, old and new label, SEI)")
+        st.code(str(store.db_path), language=None)
+        st.caption("Data the run was trained on")
+        st.code(str(cfg.get("data")), language=None)
+
+
+def controls(classes: list[str]) -> tuple[str, int]:
+    if "reviewer" not in st.session_state:  # widget state is dropped while another page is shown
+        st.session_state["reviewer"] = st.session_state.get("_reviewer") or st.query_params.get("reviewer", "")
+    c = st.columns([2, 2, 2])
+    c[0].text_input("Your name", key="reviewer", on_change=remember_reviewer, placeholder="e.g. Dr. Ana Silva",
+                    help="Recorded with every decision. Kept in the page address, so a reload keeps it.")
+    k = c[1].selectbox("Given class", [-1] + list(range(len(classes))), key="review_class", on_change=on_filter_change,
+                       format_func=lambda j: "All classes" if j < 0 else classes[j],
+                       help="The label the image had when the model was trained.")
+    state = c[2].selectbox("Show", list(STATE_FILTERS), key="review_state", on_change=on_filter_change,
+                           help="Which images of the queue to step through.")
+    return state, k
+
+
+def show_messages() -> None:
+    msg = st.session_state.pop("review_msg", None)
+    if msg:
+        kind, text = msg
+        (st.success if kind == "success" else st.error)(md(text), icon=":material/check_circle:" if kind == "success"
+                                                        else ":material/error:")
+
+
+def conflict_box(store: ReviewStore, current: dict) -> None:
+    c = st.session_state.get("review_conflict")
+    if not c:
+        return
+    with st.container(border=True):
+        st.warning("Someone else decided on this image after you opened it. Nothing was overwritten.",
+                   icon=":material/group:")
+        st.markdown("**Their decision:** " + md(c["theirs"]))
+        st.markdown("**It is now:** label " + md(repr(c["label"])) + ", " + md(STATUS_WORDS.get(c["status"], c["status"])))
+        mine = {"confirm": "confirm the label", "discard": "discard the image",
+                "relabel": f"relabel it as {c['new_label']!r}"}[c["action"]]
+        st.markdown("**Your decision:** " + md(mine))
+        b = st.columns(2)
+        b[0].button("Apply mine anyway (overwrite)", type="primary", icon=":material/edit:", key="force_conflict",
+                    on_click=act, args=(store, c["action"], c["path"], c["label"], c["status"], c["sei"],
+                                        c["new_label"], True))
+        b[1].button("Keep theirs", icon=":material/undo:", key="keep_theirs", on_click=keep_theirs)
+
+
+def undo_conflict_box(store: ReviewStore) -> None:
+    c = st.session_state.get("review_undo_conflict")
+    if not c:
+        return
+    with st.container(border=True):
+        st.warning(md(c["message"]), icon=":material/group:")
+        b = st.columns(2)
+        b[0].button("Undo anyway", key="force_undo", on_click=undo, args=(store, True, c["decision_id"]))
+        b[1].button("Leave it", key="leave_undo", on_click=lambda: st.session_state.pop("review_undo_conflict", None))
+
+
+def image_view(src, sid: str) -> None:
+    try:
+        im = src.open(sid, max_side=2048)
+    except ImageAccessError as e:
+        st.warning(md(e), icon=":material/hide_image:")
+        return
+    c = st.columns([1, 1, 1])
+    z = c[0].select_slider("Zoom", [1.0, 1.5, 2.0, 3.0, 4.0, 6.0], key="review_zoom",
+                           format_func=lambda v: f"{v:g}×")
+    cx = cy = 0.5
+    if z > 1:
+        cx = c[1].slider("Left ↔ right", 0, 100, 50, key="review_pan_x") / 100
+        cy = c[2].slider("Top ↕ bottom", 0, 100, 50, key="review_pan_y") / 100
+    st.image(zoom(im, z, cx, cy, side=560), width="stretch")
+    st.caption(f"{im.size[0]} × {im.size[1]} pixels. Hover the image for full screen.")
+
+
+def strip(src, s, idx: np.ndarray, title: str) -> None:
+    st.markdown(title)
+    if not len(idx):
+        st.caption("No confidently clean examples of this class in the run.")
+        return
+    cols = st.columns(6)
+    for j, i in enumerate(idx[:6]):
+        with cols[j]:
+            try:
+                st.image(fit(src.open(s.ids[i], max_side=512), 160), width="stretch",
+                         caption=f"{100 * s.suggested_probability[i]:.0f}%")
+            except ImageAccessError:
+                st.caption("(not shown)")
+
+
+def action_bar(store: ReviewStore, classes: list[str], path: str, label: str, status: str, sei: float,
+               suggested: str | None, disabled: bool) -> None:
+    args = dict(store=store, path=path, shown_label=label, shown_status=status, sei=sei)
+    b = st.columns(3)
+    b[0].button("Confirm label", type="primary", icon=":material/check:", shortcut="Y", key="act_confirm",
+                on_click=act, kwargs=dict(action="confirm", **args), disabled=disabled, width="stretch",
+                help="The given label is right.")
+    b[1].button("Discard image", icon=":material/delete:", shortcut="D", key="act_discard", on_click=act,
+                kwargs=dict(action="discard", **args), disabled=disabled, width="stretch",
+                help="Unusable (wrong kind of image, unreadable, duplicate…). The row stays in the file, marked "
+                     "discarded, and is left out of the cleaned export.")
+    b[2].button("Skip", icon=":material/skip_next:", shortcut="S", key="act_skip", on_click=skip, args=(path,),
+                width="stretch", help="Decide later; nothing is written.")
+    st.markdown("**Relabel as**")
+    n_keys = min(len(classes), MAX_KEY_CLASSES)
+    cols = st.columns(min(n_keys, 4) or 1)
+    for k in range(n_keys):
+        cols[k % len(cols)].button(
+            md(classes[k]), key=f"relabel_to_{k}", shortcut=str(k + 1), width="stretch",
+            icon=":material/star:" if classes[k] == suggested else None,
+            type="secondary", disabled=disabled or classes[k] == label, on_click=act,
+            kwargs=dict(action="relabel", new_label=classes[k], **args),
+            help="The model's suggestion" if classes[k] == suggested else None)
+    others = [c for c in classes if c != label]
+    if len(classes) > MAX_KEY_CLASSES:
+        c = st.columns([3, 2], vertical_alignment="bottom")
+        default = others.index(suggested) if suggested in others else 0
+        pick = c[0].selectbox("Any class", others, index=default, key=f"relabel_pick::{path}")
+        c[1].button("Relabel", icon=":material/edit:", shortcut="L", key="act_relabel", disabled=disabled,
+                    on_click=act, kwargs=dict(action="relabel", new_label=pick, **args), width="stretch")
+
+
+def body() -> None:
+    run = need_run()
+    if run is None:
+        return
+    s = scores_of(run)
+    cfg = run.config()
+    label_file = workspace.review_label_file(run)
+    store = review_store(str(label_file), tuple(s.classes))
+    header(run, label_file, store)
+    state_filter, k = controls(s.classes)
+    reviewer = st.session_state.get("reviewer", "").strip()
+    if not reviewer:
+        st.warning("Enter your name to start reviewing; it is saved with every decision.", icon=":material/badge:")
+    if run.status().get("state") != "finished":
+        st.info("This run has not finished training: the queue uses the epochs recorded so far and may change.",
+                icon=":material/hourglass_top:")
+    show_messages()
+    undo_conflict_box(store)
+
+    table = store.status_table()
+    live = {p: (lab, stt, by, orig) for p, lab, stt, by, orig in zip(
+        table["path"], table["label"], table["review_status"], table["reviewed_by"], table["original_label"])}
+    index = {sid: i for i, sid in enumerate(s.ids)}
+    requested = [index[r] for r in workspace.review_requests(run) if r in index]
+    queue = sorted(set(np.flatnonzero(s.flagged).tolist()) | set(requested),
+                   key=lambda i: (np.nan_to_num(s.score[i], nan=np.inf), s.ids[i]))
+    queue_ids = [s.ids[i] for i in queue]
+    wanted = STATE_FILTERS[state_filter]
+    filtered = [s.ids[i] for i in queue
+                if (k < 0 or s.labels[i] == k) and (wanted is None or live.get(s.ids[i], ("", "?"))[1] in wanted)]
+    st.session_state["_review_filtered"] = filtered
+
+    done = sum(1 for sid in queue_ids if live.get(sid, ("", ""))[1] != "")
+    st.progress(done / max(1, len(queue_ids)), text=f"Reviewed {done} of {len(queue_ids)} images in the queue "
+                f"({int(s.flagged.sum())} flagged by the model, {len(requested)} sent from Explore)")
+    if not queue_ids:
+        st.success("Nothing to review: the model flagged no image in this run.", icon=":material/check_circle:")
+        export(store, label_file)
+        return
+
+    # which image to show
+    focus = st.session_state.pop("review_focus", None)
+    if focus in index:
+        st.session_state["review_current"] = focus
+    adv = st.session_state.pop("review_advance_from", None)
+    current = st.session_state.get("review_current")
+    if adv is not None:
+        pos = queue_ids.index(adv) if adv in queue_ids else -1
+        after = [sid for sid in filtered if queue_ids.index(sid) > pos and sid != adv]
+        current = after[0] if after else next((sid for sid in filtered if sid != adv), None)
+    elif current is None or current not in index:
+        current = filtered[0] if filtered else None
+    st.session_state["review_current"] = current
+    if current is None:
+        st.success(f"Nothing left to show with “{md(state_filter)}”"
+                   + ("" if k < 0 else f" in {md(s.classes[k])}") + ". Choose “all” to see every image of the queue.",
+                   icon=":material/task_alt:")
+        review_log(store, label_file, s, queue_ids, live)
+        export(store, label_file)
+        return
+
+    i = index[current]
+    label, status, by, orig = live.get(current, (None, None, "", ""))
+    if label is None:
+        st.error(f"{md(current)} is no longer in the label file {md(label_file.name)}; it cannot be reviewed here. "
+                 "Press Skip to go on.", icon=":material/error:")
+        st.button("Skip", shortcut="S", key="act_skip_missing", on_click=skip, args=(current,))
+        return
+    suggested = s.classes[s.suggested[i]] if 0 <= s.suggested[i] < len(s.classes) else None
+    src = images_of(cfg["data"], cfg.get("split", "train"))
+
+    pos = filtered.index(current) + 1 if current in filtered else None
+    st.caption(f"Image {pos} of {len(filtered)} shown with “{state_filter}”" if pos else
+               f"This image is not in the “{state_filter}” selection; showing it because you opened it.")
+    conflict_box(store, {"label": label, "status": status})
+    left, right = st.columns([5, 4], gap="large")
+    with left:
+        image_view(src, current)
+    with right:
+        st.text(current)
+        facts = [("Label now", label)]
+        if orig and orig != label:
+            facts.append(("Original label", orig))
+        facts += [
+            ("Model suggests", f"{suggested} ({100 * s.suggested_probability[i]:.0f}% on average over the last epochs)"
+             if suggested else "—"),
+            ("SEI", f"{s.score[i]:.2f}  (threshold {s.threshold[i]:.2f}; lower = more likely mislabeled)"
+             if np.isfinite(s.score[i]) else "no score"),
+            ("Status", STATUS_WORDS.get(status, status) + (f" by {by}" if by else "")),
+        ]
+        st.dataframe(pd.DataFrame(facts, columns=["", "value"]), hide_index=True, width="stretch")
+        if status == "discarded":
+            st.info("This image is discarded: it is left out of the cleaned export.", icon=":material/delete:")
+        action_bar(store, s.classes, current, label, status, float(s.score[i]), suggested, disabled=not reviewer)
+        b = st.columns(2)
+        b[0].button("Undo my last decision", icon=":material/undo:", shortcut="U", key="act_undo", on_click=undo,
+                    args=(store,), disabled=not reviewer, width="stretch",
+                    help="Restores the previous label and status in the label file and logs the undo.")
+        st.caption("Keyboard: Y confirm · 1–%d relabel as that class · D discard · S skip · U undo%s"
+                   % (min(len(s.classes), MAX_KEY_CLASSES), " · L relabel as picked" if len(s.classes) > MAX_KEY_CLASSES else ""))
+        hist = store.decisions(current)
+        if hist:
+            with st.expander(f"History of this image ({len(hist)})"):
+                st.dataframe(pd.DataFrame([{"when": d.time[:19].replace("T", " "), "who": d.reviewer,
+                                            "action": d.action + (" (undone)" if d.undone else ""),
+                                            "from": d.old_label, "to": d.new_label} for d in hist]),
+                             hide_index=True, width="stretch")
+
+    c1, c2 = st.columns([1, 1], gap="large")
+    with c1:
+        g = dynamics.sample_groups(s.prediction, s.labels, s.flagged, scored=np.isfinite(s.score))
+        mean, _, _ = dynamics.group_mean_curves(s.signed_entropy, g)
+        st.plotly_chart(plots.signed_entropy_curve(s.signed_entropy[:, i], dynamics.cumulative_sei(s.signed_entropy[:, i]),
+                                                   title="Signed entropy per epoch (below zero: the model disagreed with the label)",
+                                                   group_means=dict(zip(dynamics.GROUP_NAMES, mean))),
+                        key="review_curve", **CHART)
+    with c2:
+        given_k = int(s.labels[i])
+        strip(src, s, dynamics.clean_examples(s.labels, s.flagged, s.suggested, s.suggested_probability, given_k,
+                                              exclude=[i]),
+              f"Confidently clean examples of **{md(s.classes[given_k])}** (the label it was given)")
+        if suggested is not None and s.suggested[i] != given_k:
+            strip(src, s, dynamics.clean_examples(s.labels, s.flagged, s.suggested, s.suggested_probability,
+                                                  int(s.suggested[i]), exclude=[i]),
+                  f"Confidently clean examples of **{md(suggested)}** (the model's suggestion)")
+        st.caption("Percentages: how sure the model is of each example's label over the last epochs.")
+
+    review_log(store, label_file, s, queue_ids, live)
+    export(store, label_file)
+
+
+def review_log(store: ReviewStore, label_file: Path, s, queue_ids: list[str], live: dict) -> None:
+    index = {sid: i for i, sid in enumerate(s.ids)}
+    with st.expander(f"The queue ({len(queue_ids)} images) — click a row to open it"):
+        ids = st.session_state.get("_review_filtered", [])
+        rows = [{"image": Path(sid).name, "given label": s.classes[s.labels[index[sid]]],
+                 "SEI": float(s.score[index[sid]]), "label now": live.get(sid, ("?",))[0],
+                 "status": STATUS_WORDS.get(live.get(sid, ("", ""))[1], "?")} for sid in ids]
+        st.dataframe(pd.DataFrame(rows, columns=["image", "given label", "SEI", "label now", "status"]),
+                     hide_index=True, width="stretch", key="review_queue_table", on_select=jump,
+                     selection_mode="single-row", column_config={"SEI": st.column_config.NumberColumn(format="%.2f")})
+    with st.expander("Decision log (everyone, newest first)"):
+        ds = store.decisions()[::-1][:500]
+        st.dataframe(pd.DataFrame([{"#": d.id, "when (UTC)": d.time[:19].replace("T", " "), "reviewer": d.reviewer,
+                                    "image": d.path, "action": d.action + (" (undone)" if d.undone else ""),
+                                    "old label": d.old_label, "new label": d.new_label,
+                                    "SEI": d.sei} for d in ds],
+                                  columns=["#", "when (UTC)", "reviewer", "image", "action", "old label",
+                                           "new label", "SEI"]),
+                     hide_index=True, width="stretch")
+
+
+def export(store: ReviewStore, label_file: Path) -> None:
+    with st.container(border=True):
+        st.subheader("Export a cleaned label file", anchor=False)
+        st.caption("All rows with their current labels, without the discarded ones; the review columns are kept. "
+                   "The live label file is not changed.")
+        default = str(label_file.with_name(label_file.stem + ".clean.csv"))
+        c = st.columns([4, 1], vertical_alignment="bottom")
+        out = c[0].text_input("Write to", value=default, key="export_path")
+        if c[1].button("Export", icon=":material/download:", key="export", width="stretch"):
+            try:
+                n = store.export_clean(out)
+            except ReviewError as e:
+                st.error(md(e), icon=":material/error:")
+                return
+            st.success(f"Wrote {n} rows.", icon=":material/check_circle:")
+            st.code(str(Path(out).absolute()), language=None)
+            st.download_button("Download it", Path(out).read_bytes(), file_name=Path(out).name, mime="text/csv",
+                               icon=":material/download:")
+
+
+with guard("the Review page"):
+    body()

@@ -1,0 +1,324 @@
+"""Train: start a training run in the background, watch it, stop and resume it."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pandas as pd
+import streamlit as st
+
+from pages._common import (EXPLORE_PAGE, REVIEW_PAGE, current_data, current_run, data_set, guard, md,
+                           select_run, short_path, show_problems)
+from sei_core import jobs, plots, workspace
+from sei_core.dataset import DataError
+from sei_core.runs import Run, RunError, list_runs
+from sei_core.train import TrainConfig
+
+POLL_SECONDS = 2.0
+PRESETS = {
+    "quick": dict(model="SEI-Tiny-RN", weights_mode="none", image_size=32, epochs=30, batch_size=32, lr=0.02),
+    "paper": dict(model="ViT-B-16", weights_mode="open_clip tag", image_size=224, epochs=150, batch_size=128,
+                  lr=1e-3),
+}
+PRESET_NAMES = {"quick": "Quick (small model, runs on a laptop CPU in minutes)",
+                "paper": "Paper (ViT-B-16 from CLIP weights; needs a GPU)"}
+WEIGHT_MODES = ["none", "local checkpoint", "open_clip tag"]
+RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
+
+st.title("Train")
+st.caption("Training runs in its own background process: it keeps going if you reload the page, close the "
+           "browser or restart the app. Come back any time to watch it, stop it or resume it.")
+
+
+@st.cache_resource(show_spinner="Listing models…")
+def model_names() -> list[str]:
+    from sei_core.models import available_models
+
+    return available_models()
+
+
+@st.cache_resource
+def pretrained_tags(model: str) -> list[str]:
+    from sei_core.models import _open_clip, is_clip
+
+    if not is_clip(model):
+        return []
+    try:
+        return list(_open_clip().list_pretrained_tags_by_model(model))
+    except Exception:
+        return []
+
+
+@st.cache_resource
+def devices() -> list[str]:
+    import torch
+
+    out = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        out += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        out.append("mps")
+    return out
+
+
+def has_gpu() -> bool:
+    return any(d.startswith("cuda") or d == "mps" for d in devices())
+
+
+def apply_preset() -> None:
+    p = PRESETS[st.session_state["tr_preset"]]
+    for k, v in p.items():
+        st.session_state[f"tr_{k}"] = v
+
+
+def init_defaults() -> None:
+    if "tr_preset" not in st.session_state:
+        st.session_state["tr_preset"] = "paper" if has_gpu() else "quick"
+        apply_preset()
+
+
+def fmt_seconds(s) -> str:
+    if s is None:
+        return "—"
+    s = int(s)
+    if s >= 3600:
+        return f"{s // 3600} h {s % 3600 // 60:02d} min"
+    return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
+
+
+def parse_milestones(text: str) -> list[int] | None:
+    text = text.strip().lower()
+    if text in ("", "auto"):
+        return None
+    try:
+        return sorted(int(x) for x in re.split(r"[,\s]+", text) if x)
+    except ValueError:
+        raise ValueError(f"milestones must be epoch numbers separated by commas (e.g. 75, 115), or 'auto'; got {text!r}")
+
+
+def new_run_form(data: dict) -> None:
+    init_defaults()
+    with st.container(border=True):
+        st.subheader("New run", anchor=False)
+        try:
+            ds = data_set(data["path"], data.get("split", "train"))
+        except DataError as e:
+            st.error("The chosen data set has problems; fix them first (see the Data page).", icon=":material/error:")
+            show_problems(e.problems)
+            return
+        st.caption(f"On {len(ds):,} images of {len(ds.classes)} classes from")
+        st.text(data["path"])
+        st.radio("Settings", list(PRESETS), key="tr_preset", format_func=PRESET_NAMES.get, on_change=apply_preset,
+                 horizontal=True, help="Fills in the fields below; you can still change each of them.")
+        names = model_names()
+        c = st.columns(3)
+        model = c[0].selectbox("Model", names, key="tr_model",
+                               help="open_clip models (ViT-B-16, RN50 …), SEI-Tiny-RN / SEI-Tiny-ViT for a CPU, "
+                                    "or torchvision resnet18/resnet50/vit_b_16.")
+        mode = c[1].selectbox("Weights", WEIGHT_MODES, key="tr_weights_mode",
+                              help="none: start from random weights. local checkpoint: a file on this machine. "
+                                   "open_clip tag: pretrained weights open_clip downloads (needs internet or a filled cache).")
+        weights = None
+        if mode == "local checkpoint":
+            weights = c[2].text_input("Checkpoint file", key="tr_weights_file", placeholder="/models/clip_vit_b16.bin")
+        elif mode == "open_clip tag":
+            tags = pretrained_tags(model)
+            if tags:
+                weights = c[2].selectbox("Pretrained tag", tags, key="tr_weights_tag",
+                                         index=tags.index("openai") if "openai" in tags else 0)
+            else:
+                c[2].warning(f"open_clip has no pretrained tags for {md(model)}; pick “none” or a local checkpoint.")
+        c = st.columns(4)
+        epochs = c[0].number_input("Epochs", 1, 2000, key="tr_epochs")
+        batch = c[1].number_input("Batch size", 2, 4096, key="tr_batch_size")
+        size = c[2].number_input("Image size (pixels)", 8, 1024, key="tr_image_size")
+        device = c[3].selectbox("Device", devices(), key="tr_device",
+                                help="auto picks a CUDA GPU, then Apple MPS, then the CPU.")
+        c = st.columns(4)
+        lr = c[0].number_input("Learning rate", 1e-6, 10.0, key="tr_lr", format="%.4g")
+        milestones = c[1].text_input("LR drops at epochs", value="auto", key="tr_milestones",
+                                     help="Epochs after which the learning rate is multiplied by the factor; "
+                                          "auto = 50% and 77% of the epochs, as in the paper (75 and 115 of 150).")
+        gamma = c[2].number_input("LR drop factor", 0.0001, 1.0, value=0.1, key="tr_gamma")
+        seed = c[3].number_input("Seed", 0, 2**31 - 1, value=0, key="tr_seed")
+        c = st.columns(2)
+        runs = c[0].radio("Runs", [2, 1], key="tr_runs", horizontal=True,
+                          format_func=lambda n: "two complementary runs (every image gets a score)" if n == 2
+                          else "single run (faster; its auxiliary images get no score)",
+                          help="Each run relabels a random set of images to an extra “something else” class to "
+                               "find the threshold. With two runs those sets are disjoint, so every image is "
+                               "scored by a run in which it kept its label.")
+        skip = c[1].checkbox("Leave out unreadable images", value=bool(ds.problems), key="tr_skip",
+                             help="Otherwise a missing or corrupt image stops the run with a report.")
+        with st.expander("More settings"):
+            c = st.columns(4)
+            momentum = c[0].number_input("Momentum", 0.0, 0.999, value=0.9, key="tr_momentum")
+            wd = c[1].number_input("Weight decay", 0.0, 1.0, value=1e-4, key="tr_wd", format="%.2g")
+            augment = c[2].selectbox("Augmentation", ["paper", "flip", "none"], key="tr_augment",
+                                     help="paper: random resized crop and flips; flip: flips only.")
+            record = c[3].selectbox("Record from", ["train", "eval"], key="tr_record",
+                                    help="train: the training pass (free); eval: an extra pass without augmentation.")
+        suggested = workspace.new_run_name(data["path"], model)
+        name = st.text_input("Run name", key="tr_name", placeholder=suggested,
+                             help="Letters, digits, '.', '_' and '-'. Empty: the suggested name.").strip() or suggested
+        if ds.problems and not skip:
+            st.warning(f"{len(ds.problems)} image(s) cannot be read; tick “Leave out unreadable images” or fix them.",
+                       icon=":material/warning:")
+        if st.button("Start training", type="primary", icon=":material/play_arrow:"):
+            if not RUN_NAME.match(name):
+                st.error("The run name may only use letters, digits, '.', '_' and '-' (up to 80 characters).",
+                         icon=":material/error:")
+                return
+            if mode == "local checkpoint" and not (weights or "").strip():
+                st.error("Enter the checkpoint file, or choose weights “none”.", icon=":material/error:")
+                return
+            config = TrainConfig(
+                data=data["path"], split=data.get("split", "train"), model=model,
+                weights=(weights or None) if mode != "none" else None, image_size=int(size), epochs=int(epochs),
+                lr=float(lr), momentum=float(momentum), weight_decay=float(wd), batch_size=int(batch),
+                milestones=parse_milestones(milestones), gamma=float(gamma), seed=int(seed), device=device,
+                runs=int(runs), record=record, augment=augment, skip_unreadable=bool(skip),
+                workers=2,
+            )
+            out = workspace.runs_dir() / name
+            if Run(out).exists() or out.exists():
+                st.error(f"A run called {md(name)} exists already; choose another name.", icon=":material/error:")
+                return
+            jobs.start(config, out)
+            st.session_state.pop("tr_name", None)
+            select_run(name)
+            st.toast(f"Started {md(name)} in the background.", icon=":material/play_arrow:")
+            st.rerun()
+
+
+def flagged_count(run: Run) -> int | None:
+    f = run.path / "scores.csv"
+    if not f.is_file():
+        return None
+    try:
+        return int(pd.read_csv(f, usecols=["flagged"])["flagged"].astype(str).str.lower().eq("true").sum())
+    except Exception:
+        return None
+
+
+@st.fragment(run_every=POLL_SECONDS)
+def progress(run_path: str) -> None:
+    run = Run(run_path)
+    st_ = run.status()
+    state = st_.get("state", "missing")
+    # a state change (e.g. finished) refreshes the whole page: sidebar, run list, buttons
+    key = f"_last_state::{run_path}"
+    if st.session_state.get(key) not in (None, state):
+        st.session_state[key] = state
+        st.rerun(scope="app")
+    st.session_state[key] = state
+    cfg = run.config()
+    epochs, n_runs = int(st_.get("epochs") or cfg.get("epochs", 1)), int(st_.get("n_runs") or cfg.get("runs", 1))
+    index, epoch = int(st_.get("run_index") or 1), int(st_.get("epoch") or 0)
+    done = ((index - 1) * epochs + epoch) / max(1, epochs * n_runs)
+    if state == "finished":
+        done = 1.0
+    st.progress(min(1.0, max(0.0, done)),
+                text=f"{state} · {st_.get('phase') or ''} · run {index} of {n_runs}, epoch {epoch} of {epochs}")
+    c = st.columns(4)
+    c[0].metric("Epoch", f"{epoch} / {epochs}", help=f"of complementary run {index} of {n_runs}")
+    c[1].metric("Loss", "—" if st_.get("loss") is None else f"{st_['loss']:.3f}")
+    c[2].metric("Accuracy", "—" if st_.get("accuracy") is None else f"{100 * st_['accuracy']:.1f}%",
+                help="On the training labels (noisy ones and the extra class included), so it stays below 100%.")
+    c[3].metric("Time left", fmt_seconds(st_.get("eta_seconds")) if state == "running" else "—")
+    st.plotly_chart(plots.training_curves(st_.get("history") or [], epochs), width="stretch",
+                    config={"displayModeBar": False}, key=f"curve::{run_path}")
+    if state == "running":
+        if st.button("Stop", icon=":material/stop:", key="stop_run",
+                     help="Stops at once; the run keeps its last complete epoch and can be resumed."):
+            jobs.stop(run)
+            st.rerun(scope="app")
+    elif state == "created":
+        st.info("Starting… (loading the data and the model)", icon=":material/hourglass_top:")
+    elif state in ("stopped", "interrupted", "failed"):
+        if state == "failed":
+            st.error("Training failed: " + md(st_.get("error") or "no reason was recorded; see the log below."),
+                     icon=":material/error:")
+        elif state == "interrupted":
+            st.warning(md(st_.get("error") or "The training process ended without finishing."),
+                       icon=":material/warning:")
+        else:
+            st.info("Stopped. Resume continues from the last complete epoch.", icon=":material/pause:")
+        if st.button("Resume", type="primary", icon=":material/play_arrow:", key="resume_run"):
+            jobs.resume(run)
+            st.rerun(scope="app")
+    elif state == "finished":
+        n = flagged_count(run)
+        total = cfg.get("n_samples")
+        st.success(f"Finished: {n if n is not None else '?'} of {total or '?'} images flagged as likely mislabeled.",
+                   icon=":material/check_circle:")
+        c = st.columns(4)
+        c[0].page_link(EXPLORE_PAGE, label="See why in Explore", icon=":material/insights:")
+        c[1].page_link(REVIEW_PAGE, label="Review the flagged images", icon=":material/rule:")
+    with st.expander("Log"):
+        try:
+            lines = run.log_file.read_text(encoding="utf-8", errors="replace").splitlines()[-40:]
+        except OSError:
+            lines = []
+        st.code("\n".join(lines) or "(empty)", language=None)
+
+
+def selected_run() -> None:
+    run = current_run()
+    if run is None:
+        return
+    with st.container(border=True):
+        st.subheader("Selected run", anchor=False)
+        st.text(run.name)
+        with st.expander("Settings of this run"):
+            cfg = {k: v for k, v in run.config().items() if k not in ("prompts",)}
+            st.json(cfg, expanded=False)
+        try:
+            progress(str(run.path))
+        except RunError as e:
+            st.error(md(e), icon=":material/error:")
+
+
+def on_pick_run() -> None:
+    sel = st.session_state.get("runs_table", {}).get("selection", {}).get("rows", [])
+    names = st.session_state.get("_runs_table_names", [])
+    if sel and sel[0] < len(names):
+        select_run(names[sel[0]])
+
+
+def all_runs() -> None:
+    st.subheader("All runs", anchor=False)
+    rows = []
+    runs = list_runs(workspace.runs_dir())
+    for r in runs:
+        try:
+            cfg, s = r.config(), r.status()
+        except Exception:
+            continue
+        epochs = int(s.get("epochs") or cfg.get("epochs", 0))
+        rows.append({
+            "run": r.name, "state": s.get("state", "?"),
+            "progress": f"run {s.get('run_index') or 1}/{s.get('n_runs') or cfg.get('runs', 1)}, "
+                        f"epoch {s.get('epoch') or 0}/{epochs}",
+            "flagged": flagged_count(r), "images": cfg.get("n_samples"),
+            "model": cfg.get("model"), "data": short_path(str(cfg.get("data", ""))),
+            "started": (s.get("started_at") or cfg.get("created_at") or "")[:19].replace("T", " "),
+            "error": s.get("error") or "",
+        })
+    if not rows:
+        st.caption("No runs yet.")
+        return
+    st.session_state["_runs_table_names"] = [r["run"] for r in rows]
+    st.caption(f"In {workspace.runs_dir()} — click a row to select that run.")
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="runs_table", on_select=on_pick_run,
+                 selection_mode="single-row",
+                 column_config={"flagged": st.column_config.NumberColumn(format="%d"),
+                                "images": st.column_config.NumberColumn(format="%d")})
+
+
+with guard("the Train page"):
+    data = current_data()
+    selected_run()
+    new_run_form(data)
+    all_runs()

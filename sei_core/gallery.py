@@ -1,0 +1,105 @@
+"""Showing a data set's images safely: only files inside the data set's folder are read.
+
+A label file can name any path (``../../home/user/secret.png``, an absolute path, a
+symbolic link pointing elsewhere). For display the app resolves every path and refuses
+anything that does not lie inside the data root (the CSV's folder, the image folder, or the
+``.npz``'s in-memory array), so a crafted label file cannot make the app serve other files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .dataset import IMAGE_EXTENSIONS
+
+
+class ImageAccessError(Exception):
+    """An image cannot be shown; the message says why and what to do."""
+
+
+class ImageSource:
+    """The images of one data set (label CSV, image folder or MedMNIST ``.npz``) for display."""
+
+    def __init__(self, data_path: str | Path, split: str = "train"):
+        p = Path(data_path).expanduser()
+        self.path = p
+        self.split = split
+        if p.is_dir():
+            self.kind = "folder"
+            self.root = p.resolve()
+        elif p.suffix.lower() == ".npz":
+            self.kind = "npz"
+            self.root = p.parent.resolve()
+        else:
+            self.kind = "csv"
+            self.root = p.parent.resolve()
+        self._array: np.ndarray | None = None
+
+    def file_of(self, sample_id: str) -> Path:
+        """The image file of ``sample_id``, resolved; raises if it lies outside the data root."""
+        if self.kind == "npz":
+            raise ImageAccessError("images of a .npz file are in memory, not files")
+        rel = Path(sample_id)
+        candidate = (rel if rel.is_absolute() else self.root / rel).resolve()
+        if not candidate.is_relative_to(self.root):
+            raise ImageAccessError(
+                f"'{sample_id}' lies outside the data folder {self.root}; for safety only images inside "
+                "that folder are shown. Move the image into the folder and use a relative path.")
+        if candidate.suffix.lower() not in IMAGE_EXTENSIONS:
+            raise ImageAccessError(f"'{sample_id}' is not an image file (allowed: {', '.join(sorted(IMAGE_EXTENSIONS))})")
+        if not candidate.is_file():
+            raise ImageAccessError(f"image '{sample_id}' does not exist in {self.root}; check the path in the label file")
+        return candidate
+
+    def _npz(self) -> np.ndarray:
+        if self._array is None:
+            try:
+                with np.load(self.path) as z:
+                    self._array = z[f"{self.split}_images"]
+            except (OSError, KeyError, ValueError) as e:
+                raise ImageAccessError(f"cannot read images from {self.path.name}: {e}") from e
+        return self._array
+
+    def open(self, sample_id: str, max_side: int | None = None) -> Image.Image:
+        """The image of ``sample_id`` as RGB (downscaled to ``max_side`` if given)."""
+        if self.kind == "npz":
+            try:
+                i = int(str(sample_id).rsplit("/", 1)[-1])
+                a = self._npz()[i]
+            except (ValueError, IndexError) as e:
+                raise ImageAccessError(f"no image '{sample_id}' in {self.path.name}") from e
+            im = Image.fromarray(a if a.ndim == 3 and a.shape[-1] == 3 else np.squeeze(a)).convert("RGB")
+        else:
+            f = self.file_of(sample_id)
+            try:
+                with Image.open(f) as raw:
+                    if max_side:
+                        raw.draft("RGB", (max_side, max_side))
+                    im = raw.convert("RGB")
+            except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
+                raise ImageAccessError(f"'{sample_id}' cannot be read as an image ({type(e).__name__}); "
+                                       "replace the file") from e
+        if max_side and max(im.size) > max_side:
+            im.thumbnail((max_side, max_side), Image.LANCZOS)
+        return im
+
+
+def fit(im: Image.Image, side: int) -> Image.Image:
+    """``im`` scaled (up or down) so that its longer side is ``side`` pixels."""
+    w, h = im.size
+    s = side / max(w, h)
+    return im.resize((max(1, round(w * s)), max(1, round(h * s))), Image.LANCZOS)
+
+
+def zoom(im: Image.Image, factor: float = 1.0, cx: float = 0.5, cy: float = 0.5, side: int = 512) -> Image.Image:
+    """A magnified view: the ``1/factor`` part of the image centred near ``(cx, cy)`` (fractions
+    of width and height, clamped to stay inside), scaled to ``side`` pixels."""
+    factor = max(1.0, float(factor))
+    w, h = im.size
+    cw, ch = w / factor, h / factor
+    x0 = min(max(cx * w - cw / 2, 0), w - cw)
+    y0 = min(max(cy * h - ch / 2, 0), h - ch)
+    return fit(im.crop((round(x0), round(y0), round(x0 + cw), round(y0 + ch))), side)

@@ -1,0 +1,292 @@
+"""Figure builders for the app: arrays in, Plotly figures out (no I/O, no method math).
+
+Every text that comes from the user's data (class names, file names) is HTML-escaped
+before it reaches Plotly, which renders a subset of HTML in titles, legends and hovers.
+Colours are fixed per meaning across every figure: kept/clean in blue, flagged in red,
+the three groups of :mod:`sei_core.dynamics` in green / orange / red.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+KEPT_COLOR = "#4C78A8"
+FLAGGED_COLOR = "#E45756"
+GROUP_COLORS = ("#54A24B", "#F58518", "#E45756")  # easy clean, hard clean, flagged
+THRESHOLD_COLOR = "#333333"
+FONT = dict(family="Inter, 'Source Sans Pro', Arial, sans-serif", size=13)
+
+
+def text(s: object) -> str:
+    """A user-provided string made safe for Plotly's HTML-capable text fields."""
+    return html.escape(str(s), quote=True)
+
+
+def _layout(fig: go.Figure, height: int = 360, **kw) -> go.Figure:
+    fig.update_layout(height=height, margin=dict(l=50, r=20, t=50, b=45), font=FONT,
+                      legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0),
+                      plot_bgcolor="white", **kw)
+    fig.update_xaxes(showgrid=True, gridcolor="#eeeeee", zeroline=False, linecolor="#bbbbbb")
+    fig.update_yaxes(showgrid=True, gridcolor="#eeeeee", zeroline=False, linecolor="#bbbbbb")
+    return fig
+
+
+def _rgba(hex_color: str, alpha: float) -> str:
+    h = hex_color.lstrip("#")
+    r, g, b = (int(h[i:i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def _empty(message: str, height: int = 300) -> go.Figure:
+    fig = go.Figure()
+    fig.add_annotation(text=text(message), showarrow=False, font=dict(size=14, color="#777777"),
+                       xref="paper", yref="paper", x=0.5, y=0.5)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return _layout(fig, height)
+
+
+def sei_histograms(
+    score: np.ndarray,
+    flagged: np.ndarray,
+    labels: np.ndarray,
+    classes: Sequence[str],
+    threshold: np.ndarray,
+    is_noisy: np.ndarray | None = None,
+    show_classes: Sequence[int] | None = None,
+    ids: Sequence[str] | None = None,
+) -> go.Figure:
+    """SEI histogram per class: kept vs flagged stacked, truly mislabeled hatched, threshold lines.
+
+    Parameters
+    ----------
+    score, flagged, labels, threshold : (N,) SEI, flag, given label index, per-sample threshold.
+    classes : class names.
+    is_noisy : (N,) ground truth if known (a truth file), else None.
+    show_classes : class indices to draw (default all), one panel each.
+    """
+    score = np.asarray(score, dtype=np.float64)
+    ok = np.isfinite(score)
+    show = list(range(len(classes))) if show_classes is None else list(show_classes)
+    if not ok.any() or not show:
+        return _empty("No scored samples yet")
+    cols = 1 if len(show) == 1 else 2
+    rows = int(np.ceil(len(show) / cols))
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[text(classes[c]) for c in show],
+                        horizontal_spacing=0.08, vertical_spacing=0.16 if rows > 1 else 0.1)
+    lo, hi = float(score[ok].min()), float(score[ok].max())
+    size = (hi - lo) / 30 if hi > lo else 1.0
+    bins = dict(start=lo - size / 2, end=hi + size / 2, size=size)
+    noisy = None if is_noisy is None else np.asarray(is_noisy, dtype=bool)
+    parts = [("kept", KEPT_COLOR, False), ("flagged", FLAGGED_COLOR, True)]
+    for n, c in enumerate(show):
+        r, col = n // cols + 1, n % cols + 1
+        in_c = ok & (np.asarray(labels) == c)
+        for name, color, flag_value in parts:
+            m = in_c & (np.asarray(flagged, dtype=bool) == flag_value)
+            subsets = [(m, name, "")] if noisy is None else [
+                (m & ~noisy, f"{name} · label correct", ""), (m & noisy, f"{name} · truly mislabeled", "/")]
+            for mask, label, pattern in subsets:
+                fig.add_trace(go.Histogram(
+                    x=score[mask], xbins=bins, name=label, legendgroup=label, showlegend=n == 0,
+                    marker=dict(color=color, pattern=dict(shape=pattern, fgcolor="#222222", solidity=0.35),
+                                line=dict(width=0.5, color="white")),
+                    hovertemplate=f"{text(label)}<br>SEI %{{x}}<br>%{{y}} images<extra></extra>",
+                ), row=r, col=col)
+        for t in np.unique(np.round(np.asarray(threshold)[in_c & np.isfinite(threshold)], 6)):
+            fig.add_vline(x=float(t), line=dict(color=THRESHOLD_COLOR, dash="dash", width=1.5),
+                          row=r, col=col)
+    fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name="threshold",
+                             line=dict(color=THRESHOLD_COLOR, dash="dash")))
+    fig.update_layout(barmode="stack", bargap=0.05)
+    fig.update_xaxes(title_text="SEI (lower = more likely mislabeled)", row=rows)
+    fig.update_yaxes(title_text="images", col=1)
+    return _layout(fig, height=max(320, 260 * rows + 60))
+
+
+def signed_entropy_curve(
+    signed_entropy: np.ndarray,
+    cumulative: np.ndarray | None = None,
+    title: str = "",
+    group_means: Mapping[str, np.ndarray] | None = None,
+) -> go.Figure:
+    """One sample's signed entropy per epoch (and its running integral on a second axis).
+
+    ``group_means`` maps a group name to its mean curve, drawn faintly for comparison.
+    """
+    se = np.asarray(signed_entropy, dtype=np.float64)
+    epochs = np.arange(1, len(se) + 1)
+    fig = make_subplots(specs=[[{"secondary_y": cumulative is not None}]])
+    if group_means:
+        for (name, curve), color in zip(group_means.items(), GROUP_COLORS):
+            if curve is None or not np.isfinite(curve).any():
+                continue
+            fig.add_trace(go.Scatter(x=epochs, y=curve, name=f"mean of {text(name)}", mode="lines",
+                                     line=dict(color=_rgba(color, 0.55), width=1.5, dash="dot")))
+    fig.add_trace(go.Scatter(x=epochs, y=se, name="this image", mode="lines+markers",
+                             line=dict(color="#222222", width=2.5), marker=dict(size=5),
+                             hovertemplate="epoch %{x}<br>signed entropy %{y:.3f}<extra></extra>"))
+    if cumulative is not None:
+        fig.add_trace(go.Scatter(x=epochs, y=np.asarray(cumulative), name="running SEI", mode="lines",
+                                 line=dict(color="#8E6BB5", width=1.5),
+                                 hovertemplate="epoch %{x}<br>running SEI %{y:.2f}<extra></extra>"),
+                      secondary_y=True)
+        fig.update_yaxes(title_text="running SEI", secondary_y=True, showgrid=False)
+    fig.add_hline(y=0, line=dict(color="#999999", width=1))
+    fig.update_xaxes(title_text="epoch")
+    fig.update_yaxes(title_text="signed entropy", secondary_y=False)
+    fig.update_layout(title=dict(text=text(title), font=dict(size=14)))
+    return _layout(fig, 340)
+
+
+def group_curves(mean: np.ndarray, std: np.ndarray, count: np.ndarray, names: Sequence[str],
+                 y_title: str, title: str = "", zero_line: bool = True) -> go.Figure:
+    """Mean curve of each group with a ±1 standard-deviation band; empty groups are skipped."""
+    mean, std = np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
+    if mean.size == 0 or not np.isfinite(mean).any():
+        return _empty("No epochs recorded yet")
+    epochs = np.arange(1, mean.shape[1] + 1)
+    fig = go.Figure()
+    for g, name in enumerate(names):
+        if count[g] == 0:
+            continue
+        color = GROUP_COLORS[g % len(GROUP_COLORS)]
+        label = f"{text(name)} ({int(count[g])})"
+        fig.add_trace(go.Scatter(x=np.r_[epochs, epochs[::-1]], y=np.r_[mean[g] + std[g], (mean[g] - std[g])[::-1]],
+                                 fill="toself", fillcolor=_rgba(color, 0.15), line=dict(width=0),
+                                 hoverinfo="skip", showlegend=False, legendgroup=label))
+        fig.add_trace(go.Scatter(x=epochs, y=mean[g], name=label, legendgroup=label, mode="lines",
+                                 line=dict(color=color, width=2.5),
+                                 hovertemplate=f"{label}<br>epoch %{{x}}<br>mean %{{y:.3f}}<extra></extra>"))
+    if zero_line:
+        fig.add_hline(y=0, line=dict(color="#999999", width=1))
+    fig.update_xaxes(title_text="epoch")
+    fig.update_yaxes(title_text=y_title)
+    fig.update_layout(title=dict(text=text(title), font=dict(size=14)))
+    return _layout(fig, 340)
+
+
+def entropy_trajectories(entropy: np.ndarray, flagged: np.ndarray, scored: np.ndarray | None = None,
+                         max_lines: int = 25, seed: int = 0) -> go.Figure:
+    """Entropy per epoch of kept vs flagged samples: a few individual trajectories and the means."""
+    h = np.asarray(entropy, dtype=np.float64)
+    if h.size == 0:
+        return _empty("No epochs recorded yet")
+    flagged = np.asarray(flagged, dtype=bool)
+    scored = np.ones_like(flagged) if scored is None else np.asarray(scored, dtype=bool)
+    epochs = np.arange(1, h.shape[0] + 1)
+    rng = np.random.default_rng(seed)
+    fig = go.Figure()
+    for name, mask, color in (("kept", scored & ~flagged, KEPT_COLOR), ("flagged", scored & flagged, FLAGGED_COLOR)):
+        idx = np.flatnonzero(mask)
+        if not len(idx):
+            continue
+        for j, i in enumerate(rng.permutation(idx)[:max_lines]):
+            fig.add_trace(go.Scatter(x=epochs, y=h[:, i], mode="lines", line=dict(color=_rgba(color, 0.18), width=1),
+                                     hoverinfo="skip", showlegend=False, legendgroup=name))
+        m, s = h[:, idx].mean(axis=1), h[:, idx].std(axis=1)
+        fig.add_trace(go.Scatter(x=np.r_[epochs, epochs[::-1]], y=np.r_[m + s, (m - s)[::-1]], fill="toself",
+                                 fillcolor=_rgba(color, 0.12), line=dict(width=0), hoverinfo="skip",
+                                 showlegend=False, legendgroup=name))
+        fig.add_trace(go.Scatter(x=epochs, y=m, mode="lines", name=f"{name} ({len(idx)}), mean ± sd",
+                                 legendgroup=name, line=dict(color=color, width=3),
+                                 hovertemplate=f"{name}<br>epoch %{{x}}<br>mean entropy %{{y:.3f}}<extra></extra>"))
+    fig.update_xaxes(title_text="epoch")
+    fig.update_yaxes(title_text="entropy (nats)", rangemode="tozero")
+    return _layout(fig, 340)
+
+
+def alignment_plot(align: np.ndarray, names: Sequence[str], count: np.ndarray) -> go.Figure:
+    """Per epoch, the fraction of each group whose prediction equals the given label."""
+    align = np.asarray(align, dtype=np.float64)
+    if align.size == 0 or not np.isfinite(align).any():
+        return _empty("No epochs recorded yet")
+    epochs = np.arange(1, align.shape[1] + 1)
+    fig = go.Figure()
+    for g, name in enumerate(names):
+        if count[g] == 0:
+            continue
+        label = f"{text(name)} ({int(count[g])})"
+        fig.add_trace(go.Scatter(x=epochs, y=100 * align[g], name=label, mode="lines+markers",
+                                 line=dict(color=GROUP_COLORS[g % 3], width=2.5), marker=dict(size=4),
+                                 hovertemplate=f"{label}<br>epoch %{{x}}<br>%{{y:.0f}}% predicted as labelled"
+                                               "<extra></extra>"))
+    fig.update_xaxes(title_text="epoch")
+    fig.update_yaxes(title_text="prediction = given label (%)", range=[-3, 103])
+    return _layout(fig, 340)
+
+
+def integral_comparison(signed: np.ndarray, unsigned: np.ndarray, flagged: np.ndarray,
+                        is_noisy: np.ndarray | None = None, thresholds: Sequence[float] = (),
+                        auroc: Mapping[str, float] | None = None) -> go.Figure:
+    """Side-by-side histograms of the signed (SEI) and unsigned entropy integrals.
+
+    Colour follows the ground truth when known (``is_noisy``), otherwise the flag decision,
+    so the panels show which score separates the two populations.
+    """
+    signed, unsigned = np.asarray(signed, dtype=np.float64), np.asarray(unsigned, dtype=np.float64)
+    ok = np.isfinite(signed) & np.isfinite(unsigned)
+    if not ok.any():
+        return _empty("No scored samples yet")
+    if is_noisy is not None:
+        bad = np.asarray(is_noisy, dtype=bool)
+        split = [("label correct (truth file)", ok & ~bad, KEPT_COLOR), ("truly mislabeled (truth file)", ok & bad, FLAGGED_COLOR)]
+    else:
+        f = np.asarray(flagged, dtype=bool)
+        split = [("kept", ok & ~f, KEPT_COLOR), ("flagged", ok & f, FLAGGED_COLOR)]
+    titles = ["Signed entropy integral (SEI)", "Unsigned entropy integral  −Σ entropy"]
+    if auroc:
+        titles = [f"{titles[0]} — AUROC {auroc.get('signed', float('nan')):.2f}",
+                  f"{titles[1]} — AUROC {auroc.get('unsigned', float('nan')):.2f}"]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=titles, horizontal_spacing=0.08)
+    for col, values in ((1, signed), (2, unsigned)):
+        for name, mask, color in split:
+            fig.add_trace(go.Histogram(x=values[mask], name=name, legendgroup=name, showlegend=col == 1,
+                                       nbinsx=40, opacity=0.65, marker=dict(color=color),
+                                       hovertemplate=f"{name}<br>score %{{x}}<br>%{{y}} images<extra></extra>"),
+                          row=1, col=col)
+    for t in thresholds:
+        fig.add_vline(x=float(t), line=dict(color=THRESHOLD_COLOR, dash="dash", width=1.5), row=1, col=1)
+    fig.update_layout(barmode="overlay")
+    fig.update_xaxes(title_text="score (lower = more suspicious)")
+    fig.update_yaxes(title_text="images", col=1)
+    return _layout(fig, 360)
+
+
+def training_curves(history: Sequence[Mapping], epochs: int | None = None) -> go.Figure:
+    """Loss and accuracy per epoch of each complementary run, from a run's status history."""
+    if not history:
+        return _empty("Waiting for the first epoch to finish…", 280)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["training loss", "training accuracy (%)"],
+                        horizontal_spacing=0.1)
+    runs = sorted({int(h["run"]) for h in history})
+    colors = ("#4C78A8", "#F58518", "#54A24B", "#B279A2")
+    for k, r in enumerate(runs):
+        hs = sorted((h for h in history if int(h["run"]) == r), key=lambda h: h["epoch"])
+        x = [h["epoch"] for h in hs]
+        color = colors[k % len(colors)]
+        fig.add_trace(go.Scatter(x=x, y=[h["loss"] for h in hs], name=f"run {r}", legendgroup=f"run {r}",
+                                 mode="lines+markers", line=dict(color=color), marker=dict(size=4)), row=1, col=1)
+        fig.add_trace(go.Scatter(x=x, y=[100 * h["accuracy"] for h in hs], name=f"run {r}", legendgroup=f"run {r}",
+                                 showlegend=False, mode="lines+markers", line=dict(color=color), marker=dict(size=4)),
+                      row=1, col=2)
+    if epochs:
+        fig.update_xaxes(range=[0.5, epochs + 0.5])
+    fig.update_xaxes(title_text="epoch")
+    return _layout(fig, 300)
+
+
+def class_counts(counts: Mapping[str, int]) -> go.Figure:
+    """Horizontal bar chart of images per class."""
+    names = list(counts)
+    fig = go.Figure(go.Bar(x=[counts[c] for c in names], y=[text(c) for c in names], orientation="h",
+                           marker=dict(color=KEPT_COLOR), text=[counts[c] for c in names],
+                           textposition="outside", hovertemplate="%{y}: %{x} images<extra></extra>"))
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(title_text="images")
+    return _layout(fig, max(200, 40 * len(names) + 90))
