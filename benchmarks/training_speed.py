@@ -34,7 +34,8 @@ import torch.nn.functional as F
 
 from sei_core import dataset
 from sei_core.models import build_model
-from sei_core.records import Recorder, RecordStore, _atomic_save
+from sei_core.files import atomic_write
+from sei_core.records import Recorder, RecordStore
 from sei_core.runs import Run
 from sei_core.train import Stepper, _batches, _images_on, pick_device
 
@@ -125,7 +126,7 @@ def main() -> None:
         stats, probs = rec_f.finalize()
         store_f.write_epoch(epoch, stats, probs, loss=loss, accuracy=acc)
         ck = {"model": s_full.model.state_dict(), "optimizer": s_full.opt.state_dict(), "epoch": epoch}
-        _atomic_save(tmp / "ckpt.pt", lambda f: torch.save(ck, f))
+        atomic_write(tmp / "ckpt.pt", lambda f: torch.save(ck, f))
         run.update_status(epoch=epoch, loss=loss, accuracy=acc)
 
     variants["full"] = full

@@ -18,7 +18,6 @@ import csv
 import hashlib
 import io
 import json
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,8 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from .files import atomic_write
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 #: Images larger than this many pixels are refused: decoding them could exhaust memory.
@@ -469,10 +470,7 @@ def decode_images(
     if problems and not skip_unreadable:
         raise DataError(problems, f"{ds.source} has images that cannot be decoded")
     if cache is not None and not problems:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".tmp{os.getpid()}.npy")
-        np.save(tmp, out)
-        os.replace(tmp, cache)
+        atomic_write(cache, lambda fh: np.save(fh, out))
     return out, problems
 
 

@@ -17,12 +17,13 @@ the same noisy labels.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from .files import atomic_write_bytes
 
 #: Tolerance on a confusion-matrix row summing to 1.
 _ROW_SUM_TOL = 1e-6
@@ -196,16 +197,7 @@ def read_label_table(path: str | os.PathLike) -> pd.DataFrame:
 
 
 def _atomic_write_csv(frame: pd.DataFrame, path: Path) -> None:
-    """Write ``frame`` to a temp file next to ``path``, then ``os.replace`` it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            frame.to_csv(fh, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, frame.to_csv(index=False).encode("utf-8"))
 
 
 def write_noisy_label_file(

@@ -1,21 +1,135 @@
 """From a run's records to one ranked table: score, threshold, flag and suggested label.
 
-Each complementary run scores every sample with the Signed Entropy Integral of its own
-records and sets its threshold at the mean SEI of its auxiliary samples. A sample takes
-the score of a run in which it kept its given label (:func:`sei_core.scores.combine_runs`).
-The suggested label is the model's most frequent prediction over the last recorded epochs.
+Each complementary run scores every sample with a detection method of
+:data:`sei_core.baselines.METHODS` — by default the paper's Signed Entropy Integral — from
+its own records and sets its threshold with the method's rule (for SEI: the mean score of
+its auxiliary samples). A sample takes the score of a run in which it kept its given label
+(:func:`sei_core.scores.combine_runs`). The suggested label is the model's most frequent
+prediction over the last recorded epochs.
+
+:func:`score_records` is that merge for any method, on records already in memory;
+:func:`score_method` does it for a run directory; :func:`score_run` adds what the app and
+the CLI show (suggested labels, per-epoch curves).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
+from .baselines import METHODS, Method, Records
 from .records import _atomic_save
 from .runs import Run, RunError
-from .scores import aux_threshold, combine_runs, signed_entropy_integral, suggested_labels
+from .scores import combine_runs, suggested_labels
+
+#: The method ``score_run`` ranks with unless told otherwise.
+DEFAULT_METHOD = "sei"
+
+
+@dataclass
+class MethodScores:
+    """One method's merged result over the complementary runs (arrays of length N)."""
+
+    method: str
+    score: np.ndarray  # NaN where no run could score the sample
+    threshold: np.ndarray  # the threshold each sample was compared with (NaN if unscored)
+    flagged: np.ndarray  # score < threshold (False where unscored)
+    source_run: np.ndarray  # 0-based position in the list of scored runs, -1 if none
+    run_thresholds: list[float]
+
+
+def _method(method: str | Method) -> tuple[str, Method]:
+    if isinstance(method, Method):
+        return method.name or "custom", method
+    try:
+        return method, METHODS[method]
+    except KeyError:
+        raise ValueError(f"unknown method {method!r}; choose one of {sorted(METHODS)}") from None
+
+
+def score_records(
+    records: Sequence[Records], is_aux: np.ndarray, method: str | Method = DEFAULT_METHOD
+) -> MethodScores:
+    """Score every complementary run with ``method`` and merge them into one verdict per sample.
+
+    For each run ``r``: ``s_r = method(records[r])``, ``τ_r = method.threshold(s_r, aux_r)``;
+    then :func:`~sei_core.scores.combine_runs` gives each sample the score and threshold of
+    the first run in which it was not auxiliary, and ``flagged = s < τ``.
+
+    Parameters
+    ----------
+    records : one mapping per run, as described at :data:`sei_core.baselines.METHODS`.
+    is_aux : (R, N) boolean, True where the sample was relabeled to the auxiliary class.
+    method : a name in :data:`~sei_core.baselines.METHODS` or a :class:`~sei_core.baselines.Method`.
+    """
+    name, m = _method(method)
+    is_aux = np.asarray(is_aux, dtype=bool)
+    if len(records) == 0 or is_aux.shape[0] != len(records):
+        raise ValueError(f"need one aux mask per run: {len(records)} runs, masks {is_aux.shape}")
+    scores, thresholds = [], []
+    for rec, aux in zip(records, is_aux):
+        s = np.asarray(m(rec), dtype=np.float64)
+        scores.append(s)
+        thresholds.append(float(m.threshold(s, aux)))
+    score, thr, src = combine_runs(np.stack(scores), np.array(thresholds), is_aux)
+    scored = src >= 0
+    flagged = np.where(scored, score < np.nan_to_num(thr, nan=-np.inf), False)
+    return MethodScores(method=name, score=score, threshold=thr, flagged=flagged,
+                        source_run=src, run_thresholds=thresholds)
+
+
+@dataclass
+class LoadedRun:
+    """The records of a run's complementary runs that have at least one complete epoch."""
+
+    ids: list[str]
+    classes: list[str]
+    labels: np.ndarray  # (N,) given label index
+    runs: list[int]  # 1-based indices of the runs loaded
+    records: list[dict]  # one Records mapping per loaded run
+    is_aux: np.ndarray  # (R, N)
+    probs: list[np.ndarray]  # (L, N, K') probabilities of the last stored epochs, per run
+
+
+def load_run(run: Run) -> LoadedRun:
+    """Read a run's records (finished or not) into the form :func:`score_records` takes."""
+    cfg = run.config()
+    ids, names = run.samples()
+    classes = list(cfg["classes"])
+    index = {c: i for i, c in enumerate(classes)}
+    labels = np.array([index[c] for c in names], dtype=np.int64)
+    n, k = len(ids), len(classes)
+    keep_probs = int(cfg.get("keep_probs", 5))
+    usable, recs, masks, probs = [], [], [], []
+    for r in range(1, int(cfg.get("runs", 2)) + 1):
+        store = run.records(r)
+        if not store.epochs():
+            continue
+        rec = store.load()
+        aux = np.zeros(n, dtype=bool)
+        aux[run.aux_indices(r)] = True
+        p = store.load_probs()[1][-keep_probs:]
+        rec.update(probs_last=p[-1], labels=np.where(aux, k, labels), is_aux=aux)
+        usable.append(r)
+        recs.append(rec)
+        masks.append(aux)
+        probs.append(p)
+    if not usable:
+        raise RunError(f"{run.path} has no complete epoch yet; wait for the first epoch to finish")
+    return LoadedRun(ids, classes, labels, usable, recs, np.stack(masks), probs)
+
+
+def score_method(run: Run | LoadedRun, method: str | Method = DEFAULT_METHOD) -> MethodScores:
+    """Score a run (or its loaded records) with any method of the registry, merged across
+    the complementary runs; ``source_run`` is returned 1-based (0 = unscored) as in
+    :class:`RunScores`."""
+    loaded = run if isinstance(run, LoadedRun) else load_run(run)
+    ms = score_records(loaded.records, loaded.is_aux, method)
+    ms.source_run = np.where(ms.source_run >= 0, np.array(loaded.runs)[np.clip(ms.source_run, 0, None)], 0)
+    return ms
 
 
 @dataclass
@@ -25,7 +139,7 @@ class RunScores:
     ids: list[str]
     classes: list[str]
     labels: np.ndarray  # given label index
-    score: np.ndarray  # SEI (NaN where no run could score the sample)
+    score: np.ndarray  # the method's score, SEI by default (NaN where no run could score it)
     threshold: np.ndarray
     flagged: np.ndarray
     source_run: np.ndarray  # 1-based run index that scored the sample, 0 if none
@@ -36,50 +150,38 @@ class RunScores:
     prediction: np.ndarray  # (T, N)
     epochs: int
     run_thresholds: list[float]
+    method: str = DEFAULT_METHOD
 
     def table(self) -> pd.DataFrame:
-        """The ranked table, most suspicious first (unscored samples last)."""
+        """The ranked table, most suspicious first (unscored samples last).
+
+        The score column is named after the method (``sei`` by default).
+        """
         k = len(self.classes)
         df = pd.DataFrame({
             "path": self.ids,
             "given_label": [self.classes[i] for i in self.labels],
-            "sei": self.score,
+            self.method: self.score,
             "threshold": self.threshold,
             "flagged": self.flagged,
             "suggested_label": [self.classes[i] if 0 <= i < k else "" for i in self.suggested],
             "suggested_probability": self.suggested_probability,
             "scored_by_run": self.source_run,
         })
-        return df.sort_values("sei", kind="stable", na_position="last").reset_index(drop=True)
+        return df.sort_values(self.method, kind="stable", na_position="last").reset_index(drop=True)
 
 
-def score_run(run: Run) -> RunScores:
-    """Score a run from whatever epochs it has recorded so far (finished or not)."""
-    cfg = run.config()
-    ids, names = run.samples()
-    classes = list(cfg["classes"])
-    index = {c: i for i, c in enumerate(classes)}
-    labels = np.array([index[c] for c in names], dtype=np.int64)
-    n, k = len(ids), len(classes)
-    keep_probs = int(cfg.get("keep_probs", 5))
-    usable, scores, thresholds, aux_masks, recs, probs = [], [], [], [], [], []
-    for r in range(1, int(cfg.get("runs", 2)) + 1):
-        store = run.records(r)
-        if not store.epochs():
-            continue
-        rec = store.load()
-        aux = np.zeros(n, dtype=bool)
-        aux[run.aux_indices(r)] = True
-        s = signed_entropy_integral(rec["signed_entropy"])
-        usable.append(r)
-        scores.append(s)
-        thresholds.append(aux_threshold(s, aux))
-        aux_masks.append(aux)
-        recs.append(rec)
-        probs.append(store.load_probs()[1][-keep_probs:])
-    if not usable:
-        raise RunError(f"{run.path} has no complete epoch yet; wait for the first epoch to finish")
-    score, thr, src = combine_runs(np.stack(scores), np.array(thresholds), np.stack(aux_masks))
+def score_run(run: Run, method: str = DEFAULT_METHOD) -> RunScores:
+    """Score a run from whatever epochs it has recorded so far (finished or not).
+
+    ``method`` is any name of :data:`sei_core.baselines.METHODS`; the default is the
+    paper's SEI.
+    """
+    loaded = load_run(run)
+    ms = score_records(loaded.records, loaded.is_aux, method)
+    n, k = len(loaded.ids), len(loaded.classes)
+    src = ms.source_run
+    recs = loaded.records
     t = min(r["signed_entropy"].shape[0] for r in recs)
     cols = np.arange(n)
     pick = np.clip(src, 0, None)
@@ -87,18 +189,18 @@ def score_run(run: Run) -> RunScores:
     def merged(field: str) -> np.ndarray:
         return np.stack([r[field][-t:] for r in recs])[:, :, cols][pick, :, cols].T
 
-    last = min(p.shape[0] for p in probs)
+    last = min(p.shape[0] for p in loaded.probs)
     pred_last = np.stack([r["prediction"][-last:] for r in recs])[pick, :, cols].T
-    probs_last = np.stack([p[-last:] for p in probs])[pick, :, cols].transpose(1, 0, 2)
+    probs_last = np.stack([p[-last:] for p in loaded.probs])[pick, :, cols].transpose(1, 0, 2)
     suggested, sp = suggested_labels(pred_last, probs_last, k)
     scored = src >= 0
     return RunScores(
-        ids=ids, classes=classes, labels=labels, score=score, threshold=thr,
-        flagged=np.where(scored, score < np.nan_to_num(thr, nan=-np.inf), False),
-        source_run=np.where(scored, np.array(usable)[pick], 0),
+        ids=loaded.ids, classes=loaded.classes, labels=loaded.labels, score=ms.score,
+        threshold=ms.threshold, flagged=ms.flagged,
+        source_run=np.where(scored, np.array(loaded.runs)[pick], 0),
         suggested=np.where(scored, suggested, -1), suggested_probability=np.where(scored, sp, np.nan),
         signed_entropy=merged("signed_entropy"), entropy=merged("entropy"),
-        prediction=merged("prediction"), epochs=t, run_thresholds=thresholds,
+        prediction=merged("prediction"), epochs=t, run_thresholds=ms.run_thresholds, method=ms.method,
     )
 
 

@@ -13,13 +13,13 @@ labels and the baselines that need them.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .files import atomic_write
 from .scores import EpochStatistics, epoch_statistics, softmax
 
 
@@ -55,18 +55,6 @@ class Recorder:
 _EPOCH_FILE = re.compile(r"epoch_(\d{4,})\.npz$")
 
 
-def _atomic_save(path: Path, save) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            save(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 class RecordStore:
     """Per-epoch records of one training run in a folder (epochs are numbered from 1)."""
 
@@ -79,8 +67,8 @@ class RecordStore:
         self.folder.mkdir(parents=True, exist_ok=True)
         arrays = {f: getattr(stats, f) for f in EpochStatistics.FIELDS}
         arrays.update({k: np.asarray(v) for k, v in scalars.items()})
-        _atomic_save(self.folder / f"probs_{epoch:04d}.npy", lambda f: np.save(f, probs.astype(np.float16)))
-        _atomic_save(self.folder / f"epoch_{epoch:04d}.npz", lambda f: np.savez(f, **arrays))
+        atomic_write(self.folder / f"probs_{epoch:04d}.npy", lambda f: np.save(f, probs.astype(np.float16)))
+        atomic_write(self.folder / f"epoch_{epoch:04d}.npz", lambda f: np.savez(f, **arrays))
         for old in self.folder.glob("probs_*.npy"):
             if int(old.stem.split("_")[1]) <= epoch - self.keep_probs:
                 old.unlink(missing_ok=True)

@@ -25,8 +25,6 @@ import fcntl
 import io
 import os
 import sqlite3
-import stat
-import tempfile
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -34,6 +32,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
+
+from .files import atomic_write_bytes
 
 __all__ = [
     "ACTIONS",
@@ -256,32 +256,6 @@ def _render(table: _LabelTable, frame: pd.DataFrame) -> bytes:
     return codecs.BOM_UTF8 + data if table.bom else data
 
 
-def _atomic_write_bytes(target: Path, data: bytes) -> None:
-    """Replace ``target`` with ``data`` so readers see either the old or the new file, never a mix."""
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        try:
-            mode = stat.S_IMODE(os.stat(target).st_mode)
-        except FileNotFoundError:
-            mode = 0o644
-        os.chmod(tmp_name, mode)
-        os.replace(tmp_name, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable
-        dir_fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
 # --------------------------------------------------------------------------- SQLite
 
 _SCHEMA = """
@@ -443,7 +417,7 @@ class ReviewStore:
         clean = frame[frame[STATUS_COL] != DISCARDED]
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
-            _atomic_write_bytes(out, _render(table, clean))
+            atomic_write_bytes(out, _render(table, clean))
         except OSError as exc:
             raise ExportError(f"Could not write the clean export to {out}: {exc}. "
                               f"Check that the folder is writable and has free space.") from exc
@@ -503,7 +477,7 @@ class ReviewStore:
             except BaseException:
                 # The CSV already holds the decision: put the previous bytes back so both agree.
                 with contextlib.suppress(OSError):
-                    _atomic_write_bytes(self.label_file.resolve(), table.raw)
+                    atomic_write_bytes(self.label_file.resolve(), table.raw)
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
                 raise
@@ -517,8 +491,8 @@ class ReviewStore:
         """Back up the untouched original once, then atomically replace the label file."""
         try:
             if not self.backup_path.exists():
-                _atomic_write_bytes(self.backup_path, table.raw)
-            _atomic_write_bytes(self.label_file.resolve(), data)
+                atomic_write_bytes(self.backup_path, table.raw)
+            atomic_write_bytes(self.label_file.resolve(), data)
         except OSError as exc:
             raise LabelFileError(
                 f"Could not write label file {self.label_file}: {exc}. Nothing was recorded; "

@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .records import RecordStore, _atomic_save
+from .files import atomic_write
+from .records import RecordStore
 
 try:
     import fcntl
@@ -47,7 +48,7 @@ def now() -> str:
 
 
 def _write_json(path: Path, obj) -> None:
-    _atomic_save(path, lambda f: f.write(json.dumps(obj, indent=1, default=_json_default).encode()))
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1, default=_json_default).encode()))
 
 
 def _json_default(o):
@@ -121,7 +122,7 @@ class Run:
                 w.writerow([sid, lab, "" if rows is None else int(rows[i])])
             f.write(text.getvalue().encode("utf-8"))
 
-        _atomic_save(self.path / "samples.csv", save)
+        atomic_write(self.path / "samples.csv", save)
 
     def samples(self) -> tuple[list[str], list[str]]:
         """Sample ids and given label names, in training order."""

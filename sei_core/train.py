@@ -31,7 +31,8 @@ import torch.nn.functional as F
 
 from . import dataset as ds_mod
 from .models import ModelError, build_model
-from .records import Recorder, _atomic_save
+from .files import atomic_write
+from .records import Recorder
 from .runs import Run, RunError, now
 from .scores import choose_aux_sets
 
@@ -325,7 +326,7 @@ def _aux_sets(run: Run, config: TrainConfig, n: int, k: int) -> list[np.ndarray]
     sets = choose_aux_sets(n, k, config.runs, seed=config.seed)
     for f, s in zip(files, sets):
         f.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_save(f, lambda fh, s=s: np.save(fh, s))
+        atomic_write(f, lambda fh, s=s: np.save(fh, s))
     return sets
 
 
@@ -408,7 +409,7 @@ def _train_one(run: Run, config: TrainConfig, prep: Prepared, aux: np.ndarray, i
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
         }
-        _atomic_save(ckpt_path, lambda f: torch.save(ckpt, f))
+        atomic_write(ckpt_path, lambda f: torch.save(ckpt, f))
         epoch_times.append(seconds)
         remaining = (config.epochs - epoch) + (config.runs - index) * config.epochs
         eta = float(np.mean(epoch_times[-5:])) * remaining

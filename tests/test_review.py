@@ -371,21 +371,21 @@ def test_missing_label_file(tmp_path: Path) -> None:
 def test_csv_write_failure_rolls_back_db(store: ReviewStore, monkeypatch: pytest.MonkeyPatch) -> None:
     store.confirm("a.png", "ann", expected_label="cat")
     before = store.label_file.read_bytes()
-    real = review._atomic_write_bytes
+    real = review.atomic_write_bytes
 
     def failing(target: Path, data: bytes) -> None:
         if target == store.label_file:
             raise OSError("disk full")
         real(target, data)
 
-    monkeypatch.setattr(review, "_atomic_write_bytes", failing)
+    monkeypatch.setattr(review, "atomic_write_bytes", failing)
     with pytest.raises(LabelFileError, match="disk full"):
         store.relabel("b.png", "cat", "ann", expected_label="dog")
     assert store.label_file.read_bytes() == before
     assert len(db_rows(store)) == 1
     assert not list(store.label_file.parent.glob(".labels.csv.*.tmp"))
 
-    monkeypatch.setattr(review, "_atomic_write_bytes", real)
+    monkeypatch.setattr(review, "atomic_write_bytes", real)
     d = store.relabel("b.png", "cat", "ann", expected_label="dog")
     assert d.id == 2
 

@@ -1,0 +1,48 @@
+"""Atomic file replacement: readers see the old file or the new one, never a mix.
+
+Every file sei-review writes that someone may read at the same time (records, checkpoints,
+status, the user's label file, the decode cache) goes through :func:`atomic_write`, so a
+process killed mid-write leaves the previous version intact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import tempfile
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+
+def atomic_write(target: str | os.PathLike, write: Callable[[BinaryIO], object]) -> None:
+    """Call ``write(fh)`` on a temporary file beside ``target``, fsync it, then rename it
+    over ``target`` (keeping ``target``'s permissions) and fsync the folder."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.chmod(tmp, stat.S_IMODE(os.stat(target).st_mode))
+        except FileNotFoundError:
+            os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable
+        dir_fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def atomic_write_bytes(target: str | os.PathLike, data: bytes) -> None:
+    """Replace ``target`` with ``data`` atomically."""
+    atomic_write(target, lambda fh: fh.write(data))
