@@ -78,6 +78,12 @@ class TrainConfig:
     per_class_prompts: dict = field(default_factory=dict)
     skip_unreadable: bool = False
     max_pixels: int = ds_mod.DEFAULT_MAX_PIXELS
+    #: folder of the decoded-image cache; None keeps it in the run's ``cache/``. Runs on the
+    #: same images (benchmark cells) can share one folder and decode only once.
+    cache_dir: str | None = None
+    #: the class list, in output order; None: the sorted labels found in the data. A
+    #: benchmark fixes it so that every noisy copy of a data set has the same classes.
+    classes: list[str] | None = None
 
     def resolved_milestones(self) -> list[int]:
         if self.milestones is not None:
@@ -190,7 +196,7 @@ def prepare(config: TrainConfig, run: Run, log: Callable[[str], None] = print) -
         run.update_status(phase=f"decoding images {done}/{total}")
 
     images, problems = ds_mod.decode_images(data, config.image_size, workers=config.workers,
-                                            cache_dir=run.path / "cache",
+                                            cache_dir=config.cache_dir or run.path / "cache",
                                             skip_unreadable=config.skip_unreadable, progress=progress)
     if problems:
         bad = {p.where for p in problems}
@@ -200,6 +206,14 @@ def prepare(config: TrainConfig, run: Run, log: Callable[[str], None] = print) -
         data, images = ds_mod.subset(data, keep), images[keep]
     log(f"{len(data)} images of {len(data.classes)} classes decoded at {config.image_size}px "
         f"in {time.time() - t0:.1f}s")
+    if (run.path / "samples.csv").is_file():
+        ids, labels = run.samples()
+        now_labels = [data.classes[k] for k in data.labels]
+        if ids != data.ids or labels != now_labels:
+            changed = sum(a != b for a, b in zip(labels, now_labels)) + abs(len(ids) - len(data.ids))
+            raise RunError(f"the data changed since this run started ({len(ids)} samples then, {len(data.ids)} "
+                           f"now, {changed} differ); a resumed run must see the same samples and labels. "
+                           "Start a new run on the current data instead")
     base = data.prompts()
     prompts = ds_mod.Prompts(template=config.template or base.template,
                              aux_prompt=config.aux_prompt or base.aux_prompt,
@@ -275,7 +289,7 @@ def train(
         run.update_status(state="stopped", phase="stopped", error=None, eta_seconds=None)
         say(f"{e}; resume with `sei resume {run.path}`")
         raise
-    except (ds_mod.DataError, ModelError, RunError, ValueError) as e:
+    except (ds_mod.DataError, ModelError, RunError) as e:
         run.update_status(state="failed", error=str(e), eta_seconds=None)
         say(f"failed: {e}")
         raise
@@ -305,6 +319,8 @@ def init_run(config: TrainConfig, out: str | Path) -> Run:
         raise RunError(f"{run.path} already holds a run; choose another --out, or resume it with "
                        f"`sei resume {run.path}`")
     cfg = dataclasses.asdict(config)
+    if cfg["classes"] is None:  # written by prepare() once the data is read
+        del cfg["classes"]
     cfg["milestones"] = config.resolved_milestones()
     cfg["created_at"] = now()
     run.write_config(cfg)

@@ -165,3 +165,13 @@ def test_existing_run_is_not_overwritten(finished_run, tiny_data, capsys):
     assert cli.main(_args(tiny_data, finished_run.path)) == 1
     assert "already holds a run" in capsys.readouterr().err
     assert (finished_run.path / "scores.csv").read_bytes() == before
+
+
+def test_resume_refuses_changed_data(tiny_copy, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(_args(tiny_copy, out, epochs=1)) == 0
+    Run(out).update_status(state="stopped")
+    text = tiny_copy.read_text().splitlines()
+    tiny_copy.write_text("\n".join(text[:-1]) + "\n")  # one row fewer
+    assert cli.main(["resume", str(out), "--no-progress"]) == 1
+    assert "the data changed since this run started (48 samples then, 47 now" in capsys.readouterr().err
