@@ -3,12 +3,14 @@
 Every score here is ``(N,)`` with **lower = more likely mislabeled**, as in
 :mod:`sei_core.scores`. All but :func:`confident_learning` are computed from the same
 recorded training run as SEI (per-epoch records of shape ``(T, N)`` and the last epoch's
-probabilities ``(N, K')``, where ``K'`` may include the auxiliary class).
+probabilities ``(N, K')``, where ``K'`` may include the auxiliary class). :data:`METHODS`
+registers each with what it is computed on and its threshold rule.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -103,7 +105,9 @@ def cross_entropy_loss(p_label: np.ndarray) -> np.ndarray:
     return -np.log(np.clip(np.asarray(p_label, dtype=np.float64), _EPS, None))
 
 
-def small_loss_gmm(losses: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def small_loss_gmm(
+    losses: np.ndarray, seed: int = 0, fit_mask: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Small-loss criterion with a 2-component 1-D Gaussian mixture (as in DivideMix).
 
     The losses are min-max scaled to ``[0, 1]``, a two-component GMM is fitted
@@ -117,6 +121,9 @@ def small_loss_gmm(losses: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.nd
     losses : (N,) per-sample losses, e.g. ``cross_entropy_loss(p_label).mean(axis=0)`` (the
         mean over epochs, used by :data:`METHODS`).
     seed : random state of the GMM initialisation.
+    fit_mask : optional (N,) boolean: fit the scaling and the mixture on these samples only
+        (e.g. leave out the auxiliary samples, whose loss is that of an extra class), then
+        score every sample with it.
 
     Returns
     -------
@@ -131,13 +138,15 @@ def small_loss_gmm(losses: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.nd
         raise ValueError(f"losses must be 1-D, got shape {x.shape}")
     if not np.isfinite(x).all():
         raise ValueError("losses contain NaN or infinite values")
-    span = x.max() - x.min() if x.size else 0.0
-    if x.size < 2 or span == 0:
+    fit = x if fit_mask is None else x[np.asarray(fit_mask, dtype=bool)]
+    span = fit.max() - fit.min() if fit.size else 0.0
+    if fit.size < 2 or span == 0:
         return np.ones_like(x), np.zeros(x.shape, dtype=bool)
-    x = ((x - x.min()) / span)[:, None]
-    gmm = GaussianMixture(n_components=2, reg_covar=5e-4, random_state=seed).fit(x)
+    lo = fit.min()
+    gmm = GaussianMixture(n_components=2, reg_covar=5e-4, random_state=seed)
+    gmm.fit(((fit - lo) / span)[:, None])
     clean = int(np.argmin(gmm.means_[:, 0]))
-    score = gmm.predict_proba(x)[:, clean]
+    score = gmm.predict_proba(((x - lo) / span)[:, None])[:, clean]
     return score, score < 0.5
 
 
@@ -212,23 +221,118 @@ def confident_learning(
 
 
 Records = Mapping[str, np.ndarray]
+#: ``(scores, is_aux) -> τ``: the threshold of one run; a sample is flagged where ``s < τ``.
+ThresholdRule = Callable[[np.ndarray, np.ndarray], float]
+
+
+@dataclass(frozen=True)
+class Method:
+    """A detector scored from the records of one complementary run.
+
+    Calling it returns the ``(N,)`` scores (lower = more suspicious); ``threshold`` gives
+    that run's flag threshold from the scores and the auxiliary mask. Methods without a
+    threshold rule of their own use the mean score of the auxiliary samples
+    (:func:`sei_core.scores.aux_threshold`), as SEI does; the runs are then merged with
+    :func:`sei_core.scores.combine_runs` (see :func:`sei_core.ranking.score_records`).
+    """
+
+    score: Callable[[Records], np.ndarray]
+    computed_on: str
+    threshold: ThresholdRule = _scores.aux_threshold
+    threshold_rule: str = "mean score of the auxiliary samples"
+    name: str = ""
+
+    def __call__(self, records: Records) -> np.ndarray:
+        return self.score(records)
+
+
+def _n_outputs(r: Records) -> int:
+    return int(r["probs_last"].shape[1])
+
+
+def _aum_p99(scores: np.ndarray, is_aux: np.ndarray) -> float:
+    return aum_threshold(scores, is_aux, 99.0)
+
+
+def _half(scores: np.ndarray, is_aux: np.ndarray) -> float:
+    return 0.5
+
+
+def _gmm_score(r: Records) -> np.ndarray:
+    aux = r.get("is_aux")
+    fit = None if aux is None else ~np.asarray(aux, dtype=bool)
+    return small_loss_gmm(cross_entropy_loss(r["p_label"]).mean(axis=0), fit_mask=fit)[0]
+
+
+_ALL = "all recorded epochs of the SEI run (training forward pass)"
 
 #: Every method scored from one recorded run. ``records`` holds ``"signed_entropy"``,
-#: ``"entropy"``, ``"margin"``, ``"p_label"`` as (T, N) arrays, ``"probs_last"`` (N, K') and
-#: ``"labels"`` (N,); each function returns (N,) scores, lower = more suspicious.
-#: Confident learning is not here: it needs out-of-sample (k-fold) probabilities.
-METHODS: dict[str, Callable[[Records], np.ndarray]] = {
-    "sei": lambda r: _scores.signed_entropy_integral(r["signed_entropy"]),
-    "unsigned_entropy_integral": lambda r: _scores.unsigned_entropy_integral(r["entropy"]),
-    "se_last": lambda r: _scores.se_last_epoch(r["signed_entropy"]),
-    "se_middle": lambda r: _scores.se_middle_epoch(r["signed_entropy"]),
-    "sei_early": lambda r: _scores.early_sei(r["signed_entropy"]),
-    "sei_late": lambda r: _scores.late_sei(r["signed_entropy"]),
-    "aum": lambda r: aum(r["margin"]),
-    "mistakenness": lambda r: mistakenness(r["probs_last"], r["labels"]),
+#: ``"entropy"``, ``"margin"``, ``"p_label"``, ``"prediction"`` as (T, N) arrays,
+#: ``"probs_last"`` (N, K') (the last epoch's probabilities, auxiliary column included),
+#: ``"labels"`` (N,) (the labels trained on: the given label, or K for an auxiliary sample)
+#: and optionally ``"is_aux"`` (N,). Each returns (N,) scores, lower = more suspicious.
+#: Confident learning is not here: it needs out-of-sample (k-fold) probabilities, so it is
+#: listed in :data:`OUT_OF_SAMPLE_METHODS` and computed by :mod:`sei_core.bench`.
+METHODS: dict[str, Method] = {
+    "sei": Method(
+        lambda r: _scores.signed_entropy_integral(r["signed_entropy"]),
+        f"the paper's SEI, Σ_t SE_t over {_ALL}"),
+    "sci": Method(
+        lambda r: _scores.signed_certainty_integral(
+            _scores.agreement(r["prediction"], r["labels"]), r["entropy"], _n_outputs(r)),
+        f"variant: Σ_t s_t·(log K' − H_t), the agreement sign weighted by certainty, over {_ALL}"),
+    "confidence": Method(
+        lambda r: _scores.label_confidence(r["p_label"]),
+        f"variant: mean p_y of the given label (Dataset Cartography's confidence) over {_ALL}"),
+    "unsigned_entropy_integral": Method(
+        lambda r: _scores.unsigned_entropy_integral(r["entropy"]),
+        f"ablation: −Σ_t H_t (no sign) over {_ALL}"),
+    "se_last": Method(
+        lambda r: _scores.se_last_epoch(r["signed_entropy"]),
+        "ablation: signed entropy of the last epoch of the SEI run"),
+    "se_middle": Method(
+        lambda r: _scores.se_middle_epoch(r["signed_entropy"]),
+        "ablation: signed entropy of the middle epoch (index T//2) of the SEI run"),
+    "sei_early": Method(
+        lambda r: _scores.early_sei(r["signed_entropy"]),
+        "ablation: SEI over the first ⌈T/2⌉ epochs of the SEI run"),
+    "sei_late": Method(
+        lambda r: _scores.late_sei(r["signed_entropy"]),
+        "ablation: SEI over the last ⌊T/2⌋ epochs of the SEI run"),
+    "aum": Method(
+        lambda r: aum(r["margin"]),
+        f"AUM (Pleiss et al. 2020): mean logit margin z_y − max_(k≠y) z_k over {_ALL}"),
+    "aum_p99": Method(
+        lambda r: aum(r["margin"]),
+        f"AUM with its own threshold rule (the auxiliary samples as AUM's threshold samples): "
+        f"mean logit margin over {_ALL}",
+        _aum_p99, "99th percentile of the auxiliary samples' AUM"),
+    "mistakenness": Method(
+        lambda r: mistakenness(r["probs_last"], r["labels"]),
+        "FiftyOne mistakenness (c = exp(−H)) from the last epoch's probabilities of the SEI "
+        "run, auxiliary column kept"),
     # mean loss over epochs: by the last epoch a network has memorised noisy labels and
     # their loss is as small as the clean ones'; the early-epoch gap survives the mean
-    "small_loss_gmm": lambda r: small_loss_gmm(
-        cross_entropy_loss(r["p_label"]).mean(axis=0)
-    )[0],
+    "small_loss_gmm": Method(
+        _gmm_score,
+        f"small-loss GMM (as in DivideMix): clean posterior of a 2-component GMM on the mean "
+        f"cross-entropy over {_ALL}, fitted on the non-auxiliary samples",
+        _half, "clean posterior < 0.5"),
 }
+
+METHODS = {name: replace(m, name=name) for name, m in METHODS.items()}
+
+#: Methods that need out-of-sample probabilities from k-fold cross-validation instead of the
+#: SEI run's records (name → what it is computed on).
+OUT_OF_SAMPLE_METHODS: dict[str, str] = {
+    "confident_learning": (
+        "cleanlab find_label_issues (prune_by_noise_rate) on out-of-sample probabilities from "
+        "k-fold cross-validation: the same model, budget and augmentation, trained on k−1 folds "
+        "of the noisy labels (no auxiliary class), predicting the held-out fold without "
+        "augmentation; ranked by self-confidence p_y"),
+}
+
+
+def method_names() -> list[str]:
+    """Every method name: the record-based ones, then the out-of-sample ones."""
+    return list(METHODS) + list(OUT_OF_SAMPLE_METHODS)

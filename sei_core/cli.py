@@ -1,4 +1,4 @@
-"""The ``sei`` command: train, resume, watch and rank runs from a terminal.
+"""The ``sei`` command: train, resume, watch and rank runs from a terminal; benchmark methods.
 
 Every failure a user can cause (bad data, unknown model, busy run) ends with a plain
 message and exit code 1, never a traceback; a stopped run exits with 130.
@@ -14,6 +14,7 @@ from pathlib import Path
 from . import dataset, jobs
 from .models import ModelError, available_models
 from .runs import Run, RunError
+from .bench import BenchError as _BenchError
 from .train import PAPER_EPOCHS, PRESETS, Stopped, TrainConfig, train
 
 DEFAULTS = TrainConfig(data="")
@@ -25,6 +26,13 @@ def _train_parser(sub) -> None:
                                    "or a MedMNIST .npz) and write a run directory.")
     p.add_argument("data", help="label CSV, image folder or .npz file")
     p.add_argument("--out", required=True, help="run directory to create, e.g. runs/first")
+    add_training_options(p)
+    p.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
+    p.add_argument("--background", action="store_true", help="start in a background process and return")
+
+
+def add_training_options(p: argparse.ArgumentParser) -> None:
+    """The training options shared by `sei train` and `sei bench` (model, budget, schedule …)."""
     p.add_argument("--preset", choices=sorted(PRESETS), default="paper",
                    help="start from these settings (options given explicitly override them): "
                         + "; ".join(f"{k}: {v or 'the paper defaults'}" for k, v in PRESETS.items()))
@@ -60,8 +68,6 @@ def _train_parser(sub) -> None:
     p.add_argument("--prompts", default=None, help="JSON file with template, aux_prompt and per_class prompts")
     p.add_argument("--skip-unreadable", action="store_true", help="leave out missing/corrupt images, with a report")
     p.add_argument("--max-pixels", type=int, default=DEFAULTS.max_pixels)
-    p.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
-    p.add_argument("--background", action="store_true", help="start in a background process and return")
 
 
 def _apply_preset(parser: argparse.ArgumentParser, a: argparse.Namespace, argv: list[str]) -> None:
@@ -72,13 +78,14 @@ def _apply_preset(parser: argparse.ArgumentParser, a: argparse.Namespace, argv: 
             setattr(a, key, value)
 
 
-def _config_from(a: argparse.Namespace) -> TrainConfig:
+def training_settings(a: argparse.Namespace) -> dict:
+    """The :class:`TrainConfig` fields (all but ``data``) from the shared training options."""
     template, aux, per_class = a.prompt_template, a.aux_prompt, {}
     if a.prompts:
         pr = dataset.Prompts.load(a.prompts)
         template, aux, per_class = template or pr.template, aux or pr.aux_prompt, pr.per_class
-    return TrainConfig(
-        data=str(Path(a.data).expanduser().resolve()), split=a.split, model=a.model,
+    return dict(
+        split=a.split, model=a.model,
         weights=None if (a.weights or "").lower() in ("", "none") else a.weights,
         image_size=a.image_size, epochs=a.epochs, lr=a.lr, momentum=a.momentum,
         weight_decay=a.weight_decay, batch_size=a.batch_size, milestones=a.milestones, gamma=a.gamma,
@@ -86,6 +93,10 @@ def _config_from(a: argparse.Namespace) -> TrainConfig:
         record=a.record, keep_probs=a.keep_probs, augment=a.augment, template=template, aux_prompt=aux,
         per_class_prompts=per_class, skip_unreadable=a.skip_unreadable, max_pixels=a.max_pixels,
     )
+
+
+def _config_from(a: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(data=str(Path(a.data).expanduser().resolve()), **training_settings(a))
 
 
 def _fmt_seconds(s) -> str:
@@ -216,6 +227,61 @@ def cmd_demo(a) -> int:
     return cmd_flags(argparse.Namespace(run=str(run.path), all=False, top=15, out=None))
 
 
+def _bench_parser(sub) -> None:
+    from .baselines import method_names
+    from .bench import DEFAULT_RATES, DEFAULT_SEEDS, NOISE_TYPES
+
+    p = sub.add_parser(
+        "bench", help="measure SEI and every baseline on injected label noise (resumable grid)",
+        description="For every data set × noise type × rate × seed: inject seeded label noise, train one "
+                    "SEI run, score it with every method, train k folds for confident learning, and compare "
+                    "with the truth. Writes OUT/results.csv, OUT/results.md and OUT/plots/. Re-running the "
+                    "same command skips finished cells and resumes interrupted ones. The training options "
+                    "are those of `sei train`; --seed is replaced by each cell's seed.")
+    p.add_argument("--data", nargs="+", default=[], help="label CSV(s), image folder(s) or .npz file(s)")
+    p.add_argument("--noise", nargs="+", choices=NOISE_TYPES, default=["symmetric"],
+                   help="symmetric, and/or confusion (calibrated on a k-fold reference classifier's "
+                        "confusion matrix, eq. 5 of the paper)")
+    p.add_argument("--rates", nargs="+", type=float, default=list(DEFAULT_RATES))
+    p.add_argument("--seeds", nargs="+", type=int, default=list(DEFAULT_SEEDS))
+    p.add_argument("--methods", nargs="+", choices=method_names(), default=None, metavar="METHOD",
+                   help="default: all of " + ", ".join(method_names()))
+    p.add_argument("--folds", type=int, default=5,
+                   help="k of the cross-validation for confident learning and the reference classifier")
+    p.add_argument("--out", required=True, help="bench directory, e.g. bench/derm")
+    p.add_argument("--keep-checkpoints", action="store_true",
+                   help="keep the model checkpoints of finished runs (removed by default: they are large)")
+    p.add_argument("--report-only", action="store_true",
+                   help="only rewrite results.csv/results.md/plots from the cells measured so far")
+    add_training_options(p)
+    p.add_argument("--progress", action="store_true", help="progress bars instead of log lines")
+
+
+def cmd_bench(a) -> int:
+    from . import bench
+
+    if a.report_only:
+        files = bench.write_report(a.out, bench.write_results(a.out))
+        print("\n".join(str(f) for f in files))
+        return 0
+    if not a.data:
+        raise _BenchError("give the data set(s) to benchmark with --data")
+    settings = training_settings(a)
+    settings.pop("seed")
+    spec = bench.BenchSpec(data=[str(Path(d).expanduser().resolve()) for d in a.data], noise=a.noise,
+                           rates=a.rates, seeds=a.seeds, methods=a.methods, folds=a.folds, train=settings,
+                           keep_checkpoints=a.keep_checkpoints, progress_bar=a.progress)
+    report = bench.run_bench(spec, a.out)
+    done = sum(s == "completed" for s in report.cells.values())
+    print(f"{a.out}: {done} cell(s) measured, {len(report.cells) - done} already done; "
+          f"{len(report.results)} result rows")
+    for f in report.files:
+        print(f"  {f}")
+    for f in report.failures:
+        print(f"sei: warning: {f}", file=sys.stderr)
+    return 1 if report.failures else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sei", description="Find mislabeled images with the Signed Entropy Integral.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -245,9 +311,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p = sub.add_parser("sample-data", help="(re)generate the bundled sample data set")
     p.add_argument("--out", default=None)
+    _bench_parser(sub)
     for name, fn in [("train", cmd_train), ("resume", cmd_resume), ("status", cmd_status), ("flags", cmd_flags),
                      ("stop", cmd_stop), ("validate", cmd_validate), ("models", cmd_models),
-                     ("sample-data", cmd_sample_data), ("demo", cmd_demo)]:
+                     ("sample-data", cmd_sample_data), ("demo", cmd_demo), ("bench", cmd_bench)]:
         sub.choices[name].set_defaults(func=fn)
     return parser
 
@@ -256,14 +323,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
-    if args.command == "train":
+    if args.command in ("train", "bench"):
         _apply_preset(parser, args, argv)
     try:
         return args.func(args)
     except Stopped as e:
         print(f"sei: {e}", file=sys.stderr)
         return 130
-    except (dataset.DataError, ModelError, RunError, ValueError) as e:
+    except (dataset.DataError, ModelError, RunError, ValueError, _BenchError) as e:
         print(f"sei: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -148,12 +148,18 @@ class LabeledImages:
         return {c: int(n) for c, n in zip(self.classes, counts)}
 
     def fingerprint(self) -> str:
-        """Hash of the sample list, labels and file sizes/mtimes: keys the decode cache."""
+        """Hash of the image files (absolute path, size, mtime) in order: keys the decode cache.
+
+        Files are hashed by absolute path rather than by label file, so two label files
+        listing the same images in the same order (e.g. the noisy copies of a benchmark)
+        share one cached array. Labels are not part of it: they do not change the pixels.
+        """
         h = hashlib.sha256()
-        h.update(str(self.source.resolve()).encode())
+        if self.array is not None:
+            h.update(str(self.source.resolve()).encode())
         for i, sid in enumerate(self.ids):
-            h.update(sid.encode())
             f = self.file_of(i)
+            h.update((sid if f is None else str(f.absolute())).encode())
             if f is not None:
                 try:
                     st = f.stat()

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .baselines import METHODS, Method, Records
-from .records import _atomic_save
+from .files import atomic_write
 from .runs import Run, RunError
 from .scores import combine_runs, suggested_labels
 
@@ -207,5 +207,5 @@ def score_run(run: Run, method: str = DEFAULT_METHOD) -> RunScores:
 def write_scores(run: Run) -> pd.DataFrame:
     """Write ``scores.csv`` (the ranked table) into the run atomically and return it."""
     df = score_run(run).table()
-    _atomic_save(run.path / "scores.csv", lambda f: f.write(df.to_csv(index=False).encode("utf-8")))
+    atomic_write(run.path / "scores.csv", lambda f: f.write(df.to_csv(index=False).encode("utf-8")))
     return df

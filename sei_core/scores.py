@@ -259,3 +259,78 @@ def suggested_labels(
     # counts dominate; mean probability (< 1) only breaks ties between equal counts
     label = np.argmax(counts + mean_p, axis=1)
     return label, mean_p[np.arange(len(label)), label]
+
+
+# --------------------------------------------------------------------------------------
+# Variants measured against the paper's SEI (see docs/benchmarks.md). Each keeps the
+# convention of this module: (T, N) epoch-major records in, (N,) scores out, lower =
+# more likely mislabeled.
+
+
+def agreement(prediction: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``s_{t,i} = +1`` where epoch ``t`` predicts the given label of sample ``i``, else ``-1``.
+
+    Parameters
+    ----------
+    prediction : (T, N) predicted class per epoch.
+    labels : (N,) the labels the model was trained on.
+
+    Returns
+    -------
+    (T, N) float array of ±1 (the sign of the signed entropy, defined even where ``H = 0``).
+    """
+    prediction = np.asarray(prediction)
+    return np.where(prediction == np.asarray(labels)[None, :], 1.0, -1.0)
+
+
+def signed_certainty_integral(sign: np.ndarray, h: np.ndarray, n_outputs: int) -> np.ndarray:
+    """Signed certainty integral: ``SCI_i = Σ_t s_{t,i} · (log K' − H_{t,i})``.
+
+    SEI weighs each epoch's agreement sign ``s`` by the entropy ``H``, i.e. by how *unsure*
+    the model is. A sample whose given label is wrong but whose true class the model
+    learns confidently has ``H ≈ 0`` in every disagreeing epoch, so its SEI is near 0 — as
+    high as a confidently learned clean sample — and early epochs, where every prediction is
+    near-uniform (``H ≈ log K'``) and mostly the majority class, dominate the sum. SCI
+    weighs the sign by the certainty ``log K' − H ∈ [0, log K']`` instead: confident
+    agreement counts ``+log K'``, confident disagreement ``−log K'``, a near-uniform epoch
+    about 0. Each epoch's term then increases with the model's evidence for the given
+    label, as AUM's logit margin does (``M_t = s_t · |M_t|``). The two add up to the pure
+    vote count: ``SEI + SCI = log K' · Σ_t s_t``.
+
+    Parameters
+    ----------
+    sign : (T, N) ±1 agreement of the prediction with the given label (:func:`agreement`).
+    h : (T, N) entropy in nats of the same epochs.
+    n_outputs : ``K'``, the number of model outputs the entropy was taken over (the ``K``
+        classes plus the auxiliary class in a sei-review run).
+
+    Returns
+    -------
+    (N,) array in ``[-T log K', T log K']``.
+    """
+    if n_outputs < 2:
+        raise ValueError(f"n_outputs must be at least 2, got {n_outputs}")
+    sign = np.asarray(sign, dtype=np.float64)
+    h = np.asarray(h, dtype=np.float64)
+    if sign.shape != h.shape:
+        raise ValueError(f"sign {sign.shape} and h {h.shape} must have the same shape")
+    return (sign * (np.log(n_outputs) - h)).sum(axis=0)
+
+
+def label_confidence(p_label: np.ndarray) -> np.ndarray:
+    """Mean probability of the given label over epochs: ``C_i = (1/T) Σ_t p_{y_i,t}``.
+
+    The "confidence" coordinate of Dataset Cartography (Swayamdipta et al., 2020). Unlike
+    SEI's ``±H``, each epoch's term rises monotonically with the model's evidence for the
+    given label, and it does not depend on which class the model predicts: a mislabeled
+    sample whose true class is learned has ``p_y ≈ 0`` whether the model is sure or not.
+
+    Parameters
+    ----------
+    p_label : (T, N) probability of the given (trained-on) label per epoch.
+
+    Returns
+    -------
+    (N,) array in ``[0, 1]``.
+    """
+    return np.asarray(p_label, dtype=np.float64).mean(axis=0)

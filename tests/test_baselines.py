@@ -110,7 +110,7 @@ def _records(t=6, n=40, k=3, seed=0):
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, k, n)
     stats = [scores.epoch_statistics(rng.normal(0, 2, (n, k + 1)), labels) for _ in range(t)]
-    fields = ("signed_entropy", "entropy", "margin", "p_label")
+    fields = ("signed_entropy", "entropy", "margin", "p_label", "prediction")
     rec = {f: np.stack([getattr(s, f) for s in stats]).astype(np.float64) for f in fields}
     rec["probs_last"] = scores.softmax(rng.normal(0, 2, (n, k + 1)))
     rec["labels"] = labels
@@ -119,8 +119,8 @@ def _records(t=6, n=40, k=3, seed=0):
 
 def test_methods_registry():
     assert set(METHODS) == {
-        "sei", "unsigned_entropy_integral", "se_last", "se_middle", "sei_early", "sei_late",
-        "aum", "mistakenness", "small_loss_gmm",
+        "sei", "sci", "confidence", "unsigned_entropy_integral", "se_last", "se_middle", "sei_early", "sei_late",
+        "aum", "aum_p99", "mistakenness", "small_loss_gmm",
     }
     rec = _records()
     for name, method in METHODS.items():
@@ -131,3 +131,33 @@ def test_methods_registry():
     np.testing.assert_allclose(METHODS["sei_early"](rec), early, rtol=1e-6)
     np.testing.assert_allclose(METHODS["se_middle"](rec), rec["signed_entropy"][3])
     np.testing.assert_allclose(METHODS["aum"](rec), rec["margin"].mean(axis=0), rtol=1e-6)
+
+    sign = np.where(rec["prediction"] == rec["labels"], 1.0, -1.0)
+    np.testing.assert_allclose(
+        METHODS["sci"](rec), (sign * (np.log(4) - rec["entropy"])).sum(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(METHODS["confidence"](rec), rec["p_label"].mean(axis=0), rtol=1e-6)
+
+
+def test_methods_say_what_they_are_computed_on_and_how_they_flag():
+    rec = _records()
+    aux = np.zeros(40, bool)
+    aux[:8] = True
+    for name, m in METHODS.items():
+        assert m.name == name and m.computed_on and m.threshold_rule
+        tau = m.threshold(m(rec), aux)
+        assert np.isfinite(tau), name
+    s = METHODS["aum_p99"](rec)
+    assert METHODS["aum_p99"].threshold(s, aux) == pytest.approx(np.percentile(s[aux], 99))
+    assert METHODS["aum"].threshold(s, aux) == pytest.approx(s[aux].mean())
+    assert METHODS["small_loss_gmm"].threshold(s, aux) == 0.5
+
+
+def test_small_loss_gmm_fit_mask_leaves_out_samples():
+    rng = np.random.default_rng(0)
+    losses = np.r_[rng.normal(0.2, 0.05, 180), rng.normal(3.0, 0.3, 20), np.full(5, 50.0)]
+    fit = np.r_[np.ones(200, bool), np.zeros(5, bool)]
+    score, flagged = small_loss_gmm(losses, fit_mask=fit)
+    assert flagged[:180].sum() == 0 and flagged[180:200].all() and flagged[200:].all()
+    # fitted on everything, the five outliers would form their own component
+    _, flagged_all = small_loss_gmm(losses)
+    assert flagged_all[180:200].sum() < 20

@@ -83,3 +83,45 @@ def test_suggested_label_is_most_frequent_recent_prediction():
     label, p = S.suggested_labels(preds, probs, n_classes=2)
     assert label.tolist() == [1, 0]  # sample 1: aux predictions ignored, one vote for class 0
     assert p.tolist() == pytest.approx([0.6, 0.2])
+
+
+def test_agreement_is_plus_minus_one():
+    pred = np.array([[0, 1, 2], [1, 1, 0]])  # T=2, N=3
+    labels = np.array([0, 1, 1])
+    assert S.agreement(pred, labels).tolist() == [[1, 1, -1], [-1, 1, -1]]
+
+
+def test_signed_certainty_integral_hand_values():
+    # K' = 4 outputs: log K' = ln 4. Sample 0 agrees confidently twice (H = 0);
+    # sample 1 disagrees confidently (H = 0) then agrees while unsure (H = ln 4);
+    # sample 2 disagrees twice with H = ln 2.
+    ln4 = math.log(4)
+    sign = np.array([[1.0, -1.0, -1.0], [1.0, 1.0, -1.0]])
+    h = np.array([[0.0, 0.0, LN2], [0.0, ln4, LN2]])
+    sci = S.signed_certainty_integral(sign, h, 4)
+    assert sci == pytest.approx([2 * ln4, -ln4, -2 * (ln4 - LN2)])
+    # SEI of the same epochs: [0, ln4, -2 ln2]; SEI + SCI = ln K' · Σ_t s_t
+    sei = S.signed_entropy_integral(sign * h)
+    assert sei + sci == pytest.approx(ln4 * sign.sum(axis=0))
+
+
+def test_signed_certainty_integral_ranks_confidently_wrong_below_unsure_wrong():
+    # the case SEI gets backwards: a mislabeled sample whose true class is learned
+    # confidently has SE ≈ 0 (looks clean); SCI puts it at the bottom
+    sign = np.array([[-1.0, -1.0, 1.0]] * 3)
+    h = np.array([[0.01, 1.2, 0.01]] * 3)
+    sei = S.signed_entropy_integral(sign * h)
+    sci = S.signed_certainty_integral(sign, h, 5)
+    assert sei[0] > sei[1] and sci[0] < sci[1] < sci[2]
+
+
+def test_signed_certainty_integral_checks_inputs():
+    with pytest.raises(ValueError):
+        S.signed_certainty_integral(np.ones((2, 3)), np.ones((2, 2)), 4)
+    with pytest.raises(ValueError):
+        S.signed_certainty_integral(np.ones((2, 3)), np.ones((2, 3)), 1)
+
+
+def test_label_confidence_is_mean_label_probability():
+    p = np.array([[0.9, 0.1, 0.5], [0.7, 0.3, 0.5]])
+    assert S.label_confidence(p) == pytest.approx([0.8, 0.2, 0.5])

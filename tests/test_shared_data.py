@@ -40,7 +40,7 @@ def test_training_on_noisy_dermoscopy_ranks_injected_errors_above_chance(tmp_pat
     """600 HAM10000 images of the two largest classes, 30 % symmetric noise, 32 px."""
     table = noise.read_label_table(DERM)
     table = table[table["label"].isin(["nevus", "benign keratosis"])]
-    table = table.groupby("label", group_keys=False).apply(lambda t: t.sample(300, random_state=0))
+    table = table.groupby("label").sample(300, random_state=0)
     table["path"] = [str(DERM.parent / p) for p in table["path"]]
     classes = sorted(table["label"].unique())
     y = np.array([classes.index(c) for c in table["label"]])

@@ -1,0 +1,624 @@
+"""Benchmark: detection quality of SEI and every baseline, measured on the same runs.
+
+The grid is data set × noise type × noise rate × seed. One *cell* of it:
+
+1. injects label noise with the cell's seed into the clean labels (symmetric, or
+   confusion-calibrated from a reference classifier's out-of-sample confusion matrix, eq. 5
+   of the paper) and writes the noisy label file and a truth file;
+2. trains one SEI run (two complementary runs with auxiliary samples) on the noisy labels;
+3. scores that run with every record-based method of :data:`sei_core.baselines.METHODS`
+   (SEI, its variants and ablations, AUM, mistakenness, small-loss GMM), each merged across
+   the complementary runs by :func:`sei_core.ranking.score_records`;
+4. trains ``k`` cross-validation models on the same noisy labels for Confident Learning
+   (:mod:`sei_core.crossval`), if that method is asked for;
+5. compares every flag set and ranking with the truth (:mod:`sei_core.metrics`) and writes
+   one row per method.
+
+Everything is resumable: a cell whose methods all have a result is skipped; a cell whose
+SEI run was interrupted resumes it from its last epoch; finished cross-validation folds are
+reused. Layout of a bench directory::
+
+    bench.json                 the training settings (must stay the same across calls)
+    data/<dataset>/labels.csv  the clean labels with absolute image paths (+ images/ for a
+                               MedMNIST .npz, written once as PNGs, see below)
+    cache/                     decoded images shared by every run of the benchmark
+    reference/<dataset>/seed<S>/  k-fold reference classifier on clean labels: confusion.npy
+    cells/<dataset>/<noise>/rate<R>/seed<S>/
+        labels.csv truth.csv   noisy labels and what was corrupted (absolute image paths)
+        run/                   the SEI run (sei_core.runs layout; checkpoints removed when done)
+        cv/                    the cross-validation folds of Confident Learning
+        results.csv            this cell's rows
+    results.csv  results.md  plots/   everything gathered (rewritten after every cell)
+
+A MedMNIST ``.npz`` is turned into PNG files once per benchmark (lossless, the same pixels
+the ``.npz`` loader would give), so every data set is benchmarked through the same label-CSV
+path and every noisy label file is an ordinary CSV.
+
+:func:`load_results` reads the rows back (for the app); :func:`summarize`,
+:func:`markdown_report` and :func:`figures` turn them into tables and plots.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import os
+import re
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import dataset as ds_mod
+from .baselines import METHODS, OUT_OF_SAMPLE_METHODS, confident_learning, method_names
+from .metrics import detection_report
+from .noise import confusion_calibrated_noise, confusion_matrix, symmetric_noise, write_noisy_label_file
+from .files import atomic_write
+from .runs import Run
+
+NOISE_TYPES = ("symmetric", "confusion")
+DEFAULT_RATES = (0.1, 0.2, 0.3, 0.4, 0.5)
+DEFAULT_SEEDS = (0, 1, 2)
+#: Metrics of a result row: of the flagged set (F1 first: the primary one), then of the ranking.
+METRICS = ("f1", "precision", "recall", "auroc", "ap")
+RESULT_COLUMNS = [
+    "dataset", "noise", "rate", "seed", "method", "f1", "precision", "recall", "auroc", "ap",
+    "flagged", "wall_seconds", "n_samples", "n_noisy", "train_seconds", "score_seconds",
+    "threshold_rule",
+]
+#: Training settings that must not change between calls on one bench directory.
+_TRAIN_KEYS_IGNORED = ("data", "seed", "device", "workers", "cache_dir", "classes")
+
+
+class BenchError(Exception):
+    """The benchmark cannot go on as asked; the message says why and what to do."""
+
+
+@dataclass
+class BenchSpec:
+    """What to measure. ``train`` holds :class:`~sei_core.train.TrainConfig` fields other than
+    ``data`` and ``seed`` (each cell trains with its own seed)."""
+
+    data: list[str]
+    noise: list[str] = field(default_factory=lambda: ["symmetric"])
+    rates: list[float] = field(default_factory=lambda: list(DEFAULT_RATES))
+    seeds: list[int] = field(default_factory=lambda: list(DEFAULT_SEEDS))
+    methods: list[str] | None = None  # None: all of method_names()
+    folds: int = 5
+    train: dict = field(default_factory=dict)
+    keep_checkpoints: bool = False
+    progress_bar: bool = False
+
+    def method_list(self) -> list[str]:
+        names = method_names()
+        chosen = list(names) if not self.methods else list(dict.fromkeys(self.methods))
+        unknown = [m for m in chosen if m not in names]
+        if unknown:
+            raise BenchError(f"unknown method(s) {unknown}; choose from {names}")
+        return chosen
+
+    def validate(self) -> None:
+        problems = []
+        if not self.data:
+            problems.append("give at least one data set")
+        bad = [n for n in self.noise if n not in NOISE_TYPES]
+        if bad or not self.noise:
+            problems.append(f"noise types must be among {list(NOISE_TYPES)}, got {self.noise}")
+        if not self.rates or any(not 0.0 < r < 1.0 for r in self.rates):
+            problems.append(f"noise rates must lie in (0, 1), got {self.rates}")
+        if not self.seeds:
+            problems.append("give at least one seed")
+        if self.folds < 2:
+            problems.append(f"--folds must be at least 2, got {self.folds}")
+        if problems:
+            raise BenchError("; ".join(problems))
+        self.method_list()
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of the grid."""
+
+    dataset: str
+    noise: str
+    rate: float
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.dataset}/{self.noise}/rate{self.rate:.2f}/seed{self.seed}"
+
+
+@dataclass
+class Source:
+    """A data set made ready for the benchmark: clean labels with absolute image paths."""
+
+    name: str
+    origin: str
+    labels_csv: Path
+    table: pd.DataFrame  # path (absolute), label (class name)
+    classes: list[str]
+    labels: np.ndarray  # (N,) clean label index
+    prompts: ds_mod.Prompts
+
+
+@dataclass
+class BenchReport:
+    """What a call of :func:`run_bench` did."""
+
+    results: pd.DataFrame
+    cells: dict[str, str]  # cell key -> "skipped" | "completed"
+    failures: list[str]
+    files: list[Path]
+
+
+# ------------------------------------------------------------------------------ data sets
+
+
+def dataset_name(path: str | Path) -> str:
+    """A short name for a data source: the folder of a ``labels.csv``, else the file stem."""
+    p = Path(path)
+    if p.is_dir():
+        stem = p.name
+    elif p.name.lower() in ("labels.csv", "label.csv", "train.csv"):
+        stem = p.parent.name or p.stem
+    else:
+        stem = p.stem
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-") or "data"
+
+
+def prepare_source(data: str | Path, bench_dir: str | Path, *, name: str | None = None,
+                   split: str = "train", max_pixels: int = ds_mod.DEFAULT_MAX_PIXELS,
+                   skip_unreadable: bool = False) -> Source:
+    """Validate ``data`` and write its clean label file (absolute paths) into the bench.
+
+    For a MedMNIST ``.npz`` the images of ``split`` are written once as PNG files under
+    ``data/<name>/images/``. The clean ``labels.csv`` is written last, so its presence means
+    the source is complete and it is reused as it is.
+    """
+    ds = ds_mod.load(data, split=split, max_pixels=max_pixels, skip_unreadable=skip_unreadable)
+    name = name or dataset_name(data)
+    folder = Path(bench_dir).resolve() / "data" / name
+    labels_csv = folder / "labels.csv"
+    if ds.kind == "npz":
+        img_dir = folder / "images"
+        paths = [str(img_dir / f"{split}_{i:05d}.png") for i in range(len(ds))]
+        if not labels_csv.is_file() and not img_dir.is_dir():
+            # write into a private folder and rename it into place, so that two processes
+            # preparing the same benchmark never see (or write) half an image folder
+            tmp = folder / f".images.tmp{os.getpid()}"
+            tmp.mkdir(parents=True, exist_ok=True)
+            for i, p in enumerate(paths):
+                ds.open_image(i).save(tmp / Path(p).name, format="PNG")
+            try:
+                os.rename(tmp, img_dir)
+            except OSError:  # another process was first
+                shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        paths = [str(ds.file_of(i).resolve()) for i in range(len(ds))]
+    table = pd.DataFrame({"path": paths, "label": [ds.classes[k] for k in ds.labels]})
+    if not labels_csv.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_csv(table, labels_csv)
+    else:
+        table = pd.read_csv(labels_csv, dtype=str, keep_default_na=False)
+        if len(table) != len(ds) or list(table["path"]) != paths:
+            raise BenchError(f"{labels_csv} no longer matches {data}; use another --out for changed data")
+    index = {c: k for k, c in enumerate(ds.classes)}
+    labels = np.array([index[c] for c in table["label"]], dtype=np.int64)
+    return Source(name=name, origin=str(data), labels_csv=labels_csv, table=table,
+                  classes=list(ds.classes), labels=labels, prompts=ds.prompts())
+
+
+# ------------------------------------------------------------------------------ the grid
+
+
+def _write_csv(frame: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda f: f.write(frame.to_csv(index=False).encode("utf-8")))
+
+
+def _check_bench_json(bench_dir: Path, spec: BenchSpec) -> None:
+    """Record the training settings; refuse to mix results of different settings."""
+    train = {k: v for k, v in sorted(spec.train.items()) if k not in _TRAIN_KEYS_IGNORED}
+    info = {"train": train, "folds": spec.folds}
+    path = bench_dir / "bench.json"
+    if path.is_file():
+        old = json.loads(path.read_text())
+        if old.get("train") != json.loads(json.dumps(train)) or old.get("folds") != spec.folds:
+            raise BenchError(
+                f"{bench_dir} holds results trained with other settings ({path}); use another --out "
+                f"or the same training options. Recorded: {old.get('train')}, folds {old.get('folds')}")
+        return
+    bench_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda f: f.write(json.dumps(info, indent=1).encode()))
+
+
+def _train_config(spec: BenchSpec, data: Path, seed: int, source: Source, bench_dir: Path):
+    from .train import TrainConfig
+
+    kw = {k: v for k, v in spec.train.items() if k not in ("data", "seed")}
+    kw.setdefault("cache_dir", str(bench_dir / "cache"))
+    kw["classes"] = list(source.classes)  # the clean data's classes, whatever the noise
+    # the noisy label file lives in the bench, away from the data's prompts.json
+    kw["template"] = kw.get("template") or source.prompts.template
+    kw["aux_prompt"] = kw.get("aux_prompt") or source.prompts.aux_prompt
+    kw["per_class_prompts"] = {**source.prompts.per_class, **(kw.get("per_class_prompts") or {})}
+    return TrainConfig(data=str(data), seed=seed, **kw)
+
+
+def reference_confusion(source: Source, seed: int, spec: BenchSpec, bench_dir: Path,
+                        log: Callable[[str], None] = print) -> np.ndarray:
+    """Row-normalised confusion matrix of a reference classifier trained on the clean labels.
+
+    k-fold cross-validation (``spec.folds`` folds, the benchmark's model and budget, no
+    auxiliary class): every sample is predicted by a model that did not train on it, so
+    ``T_ab`` is the rate at which class ``a`` is mistaken for ``b`` on unseen images.
+    Cached in ``reference/<dataset>/seed<seed>/confusion.npy``.
+    """
+    from .crossval import cross_val_probs
+
+    folder = bench_dir / "reference" / source.name / f"seed{seed}"
+    path = folder / "confusion.npy"
+    if path.is_file():
+        return np.load(path)
+    log(f"reference classifier for {source.name}, seed {seed}: {spec.folds}-fold on clean labels")
+    config = _train_config(spec, source.labels_csv, seed, source, bench_dir)
+    cv = cross_val_probs(config, spec.folds, folder, classes=source.classes, log=log)
+    pred = cv.probs.argmax(axis=1)
+    t = confusion_matrix(cv.labels, pred, len(source.classes), normalize=True)
+    info = {"accuracy": float((pred == cv.labels).mean()), "seconds": cv.seconds,
+            "classes": source.classes, "confusion": t.tolist()}
+    atomic_write(folder / "reference.json", lambda f: f.write(json.dumps(info, indent=1).encode()))
+    atomic_write(path, lambda f: np.save(f, t))
+    return t
+
+
+def make_noisy_labels(source: Source, noise: str, rate: float, seed: int,
+                      confusion: np.ndarray | None = None) -> np.ndarray:
+    """Noisy label indices of ``source`` for one cell (deterministic in ``seed``)."""
+    k = len(source.classes)
+    if noise == "symmetric":
+        return symmetric_noise(source.labels, k, rate, seed=seed)
+    if noise == "confusion":
+        if confusion is None:
+            raise ValueError("confusion-calibrated noise needs the reference confusion matrix")
+        return confusion_calibrated_noise(source.labels, confusion, rate, seed=seed)
+    raise ValueError(f"unknown noise type {noise!r}; choose from {NOISE_TYPES}")
+
+
+def _evaluate(score: np.ndarray, flagged: np.ndarray, is_noisy: np.ndarray) -> dict:
+    """Metrics over the samples that received a score."""
+    ok = np.isfinite(score)
+    rep = detection_report(score[ok], flagged[ok], is_noisy[ok])
+    return {"f1": rep["f1"], "precision": rep["precision"], "recall": rep["recall"],
+            "auroc": rep["auroc"], "ap": rep["average_precision"], "flagged": int(flagged[ok].sum()),
+            "n_samples": int(ok.sum()), "n_noisy": int(is_noisy[ok].sum())}
+
+
+def _truth_for(ids: Sequence[str], truth: pd.DataFrame) -> np.ndarray:
+    noisy = dict(zip(truth["path"], truth["is_noisy"].astype(str).str.lower() == "true"))
+    try:
+        return np.array([noisy[i] for i in ids], dtype=bool)
+    except KeyError as e:
+        raise BenchError(f"sample {e} of the run is not in the truth file") from None
+
+
+def _train_seconds(run: Run) -> float:
+    return float(sum(h.get("seconds", 0.0) for h in run.status().get("history", [])))
+
+
+def run_cell(cell: Cell, source: Source, spec: BenchSpec, bench_dir: Path,
+             log: Callable[[str], None] = print) -> tuple[str, list[str]]:
+    """Measure one cell (resuming whatever it has); returns its state and the failures."""
+    from .ranking import load_run, score_method
+    from .train import train
+
+    folder = bench_dir / "cells" / cell.dataset / cell.noise / f"rate{cell.rate:.2f}" / f"seed{cell.seed}"
+    results_csv = folder / "results.csv"
+    done = pd.read_csv(results_csv) if results_csv.is_file() else pd.DataFrame(columns=RESULT_COLUMNS)
+    todo = [m for m in spec.method_list() if m not in set(done["method"])]
+    if not todo:
+        return "skipped", []
+
+    labels_csv, truth_csv = folder / "labels.csv", folder / "truth.csv"
+    if not (labels_csv.is_file() and truth_csv.is_file()):
+        confusion = (reference_confusion(source, cell.seed, spec, bench_dir, log)
+                     if cell.noise == "confusion" else None)
+        noisy = make_noisy_labels(source, cell.noise, cell.rate, cell.seed, confusion)
+        write_noisy_label_file(source.table, [source.classes[k] for k in noisy], labels_csv, truth_csv)
+    truth = pd.read_csv(truth_csv, dtype=str, keep_default_na=False)
+    config = _train_config(spec, labels_csv, cell.seed, source, bench_dir)
+    base = {"dataset": cell.dataset, "noise": cell.noise, "rate": cell.rate, "seed": cell.seed}
+    failures: list[str] = []
+
+    def save(new_rows: list[dict]) -> None:  # each part's rows are kept as soon as it is done
+        nonlocal done
+        if new_rows:
+            new = pd.DataFrame(new_rows, columns=RESULT_COLUMNS)
+            done = new if done.empty else pd.concat([done, new], ignore_index=True)
+            _write_csv(done[RESULT_COLUMNS], results_csv)
+
+    record_methods = [m for m in todo if m in METHODS]
+    if record_methods:
+        run = Run(folder / "run")
+        if not run.exists():
+            log(f"{cell.key}: training the SEI run")
+            train(config, run.path, progress_bar=spec.progress_bar, log=log)
+        elif run.status().get("state") != "finished":
+            log(f"{cell.key}: resuming the SEI run")
+            train(config, run.path, resume=True, progress_bar=spec.progress_bar, log=log)
+        if not spec.keep_checkpoints:
+            for r in range(1, run.n_sub_runs() + 1):
+                run.checkpoint(r).unlink(missing_ok=True)
+        loaded = load_run(run)
+        is_noisy = _truth_for(loaded.ids, truth)
+        train_s = _train_seconds(run)
+        rows = []
+        for m in record_methods:
+            t0 = time.time()
+            try:
+                ms = score_method(loaded, m)
+            except Exception as e:  # a broken method must not stop the grid
+                failures.append(f"{cell.key} {m}: {type(e).__name__}: {e}")
+                log(f"warning: {failures[-1]}")
+                continue
+            dt = time.time() - t0
+            rows.append({**base, "method": m, **_evaluate(ms.score, ms.flagged, is_noisy),
+                         "wall_seconds": train_s + dt, "train_seconds": train_s, "score_seconds": dt,
+                         "threshold_rule": METHODS[m].threshold_rule})
+        save(rows)
+
+    if "confident_learning" in todo:
+        from .crossval import cross_val_probs
+
+        log(f"{cell.key}: {spec.folds}-fold cross-validation for confident learning")
+        cv = cross_val_probs(config, spec.folds, folder / "cv", classes=source.classes, log=log)
+        t0 = time.time()
+        try:
+            score, flagged = confident_learning(cv.probs, cv.labels)
+            dt = time.time() - t0
+            save([{**base, "method": "confident_learning",
+                   **_evaluate(score, flagged, _truth_for(cv.ids, truth)),
+                   "wall_seconds": cv.seconds + dt, "train_seconds": cv.seconds, "score_seconds": dt,
+                   "threshold_rule": "cleanlab prune_by_noise_rate"}])
+        except Exception as e:
+            failures.append(f"{cell.key} confident_learning: {type(e).__name__}: {e}")
+            log(f"warning: {failures[-1]}")
+    return "completed", failures
+
+
+def cells_of(spec: BenchSpec, names: Sequence[str]) -> list[Cell]:
+    """The grid in the order it is run: data set, noise type, rate, seed."""
+    return [Cell(n, noise, float(rate), int(seed))
+            for n in names for noise in spec.noise for rate in spec.rates for seed in spec.seeds]
+
+
+def run_bench(spec: BenchSpec, out: str | Path, *, log: Callable[[str], None] | None = None) -> BenchReport:
+    """Run (or resume) the grid of ``spec`` in the bench directory ``out``.
+
+    Gathered results and the report are rewritten after every cell, so an interrupted
+    benchmark leaves a usable ``results.csv`` and resumes where it stopped.
+    """
+    say = log or (lambda m: print(m, file=sys.stderr))
+    spec.validate()
+    bench_dir = Path(out).resolve()
+    _check_bench_json(bench_dir, spec)
+    sources, names = [], []
+    for d in spec.data:
+        name = dataset_name(d)
+        while name in names:
+            name += "-2"
+        names.append(name)
+        sources.append(prepare_source(d, bench_dir, name=name, split=spec.train.get("split", "train"),
+                                      max_pixels=spec.train.get("max_pixels", ds_mod.DEFAULT_MAX_PIXELS),
+                                      skip_unreadable=spec.train.get("skip_unreadable", False)))
+    by_name = dict(zip(names, sources))
+    cells = cells_of(spec, names)
+    states, failures = {}, []
+    for i, cell in enumerate(cells, 1):
+        t0 = time.time()
+        state, fails = run_cell(cell, by_name[cell.dataset], spec, bench_dir, say)
+        states[cell.key] = state
+        failures += fails
+        say(f"[{i}/{len(cells)}] {cell.key}: {state}" + (f" in {time.time() - t0:.0f}s" if state != "skipped" else ""))
+        if state != "skipped":
+            write_results(bench_dir)
+    results = write_results(bench_dir)
+    files = write_report(bench_dir, results)
+    return BenchReport(results=results, cells=states, failures=failures, files=files)
+
+
+# ------------------------------------------------------------------------------ results
+
+
+def load_results(bench_dir: str | Path) -> pd.DataFrame:
+    """Every result row of a bench directory, one per data set, noise, rate, seed, method.
+
+    Gathers the cells' ``results.csv`` files (the source of truth while a benchmark runs);
+    a folder holding only a gathered ``results.csv`` (or that file itself) works too.
+    Columns: :data:`RESULT_COLUMNS`.
+    """
+    p = Path(bench_dir)
+    if p.is_file():
+        return _typed(pd.read_csv(p))
+    parts = sorted((p / "cells").glob("*/*/*/*/results.csv"))
+    if parts:
+        frames = [pd.read_csv(f) for f in parts]
+        return _typed(pd.concat(frames, ignore_index=True))
+    if (p / "results.csv").is_file():
+        return _typed(pd.read_csv(p / "results.csv"))
+    return pd.DataFrame(columns=RESULT_COLUMNS)
+
+
+def _typed(df: pd.DataFrame) -> pd.DataFrame:
+    df = df.reindex(columns=RESULT_COLUMNS)
+    df["rate"] = df["rate"].astype(float)
+    df["seed"] = df["seed"].astype(int)
+    order = {m: i for i, m in enumerate(method_names())}
+    df = df.assign(_o=df["method"].map(order).fillna(len(order)))
+    return (df.sort_values(["dataset", "noise", "rate", "seed", "_o"], kind="stable")
+              .drop(columns="_o").reset_index(drop=True))
+
+
+def write_results(bench_dir: str | Path) -> pd.DataFrame:
+    """Gather the cells' rows into ``results.csv`` (atomically) and return them."""
+    bench_dir = Path(bench_dir)
+    df = load_results(bench_dir)
+    _write_csv(df, bench_dir / "results.csv")
+    return df
+
+
+def summarize(results: pd.DataFrame, metrics: Sequence[str] = METRICS) -> pd.DataFrame:
+    """Mean and (sample) standard deviation over seeds per data set, noise, rate and method.
+
+    Columns ``<metric>_mean``, ``<metric>_std`` (NaN for a single seed) for each metric and
+    for ``wall_seconds``, and ``seeds`` (how many seeds the mean is over).
+    """
+    cols = list(metrics) + ["wall_seconds"]
+    if results.empty:
+        return pd.DataFrame(columns=["dataset", "noise", "rate", "method", "seeds"]
+                            + [f"{c}_{s}" for c in cols for s in ("mean", "std")])
+    g = results.groupby(["dataset", "noise", "rate", "method"], sort=False)
+    out = g[cols].agg(["mean", "std"])
+    out.columns = [f"{c}_{s}" for c, s in out.columns]
+    out["seeds"] = g.size()
+    return out.reset_index()
+
+
+def _fmt(mean: float, std: float, metric: str) -> str:
+    if pd.isna(mean):
+        return "–"
+    scale, digits = (1, 3) if metric == "auroc" else (100, 1)
+    text = f"{mean * scale:.{digits}f}"
+    if not pd.isna(std):
+        text += f" ± {std * scale:.{digits}f}"
+    return text
+
+
+_METRIC_TITLES = {"f1": "F1 (%)", "precision": "Precision (%)", "recall": "Recall (%)",
+                  "auroc": "AUROC", "ap": "Average precision (%)"}
+
+
+def markdown_report(results: pd.DataFrame, metrics: Sequence[str] = METRICS, note: str = "") -> str:
+    """Markdown tables, mean ± std over seeds: per data set and noise type, one table per
+    metric with a row per method and a column per noise rate (best mean in bold)."""
+    lines = ["# Benchmark results", ""]
+    if note:
+        lines += [note, ""]
+    if results.empty:
+        return "\n".join(lines + ["No results yet.", ""])
+    summary = summarize(results, metrics)
+    order = [m for m in method_names() if m in set(summary["method"])]
+    order += sorted(set(summary["method"]) - set(order))
+    lines += ["F1, precision and recall are of the flagged set; AUROC and average precision of "
+              "the ranking. Mean ± standard deviation over seeds (no ± for a single seed).", ""]
+    for (dataset, noise), part in summary.groupby(["dataset", "noise"], sort=False):
+        rates = sorted(part["rate"].unique())
+        seeds = int(part["seeds"].max())
+        lines += [f"## {dataset}, {noise} noise ({seeds} seed{'s' if seeds != 1 else ''})", ""]
+        for metric in metrics:
+            lines += [f"### {_METRIC_TITLES.get(metric, metric)}", "",
+                      "| method | " + " | ".join(f"{r:.0%}" for r in rates) + " |",
+                      "|---|" + "---:|" * len(rates)]
+            best = {r: part.loc[part["rate"] == r, f"{metric}_mean"].max() for r in rates}
+            for m in order:
+                cells = []
+                for r in rates:
+                    row = part[(part["method"] == m) & (part["rate"] == r)]
+                    if row.empty:
+                        cells.append("")
+                        continue
+                    mean, std = row[f"{metric}_mean"].iloc[0], row[f"{metric}_std"].iloc[0]
+                    text = _fmt(mean, std, metric)
+                    cells.append(f"**{text}**" if not pd.isna(mean) and mean == best[r] else text)
+                lines.append(f"| {m} | " + " | ".join(cells) + " |")
+            lines.append("")
+    wall = results.groupby("method", sort=False)["wall_seconds"].mean()
+    lines += ["## Wall time per cell (mean over all cells, seconds)", "",
+              "Record-based methods share one SEI run: their time is that run's training time "
+              "(sum of epoch times) plus their own scoring. Confident learning's is its k "
+              "cross-validation trainings plus cleanlab.", "",
+              "| method | seconds |", "|---|---:|"]
+    lines += [f"| {m} | {wall[m]:.1f} |" for m in order if m in wall.index]
+    return "\n".join(lines) + "\n"
+
+
+def figures(results: pd.DataFrame, metrics: Sequence[str] = ("f1", "auroc", "ap")) -> dict:
+    """Plotly figures, one per metric: mean ± std over seeds against the noise rate, a line
+    per method, a panel per data set (rows) and noise type (columns)."""
+    import plotly.express as px
+
+    summary = summarize(results)
+    if summary.empty:
+        return {}
+    order = [m for m in method_names() if m in set(summary["method"])]
+    figs = {}
+    for metric in metrics:
+        fig = px.line(summary, x="rate", y=f"{metric}_mean", error_y=f"{metric}_std", color="method",
+                      facet_row="dataset", facet_col="noise", markers=True,
+                      category_orders={"method": order},
+                      labels={"rate": "noise rate", f"{metric}_mean": _METRIC_TITLES.get(metric, metric)},
+                      title=f"{_METRIC_TITLES.get(metric, metric).replace(' (%)', '')} of mislabeled-sample "
+                            "detection (mean ± std over seeds)")
+        fig.update_xaxes(tickformat=".0%")
+        figs[metric] = fig
+    return figs
+
+
+def write_report(bench_dir: str | Path, results: pd.DataFrame | None = None) -> list[Path]:
+    """Write ``results.md`` and ``plots/<metric>.html`` (plus PNGs if kaleido is installed)."""
+    bench_dir = Path(bench_dir)
+    results = load_results(bench_dir) if results is None else results
+    plots = bench_dir / "plots"
+    written = []
+    figs = figures(results)
+    png_note = ""
+    if figs:
+        plots.mkdir(parents=True, exist_ok=True)
+        have_kaleido = importlib.util.find_spec("kaleido") is not None
+        if not have_kaleido:
+            png_note = "PNG plots were skipped: kaleido is not installed (the HTML plots are complete)."
+        for metric, fig in figs.items():
+            html = plots / f"{metric}.html"
+            fig.write_html(html, include_plotlyjs="directory")
+            written.append(html)
+            if have_kaleido:
+                try:
+                    fig.write_image(plots / f"{metric}.png", width=1200, height=800)
+                    written.append(plots / f"{metric}.png")
+                except Exception as e:  # kaleido present but no browser for it
+                    png_note = f"PNG plots were skipped: {type(e).__name__}: {e}"
+    info = bench_dir / "bench.json"
+    settings = json.loads(info.read_text()) if info.is_file() else {}
+    note = ""
+    if settings:
+        t = settings.get("train", {})
+        note = (f"Training: model {t.get('model', '?')}, {t.get('epochs', '?')} epochs, "
+                f"{t.get('image_size', '?')} px, lr {t.get('lr', '?')}, batch {t.get('batch_size', '?')}; "
+                f"confident learning on {settings.get('folds')}-fold cross-validation.")
+    if png_note:
+        note = (note + "\n\n" + png_note).strip()
+    md = bench_dir / "results.md"
+    text = markdown_report(results, note=note)
+    atomic_write(md, lambda f: f.write(text.encode("utf-8")))
+    return [md] + written
+
+
+def describe_methods() -> dict[str, str]:
+    """What each method is computed on, by name (for docs and the app)."""
+    out = {name: f"{m.computed_on} (threshold: {m.threshold_rule})" for name, m in METHODS.items()}
+    out.update(OUT_OF_SAMPLE_METHODS)
+    return out
+
+
+def spec_from_train_config(config, **kw) -> BenchSpec:
+    """A :class:`BenchSpec` whose training settings are those of a ``TrainConfig``."""
+    train = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("data", "seed")}
+    return BenchSpec(train=train, **kw)

@@ -1,0 +1,226 @@
+"""The benchmark: merging any method across complementary runs, reports, and one real
+end-to-end `sei bench` on a 48-image generated set (resumable, every method measured)."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sei_core import bench, cli
+from sei_core.baselines import METHODS, method_names
+from sei_core.crossval import stratified_folds
+from sei_core.ranking import score_records
+from sei_core.runs import Run
+
+
+def _rec(se, margin, labels, n_outputs=3):
+    se = np.asarray(se, float)
+    t, n = se.shape
+    return {"signed_entropy": se, "entropy": np.abs(se), "margin": np.asarray(margin, float),
+            "p_label": np.full((t, n), 0.5), "prediction": np.where(se >= 0, labels, (labels + 1) % 2),
+            "probs_last": np.full((n, n_outputs), 1.0 / n_outputs), "labels": labels}
+
+
+def test_score_records_merges_runs_like_the_paper():
+    labels = np.array([0, 1, 0, 1])
+    aux = np.array([[True, False, False, False], [False, True, False, False]])
+    r1 = _rec([[1.0, -1.0, -0.5, 0.2], [1.0, -1.0, -0.5, 0.2]], np.zeros((2, 4)), labels)
+    r2 = _rec([[0.3, 2.0, 0.1, 0.1], [0.3, 2.0, 0.1, 0.1]], np.zeros((2, 4)), labels)
+    ms = score_records([r1, r2], aux, "sei")
+    # run 1: SEI [2, -2, -1, .4], threshold = mean over aux {0} = 2
+    # run 2: SEI [.6, 4, .2, .2], threshold = mean over aux {1} = 4
+    np.testing.assert_allclose(ms.score, [0.6, -2.0, -1.0, 0.4])
+    np.testing.assert_allclose(ms.threshold, [4.0, 2.0, 2.0, 2.0])
+    assert ms.flagged.tolist() == [True, True, True, True]
+    assert ms.source_run.tolist() == [1, 0, 0, 0] and ms.run_thresholds == [2.0, 4.0]
+    # a method with its own threshold rule: AUM's 99th percentile of the aux samples
+    r1["margin"] = np.array([[3.0, -1.0, 0.5, 2.0], [1.0, -1.0, 0.5, 2.0]])
+    r2["margin"] = np.array([[0.0, 1.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]])
+    ms = score_records([r1, r2], aux, "aum_p99")
+    np.testing.assert_allclose(ms.score, [0.0, -1.0, 0.5, 2.0])
+    assert ms.run_thresholds == pytest.approx([2.0, 1.0])
+    assert ms.flagged.tolist() == [True, True, True, False]
+
+
+def test_score_records_single_run_leaves_aux_unscored():
+    labels = np.array([0, 1, 0])
+    r = _rec([[1.0, -1.0, 0.5]], np.zeros((1, 3)), labels)
+    ms = score_records([r], np.array([[False, True, False]]), "sei")
+    assert math.isnan(ms.score[1]) and not ms.flagged[1] and ms.source_run.tolist() == [0, -1, 0]
+    with pytest.raises(ValueError, match="unknown method"):
+        score_records([r], np.array([[False, True, False]]), "nope")
+
+
+def test_stratified_folds_are_balanced_and_seeded():
+    labels = np.repeat([0, 1, 2], 10)
+    f = stratified_folds(labels, 5, seed=3)
+    assert sorted(np.bincount(f)) == [6] * 5
+    for k in range(3):
+        assert sorted(np.bincount(f[labels == k], minlength=5)) == [2] * 5
+    assert np.array_equal(f, stratified_folds(labels, 5, seed=3))
+    with pytest.raises(ValueError):
+        stratified_folds(labels, 1)
+
+
+def _fake_results():
+    rows = []
+    for seed, (a, b) in enumerate([(0.4, 0.8), (0.6, 0.9)]):
+        for method, f1 in (("sei", a), ("aum", b)):
+            rows.append({"dataset": "d", "noise": "symmetric", "rate": 0.2, "seed": seed, "method": method,
+                         "f1": f1, "precision": f1, "recall": f1, "auroc": f1, "ap": f1, "flagged": 3,
+                         "wall_seconds": 10.0, "n_samples": 10, "n_noisy": 2, "train_seconds": 9.0,
+                         "score_seconds": 1.0, "threshold_rule": "x"})
+    return pd.DataFrame(rows)
+
+
+def test_summary_and_markdown_report():
+    res = _fake_results()
+    s = bench.summarize(res)
+    row = s[s["method"] == "sei"].iloc[0]
+    assert row["f1_mean"] == pytest.approx(0.5) and row["f1_std"] == pytest.approx(math.sqrt(0.02))
+    assert row["seeds"] == 2
+    md = bench.markdown_report(res)
+    assert "## d, symmetric noise (2 seeds)" in md
+    assert "| sei | 50.0 ± 14.1 |" in md and "| aum | **85.0 ± 7.1** |" in md
+    assert "| aum | **0.850 ± 0.071** |" in md  # AUROC as a fraction
+    assert md.index("| sei |") < md.index("| aum |")  # registry order: SEI first
+    figs = bench.figures(res)
+    assert set(figs) == {"f1", "auroc", "ap"}
+
+
+def test_load_results_from_file_and_empty_folder(tmp_path):
+    assert bench.load_results(tmp_path).empty
+    f = tmp_path / "r.csv"
+    _fake_results().to_csv(f, index=False)
+    df = bench.load_results(f)
+    assert list(df.columns) == bench.RESULT_COLUMNS and len(df) == 4
+
+
+def test_dataset_names():
+    assert bench.dataset_name("/x/derm-ham10000/labels.csv") == "derm-ham10000"
+    assert bench.dataset_name("/x/retinamnist/retinamnist.npz") == "retinamnist"
+    assert bench.dataset_name("/x/my data/train set.csv") == "train-set"
+
+
+def test_spec_is_checked():
+    with pytest.raises(bench.BenchError, match="rates"):
+        bench.BenchSpec(data=["x"], rates=[0.0]).validate()
+    with pytest.raises(bench.BenchError, match="unknown method"):
+        bench.BenchSpec(data=["x"], methods=["sei", "magic"]).validate()
+    with pytest.raises(bench.BenchError, match="noise"):
+        bench.BenchSpec(data=["x"], noise=["pairflip"]).validate()
+
+
+def _bench_args(data, out, tiny, extra=()):
+    args = ["bench", "--data", str(data), "--rates", "0.25", "--seeds", "0", "--folds", "2", "--out", str(out),
+            *extra]
+    for k, v in {**tiny, "epochs": 2}.items():
+        args += [f"--{k.replace('_', '-')}", str(v)]
+    return args
+
+
+@pytest.fixture(scope="module")
+def tiny_bench(tiny_data, tiny_train, tmp_path_factory):
+    """A finished one-cell `sei bench` (25% symmetric noise, seed 0, 2 epochs, 2 folds)."""
+    out = tmp_path_factory.mktemp("bench") / "bench"
+    assert cli.main(_bench_args(tiny_data, out, tiny_train)) == 0
+    return out
+
+
+def test_sei_bench_end_to_end_and_resumable(tiny_bench, tiny_data, tiny_train, capsys):
+    out = tiny_bench
+    name = bench.dataset_name(tiny_data)
+    res = pd.read_csv(out / "results.csv")
+    assert set(res["method"]) == set(method_names())  # every method, confident learning included
+    assert len(res) == len(method_names())
+    assert (res[["dataset", "noise", "rate", "seed"]].drop_duplicates().values.tolist()
+            == [[name, "symmetric", 0.25, 0]])
+    for m in bench.METRICS:
+        assert res[m].between(0, 1).all(), m
+    assert (res["n_samples"] == 48).all() and (res["n_noisy"] == 12).all()  # 25% of 48, every sample scored
+    assert (res["wall_seconds"] >= res["train_seconds"]).all() and (res["train_seconds"] > 0).all()
+    md = (out / "results.md").read_text()
+    assert f"## {name}, symmetric noise (1 seed)" in md and "| confident_learning |" in md
+    assert (out / "plots" / "f1.html").is_file()
+
+    cell = out / "cells" / name / "symmetric" / "rate0.25" / "seed0"
+    truth = pd.read_csv(cell / "truth.csv")
+    assert truth["is_noisy"].sum() == 12 and truth["path"].map(lambda p: p.startswith("/")).all()
+    run = Run(cell / "run")
+    assert run.status()["state"] == "finished" and not run.checkpoint(1).exists()  # checkpoints removed
+    assert len(list((cell / "cv").glob("fold_*.npz"))) == 2
+    assert len(list((out / "cache").glob("*.npy"))) == 1  # images decoded once for all runs
+    status_before = (run.path / "status.json").read_bytes()
+
+    # the same command again: the finished cell is skipped, nothing is trained
+    capsys.readouterr()
+    assert cli.main(_bench_args(tiny_data, out, tiny_train)) == 0
+    assert "0 cell(s) measured, 1 already done" in capsys.readouterr().out
+    assert (run.path / "status.json").read_bytes() == status_before
+    pd.testing.assert_frame_equal(pd.read_csv(out / "results.csv"), res)
+
+    # a method whose row is missing is scored from the recorded run, without training
+    cell_rows = pd.read_csv(cell / "results.csv")
+    cell_rows[cell_rows["method"] != "aum"].to_csv(cell / "results.csv", index=False)
+    report = bench.run_bench(bench.BenchSpec(
+        data=[str(tiny_data)], rates=[0.25], seeds=[0], folds=2,
+        train=_train_settings(_bench_args(tiny_data, out, tiny_train))), out, log=lambda m: None)
+    assert report.cells == {f"{name}/symmetric/rate0.25/seed0": "completed"} and not report.failures
+    assert (run.path / "status.json").read_bytes() == status_before
+    again = bench.load_results(out)
+    assert sorted(again["method"]) == sorted(res["method"])
+    a = again.set_index("method").loc["aum", ["f1", "auroc"]]
+    b = res.set_index("method").loc["aum", ["f1", "auroc"]]
+    np.testing.assert_allclose(a.to_numpy(float), b.to_numpy(float))
+
+    # other training settings may not be mixed into the same bench directory
+    assert cli.main(_bench_args(tiny_data, out, {**tiny_train, "lr": 0.5})) == 1
+    assert "other settings" in capsys.readouterr().err
+
+
+def _train_settings(args):
+    """The training settings `sei bench ARGS` records (the CLI's defaults plus the options)."""
+    settings = cli.training_settings(cli.build_parser().parse_args(args))
+    settings.pop("seed")
+    return settings
+
+
+def test_reference_confusion_is_cached(tiny_data, tiny_train, tmp_path):
+    out = tmp_path / "bench"
+    spec = bench.BenchSpec(data=[str(tiny_data)], noise=["confusion"], rates=[0.25], seeds=[0], folds=2,
+                           train={**tiny_train, "epochs": 1})
+    source = bench.prepare_source(tiny_data, out)
+    t = bench.reference_confusion(source, 0, spec, out, log=lambda m: None)
+    assert t.shape == (4, 4) and np.allclose(t.sum(axis=1), 1.0)
+    ref = out / "reference" / source.name / "seed0"
+    assert (ref / "confusion.npy").is_file() and len(list(ref.glob("fold_*.npz"))) == 2
+    mtime = (ref / "confusion.npy").stat().st_mtime_ns
+    assert np.array_equal(bench.reference_confusion(source, 0, spec, out), t)
+    assert (ref / "confusion.npy").stat().st_mtime_ns == mtime
+    noisy = bench.make_noisy_labels(source, "confusion", 0.25, 0, t)
+    assert (noisy != source.labels).sum() == 12
+    assert np.array_equal(noisy, bench.make_noisy_labels(source, "confusion", 0.25, 0, t))
+    with pytest.raises(ValueError):
+        bench.make_noisy_labels(source, "confusion", 0.25, 0)
+
+
+def test_score_run_accepts_a_method(tiny_bench, tiny_data):
+    """`score_run(run)` keeps ranking by SEI; `method=` ranks by any registered method."""
+    from sei_core.ranking import score_method, score_run
+
+    run = Run(tiny_bench / "cells" / bench.dataset_name(tiny_data) / "symmetric" / "rate0.25" / "seed0" / "run")
+    s = score_run(run)
+    assert s.method == "sei" and "sei" in s.table().columns
+    np.testing.assert_allclose(s.score, score_method(run, "sei").score)
+    a = score_run(run, method="aum")
+    assert a.method == "aum" and a.table()["aum"].is_monotonic_increasing
+    np.testing.assert_allclose(a.score, score_method(run, "aum").score)
+    assert np.array_equal(a.source_run, s.source_run)
+    # the bench's numbers are those of the same merge
+    truth = pd.read_csv(run.path.parent / "truth.csv").set_index("path").loc[s.ids, "is_noisy"].to_numpy()
+    rows = pd.read_csv(run.path.parent / "results.csv").set_index("method")
+    from sei_core.metrics import auroc
+
+    assert auroc(a.score, truth) == pytest.approx(rows.loc["aum", "auroc"])
+    assert set(METHODS) <= set(method_names())
