@@ -2,6 +2,8 @@
 
 Run with ``streamlit run app.py``. Runs are kept under ``$SEI_RUNS_DIR`` (default ``./runs``);
 without a data choice the app opens the bundled sample data (generated on first use).
+Each page draws the shared sidebar itself (``pages/_common.py: page_setup``), so a page also
+works when Streamlit runs it directly.
 """
 
 import sys
@@ -13,16 +15,12 @@ ROOT = Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-st.set_page_config(page_title="SEI review", page_icon=":material/rule:", layout="wide",
-                   initial_sidebar_state="expanded")
+from pages._common import PAGE_CONFIG  # noqa: E402  (needs ROOT on the path)
 
-from pages import _common as common  # noqa: E402  (after set_page_config, with ROOT on the path)
-
-nav = st.navigation([
+st.set_page_config(**PAGE_CONFIG)
+st.navigation([
     st.Page("pages/data.py", title="Data", icon=":material/folder_open:", url_path="data"),
     st.Page("pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
     st.Page("pages/explore.py", title="Explore", icon=":material/insights:", url_path="explore"),
     st.Page("pages/review.py", title="Review", icon=":material/rule:", url_path="review"),
-])
-common.sidebar()
-nav.run()
+]).run()

@@ -1,7 +1,7 @@
 """Training speed: the cost of SEI recording, and the pipeline against a bare loop.
 
 Four variants train the same model on the same images, interleaved epoch by epoch in one
-process so that machine noise hits them alike (the first round is a warm-up and dropped):
+process so that machine noise hits them alike (the first round is a warm-up and dropped; the order rotates every round):
 
 - ``bare``: a bare loop over float tensors already in memory (forward, loss, backward, step);
 - ``no-record``: sei-review's epoch (uint8 cache → float, batched augmentation, AMP) without
@@ -132,8 +132,11 @@ def main() -> None:
     variants["full"] = full
 
     times: dict[str, list[float]] = {v: [] for v in variants}
+    names = list(variants)
     for r in range(a.rounds):
-        for name, fn in variants.items():
+        order = names[r % len(names):] + names[: r % len(names)]  # rotate: no variant always runs first
+        for name in order:
+            fn = variants[name]
             _sync(device)
             t0 = time.perf_counter()
             fn(r + 1)
@@ -143,9 +146,9 @@ def main() -> None:
         print(f"round {r + 1}/{a.rounds}" + (" (warm-up)" if r == 0 else ""), flush=True)
 
     med = {v: statistics.median(t) for v, t in times.items()}
-    print("\nvariant      median epoch s   images/s")
+    print("\nvariant      median epoch s   images/s   all rounds (s)")
     for v, t in med.items():
-        print(f"{v:<12} {t:14.3f} {n / t:10.0f}")
+        print(f"{v:<12} {t:14.3f} {n / t:10.0f}   {' '.join(f'{x:.2f}' for x in times[v])}")
     print(f"\nrecording overhead  record/no-record - 1 = {med['record'] / med['no-record'] - 1:+.2%}  (goal < 3%)")
     print(f"throughput          bare/full            = {med['bare'] / med['full']:.3f}   (goal >= 0.9)")
     print(f"pipeline only       bare/no-record       = {med['bare'] / med['no-record']:.3f}")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from pathlib import Path
 
 import pandas as pd
@@ -27,6 +26,9 @@ TRAIN_PAGE = "pages/train.py"
 EXPLORE_PAGE = "pages/explore.py"
 REVIEW_PAGE = "pages/review.py"
 
+PAGE_CONFIG = dict(page_title="SEI review", page_icon="🔎", layout="wide",
+                   initial_sidebar_state="expanded")
+
 _MD_SPECIAL = set("\\`*_{}[]()#+-.!|<>~$:&=\"'^@%")
 
 
@@ -41,6 +43,11 @@ def md(value: object) -> str:
     """
     s = "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in str(value))
     return s.replace("\r\n", "\n").replace("\n", "  \n")
+
+
+def facts(rows) -> None:
+    """Label–value lines; the labels are ours, the values are shown literally (escaped)."""
+    st.markdown("  \n".join(f"**{label}:** {md(value)}" for label, value in rows))
 
 
 # -- errors --------------------------------------------------------------------------------
@@ -233,6 +240,32 @@ def sidebar() -> None:
                     st.text(short_path(other))
 
 
+def _leave_pages_directory_mode() -> None:
+    """Make sure app.py's ``st.navigation`` is in charge, even on a server's very first run.
+
+    Streamlit decides per process whether an app uses the old "pages/ directory" mode by
+    looking for a ``pages/`` folder, and only leaves that mode once ``st.navigation`` has
+    been called. Until then a request for e.g. ``/review`` would run ``pages/review.py``
+    directly (with a navigation menu made from the folder's file names). If that happens,
+    switch the mode off and rerun: app.py then runs and opens the requested page.
+    """
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # pragma: no cover - a Streamlit without it has no such mode
+        return
+    if getattr(PagesManager, "uses_pages_directory", False):
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+def page_setup(title: str) -> None:
+    """Page configuration, title and the shared sidebar; first thing every page calls."""
+    _leave_pages_directory_mode()
+    st.set_page_config(**PAGE_CONFIG)
+    sidebar()
+    st.title(title, anchor=False)
+
+
 def need_run() -> Run | None:
     """The selected run, or a message that points to the Train page."""
     run = current_run()
@@ -241,7 +274,3 @@ def need_run() -> Run | None:
                 "it takes about a minute on the sample data.", icon=":material/info:")
         st.page_link(TRAIN_PAGE, label="Go to Train", icon=":material/model_training:")
     return run
-
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").lower() in ("1", "true", "yes")

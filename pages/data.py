@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pages._common import (choose_data, current_data, data_set, file_stamp, guard, images_of, md,
-                           short_path, show_problems)
+from pages._common import (choose_data, current_data, data_set, file_stamp, guard, images_of, md, page_setup,
+                           show_problems)
 from sei_core import plots, workspace
 from sei_core.dataset import DataError, Prompts
 from sei_core.gallery import ImageAccessError, fit
@@ -17,7 +17,7 @@ from sei_core.gallery import ImageAccessError, fit
 THUMBS_PER_CLASS = 12
 THUMB_SIDE = 128
 
-st.title("Data")
+page_setup("Data")
 st.caption("Choose the images and labels to check. Nothing here changes your files, except the "
            "prompts, which are saved to prompts.json beside the data when you press Save.")
 
@@ -145,7 +145,7 @@ def gallery(ds, data: dict) -> None:
                     if isinstance(th, str):
                         st.warning(md(th))
                     else:
-                        st.image(th, caption=md(Path(sid).name), width="stretch")
+                        st.image(th, caption=md(Path(sid).stem), width="stretch")
 
 
 def prompts_editor(ds) -> None:
@@ -155,8 +155,9 @@ def prompts_editor(ds) -> None:
                "Use the words a clinician would use. Saved prompts apply to the next training run.")
     base = ds.prompts()
     with st.form("prompts"):
-        template = st.text_input("Template ({} is replaced by the class name)", value=base.template)
-        aux = st.text_input("Auxiliary prompt", value=base.aux_prompt)
+        template = st.text_input("Template ({} is replaced by the class name)", value=base.template,
+                                 key=f"prompt_template::{ds.source}")
+        aux = st.text_input("Auxiliary prompt", value=base.aux_prompt, key=f"prompt_aux::{ds.source}")
         table = pd.DataFrame({"class": ds.classes, "prompt": [base.per_class.get(c, "") for c in ds.classes]})
         edited = st.data_editor(table, hide_index=True, width="stretch", disabled=["class"], num_rows="fixed",
                                 column_config={"prompt": st.column_config.TextColumn(

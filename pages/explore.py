@@ -8,14 +8,14 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pages._common import (REVIEW_PAGE, guard, images_of, md, need_run, scores_of, truth_of)
+from pages._common import (REVIEW_PAGE, facts, guard, images_of, md, need_run, page_setup, scores_of, truth_of)
 from sei_core import dynamics, metrics, plots, workspace
 from sei_core.gallery import ImageAccessError, fit
 
 ALL = -1
 CHART = dict(width="stretch", config={"displayModeBar": False})
 
-st.title("Explore")
+page_setup("Explore")
 
 HELP = """
 **Signed entropy (SE).** After every training epoch the model gives each image a probability for every class.
@@ -69,7 +69,7 @@ def summary(s, truth, mask, status: dict) -> None:
                 "will change until training finishes.", icon=":material/hourglass_top:")
 
 
-def sample_table(s, truth, groups, mask, order) -> None:
+def sample_table(s, truth, groups, order) -> None:
     k = len(s.classes)
     df = pd.DataFrame({
         "image": [Path(s.ids[i]).name for i in order],
@@ -77,17 +77,18 @@ def sample_table(s, truth, groups, mask, order) -> None:
         "SEI": s.score[order],
         "flagged": s.flagged[order],
         "suggested": [s.classes[s.suggested[i]] if 0 <= s.suggested[i] < k else "" for i in order],
-        "probability": s.suggested_probability[order],
+        "probability": 100 * s.suggested_probability[order],
         "group": [dynamics.GROUP_NAMES[g] if g >= 0 else "unscored" for g in groups[order]],
     })
     if truth is not None:
         df["truly mislabeled"] = truth[order]
     st.session_state["_explore_order"] = [int(i) for i in order]
-    st.dataframe(df, hide_index=True, width="stretch", height=420, key="explore_table", on_select=pick_from_table,
+    st.dataframe(df, hide_index=True, width="stretch", height=320, key="explore_table", on_select=pick_from_table,
                  selection_mode="single-row",
                  column_config={"SEI": st.column_config.NumberColumn(format="%.2f"),
-                                "probability": st.column_config.ProgressColumn(format="percent", min_value=0,
-                                                                               max_value=1)})
+                                "probability": st.column_config.ProgressColumn(
+                                    format="%.0f%%", min_value=0, max_value=100,
+                                    help="Average probability of the suggested label over the last epochs")})
 
 
 def pick_from_table() -> None:
@@ -109,42 +110,43 @@ def sample_panel(run, s, truth, groups, order, means) -> None:
     if st.session_state.get("explore_sample") not in set(int(i) for i in order):
         st.session_state["explore_sample"] = int(order[0])
     k = len(s.classes)
-    i = st.selectbox("Open an image", [int(j) for j in order], key="explore_sample",
-                     format_func=lambda j: f"{Path(s.ids[j]).name} · SEI {s.score[j]:.1f}"
-                     + (" · flagged" if s.flagged[j] else ""),
-                     help="Or click a row of the table.")
+    c = st.columns([3, 2])
+    i = c[0].selectbox("Open an image", [int(j) for j in order], key="explore_sample",
+                       format_func=lambda j: f"{Path(s.ids[j]).name} · SEI {s.score[j]:.1f}"
+                       + (" · flagged" if s.flagged[j] else ""),
+                       help="Or click a row of the table above.")
     sid = s.ids[i]
     cfg = run.config()
-    left, right = st.columns([2, 3])
+    left, mid, right = st.columns([2, 3, 5], gap="medium")
     with left:
         try:
             st.image(fit(images_of(cfg["data"], cfg.get("split", "train")).open(sid, max_side=1024), 320),
                      width="stretch")
         except ImageAccessError as e:
             st.warning(md(e), icon=":material/hide_image:")
-        st.text(sid)
-    with right:
-        given = s.classes[s.labels[i]]
+        st.caption(md(sid))
+    with mid:
         sug = s.classes[s.suggested[i]] if 0 <= s.suggested[i] < k else "—"
-        rows = [("Given label", given),
+        rows = [("Given label", s.classes[s.labels[i]]),
                 ("SEI", f"{s.score[i]:.2f}" if np.isfinite(s.score[i]) else "no score (auxiliary in every run)"),
                 ("Threshold", f"{s.threshold[i]:.2f}" if np.isfinite(s.threshold[i]) else "—"),
-                ("Decision", "flagged: likely mislabeled" if s.flagged[i] else "kept"),
+                ("Decision", "flagged, likely mislabeled" if s.flagged[i] else "kept"),
                 ("Group", dynamics.GROUP_NAMES[groups[i]] if groups[i] >= 0 else "unscored"),
                 ("Model suggests", f"{sug} ({100 * s.suggested_probability[i]:.0f}%)"
-                 if np.isfinite(s.suggested_probability[i]) else sug),
-                ("Scored by run", str(int(s.source_run[i])))]
+                 if np.isfinite(s.suggested_probability[i]) else sug)]
         if truth is not None:
             rows.append(("Truth file", "mislabeled" if truth[i] else "label correct"))
-        st.dataframe(pd.DataFrame(rows, columns=["", "value"]), hide_index=True, width="stretch")
+        facts(rows)
         if st.button("Send to Review", icon=":material/rule:", type="primary", key="send_to_review",
                      help="Adds this image to the review queue (even if it is not flagged) and opens it there."):
             send_to_review(run, sid)
             st.switch_page(REVIEW_PAGE)
-    st.plotly_chart(plots.signed_entropy_curve(
-        s.signed_entropy[:, i], dynamics.cumulative_sei(s.signed_entropy[:, i]),
-        title=f"Signed entropy of {Path(sid).name} per epoch",
-        group_means=dict(zip(dynamics.GROUP_NAMES, means))), key="sample_curve", **CHART)
+    with right:
+        st.caption("Its signed entropy per epoch (black), the group means for comparison (dotted), and the "
+                   "running SEI (purple, right axis).")
+        st.plotly_chart(plots.signed_entropy_curve(
+            s.signed_entropy[:, i], dynamics.cumulative_sei(s.signed_entropy[:, i]),
+            group_means=dict(zip(dynamics.GROUP_NAMES, means))), key="sample_curve", **CHART)
 
 
 def body() -> None:
@@ -178,12 +180,9 @@ def body() -> None:
     sel = mask & (s.flagged if only_flagged else True)
     order = np.flatnonzero(sel)
     order = order[np.argsort(np.nan_to_num(s.score[order], nan=np.inf), kind="stable")]
-    left, right = st.columns([1, 1])
-    with left:
-        st.caption("Most negative SEI first. Click a row to open the image.")
-        sample_table(s, truth, groups, sel, order)
-    with right:
-        sample_panel(run, s, truth, groups, order, se_mean)
+    st.caption("Most negative SEI first. Click a row to open the image below.")
+    sample_table(s, truth, groups, order)
+    sample_panel(run, s, truth, groups, order, se_mean)
 
     st.subheader("Signed entropy over training", anchor=False)
     c1, c2 = st.columns(2)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pages._common import guard, images_of, md, need_run, scores_of
+from pages._common import facts, guard, images_of, log, md, need_run, page_setup, scores_of
 from sei_core import dynamics, plots, workspace
 from sei_core.gallery import ImageAccessError, fit, zoom
 from sei_core.review import ConflictError, ReviewError, ReviewStore
@@ -20,7 +20,7 @@ STATUS_WORDS = {"": "not reviewed yet", "confirmed": "confirmed", "relabeled": "
 MAX_KEY_CLASSES = 9
 CHART = dict(width="stretch", config={"displayModeBar": False})
 
-st.title("Review")
+page_setup("Review")
 
 
 @st.cache_resource(max_entries=8)
@@ -59,6 +59,11 @@ def act(store: ReviewStore, action: str, path: str, shown_label: str, shown_stat
     except ReviewError as e:
         _say("error", str(e))
         return
+    except Exception as e:  # e.g. a disk or database failure: say so, never a traceback
+        log.exception("review action failed")
+        _say("error", f"The decision could not be saved ({type(e).__name__}: {e}). Nothing was changed; "
+                      "check that the label file's folder is writable and try again.")
+        return
     st.session_state.pop("review_conflict", None)
     _say("success", "Saved: " + d.summary())
     st.session_state["review_advance_from"] = path
@@ -82,6 +87,10 @@ def undo(store: ReviewStore, force: bool = False, decision_id: int | None = None
         return
     except ReviewError as e:
         _say("error", str(e))
+        return
+    except Exception as e:
+        log.exception("undo failed")
+        _say("error", f"The undo could not be saved ({type(e).__name__}: {e}). Nothing was changed; try again.")
         return
     st.session_state.pop("review_undo_conflict", None)
     st.session_state["review_current"] = d.path
@@ -162,7 +171,7 @@ def show_messages() -> None:
                                                         else ":material/error:")
 
 
-def conflict_box(store: ReviewStore, current: dict) -> None:
+def conflict_box(store: ReviewStore) -> None:
     c = st.session_state.get("review_conflict")
     if not c:
         return
@@ -198,15 +207,19 @@ def image_view(src, sid: str) -> None:
     except ImageAccessError as e:
         st.warning(md(e), icon=":material/hide_image:")
         return
-    c = st.columns([1, 1, 1])
-    z = c[0].select_slider("Zoom", [1.0, 1.5, 2.0, 3.0, 4.0, 6.0], key="review_zoom",
-                           format_func=lambda v: f"{v:g}×")
-    cx = cy = 0.5
+    z, cx, cy = st.session_state.get("review_zoom", 1.0), 0.5, 0.5
     if z > 1:
-        cx = c[1].slider("Left ↔ right", 0, 100, 50, key="review_pan_x") / 100
-        cy = c[2].slider("Top ↕ bottom", 0, 100, 50, key="review_pan_y") / 100
-    st.image(zoom(im, z, cx, cy, side=560), width="stretch")
-    st.caption(f"{im.size[0]} × {im.size[1]} pixels. Hover the image for full screen.")
+        cx = st.session_state.get("review_pan_x", 50) / 100
+        cy = st.session_state.get("review_pan_y", 50) / 100
+    st.image(zoom(im, z, cx, cy, side=720), width="stretch")
+    c = st.columns([3, 2], vertical_alignment="center")
+    c[0].caption(f"{im.size[0]} × {im.size[1]} pixels" + (f", zoomed {z:g}×" if z > 1 else "")
+                 + ". Hover the image for full screen.")
+    with c[1].popover("Zoom", icon=":material/zoom_in:", width="stretch"):
+        st.select_slider("Magnification", [1.0, 1.5, 2.0, 3.0, 4.0, 6.0], key="review_zoom",
+                         format_func=lambda v: f"{v:g}×")
+        st.slider("Left ↔ right", 0, 100, 50, key="review_pan_x")
+        st.slider("Top ↕ bottom", 0, 100, 50, key="review_pan_y")
 
 
 def strip(src, s, idx: np.ndarray, title: str) -> None:
@@ -239,7 +252,7 @@ def action_bar(store: ReviewStore, classes: list[str], path: str, label: str, st
                 width="stretch", help="Decide later; nothing is written.")
     st.markdown("**Relabel as**")
     n_keys = min(len(classes), MAX_KEY_CLASSES)
-    cols = st.columns(min(n_keys, 4) or 1)
+    cols = st.columns(2 if n_keys > 1 else 1)
     for k in range(n_keys):
         cols[k % len(cols)].button(
             md(classes[k]), key=f"relabel_to_{k}", shortcut=str(k + 1), width="stretch",
@@ -303,8 +316,9 @@ def body() -> None:
     adv = st.session_state.pop("review_advance_from", None)
     current = st.session_state.get("review_current")
     if adv is not None:
-        pos = queue_ids.index(adv) if adv in queue_ids else -1
-        after = [sid for sid in filtered if queue_ids.index(sid) > pos and sid != adv]
+        rank = {sid: n for n, sid in enumerate(queue_ids)}
+        pos = rank.get(adv, -1)
+        after = [sid for sid in filtered if rank[sid] > pos and sid != adv]
         current = after[0] if after else next((sid for sid in filtered if sid != adv), None)
     elif current is None or current not in index:
         current = filtered[0] if filtered else None
@@ -329,32 +343,31 @@ def body() -> None:
 
     pos = filtered.index(current) + 1 if current in filtered else None
     st.caption(f"Image {pos} of {len(filtered)} shown with “{state_filter}”" if pos else
-               f"This image is not in the “{state_filter}” selection; showing it because you opened it.")
-    conflict_box(store, {"label": label, "status": status})
-    left, right = st.columns([5, 4], gap="large")
+               f"This image is not (or no longer) in the “{state_filter}” selection; it stays on screen until you "
+               "move on (Skip).")
+    conflict_box(store)
+    left, right = st.columns([4, 5], gap="large")
     with left:
         image_view(src, current)
     with right:
-        st.text(current)
-        facts = [("Label now", label)]
+        st.subheader(md(Path(current).name), anchor=False)
+        rows = [("Label now", label)]
         if orig and orig != label:
-            facts.append(("Original label", orig))
-        facts += [
-            ("Model suggests", f"{suggested} ({100 * s.suggested_probability[i]:.0f}% on average over the last epochs)"
-             if suggested else "—"),
-            ("SEI", f"{s.score[i]:.2f}  (threshold {s.threshold[i]:.2f}; lower = more likely mislabeled)"
-             if np.isfinite(s.score[i]) else "no score"),
-            ("Status", STATUS_WORDS.get(status, status) + (f" by {by}" if by else "")),
-        ]
-        st.dataframe(pd.DataFrame(facts, columns=["", "value"]), hide_index=True, width="stretch")
+            rows.append(("Original label", orig))
+        rows += [("Model suggests", f"{suggested} · {100 * s.suggested_probability[i]:.0f}%" if suggested else "—"),
+                 ("SEI", f"{s.score[i]:.1f}  (threshold {s.threshold[i]:.1f})" if np.isfinite(s.score[i])
+                  else "no score"),
+                 ("Status", STATUS_WORDS.get(status, status) + (f" by {by}" if by else ""))]
+        facts(rows)
         if status == "discarded":
             st.info("This image is discarded: it is left out of the cleaned export.", icon=":material/delete:")
         action_bar(store, s.classes, current, label, status, float(s.score[i]), suggested, disabled=not reviewer)
-        b = st.columns(2)
-        b[0].button("Undo my last decision", icon=":material/undo:", shortcut="U", key="act_undo", on_click=undo,
-                    args=(store,), disabled=not reviewer, width="stretch",
-                    help="Restores the previous label and status in the label file and logs the undo.")
-        st.caption("Keyboard: Y confirm · 1–%d relabel as that class · D discard · S skip · U undo%s"
+        st.button("Undo my last decision", icon=":material/undo:", shortcut="U", key="act_undo", on_click=undo,
+                  args=(store,), disabled=not reviewer,
+                  help="Restores the previous label and status in the label file and logs the undo.")
+        st.caption("Keyboard: Y confirm · 1–%d relabel as that class · D discard · S skip · U undo%s. "
+                   "The star marks the model's suggestion: the class it predicted most often over the last "
+                   "epochs, with its average probability."
                    % (min(len(s.classes), MAX_KEY_CLASSES), " · L relabel as picked" if len(s.classes) > MAX_KEY_CLASSES else ""))
         hist = store.decisions(current)
         if hist:
@@ -368,8 +381,10 @@ def body() -> None:
     with c1:
         g = dynamics.sample_groups(s.prediction, s.labels, s.flagged, scored=np.isfinite(s.score))
         mean, _, _ = dynamics.group_mean_curves(s.signed_entropy, g)
+        st.markdown("**Signed entropy per epoch**")
+        st.caption("Below zero: the model disagreed with the label at that epoch. Dotted: the average of each "
+                   "group (see Explore); purple: the running SEI.")
         st.plotly_chart(plots.signed_entropy_curve(s.signed_entropy[:, i], dynamics.cumulative_sei(s.signed_entropy[:, i]),
-                                                   title="Signed entropy per epoch (below zero: the model disagreed with the label)",
                                                    group_means=dict(zip(dynamics.GROUP_NAMES, mean))),
                         key="review_curve", **CHART)
     with c2:

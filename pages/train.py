@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import re
-import time
 
 import pandas as pd
 import streamlit as st
 
-from pages._common import (EXPLORE_PAGE, REVIEW_PAGE, current_data, current_run, data_set, guard, md,
+from pages._common import (page_setup, EXPLORE_PAGE, REVIEW_PAGE, current_data, current_run, data_set, guard, md,
                            select_run, short_path, show_problems)
 from sei_core import jobs, plots, workspace
 from sei_core.dataset import DataError
@@ -26,7 +25,7 @@ PRESET_NAMES = {"quick": "Quick (small model, runs on a laptop CPU in minutes)",
 WEIGHT_MODES = ["none", "local checkpoint", "open_clip tag"]
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 
-st.title("Train")
+page_setup("Train")
 st.caption("Training runs in its own background process: it keeps going if you reload the page, close the "
            "browser or restart the app. Come back any time to watch it, stop it or resume it.")
 
@@ -202,8 +201,18 @@ def flagged_count(run: Run) -> int | None:
         return None
 
 
-@st.fragment(run_every=POLL_SECONDS)
 def progress(run_path: str) -> None:
+    """Live progress of a run: polled every few seconds while it trains, static otherwise."""
+    active = Run(run_path).status().get("state") in ("running", "created")
+    st.fragment(run_every=POLL_SECONDS if active else None)(_progress)(run_path)
+
+
+def _progress(run_path: str) -> None:
+    with guard("the training progress"):
+        _draw_progress(run_path)
+
+
+def _draw_progress(run_path: str) -> None:
     run = Run(run_path)
     st_ = run.status()
     state = st_.get("state", "missing")
@@ -219,8 +228,10 @@ def progress(run_path: str) -> None:
     done = ((index - 1) * epochs + epoch) / max(1, epochs * n_runs)
     if state == "finished":
         done = 1.0
+    phase = st_.get("phase") or ""
+    where = f"epoch {epoch} of {epochs}" if "run" in phase else f"run {index} of {n_runs}, epoch {epoch} of {epochs}"
     st.progress(min(1.0, max(0.0, done)),
-                text=f"{state} · {st_.get('phase') or ''} · run {index} of {n_runs}, epoch {epoch} of {epochs}")
+                text=md(" · ".join(x for x in (state, phase if phase != state else "", where) if x)))
     c = st.columns(4)
     c[0].metric("Epoch", f"{epoch} / {epochs}", help=f"of complementary run {index} of {n_runs}")
     c[1].metric("Loss", "—" if st_.get("loss") is None else f"{st_['loss']:.3f}")

@@ -27,13 +27,20 @@ def text(s: object) -> str:
     return html.escape(str(s), quote=True)
 
 
-def _layout(fig: go.Figure, height: int = 360, **kw) -> go.Figure:
-    fig.update_layout(height=height, margin=dict(l=50, r=20, t=50, b=45), font=FONT,
-                      legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0),
+def _layout(fig: go.Figure, height: int = 360, top: int = 50, right: int = 20, **kw) -> go.Figure:
+    """Common look; the legend sits in the top margin (``top`` pixels), above any panel titles."""
+    fig.update_layout(height=height, margin=dict(l=55, r=right, t=top, b=45), font=FONT,
+                      legend=dict(orientation="h", yref="container", y=0.995, yanchor="top", xanchor="left",
+                                  x=0, font=dict(size=12)),
                       plot_bgcolor="white", **kw)
     fig.update_xaxes(showgrid=True, gridcolor="#eeeeee", zeroline=False, linecolor="#bbbbbb")
     fig.update_yaxes(showgrid=True, gridcolor="#eeeeee", zeroline=False, linecolor="#bbbbbb")
     return fig
+
+
+def _epoch_axis(fig: go.Figure, n_epochs: int) -> None:
+    """Whole-number epoch ticks (no 1.5 for a two-epoch run)."""
+    fig.update_xaxes(title_text="epoch", tick0=1, dtick=max(1, int(np.ceil(n_epochs / 8))) if n_epochs <= 16 else None)
 
 
 def _rgba(hex_color: str, alpha: float) -> str:
@@ -94,7 +101,8 @@ def sei_histograms(
             for mask, label, pattern in subsets:
                 fig.add_trace(go.Histogram(
                     x=score[mask], xbins=bins, name=label, legendgroup=label, showlegend=n == 0,
-                    marker=dict(color=color, pattern=dict(shape=pattern, fgcolor="#222222", solidity=0.35),
+                    marker=dict(color=color, pattern=dict(shape=pattern, fgcolor="#1f1f1f", fillmode="overlay",
+                                                          solidity=0.3),
                                 line=dict(width=0.5, color="white")),
                     hovertemplate=f"{text(label)}<br>SEI %{{x}}<br>%{{y}} images<extra></extra>",
                 ), row=r, col=col)
@@ -106,7 +114,8 @@ def sei_histograms(
     fig.update_layout(barmode="stack", bargap=0.05)
     fig.update_xaxes(title_text="SEI (lower = more likely mislabeled)", row=rows)
     fig.update_yaxes(title_text="images", col=1)
-    return _layout(fig, height=max(320, 260 * rows + 60))
+    fig.update_annotations(font=dict(size=13, color="#333333"))
+    return _layout(fig, height=max(330, 250 * rows + 90), top=85)
 
 
 def signed_entropy_curve(
@@ -136,12 +145,13 @@ def signed_entropy_curve(
                                  line=dict(color="#8E6BB5", width=1.5),
                                  hovertemplate="epoch %{x}<br>running SEI %{y:.2f}<extra></extra>"),
                       secondary_y=True)
-        fig.update_yaxes(title_text="running SEI", secondary_y=True, showgrid=False)
+        fig.update_yaxes(title_text="running SEI", secondary_y=True, showgrid=False, tickformat=".0f")
     fig.add_hline(y=0, line=dict(color="#999999", width=1))
-    fig.update_xaxes(title_text="epoch")
+    _epoch_axis(fig, len(se))
     fig.update_yaxes(title_text="signed entropy", secondary_y=False)
-    fig.update_layout(title=dict(text=text(title), font=dict(size=14)))
-    return _layout(fig, 340)
+    if title:
+        fig.update_layout(title=dict(text=text(title), font=dict(size=13), y=0.80, yref="container"))
+    return _layout(fig, 360 if title else 330, top=95 if title else 70, right=60 if cumulative is not None else 20)
 
 
 def group_curves(mean: np.ndarray, std: np.ndarray, count: np.ndarray, names: Sequence[str],
@@ -165,10 +175,11 @@ def group_curves(mean: np.ndarray, std: np.ndarray, count: np.ndarray, names: Se
                                  hovertemplate=f"{label}<br>epoch %{{x}}<br>mean %{{y:.3f}}<extra></extra>"))
     if zero_line:
         fig.add_hline(y=0, line=dict(color="#999999", width=1))
-    fig.update_xaxes(title_text="epoch")
+    _epoch_axis(fig, mean.shape[1])
     fig.update_yaxes(title_text=y_title)
-    fig.update_layout(title=dict(text=text(title), font=dict(size=14)))
-    return _layout(fig, 340)
+    if title:
+        fig.update_layout(title=dict(text=text(title), font=dict(size=13), y=0.86, yref="container"))
+    return _layout(fig, 340, top=80 if title else 50)
 
 
 def entropy_trajectories(entropy: np.ndarray, flagged: np.ndarray, scored: np.ndarray | None = None,
@@ -196,7 +207,7 @@ def entropy_trajectories(entropy: np.ndarray, flagged: np.ndarray, scored: np.nd
         fig.add_trace(go.Scatter(x=epochs, y=m, mode="lines", name=f"{name} ({len(idx)}), mean ± sd",
                                  legendgroup=name, line=dict(color=color, width=3),
                                  hovertemplate=f"{name}<br>epoch %{{x}}<br>mean entropy %{{y:.3f}}<extra></extra>"))
-    fig.update_xaxes(title_text="epoch")
+    _epoch_axis(fig, h.shape[0])
     fig.update_yaxes(title_text="entropy (nats)", rangemode="tozero")
     return _layout(fig, 340)
 
@@ -216,7 +227,7 @@ def alignment_plot(align: np.ndarray, names: Sequence[str], count: np.ndarray) -
                                  line=dict(color=GROUP_COLORS[g % 3], width=2.5), marker=dict(size=4),
                                  hovertemplate=f"{label}<br>epoch %{{x}}<br>%{{y:.0f}}% predicted as labelled"
                                                "<extra></extra>"))
-    fig.update_xaxes(title_text="epoch")
+    _epoch_axis(fig, align.shape[1])
     fig.update_yaxes(title_text="prediction = given label (%)", range=[-3, 103])
     return _layout(fig, 340)
 
@@ -239,10 +250,10 @@ def integral_comparison(signed: np.ndarray, unsigned: np.ndarray, flagged: np.nd
     else:
         f = np.asarray(flagged, dtype=bool)
         split = [("kept", ok & ~f, KEPT_COLOR), ("flagged", ok & f, FLAGGED_COLOR)]
-    titles = ["Signed entropy integral (SEI)", "Unsigned entropy integral  −Σ entropy"]
+    titles = ["signed: SEI", "unsigned: −Σ entropy"]
     if auroc:
-        titles = [f"{titles[0]} — AUROC {auroc.get('signed', float('nan')):.2f}",
-                  f"{titles[1]} — AUROC {auroc.get('unsigned', float('nan')):.2f}"]
+        titles = [f"{titles[0]} · AUROC {auroc.get('signed', float('nan')):.2f}",
+                  f"{titles[1]} · AUROC {auroc.get('unsigned', float('nan')):.2f}"]
     fig = make_subplots(rows=1, cols=2, subplot_titles=titles, horizontal_spacing=0.08)
     for col, values in ((1, signed), (2, unsigned)):
         for name, mask, color in split:
@@ -253,9 +264,10 @@ def integral_comparison(signed: np.ndarray, unsigned: np.ndarray, flagged: np.nd
     for t in thresholds:
         fig.add_vline(x=float(t), line=dict(color=THRESHOLD_COLOR, dash="dash", width=1.5), row=1, col=1)
     fig.update_layout(barmode="overlay")
+    fig.update_annotations(font=dict(size=13, color="#333333"))
     fig.update_xaxes(title_text="score (lower = more suspicious)")
     fig.update_yaxes(title_text="images", col=1)
-    return _layout(fig, 360)
+    return _layout(fig, 370, top=80)
 
 
 def training_curves(history: Sequence[Mapping], epochs: int | None = None) -> go.Figure:
@@ -277,8 +289,9 @@ def training_curves(history: Sequence[Mapping], epochs: int | None = None) -> go
                       row=1, col=2)
     if epochs:
         fig.update_xaxes(range=[0.5, epochs + 0.5])
-    fig.update_xaxes(title_text="epoch")
-    return _layout(fig, 300)
+    fig.update_annotations(font=dict(size=13, color="#333333"))
+    _epoch_axis(fig, epochs or max(int(h["epoch"]) for h in history))
+    return _layout(fig, 320, top=80)
 
 
 def class_counts(counts: Mapping[str, int]) -> go.Figure:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .records import _atomic_save
+from .files import atomic_write_bytes
 from .runs import Run, list_runs
 
 RUNS_ENV = "SEI_RUNS_DIR"
@@ -37,8 +37,7 @@ def runs_dir() -> Path:
 
 
 def _write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_save(path, lambda f: f.write(json.dumps(obj, indent=1).encode("utf-8")))
+    atomic_write_bytes(path, json.dumps(obj, indent=1).encode("utf-8"))
 
 
 # -- the bundled sample data --------------------------------------------------------
@@ -171,7 +170,7 @@ def review_label_file(run: Run) -> Path:
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(["path", "label"])
         w.writerows(zip(ids, labels))
-        _atomic_save(target, lambda f: f.write(buf.getvalue().encode("utf-8")))
+        atomic_write_bytes(target, buf.getvalue().encode("utf-8"))
     return target
 
 

@@ -36,3 +36,71 @@ def tiny_copy(tiny_data, tmp_path) -> Path:
     dst = tmp_path / "data"
     shutil.copytree(tiny_data.parent, dst)
     return dst / tiny_data.name
+
+
+# -- the app: one trained run shared by the app tests ---------------------------------------------
+
+APP_TRAIN = dict(TINY_TRAIN, epochs=3)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tiny_data, tmp_path_factory):
+    """A finished run (3 epochs, two complementary runs) on ``tiny_data``; treat as read-only."""
+    from sei_core.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("app_runs") / "tiny-run"
+    train(TrainConfig(data=str(tiny_data), **APP_TRAIN), out, progress_bar=False, log=lambda m: None)
+    return out
+
+
+@pytest.fixture
+def app_env(tiny_data, trained_run, tmp_path, monkeypatch):
+    """A private copy of the tiny data and of the trained run, a runs folder that points the app
+    at them (``recent.json``), and ``SEI_RUNS_DIR`` set. Returns a namespace of paths."""
+    import json
+    import shutil
+    from types import SimpleNamespace
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data.parent, data)
+    runs = tmp_path / "runs"
+    run = runs / trained_run.name
+    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns(".lock", "checkpoint.pt"))
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["data"] = str(data / tiny_data.name)
+    (run / "config.json").write_text(json.dumps(cfg))
+    (runs / "recent.json").write_text(json.dumps({"data": [{"path": str(data / tiny_data.name), "split": "train"}]}))
+    monkeypatch.setenv("SEI_RUNS_DIR", str(runs))
+    return SimpleNamespace(data=data, labels=data / tiny_data.name, runs=runs, run=run, root=tmp_path)
+
+
+@pytest.fixture
+def open_app(app_env, monkeypatch):
+    """``open_app(page=None)``: an AppTest of app.py, run once (and switched to ``page``).
+
+    AppTest forgets before every run that the app uses ``st.navigation`` and, because a
+    ``pages/`` folder exists, starts each run in Streamlit's old pages-directory mode, where
+    the page would rerun itself once (see ``pages/_common.py``) and lose a button click.
+    A server decides this once per process; the tests do as the server does after its first run.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+    from streamlit.testing.v1 import AppTest
+
+    init = PagesManager.__init__
+
+    def init_as_after_navigation(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", init_as_after_navigation)
+    root = Path(__file__).resolve().parent.parent
+
+    def _open(page: str | None = None):
+        at = AppTest.from_file(str(root / "app.py"), default_timeout=120)
+        at.run()
+        if page:
+            at.switch_page(page).run()
+        assert not at.exception, [e.value for e in at.exception]
+        return at
+
+    return _open

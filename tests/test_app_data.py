@@ -1,0 +1,101 @@
+"""AppTest: the Data page (choose, validate, thumbnails, prompts) and the shared sidebar."""
+
+import json
+
+from PIL import Image
+
+from pages._common import md
+from sei_core import workspace
+
+
+def _values(elements):
+    return [e.value for e in elements]
+
+
+def test_opens_the_recent_data_set_with_counts_thumbnails_and_report(open_app, app_env):
+    at = open_app()  # the default page is Data
+    assert at.title[0].value == "Data"
+    assert not at.error
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Images"] == "48" and metrics["Classes"] == "4" and metrics["Problems"] == "0"
+    assert any("No problems found" in s.value for s in at.success)
+    assert len(at.image) >= 4  # thumbnails
+    assert len(at.tabs) == 4  # one thumbnail tab per class
+    assert "truth.csv" in _values(at.text)
+    # the sidebar names the data set and selects the run
+    assert at.sidebar.selectbox(key="run_name").value == app_env.run.name
+
+
+def test_open_other_data_and_recent_list(open_app, app_env, tmp_path):
+    at = open_app()
+    at.text_input(key="data_path_input").input(str(tmp_path / "nowhere.csv")).run()
+    at.button[0].click().run()  # Open
+    assert any("Nothing found" in e.value for e in at.error)
+    folder = tmp_path / "folder"
+    for c in ("cat", "dog"):
+        (folder / c).mkdir(parents=True)
+        for k in range(2):
+            Image.new("RGB", (8, 8), "red").save(folder / c / f"{k}.png")
+    at.text_input(key="data_path_input").input(str(folder)).run()
+    at.button[0].click().run()
+    assert not at.exception
+    assert {m.label: m.value for m in at.metric}["Kind"] == "image folder"
+    recent = json.loads((app_env.runs / "recent.json").read_text())["data"]
+    assert [r["path"] for r in recent] == [str(folder), str(app_env.labels)]
+
+
+def test_validation_report_lists_every_problem_with_row_and_fix(open_app, app_env):
+    bad = app_env.data / "bad.csv"
+    bad.write_text("path,label\nimages/a.png,\n,nevus\nimages/a.png,nevus,extra\n")
+    at = open_app()
+    at.text_input(key="data_path_input").input(str(bad)).run()
+    at.button[0].click().run()
+    assert not at.exception
+    assert any("3 problem(s)" in e.value for e in at.error)
+    table = at.dataframe[0].value
+    assert list(table.columns[:3]) == ["where", "problem", "how to fix"]
+    assert {"bad.csv line 2", "bad.csv line 3", "bad.csv line 4"} <= set(table["where"])
+
+
+def test_unreadable_images_are_reported_and_outside_paths_not_shown(open_app, app_env):
+    secret = app_env.root / "secret.png"
+    Image.new("RGB", (8, 8), "blue").save(secret)
+    (app_env.data / "images" / "broken.png").write_bytes(b"not a png")
+    with open(app_env.labels, "a") as f:
+        f.write("images/broken.png,nevus,P1\n../secret.png,nevus,P2\n")
+    at = open_app()
+    assert not at.exception
+    assert any("cannot be read" in w.value for w in at.warning)
+    problems = [d.value for d in at.dataframe]
+    assert any("broken.png" in " ".join(map(str, t["where"])) for t in problems if "where" in t)
+    # the thumbnail of the row pointing outside the data folder is refused, not shown
+    assert any("outside the data folder" in w.value for w in at.warning)
+
+
+def test_prompts_are_saved_beside_the_data(open_app, app_env):
+    at = open_app()
+    form_inputs = [t for t in at.text_input if t.label.startswith("Template")]
+    form_inputs[0].input("A close-up photo of {}.")
+    [t for t in at.text_input if t.label == "Auxiliary prompt"][0].input("A photo of other skin.")
+    [b for b in at.button if b.label == "Save prompts"][0].click().run()
+    assert not at.exception and not at.error
+    saved = json.loads((app_env.data / "prompts.json").read_text())
+    assert saved["template"] == "A close-up photo of {}." and saved["aux_prompt"] == "A photo of other skin."
+    # a template without {} is refused with a message
+    [t for t in at.text_input if t.label.startswith("Template")][0].input("no placeholder")
+    [b for b in at.button if b.label == "Save prompts"][0].click().run()
+    assert any("needs {}" in e.value for e in at.error)
+
+
+def test_bundled_sample_data_is_generated_when_nothing_was_chosen(open_app, app_env, monkeypatch, tmp_path):
+    (app_env.runs / "recent.json").unlink()
+    monkeypatch.setattr(workspace, "SAMPLE_DIR", tmp_path / "sample")
+    at = open_app()
+    assert not at.exception
+    assert (tmp_path / "sample" / "labels.csv").is_file()
+    assert {m.label: m.value for m in at.metric}["Images"] == "400"
+
+
+def test_markdown_is_escaped():
+    assert md("**x** <b>y</b> :red[z] $a$") == r"\*\*x\*\* \<b\>y\</b\> \:red\[z\] \$a\$"
+    assert md("a\nb") == "a  \nb"

@@ -1,0 +1,89 @@
+"""AppTest: the Explore page — every figure, the class filter, opening an image, sending it to Review."""
+
+import base64
+import json
+
+import numpy as np
+
+from pages._common import md
+from sei_core import workspace
+from sei_core.ranking import score_run
+from sei_core.runs import Run
+
+EXPLORE = "pages/explore.py"
+
+
+def charts(at):
+    return at.get("plotly_chart")
+
+
+def chart_json(el) -> dict:
+    return json.loads(el.proto.spec)
+
+
+def values(v) -> np.ndarray:
+    """A Plotly array from a figure's JSON (plain list, or typed array in base64)."""
+    if isinstance(v, dict):
+        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=v["dtype"])
+    return np.asarray(v)
+
+
+def test_every_figure_is_drawn_with_help_and_metrics(open_app, app_env):
+    at = open_app(EXPLORE)
+    assert not at.error
+    # histogram, the open image's curve, group curves, alignment, entropy, signed vs unsigned
+    assert len(charts(at)) == 6
+    metrics = {m.label: m.value for m in at.metric}
+    s = score_run(Run(app_env.run))
+    assert metrics["Images"] == str(len(s.ids)) and metrics["Flagged"] == str(int(s.flagged.sum()))
+    assert "Flags that are truly wrong" in metrics  # the tiny data set has a truth file
+    help_text = " ".join(m.value for m in at.markdown)
+    for words in ("Easy clean", "Hard clean", "Flagged", "Threshold"):
+        assert words in help_text
+    hist = chart_json(charts(at)[0])
+    names = {t.get("name") for t in hist["data"]}
+    assert {"flagged · truly mislabeled", "kept · label correct", "threshold"} <= names
+    # one panel title per class
+    assert len([a for a in hist["layout"]["annotations"]]) == len(s.classes)
+
+
+def test_class_filter_shows_one_class(open_app, app_env):
+    at = open_app(EXPLORE)
+    s = score_run(Run(app_env.run))
+    at.selectbox(key="explore_class").select(1).run()
+    assert not at.exception and not at.error
+    hist = chart_json(charts(at)[0])
+    assert [a["text"] for a in hist["layout"]["annotations"]] == [s.classes[1]]
+    assert {m.label: m.value for m in at.metric}["Images"] == str(int((s.labels == 1).sum()))
+    table = at.dataframe[0].value
+    assert set(table["given label"]) == {s.classes[1]}
+    assert list(table["SEI"]) == sorted(table["SEI"])  # most negative first
+
+
+def test_open_an_image_and_send_it_to_review(open_app, app_env):
+    s = score_run(Run(app_env.run))
+    kept = int(np.flatnonzero(~s.flagged)[0])
+    at = open_app(EXPLORE)
+    at.selectbox(key="explore_sample").select(kept).run()
+    assert not at.exception and not at.error
+    assert md(s.ids[kept]) in [c.value for c in at.caption]
+    assert len(at.image) >= 1
+    curve = chart_json(charts(at)[1])
+    y = values(next(t for t in curve["data"] if t.get("name") == "this image")["y"])
+    np.testing.assert_allclose(y, s.signed_entropy[:, kept], rtol=1e-6)
+    at.button(key="send_to_review").click().run()
+    assert not at.exception
+    assert at.title[0].value == "Review"
+    assert workspace.review_requests(Run(app_env.run)) == [s.ids[kept]]
+    assert at.session_state["review_current"] == s.ids[kept]
+
+
+def test_a_run_without_a_complete_epoch_gives_a_message(open_app, app_env):
+    run = Run(app_env.runs / "empty")
+    run.write_config({"data": str(app_env.labels), "classes": ["a", "b"], "runs": 2, "epochs": 3})
+    run.update_status(state="created", phase="waiting to start")
+    at = open_app()
+    at.sidebar.selectbox(key="run_name").select("empty").run()
+    at.switch_page(EXPLORE).run()
+    assert not at.exception
+    assert at.error and "no" in at.error[0].value.lower()

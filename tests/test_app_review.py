@@ -1,0 +1,225 @@
+"""AppTest: the Review page — every action, its effect on the label file and the decision log,
+conflicts between reviewers, undo, filters, export, and review of a folder data set."""
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pages._common import md
+from sei_core.ranking import score_run
+from sei_core.review import ReviewStore
+from sei_core.runs import Run
+
+REVIEW = "pages/review.py"
+ME = "Dr. Test"
+
+
+def labels(path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype=str, keep_default_na=False).set_index("path")
+
+
+def queue(run_path) -> list[str]:
+    s = score_run(Run(run_path))
+    idx = np.flatnonzero(s.flagged)
+    return [s.ids[i] for i in idx[np.argsort(s.score[idx], kind="stable")]]
+
+
+def open_review(open_app, name=ME):
+    at = open_app(REVIEW)
+    if name:
+        at.text_input(key="reviewer").input(name).run()
+    assert not at.exception
+    return at
+
+
+def current(at) -> str:
+    return at.session_state["review_current"]
+
+
+def progress_text(at) -> str:
+    return at.get("progress")[0].proto.text
+
+
+@pytest.fixture
+def flagged(app_env):
+    q = queue(app_env.run)
+    if len(q) < 3:
+        pytest.skip("the tiny run flagged fewer than 3 images")
+    return q
+
+
+def test_queue_starts_with_the_most_negative_sei_and_needs_a_name(open_app, app_env, flagged):
+    at = open_review(open_app, name=None)
+    assert current(at) == flagged[0]
+    assert at.button(key="act_confirm").disabled
+    assert any("Enter your name" in w.value for w in at.warning)
+    assert progress_text(at).startswith(f"Reviewed 0 of {len(flagged)}")
+    assert any(h.value == md(flagged[0].split("/")[-1]) for h in at.subheader)
+
+
+def test_confirm_writes_the_label_file_and_the_log_at_once(open_app, app_env, flagged):
+    before = labels(app_env.labels)
+    at = open_review(open_app)
+    first = current(at)
+    at.button(key="act_confirm").click().run()
+    assert not at.exception and not at.error
+    after = labels(app_env.labels)
+    row = after.loc[first]
+    assert (row["label"], row["review_status"], row["reviewed_by"]) == (before.loc[first, "label"], "confirmed", ME)
+    assert row["original_label"] == before.loc[first, "label"]
+    log = ReviewStore(app_env.labels).decisions()
+    assert [(d.reviewer, d.path, d.action) for d in log] == [(ME, first, "confirm")]
+    s = score_run(Run(app_env.run))
+    assert log[0].sei == pytest.approx(s.score[s.ids.index(first)])
+    assert current(at) == flagged[1]  # moved on to the next image
+    assert progress_text(at).startswith(f"Reviewed 1 of {len(flagged)}")
+    assert any("Saved" in m.value for m in at.success)
+
+
+def test_backup_of_the_untouched_original_is_made_once(open_app, app_env, flagged):
+    original = app_env.labels.read_bytes()
+    at = open_review(open_app)
+    at.button(key="act_discard").click().run()
+    at.button(key="act_confirm").click().run()
+    backup = app_env.labels.with_name(app_env.labels.name + ".sei-backup")
+    assert backup.read_bytes() == original
+
+
+def test_relabel_keeps_the_original_label_and_undo_restores_it(open_app, app_env, flagged):
+    at = open_review(open_app)
+    first = current(at)
+    s = score_run(Run(app_env.run))
+    old = labels(app_env.labels).loc[first, "label"]
+    k = next(j for j, c in enumerate(s.classes) if c != old)
+    at.button(key=f"relabel_to_{k}").click().run()
+    row = labels(app_env.labels).loc[first]
+    assert (row["label"], row["original_label"], row["review_status"]) == (s.classes[k], old, "relabeled")
+    at.button(key="act_undo").click().run()
+    assert not at.exception and not at.error
+    row = labels(app_env.labels).loc[first]
+    assert (row["label"], row["review_status"], row["reviewed_by"]) == (old, "", "")
+    log = ReviewStore(app_env.labels).decisions()
+    assert [(d.action, d.undone) for d in log] == [("relabel", True), ("undo", False)]
+    assert (log[0].old_label, log[0].new_label) == (old, s.classes[k])
+    assert current(at) == first  # undo shows the image again
+
+
+def test_discard_marks_the_row_skip_writes_nothing_and_export_leaves_discarded_out(open_app, app_env, flagged):
+    at = open_review(open_app)
+    first = current(at)
+    at.button(key="act_discard").click().run()
+    df = labels(app_env.labels)
+    assert first in df.index and df.loc[first, "review_status"] == "discarded"
+    second = current(at)
+    snapshot = app_env.labels.read_bytes()
+    at.button(key="act_skip").click().run()
+    assert app_env.labels.read_bytes() == snapshot
+    assert current(at) not in (first, second)
+    at.text_input(key="export_path").input(str(app_env.root / "clean.csv")).run()
+    at.button(key="export").click().run()
+    assert not at.exception and not at.error
+    clean = labels(app_env.root / "clean.csv")
+    assert first not in clean.index and second in clean.index
+    assert len(clean) == len(df) - 1
+    assert at.get("download_button")
+
+
+def test_a_conflicting_decision_from_another_reviewer_is_shown_not_swallowed(open_app, app_env, flagged):
+    at = open_review(open_app)
+    first = current(at)
+    s = score_run(Run(app_env.run))
+    other = ReviewStore(app_env.labels, classes=s.classes)
+    shown = labels(app_env.labels).loc[first, "label"]
+    theirs = next(c for c in s.classes if c != shown)
+    other.relabel(first, theirs, "Dr. Other", expected_label=shown)  # e.g. from another browser tab
+    at.button(key="act_discard").click().run()
+    assert not at.exception
+    row = labels(app_env.labels).loc[first]
+    assert (row["label"], row["review_status"], row["reviewed_by"]) == (theirs, "relabeled", "Dr. Other")
+    assert any("Someone else decided" in w.value for w in at.warning)
+    shown_text = [m.value.replace("\\", "") for m in at.markdown]  # Markdown-escaped on screen
+    assert any("Dr. Other" in t and "relabeled" in t for t in shown_text)
+    assert current(at) == first
+    at.button(key="force_conflict").click().run()
+    row = labels(app_env.labels).loc[first]
+    assert (row["review_status"], row["reviewed_by"]) == ("discarded", ME)
+    actions = [(d.reviewer, d.action) for d in ReviewStore(app_env.labels).decisions()]
+    assert actions == [("Dr. Other", "relabel"), (ME, "discard")]
+
+
+def test_keep_theirs_leaves_the_other_decision(open_app, app_env, flagged):
+    at = open_review(open_app)
+    first = current(at)
+    other = ReviewStore(app_env.labels)
+    other.confirm(first, "Dr. Other", expected_label=labels(app_env.labels).loc[first, "label"])
+    at.button(key="act_confirm").click().run()
+    assert any("Someone else decided" in w.value for w in at.warning)
+    at.button(key="keep_theirs").click().run()
+    assert not any("Someone else decided" in w.value for w in at.warning)
+    assert labels(app_env.labels).loc[first, "reviewed_by"] == "Dr. Other"
+
+
+def test_filters_by_state_and_class(open_app, app_env, flagged):
+    at = open_review(open_app)
+    first = current(at)
+    at.button(key="act_confirm").click().run()
+    at.selectbox(key="review_state").select("confirmed").run()
+    assert current(at) == first
+    assert at.session_state["_review_filtered"] == [first]
+    at.selectbox(key="review_state").select("to review").run()
+    assert first not in at.session_state["_review_filtered"]
+    s = score_run(Run(app_env.run))
+    k = s.classes.index(s.classes[s.labels[s.ids.index(flagged[1])]])
+    at.selectbox(key="review_class").select(k).run()
+    assert all(s.labels[s.ids.index(i)] == k for i in at.session_state["_review_filtered"])
+
+
+def test_review_of_an_image_folder_uses_a_label_file_made_for_the_run(open_app, app_env, flagged):
+    # turn the CSV data set into an image folder and point a copy of the run at it
+    folder = app_env.root / "folder"
+    df = labels(app_env.labels)
+    run = Run(app_env.runs / "folder-run")
+    shutil.copytree(app_env.run, run.path)
+    ids, names = run.samples()
+    new_ids = []
+    for sid, lab in zip(ids, names):
+        dst = folder / lab / sid.split("/")[-1]
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(app_env.data / sid, dst)
+        new_ids.append(f"{lab}/{dst.name}")
+    run.write_samples(new_ids, names)
+    cfg = json.loads((run.path / "config.json").read_text())
+    cfg["data"] = str(folder)
+    (run.path / "config.json").write_text(json.dumps(cfg))
+    (app_env.runs / "recent.json").write_text(json.dumps({"data": [{"path": str(folder), "split": "train"}]}))
+    at = open_review(open_app)
+    assert at.sidebar.selectbox(key="run_name").value == "folder-run"
+    first = current(at)
+    at.button(key="act_confirm").click().run()
+    assert not at.exception and not at.error
+    made = labels(run.path / "labels.csv")
+    assert made.loc[first, "review_status"] == "confirmed"
+    assert (folder / first).is_file()  # the images are untouched
+    assert labels(app_env.labels).equals(df)  # and so is the other data set's CSV
+    assert str(run.path / "labels.csv") in [c.value for c in at.code]
+
+
+def test_class_names_are_shown_as_text(open_app, app_env, flagged):
+    """A label such as '**x** <b>' must appear literally, not as Markdown or HTML."""
+    run = Run(app_env.run)
+    cfg = run.config()
+    evil = "**bold** <b>x</b>"
+    old = cfg["classes"][0]
+    cfg["classes"][0] = evil
+    run.write_config(cfg)
+    ids, names = run.samples()
+    run.write_samples(ids, [evil if n == old else n for n in names])
+    df = pd.read_csv(app_env.labels, dtype=str, keep_default_na=False)
+    df["label"] = df["label"].replace(old, evil)
+    df.to_csv(app_env.labels, index=False)
+    at = open_review(open_app)
+    assert not at.exception
+    assert at.button(key="relabel_to_0").label == r"\*\*bold\*\* \<b\>x\</b\>"

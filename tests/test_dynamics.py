@@ -1,0 +1,105 @@
+"""Hand-computed checks of sei_core.dynamics (groups, curves, alignment) and the figure builders."""
+
+import numpy as np
+import pytest
+
+from sei_core import dynamics, plots
+from sei_core.dynamics import EASY_CLEAN, FLAGGED, HARD_CLEAN, UNSCORED
+
+# 4 epochs, 5 samples, labels [0, 1, 0, 1, 2]
+PRED = np.array([
+    [0, 0, 1, 0, 2],
+    [0, 1, 1, 0, 2],
+    [0, 1, 0, 1, 1],
+    [0, 1, 0, 1, 2],
+])
+LABELS = np.array([0, 1, 0, 1, 2])
+
+
+def test_learned_epoch():
+    # sample 0 agrees from epoch 0; sample 1 from 1; sample 2 from 2; 3 from 2;
+    # sample 4 disagrees at epoch 2 then agrees at 3 -> learned at 3
+    assert dynamics.learned_epoch(PRED, LABELS).tolist() == [0, 1, 2, 2, 3]
+
+
+def test_learned_epoch_never():
+    pred = np.array([[1, 0], [1, 1]])
+    assert dynamics.learned_epoch(pred, np.array([1, 0])).tolist() == [0, 2]
+
+
+def test_sample_groups():
+    flagged = np.array([False, False, False, True, False])
+    scored = np.array([True, True, True, True, False])
+    g = dynamics.sample_groups(PRED, LABELS, flagged, scored)
+    # cut = ceil(0.5 * 4) = 2: learned at 0, 1 -> easy; 2 -> hard; flagged wins; unscored last
+    assert g.tolist() == [EASY_CLEAN, EASY_CLEAN, HARD_CLEAN, FLAGGED, UNSCORED]
+    assert dynamics.GROUP_NAMES[EASY_CLEAN] == "easy clean"
+
+
+def test_sample_groups_rejects_bad_fraction():
+    with pytest.raises(ValueError):
+        dynamics.sample_groups(PRED, LABELS, np.zeros(5, bool), easy_within=0)
+
+
+def test_group_mean_curves():
+    values = np.array([[1.0, 3.0, 5.0], [2.0, 2.0, 2.0]])
+    mean, std, count = dynamics.group_mean_curves(values, np.array([0, 0, 2]), 3)
+    assert count.tolist() == [2, 0, 1]
+    np.testing.assert_allclose(mean[0], [2.0, 2.0])
+    np.testing.assert_allclose(std[0], [1.0, 0.0])
+    assert np.isnan(mean[1]).all()
+    np.testing.assert_allclose(mean[2], [5.0, 2.0])
+
+
+def test_alignment_timeline():
+    groups = np.array([0, 0, 1, 1, 2])
+    a = dynamics.alignment_timeline(PRED, LABELS, groups)
+    np.testing.assert_allclose(a[0], [0.5, 1.0, 1.0, 1.0])
+    np.testing.assert_allclose(a[1], [0.0, 0.0, 1.0, 1.0])
+    np.testing.assert_allclose(a[2], [1.0, 1.0, 0.0, 1.0])
+
+
+def test_cumulative_and_integrals():
+    se = np.array([[1.0, -1.0], [0.5, -2.0]])
+    h = np.abs(se)
+    np.testing.assert_allclose(dynamics.cumulative_sei(se), [[1.0, -1.0], [1.5, -3.0]])
+    ints = dynamics.integral_scores(se, h)
+    np.testing.assert_allclose(ints["signed"], [1.5, -3.0])
+    np.testing.assert_allclose(ints["unsigned"], [-1.5, -3.0])
+
+
+def test_clean_examples():
+    labels = np.array([0, 0, 0, 1, 0])
+    flagged = np.array([False, True, False, False, False])
+    suggested = np.array([0, 0, 0, 1, 1])
+    prob = np.array([0.7, 0.99, 0.9, 0.8, 0.95])
+    assert dynamics.clean_examples(labels, flagged, suggested, prob, 0).tolist() == [2, 0]
+    assert dynamics.clean_examples(labels, flagged, suggested, prob, 0, exclude=[2]).tolist() == [0]
+    assert dynamics.clean_examples(labels, flagged, suggested, prob, 0, n=1).tolist() == [2]
+
+
+def test_figures_build_and_escape_labels():
+    rng = np.random.default_rng(0)
+    n, t = 40, 5
+    score = rng.normal(size=n)
+    flagged = score < -0.5
+    labels = np.arange(n) % 2
+    classes = ["<b>nevus</b>", "melanoma"]
+    fig = plots.sei_histograms(score, flagged, labels, classes, np.full(n, -0.5), rng.random(n) < 0.2)
+    titles = [a.text for a in fig.layout.annotations]
+    assert "&lt;b&gt;nevus&lt;/b&gt;" in titles and "<b>nevus</b>" not in titles
+    se = rng.normal(size=(t, n))
+    g = dynamics.sample_groups(rng.integers(0, 2, (t, n)), labels, flagged)
+    mean, std, count = dynamics.group_mean_curves(se, g)
+    for f in (plots.signed_entropy_curve(se[:, 0], dynamics.cumulative_sei(se[:, 0]), "x",
+                                         dict(zip(dynamics.GROUP_NAMES, mean))),
+              plots.group_curves(mean, std, count, dynamics.GROUP_NAMES, "SE"),
+              plots.entropy_trajectories(np.abs(se), flagged),
+              plots.alignment_plot(dynamics.alignment_timeline(rng.integers(0, 2, (t, n)), labels, g),
+                                   dynamics.GROUP_NAMES, count),
+              plots.integral_comparison(score, -np.abs(score), flagged, None, [-0.5], {"signed": 0.9, "unsigned": 0.6}),
+              plots.training_curves([{"run": 1, "epoch": 1, "loss": 1.0, "accuracy": 0.5}], 3),
+              plots.class_counts({"a": 3, "b": 4})):
+        assert f.data or f.layout.annotations
+    assert plots.sei_histograms(np.full(3, np.nan), np.zeros(3, bool), np.zeros(3, int), ["a"],
+                                np.zeros(3)).layout.annotations[0].text == "No scored samples yet"

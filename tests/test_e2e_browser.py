@@ -1,0 +1,190 @@
+"""End to end in a real browser: a real ``streamlit run`` server and headless Chromium.
+
+Open the app, choose the data, train on it in the background, look at Explore, open Review,
+relabel one image with the keyboard, and check the label file on disk.
+
+With ``SEI_SCREENSHOTS=1`` it trains on the full bundled sample data (400 images, 30 epochs,
+a couple of minutes on a laptop CPU) and saves ``docs/screenshots/explore.png`` and
+``docs/screenshots/review.png`` for the README.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sample_data.make_sample_data import generate
+from sei_core import jobs
+from sei_core.review import ReviewStore
+from sei_core.runs import list_runs
+
+CHROMIUM = Path("/usr/bin/chromium")
+ROOT = Path(__file__).resolve().parent.parent
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+SCREENSHOTS = os.environ.get("SEI_SCREENSHOTS", "").lower() in ("1", "true", "yes")
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Chromium at /usr/bin/chromium "
+                       "(apt-get install -y chromium chromium-driver); Playwright's own download does not work here"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A real ``streamlit run app.py`` on a free localhost port, with its own runs folder."""
+    data = generate(tmp_path / "data", n_per_class=100 if SCREENSHOTS else 12, image_size=64 if SCREENSHOTS else 32,
+                    seed=0 if SCREENSHOTS else 1)
+    port = free_port()
+    env = dict(os.environ, SEI_RUNS_DIR=str(tmp_path / "runs"), HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+    log = open(tmp_path / "server.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+         "--server.port", str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none",
+         "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while True:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            raise RuntimeError(f"streamlit did not start:\n{(tmp_path / 'server.log').read_text()}")
+        time.sleep(0.3)
+    try:
+        yield url, data, tmp_path / "runs"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+        for run in list_runs(tmp_path / "runs"):  # a training the test left behind
+            if run.is_locked():
+                jobs.stop(run)
+
+
+def settle(page, extra: float = 0.5) -> None:
+    """Wait until the script run triggered by the last action is over."""
+    time.sleep(0.4)
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=60_000)
+    time.sleep(extra)
+
+
+def screenshot(page, path: Path) -> None:
+    """A README picture: a taller window so that the page's first sections fit, then back."""
+    page.set_viewport_size({"width": 1440, "height": 1500})
+    time.sleep(3)
+    page.screenshot(path=str(path))
+    page.set_viewport_size({"width": 1440, "height": 1000})
+
+
+def goto(page, title: str) -> None:
+    page.locator('[data-testid="stSidebarNav"]').get_by_text(title, exact=True).click()
+    page.get_by_role("heading", name=title, exact=True).wait_for(timeout=60_000)
+    settle(page)
+
+
+def test_train_explore_and_relabel_with_the_keyboard(server):
+    from playwright.sync_api import sync_playwright
+
+    url, labels, runs = server
+    shots = ROOT / "docs" / "screenshots"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        try:
+            page.goto(url)
+            page.get_by_role("heading", name="Data", exact=True).wait_for(timeout=60_000)
+            settle(page)
+            # Data: choose the label file
+            box = page.get_by_role("textbox", name="Label file, image folder or MedMNIST .npz")
+            box.fill(str(labels))
+            box.press("Enter")
+            settle(page)
+            page.get_by_role("button", name="Open", exact=True).click()
+            settle(page)
+            page.get_by_text(str(labels), exact=True).first.wait_for()
+            assert page.locator('[data-testid="stMetricValue"]').first.inner_text() == str(400 if SCREENSHOTS else 48)
+
+            # Train: a short run in the background
+            goto(page, "Train")
+            for label, value in (("Epochs", "30" if SCREENSHOTS else "3"), ("Batch size", "32" if SCREENSHOTS else "16")):
+                field = page.get_by_role("spinbutton", name=label, exact=True)
+                field.fill(value)
+                field.press("Enter")
+                settle(page)
+            name = page.get_by_role("textbox", name="Run name")
+            name.fill("e2e")
+            name.press("Enter")
+            settle(page)
+            page.get_by_role("button", name="Start training").click()
+            page.get_by_text("Finished:", exact=False).wait_for(timeout=1_800_000 if SCREENSHOTS else 240_000)
+            assert (runs / "e2e" / "scores.csv").is_file()
+
+            # Explore
+            goto(page, "Explore")
+            assert page.locator('[data-testid="stException"]').count() == 0
+            page.locator('[data-testid="stPlotlyChart"]').first.wait_for()
+            if SCREENSHOTS:
+                shots.mkdir(parents=True, exist_ok=True)
+                screenshot(page, shots / "explore.png")
+
+            # Review: enter a name, then relabel the first image with a number key
+            goto(page, "Review")
+            reviewer = page.get_by_role("textbox", name="Your name")
+            reviewer.fill("Dr. E2E")
+            reviewer.press("Enter")
+            settle(page)
+            page.evaluate("() => document.activeElement && document.activeElement.blur()")  # leave the text field
+            shown = page.locator('[data-testid="stHeading"] h3').first.inner_text().strip()
+            before = pd.read_csv(labels, dtype=str, keep_default_na=False).set_index("path")
+            path = next(p for p in before.index if p.endswith("/" + shown))
+            old = before.loc[path, "label"]
+            classes = sorted(set(before["label"]))
+            # the model's suggestion (starred), or any other class if it agrees with the label
+            suggested = page.get_by_text("Model suggests:").locator("xpath=..").inner_text()
+            target = next((c for c in classes if f"Model suggests: {c} ·" in suggested and c != old),
+                          next(c for c in classes if c != old))
+            page.keyboard.press(str(classes.index(target) + 1))
+            deadline = time.time() + 30
+            while time.time() < deadline:
+                after = pd.read_csv(labels, dtype=str, keep_default_na=False).set_index("path")
+                if "review_status" in after.columns and after.loc[path, "review_status"] == "relabeled":
+                    break
+                time.sleep(0.2)
+            row = after.loc[path]
+            assert (row["label"], row["original_label"], row["review_status"], row["reviewed_by"]) == \
+                (target, old, "relabeled", "Dr. E2E")
+            others = after.drop(index=path)
+            assert (others["label"] == before.drop(index=path)["label"]).all()
+            log = ReviewStore(labels).decisions()
+            assert [(d.reviewer, d.path, d.action, d.old_label, d.new_label) for d in log] == \
+                [("Dr. E2E", path, "relabel", old, target)]
+            settle(page, 1.0)
+            page.get_by_text("Saved:", exact=False).first.wait_for()
+            assert page.locator('[data-testid="stException"]').count() == 0
+            if SCREENSHOTS:
+                screenshot(page, shots / "review.png")
+        finally:
+            browser.close()

@@ -1,0 +1,125 @@
+"""sei_core.workspace (recent choices, review label file, truth) and sei_core.gallery (safe images)."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sei_core import workspace
+from sei_core.gallery import ImageAccessError, ImageSource, zoom
+from sei_core.runs import Run
+
+
+def test_recent_data_roundtrip(tmp_path):
+    assert workspace.recent_data(tmp_path) == []
+    workspace.remember_data(tmp_path / "a.csv", folder=tmp_path)
+    workspace.remember_data(tmp_path / "b", folder=tmp_path)
+    items = workspace.remember_data(tmp_path / "a.csv", folder=tmp_path)
+    assert [it["path"] for it in items] == [str(tmp_path / "a.csv"), str(tmp_path / "b")]
+    assert workspace.current_data(tmp_path)["path"] == str(tmp_path / "a.csv")
+    (tmp_path / "recent.json").write_text("{not json")
+    assert workspace.recent_data(tmp_path) == []
+
+
+def test_runs_dir_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("SEI_RUNS_DIR", str(tmp_path))
+    assert workspace.runs_dir() == tmp_path
+
+
+def _fake_run(path, data, ids=("a/x.png", "b/y.png"), labels=("a", "b")):
+    run = Run(path)
+    run.write_config({"data": str(data), "classes": sorted(set(labels))})
+    run.write_samples(list(ids), list(labels))
+    return run
+
+
+def test_review_label_file_for_folder_data(tmp_path):
+    data = tmp_path / "folder"
+    data.mkdir()
+    run = _fake_run(tmp_path / "run", data)
+    f = workspace.review_label_file(run)
+    assert f == run.path / "labels.csv"
+    assert f.read_text().splitlines() == ["path,label", "a/x.png,a", "b/y.png,b"]
+    f.write_text("path,label\na/x.png,b\nb/y.png,b\n")  # reviewed since: must not be recreated
+    assert workspace.review_label_file(run).read_text().startswith("path,label\na/x.png,b")
+
+
+def test_review_label_file_for_csv_is_the_csv(tmp_path):
+    csv = tmp_path / "labels.csv"
+    csv.write_text("path,label\nx.png,a\n")
+    assert workspace.review_label_file(_fake_run(tmp_path / "run", csv)) == csv
+
+
+def test_review_requests(tmp_path):
+    run = _fake_run(tmp_path / "run", tmp_path)
+    assert workspace.review_requests(run) == []
+    workspace.request_review(run, "a/x.png")
+    workspace.request_review(run, "a/x.png")
+    assert workspace.review_requests(run) == ["a/x.png"]
+
+
+def test_load_truth(tmp_path):
+    csv = tmp_path / "labels.csv"
+    csv.write_text("path,label\nx.png,a\ny.png,b\n")
+    assert workspace.load_truth(csv, ["x.png", "y.png"]) is None
+    (tmp_path / "truth.csv").write_text("path,true_label,given_label,is_noisy\nx.png,a,a,0\ny.png,a,b,1\n")
+    assert workspace.load_truth(csv, ["y.png", "x.png"]).tolist() == [True, False]
+    assert workspace.load_truth(csv, ["z.png"]) is None
+
+
+def test_new_run_name(tmp_path):
+    name = workspace.new_run_name("/data/skin/labels.csv", "SEI-Tiny-RN", tmp_path)
+    assert name == "skin-sei-tiny-rn-1"
+    (tmp_path / name).mkdir()
+    assert workspace.new_run_name("/data/skin/labels.csv", "SEI-Tiny-RN", tmp_path) == "skin-sei-tiny-rn-2"
+
+
+def test_gallery_refuses_paths_outside_the_data_root(tmp_path):
+    root = tmp_path / "data"
+    (root / "img").mkdir(parents=True)
+    Image.new("RGB", (8, 6), "red").save(root / "img" / "ok.png")
+    Image.new("RGB", (8, 6), "blue").save(tmp_path / "secret.png")
+    (root / "labels.csv").write_text("path,label\n")
+    os.symlink(tmp_path / "secret.png", root / "img" / "link.png")
+    src = ImageSource(root / "labels.csv")
+    assert src.open("img/ok.png").size == (8, 6)
+    for bad in ("../secret.png", str(tmp_path / "secret.png"), "img/link.png", "img/../../secret.png"):
+        with pytest.raises(ImageAccessError, match="outside the data folder"):
+            src.open(bad)
+    (root / "notes.txt").write_text("hi")
+    with pytest.raises(ImageAccessError, match="not an image"):
+        src.open("notes.txt")
+    with pytest.raises(ImageAccessError, match="does not exist"):
+        src.open("img/missing.png")
+
+
+def test_gallery_npz(tmp_path):
+    f = tmp_path / "blood.npz"
+    np.savez(f, train_images=np.zeros((3, 5, 5), np.uint8), train_labels=np.zeros((3, 1)))
+    src = ImageSource(f)
+    assert src.open("train/2").size == (5, 5)
+    with pytest.raises(ImageAccessError):
+        src.open("train/9")
+
+
+def test_zoom():
+    im = Image.new("RGB", (100, 50))
+    assert zoom(im, 1, side=200).size == (200, 100)
+    w, h = zoom(im, 4, 1.0, 1.0, side=100).size
+    assert w == 100 and abs(h - 50) <= 2
+
+
+def test_save_prompts(tmp_path):
+    from sei_core.dataset import Prompts, load
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
+    Image.new("RGB", (8, 8)).save(tmp_path / "y.png")
+    (tmp_path / "labels.csv").write_text("path,label\nx.png,a\ny.png,b\n")
+    ds = load(tmp_path / "labels.csv")
+    with pytest.raises(ValueError):
+        workspace.save_prompts(ds, Prompts(template="no placeholder"))
+    target = workspace.save_prompts(ds, Prompts(template="A scan of {}.", aux_prompt="Other.", per_class={"a": "A!"}))
+    assert json.loads(target.read_text())["per_class"] == {"a": "A!"}
+    assert ds.prompts().for_classes(ds.classes) == ["A!", "A scan of b.", "Other."]
