@@ -105,6 +105,7 @@ def _clip_model(name: str, prompts: Sequence[str], weights: str | None, image_si
     if name not in oc.list_models():
         raise ModelError(f"unknown model {name!r}. Choose an open_clip model (e.g. ViT-B-16, RN50), "
                          f"SEI-Tiny-ViT / SEI-Tiny-RN for a CPU, or one of {list(TORCHVISION_MODELS)}")
+    _check_image_size(name, (oc.get_model_config(name) or {}).get("vision_cfg", {}), image_size)
     pretrained = None
     if weights:
         if Path(weights).expanduser().is_file():
@@ -130,6 +131,18 @@ def _clip_model(name: str, prompts: Sequence[str], weights: str | None, image_si
     mean = tuple(cfg.get("mean", IMAGENET_MEAN)) if pretrained else IMAGENET_MEAN
     std = tuple(cfg.get("std", IMAGENET_STD)) if pretrained else IMAGENET_STD
     return PromptClassifier(clip, tokenizer(list(prompts)), mean, std)
+
+
+def _check_image_size(name: str, vision_cfg: dict, image_size: int) -> None:
+    """Refuse sizes the image tower cannot take, before PyTorch fails with shape errors."""
+    if isinstance(vision_cfg.get("layers"), (list, tuple)):  # CLIP's ResNet: 32× downsampling
+        if image_size < 32 or image_size % 32:
+            raise ModelError(f"{name} needs an image size that is a multiple of 32 (32, 64, 224 …), "
+                             f"not {image_size}")
+    patch = vision_cfg.get("patch_size")
+    if isinstance(patch, int) and image_size % patch:
+        raise ModelError(f"{name} cuts images into {patch}-pixel patches: choose an image size divisible "
+                         f"by {patch}, not {image_size}")
 
 
 def _torchvision_model(name: str, n_outputs: int, weights: str | None, image_size: int) -> nn.Module:

@@ -61,3 +61,11 @@ def test_pretrained_tag_offline_fails_fast_and_says_what_to_do():
 def test_bad_model_or_weights(name, weights, match):
     with pytest.raises(ModelError, match=match):
         build_model(name, PROMPTS, weights=weights, image_size=32)
+
+
+@pytest.mark.parametrize("name,size,match", [("SEI-Tiny-RN", 16, "multiple of 32"),
+                                             ("SEI-Tiny-ViT", 30, "divisible by 4"),
+                                             ("vit_b_16", 40, "divisible by 16")])
+def test_image_sizes_the_model_cannot_take_are_refused_in_words(name, size, match):
+    with pytest.raises(ModelError, match=match):
+        build_model(name, PROMPTS, image_size=size)
