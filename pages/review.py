@@ -131,7 +131,11 @@ def jump() -> None:
 def header(run, label_file: Path, store: ReviewStore) -> None:
     cfg = run.config()
     with st.expander("Where your decisions go", icon=":material/save:"):
-        if workspace.is_csv_data(run):
+        if workspace.is_csv_data(run) and Path(label_file) != Path(cfg.get("data", "")):
+            st.markdown("The label file this run was trained on is **read-only**, so it is left untouched. "
+                        "Decisions are written at once to a working copy of it (same rows, same paths, plus the "
+                        "review columns); use that copy, or the cleaned export, in place of the original.")
+        elif workspace.is_csv_data(run):
             st.markdown("Every decision is written **at once** to the label file below (the original label is kept "
                         "in the column `original_label`, the decision in `review_status`; discarded rows stay in the "
                         "file, marked). Before the first change a backup of the untouched file is made.")

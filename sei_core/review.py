@@ -256,6 +256,20 @@ def _render(table: _LabelTable, frame: pd.DataFrame) -> bytes:
     return codecs.BOM_UTF8 + data if table.bom else data
 
 
+def is_read_only(label_file: str | os.PathLike[str]) -> bool:
+    """True if the label file or its folder is marked read-only.
+
+    The permission bits are read as well as ``os.access``: the superuser may write anywhere,
+    but a file the owner marked read-only (a shared, reference copy) is left alone.
+    """
+    f = Path(label_file)
+    folder = f.absolute().parent
+    for p in (f, folder):
+        if not os.access(p, os.W_OK) or not (p.stat().st_mode & 0o222):
+            return True
+    return False
+
+
 # --------------------------------------------------------------------------- SQLite
 
 _SCHEMA = """
@@ -317,6 +331,11 @@ class ReviewStore:
         self.backup_path = Path(str(self.label_file) + _BACKUP_SUFFIX)
         self.classes: list[str] | None = None if classes is None else [str(c) for c in classes]
         _read_label_file(self.label_file)  # fail early on a bad file
+        if is_read_only(self.label_file):
+            raise LabelFileError(
+                f"{self.label_file} is read-only (the file or its folder has no write permission). "
+                "Review a writable copy instead, e.g. copy the file (and keep its image paths valid), "
+                "or make the folder writable.")
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         with self._locked(), self._connect() as conn:
             conn.execute("PRAGMA journal_mode=WAL")

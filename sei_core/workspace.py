@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .files import atomic_write_bytes
+from .review import is_read_only
 from .runs import Run, list_runs
 
 RUNS_ENV = "SEI_RUNS_DIR"
@@ -156,14 +157,20 @@ def is_csv_data(run: Run) -> bool:
 def review_label_file(run: Run) -> Path:
     """The label file decisions on ``run`` are written to.
 
-    For a CSV data set that is the CSV itself. For an image folder or ``.npz`` a label file
+    For a CSV data set that is the CSV itself — unless it is read-only, then a verbatim
+    working copy ``<run>/labels.csv`` is made once (its paths stay as they were, so its
+    cleaned export can replace the original). For an image folder or ``.npz`` a label file
     ``<run>/labels.csv`` (``path,label``, from the samples the run trained on) is created
     once and used from then on.
     """
     data = Path(run.config().get("data", ""))
-    if data.is_file() and data.suffix.lower() != ".npz":
-        return data
     target = run.path / REVIEW_LABEL_FILE
+    if data.is_file() and data.suffix.lower() != ".npz":
+        if not is_read_only(data):
+            return data
+        if not target.is_file():  # a read-only label file: review a working copy of it
+            atomic_write_bytes(target, data.read_bytes())
+        return target
     if not target.is_file():
         ids, labels = run.samples()
         buf = io.StringIO()

@@ -123,3 +123,32 @@ def test_save_prompts(tmp_path):
     target = workspace.save_prompts(ds, Prompts(template="A scan of {}.", aux_prompt="Other.", per_class={"a": "A!"}))
     assert json.loads(target.read_text())["per_class"] == {"a": "A!"}
     assert ds.prompts().for_classes(ds.classes) == ["A!", "A scan of b.", "Other."]
+
+
+def test_read_only_label_file_is_reviewed_through_a_working_copy(tmp_path):
+    import os
+    import stat
+
+    from sei_core.review import LabelFileError, ReviewStore
+
+    data = tmp_path / "shared"
+    data.mkdir()
+    csv = data / "labels.csv"
+    csv.write_text("path,label,site\nimgs/a.png,x,arm\nimgs/b.png,y,leg\n")
+    original = csv.read_bytes()
+    csv.chmod(0o444)
+    data.chmod(0o555)
+    try:
+        with pytest.raises(LabelFileError, match="read-only"):
+            ReviewStore(csv)
+        run = _fake_run(tmp_path / "run", csv)
+        target = workspace.review_label_file(run)
+        assert target == run.path / "labels.csv" and target.read_bytes() == original
+        store = ReviewStore(target, classes=["x", "y"])
+        store.relabel("imgs/a.png", "y", "dr", expected_label="x")
+        assert "imgs/a.png,y,arm,x,relabeled,dr" in target.read_text()
+        assert workspace.review_label_file(run) == target  # made once, then reused
+        assert csv.read_bytes() == original and sorted(p.name for p in data.iterdir()) == ["labels.csv"]
+    finally:
+        data.chmod(stat.S_IRWXU)
+        os.chmod(csv, 0o644)
