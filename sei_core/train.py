@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import signal
 import sys
 import time
@@ -268,7 +269,7 @@ def train(
         except ValueError:  # not the main thread: rely on the caller
             pass
     try:
-        run.update_status(state="running", pid=_pid(), error=None, started_at=now(),
+        run.update_status(state="running", pid=os.getpid(), error=None, started_at=now(),
                           n_runs=config.runs, epochs=config.epochs)
         say(f"{'resuming' if resume else 'starting'} run {run.path}")
         device = pick_device(config.device)
@@ -326,12 +327,6 @@ def init_run(config: TrainConfig, out: str | Path) -> Run:
     run.write_config(cfg)
     run.update_status(state="created", phase="waiting to start", epochs=config.epochs, n_runs=config.runs)
     return run
-
-
-def _pid() -> int:
-    import os
-
-    return os.getpid()
 
 
 def _aux_sets(run: Run, config: TrainConfig, n: int, k: int) -> list[np.ndarray]:
