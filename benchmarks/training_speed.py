@@ -8,7 +8,8 @@ process so that machine noise hits them alike (the first round is a warm-up and 
   recording;
 - ``record``: the same plus the recorder's ``update`` per batch, ``finalize`` and the
   atomic per-epoch record write;
-- ``full``: everything a real epoch does, i.e. ``record`` plus the checkpoint and status.
+- ``full``: everything a real epoch does, i.e. ``record`` plus the checkpoint (written in a
+  background thread, as in training) and the status.
 
 It prints median epoch times and two ratios: the recording overhead
 ``record / no-record - 1`` (goal: under 3 %) and the throughput ``bare / full`` (goal: at
@@ -34,10 +35,9 @@ import torch.nn.functional as F
 
 from sei_core import dataset
 from sei_core.models import build_model
-from sei_core.files import atomic_write
 from sei_core.records import Recorder, RecordStore
 from sei_core.runs import Run
-from sei_core.train import Stepper, _batches, _images_on, pick_device
+from sei_core.train import CheckpointWriter, Stepper, _batches, _images_on, pick_device
 
 
 def _sync(device: torch.device) -> None:
@@ -125,11 +125,12 @@ def main() -> None:
         loss, acc = s_full.epoch(images, y_all, torch.randperm(n), n_batches, rec_f)
         stats, probs = rec_f.finalize()
         store_f.write_epoch(epoch, stats, probs, loss=loss, accuracy=acc)
-        ck = {"model": s_full.model.state_dict(), "optimizer": s_full.opt.state_dict(), "epoch": epoch}
-        atomic_write(tmp / "ckpt.pt", lambda f: torch.save(ck, f))
+        saver.submit(tmp / "ckpt.pt", {"model": s_full.model.state_dict(), "optimizer": s_full.opt.state_dict(),
+                                       "epoch": epoch})
         run.update_status(epoch=epoch, loss=loss, accuracy=acc)
 
     variants["full"] = full
+    saver = CheckpointWriter()
 
     times: dict[str, list[float]] = {v: [] for v in variants}
     names = list(variants)

@@ -20,6 +20,7 @@ import math
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -383,8 +384,11 @@ def _train_one(run: Run, config: TrainConfig, prep: Prepared, aux: np.ndarray, i
         start_epoch, history = ck["epoch"] + 1, ck["history"]
         say(f"run {index}: resuming after epoch {ck['epoch']}")
     store.truncate(start_epoch - 1)
+    for stale in list(run.sub_run(index).glob(".*.tmp")) + list(store.folder.glob(".*.tmp")):
+        stale.unlink(missing_ok=True)  # half-written files of a killed process
 
     step = Stepper(model, opt, scaler, device, config.augment, aug_gen, use_amp, amp_dtype)
+    saver = CheckpointWriter()
     n_batches = _batches(n, config.batch_size)
     bar = None
     if progress_bar:
@@ -393,48 +397,100 @@ def _train_one(run: Run, config: TrainConfig, prep: Prepared, aux: np.ndarray, i
         bar = tqdm(total=(config.epochs - start_epoch + 1) * n_batches, unit="batch", file=sys.stderr,
                    desc=f"run {index}/{config.runs}", dynamic_ncols=True)
     epoch_times = [h["seconds"] for h in history]
-    for epoch in range(start_epoch, config.epochs + 1):
-        t0 = time.time()
-        run.update_status(phase=f"training run {index}/{config.runs}", run_index=index, epoch=epoch - 1)
-        perm = torch.randperm(n, generator=order_gen)
+    try:
+        for epoch in range(start_epoch, config.epochs + 1):
+            t0 = time.time()
+            run.update_status(phase=f"training run {index}/{config.runs}", run_index=index, epoch=epoch - 1)
+            perm = torch.randperm(n, generator=order_gen)
 
-        def on_batch() -> None:
+            def on_batch() -> None:
+                if bar is not None:
+                    bar.update(1)
+                _check_stop()
+
+            loss_v, acc_v = step.epoch(images, y_all, perm, n_batches,
+                                       recorder if config.record == "train" else None, on_batch)
+            sched.step()
+            if config.record == "eval":
+                _eval_pass(model, images, y_all, recorder, config, device, use_amp, amp_dtype)
+            stats, probs = recorder.finalize()
+            seconds = time.time() - t0
+            history.append({"run": index, "epoch": epoch, "loss": loss_v, "accuracy": acc_v, "seconds": seconds,
+                            "lr": opt.param_groups[0]["lr"]})
+            store.write_epoch(epoch, stats, probs, loss=loss_v, accuracy=acc_v)
+            saver.submit(ckpt_path, {
+                "epoch": epoch, "history": list(history), "model": model.state_dict(), "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
+                "order_gen": order_gen.get_state(), "aug_gen": aug_gen.get_state().cpu(),
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+            })
+            epoch_times.append(seconds)
+            remaining = (config.epochs - epoch) + (config.runs - index) * config.epochs
+            eta = float(np.mean(epoch_times[-5:])) * remaining
+            all_history = [h for h in run.status().get("history", []) if h["run"] != index] + history
+            run.update_status(epoch=epoch, run_index=index, loss=loss_v, accuracy=acc_v, eta_seconds=eta,
+                              history=all_history, phase=f"training run {index}/{config.runs}")
             if bar is not None:
-                bar.update(1)
-            _check_stop()
-
-        loss_v, acc_v = step.epoch(images, y_all, perm, n_batches,
-                                   recorder if config.record == "train" else None, on_batch)
-        sched.step()
-        if config.record == "eval":
-            _eval_pass(model, images, y_all, recorder, config, device, use_amp, amp_dtype)
-        stats, probs = recorder.finalize()
-        seconds = time.time() - t0
-        history.append({"run": index, "epoch": epoch, "loss": loss_v, "accuracy": acc_v, "seconds": seconds,
-                        "lr": opt.param_groups[0]["lr"]})
-        store.write_epoch(epoch, stats, probs, loss=loss_v, accuracy=acc_v)
-        ckpt = {
-            "epoch": epoch, "history": history, "model": model.state_dict(), "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
-            "order_gen": order_gen.get_state(), "aug_gen": aug_gen.get_state().cpu(),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-        }
-        atomic_write(ckpt_path, lambda f: torch.save(ckpt, f))
-        epoch_times.append(seconds)
-        remaining = (config.epochs - epoch) + (config.runs - index) * config.epochs
-        eta = float(np.mean(epoch_times[-5:])) * remaining
-        all_history = [h for h in run.status().get("history", []) if h["run"] != index] + history
-        run.update_status(epoch=epoch, run_index=index, loss=loss_v, accuracy=acc_v, eta_seconds=eta,
-                          history=all_history, phase=f"training run {index}/{config.runs}")
-        if bar is not None:
-            bar.set_postfix(loss=f"{loss_v:.3f}", acc=f"{acc_v:.3f}")
-        else:
-            say(f"run {index} epoch {epoch}/{config.epochs} loss {loss_v:.4f} acc {acc_v:.3f} "
-                f"({seconds:.1f}s)")
+                bar.set_postfix(loss=f"{loss_v:.3f}", acc=f"{acc_v:.3f}")
+            else:
+                say(f"run {index} epoch {epoch}/{config.epochs} loss {loss_v:.4f} acc {acc_v:.3f} "
+                    f"({seconds:.1f}s)")
+    finally:
+        saver.close()
+    saver.wait()
     if bar is not None:
         bar.close()
     run.mark_done(index)
+
+
+def _detached_copy(obj):
+    """A deep copy of a (nested) state dict with every tensor cloned to the CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _detached_copy(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_detached_copy(v) for v in obj)
+    return obj
+
+
+class CheckpointWriter:
+    """Writes each epoch's checkpoint in a background thread while the next epoch trains.
+
+    The state is copied to the CPU first, so training may change the live tensors at once.
+    A write waits for the previous one, and a killed process still leaves the last complete
+    checkpoint: the file is replaced atomically. Errors surface on the next call.
+    """
+
+    def __init__(self):
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def _write(self, path: Path, state: dict) -> None:
+        try:
+            atomic_write(path, lambda f: torch.save(state, f))
+        except BaseException as e:  # re-raised in the training thread by wait()
+            self._error = e
+
+    def submit(self, path: Path, state: dict) -> None:
+        snapshot = _detached_copy(state)
+        self.wait()
+        self._thread = threading.Thread(target=self._write, args=(path, snapshot), daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Let a write in flight finish (a stopped run keeps its newest checkpoint)."""
+        if self._thread is not None:
+            self._thread.join()
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
 
 
 @dataclass
