@@ -146,6 +146,7 @@ def main() -> None:
                 times[name].append(time.perf_counter() - t0)
         print(f"round {r + 1}/{a.rounds}" + (" (warm-up)" if r == 0 else ""), flush=True)
 
+    saver.wait()
     med = {v: statistics.median(t) for v, t in times.items()}
     print("\nvariant      median epoch s   images/s   all rounds (s)")
     for v, t in med.items():
