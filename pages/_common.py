@@ -16,6 +16,7 @@ import streamlit as st
 from sei_core import workspace
 from sei_core.dataset import DataError, LabeledImages, load
 from sei_core.gallery import ImageAccessError, ImageSource
+from sei_core.models import ModelError
 from sei_core.review import ReviewError
 from sei_core.runs import Run, RunError
 
@@ -52,15 +53,6 @@ def facts(rows) -> None:
 
 # -- errors --------------------------------------------------------------------------------
 
-def _model_error():
-    try:
-        from sei_core.models import ModelError
-    except Exception:  # pragma: no cover - torch missing
-        class ModelError(Exception):  # type: ignore[no-redef]
-            pass
-    return ModelError
-
-
 def show_problems(problems) -> None:
     """A data set's problems as a table: where, what, how to fix."""
     st.dataframe(
@@ -90,7 +82,7 @@ def show_error(e: BaseException) -> None:
 @contextlib.contextmanager
 def guard(where: str = "this page"):
     """Run a page body; known errors become messages, unknown ones a plain apology + log."""
-    known = (DataError, RunError, ReviewError, ImageAccessError, _model_error(), ValueError, OSError)
+    known = (DataError, RunError, ReviewError, ImageAccessError, ModelError, ValueError, OSError)
     try:
         yield
     except known as e:
