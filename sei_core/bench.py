@@ -92,6 +92,7 @@ class BenchSpec:
     methods: list[str] | None = None  # None: all of method_names()
     folds: int = 5
     train: dict = field(default_factory=dict)
+    max_samples: int | None = None  # a stratified random subset of each data set (None: all)
     keep_checkpoints: bool = False
     progress_bar: bool = False
 
@@ -116,6 +117,8 @@ class BenchSpec:
             problems.append("give at least one seed")
         if self.folds < 2:
             problems.append(f"--folds must be at least 2, got {self.folds}")
+        if self.max_samples is not None and self.max_samples < 2 * self.folds:
+            problems.append(f"--max-samples must be at least 2 × --folds, got {self.max_samples}")
         if problems:
             raise BenchError("; ".join(problems))
         self.method_list()
@@ -173,42 +176,66 @@ def dataset_name(path: str | Path) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-") or "data"
 
 
+def stratified_subset(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """Sorted indices of a random subset of ``n`` samples with the class proportions of
+    ``labels`` (largest remainders; every class keeps at least one sample while ``n`` allows).
+    Deterministic in ``seed``; all indices when ``n >= len(labels)``."""
+    labels = np.asarray(labels)
+    if n >= len(labels):
+        return np.arange(len(labels))
+    classes, counts = np.unique(labels, return_counts=True)
+    quota = counts * n / len(labels)
+    take = np.maximum(np.floor(quota).astype(int), np.minimum(counts, 1))
+    for c in np.argsort(-(quota - np.floor(quota)), kind="stable"):
+        if take.sum() >= n:
+            break
+        if take[c] < counts[c]:
+            take[c] += 1
+    while take.sum() > n:  # the one-per-class floor overshot: trim the largest classes
+        take[np.argmax(take)] -= 1
+    rng = np.random.default_rng(seed)
+    chosen = [rng.choice(np.flatnonzero(labels == c), size=t, replace=False) for c, t in zip(classes, take)]
+    return np.sort(np.concatenate(chosen))
+
+
 def prepare_source(data: str | Path, bench_dir: str | Path, *, name: str | None = None,
                    split: str = "train", max_pixels: int = ds_mod.DEFAULT_MAX_PIXELS,
-                   skip_unreadable: bool = False) -> Source:
+                   skip_unreadable: bool = False, max_samples: int | None = None) -> Source:
     """Validate ``data`` and write its clean label file (absolute paths) into the bench.
 
     For a MedMNIST ``.npz`` the images of ``split`` are written once as PNG files under
-    ``data/<name>/images/``. The clean ``labels.csv`` is written last, so its presence means
-    the source is complete and it is reused as it is.
+    ``data/<name>/images/``. ``max_samples`` keeps a stratified random subset
+    (:func:`stratified_subset`, seed 0, the same for every cell). The clean ``labels.csv``
+    is written last, so its presence means the source is complete and it is reused as it is.
     """
     ds = ds_mod.load(data, split=split, max_pixels=max_pixels, skip_unreadable=skip_unreadable)
     name = name or dataset_name(data)
     folder = Path(bench_dir).resolve() / "data" / name
     labels_csv = folder / "labels.csv"
+    keep = stratified_subset(ds.labels, max_samples) if max_samples else np.arange(len(ds))
     if ds.kind == "npz":
         img_dir = folder / "images"
-        paths = [str(img_dir / f"{split}_{i:05d}.png") for i in range(len(ds))]
+        paths = [str(img_dir / f"{split}_{i:05d}.png") for i in keep]
         if not labels_csv.is_file() and not img_dir.is_dir():
             # write into a private folder and rename it into place, so that two processes
             # preparing the same benchmark never see (or write) half an image folder
             tmp = folder / f".images.tmp{os.getpid()}"
             tmp.mkdir(parents=True, exist_ok=True)
-            for i, p in enumerate(paths):
-                ds.open_image(i).save(tmp / Path(p).name, format="PNG")
+            for i, p in zip(keep, paths):
+                ds.open_image(int(i)).save(tmp / Path(p).name, format="PNG")
             try:
                 os.rename(tmp, img_dir)
             except OSError:  # another process was first
                 shutil.rmtree(tmp, ignore_errors=True)
     else:
-        paths = [str(ds.file_of(i).resolve()) for i in range(len(ds))]
-    table = pd.DataFrame({"path": paths, "label": [ds.classes[k] for k in ds.labels]})
+        paths = [str(ds.file_of(int(i)).resolve()) for i in keep]
+    table = pd.DataFrame({"path": paths, "label": [ds.classes[ds.labels[i]] for i in keep]})
     if not labels_csv.is_file():
         folder.mkdir(parents=True, exist_ok=True)
         _write_csv(table, labels_csv)
     else:
         table = pd.read_csv(labels_csv, dtype=str, keep_default_na=False)
-        if len(table) != len(ds) or list(table["path"]) != paths:
+        if list(table["path"]) != paths:
             raise BenchError(f"{labels_csv} no longer matches {data}; use another --out for changed data")
     index = {c: k for k, c in enumerate(ds.classes)}
     labels = np.array([index[c] for c in table["label"]], dtype=np.int64)
@@ -228,13 +255,17 @@ def _check_bench_json(bench_dir: Path, spec: BenchSpec) -> None:
     """Record the training settings; refuse to mix results of different settings."""
     train = {k: v for k, v in sorted(spec.train.items()) if k not in _TRAIN_KEYS_IGNORED}
     info = {"train": train, "folds": spec.folds}
+    if spec.max_samples:
+        info["max_samples"] = spec.max_samples
     path = bench_dir / "bench.json"
     if path.is_file():
         old = json.loads(path.read_text())
-        if old.get("train") != json.loads(json.dumps(train)) or old.get("folds") != spec.folds:
+        if (old.get("train") != json.loads(json.dumps(train)) or old.get("folds") != spec.folds
+                or old.get("max_samples") != info.get("max_samples")):
             raise BenchError(
                 f"{bench_dir} holds results trained with other settings ({path}); use another --out "
-                f"or the same training options. Recorded: {old.get('train')}, folds {old.get('folds')}")
+                f"or the same training options. Recorded: {old.get('train')}, folds {old.get('folds')}, "
+                f"max samples {old.get('max_samples') or 'all'}")
         return
     bench_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda f: f.write(json.dumps(info, indent=1).encode()))
@@ -418,7 +449,8 @@ def run_bench(spec: BenchSpec, out: str | Path, *, log: Callable[[str], None] | 
         names.append(name)
         sources.append(prepare_source(d, bench_dir, name=name, split=spec.train.get("split", "train"),
                                       max_pixels=spec.train.get("max_pixels", ds_mod.DEFAULT_MAX_PIXELS),
-                                      skip_unreadable=spec.train.get("skip_unreadable", False)))
+                                      skip_unreadable=spec.train.get("skip_unreadable", False),
+                                      max_samples=spec.max_samples))
     by_name = dict(zip(names, sources))
     cells = cells_of(spec, names)
     states, failures = {}, []
@@ -603,6 +635,9 @@ def write_report(bench_dir: str | Path, results: pd.DataFrame | None = None) -> 
         note = (f"Training: model {t.get('model', '?')}, {t.get('epochs', '?')} epochs, "
                 f"{t.get('image_size', '?')} px, lr {t.get('lr', '?')}, batch {t.get('batch_size', '?')}; "
                 f"confident learning on {settings.get('folds')}-fold cross-validation.")
+        if settings.get("max_samples"):
+            note += (f" Each data set is a stratified random subset of {settings['max_samples']} "
+                     "images (seed 0).")
     if png_note:
         note = (note + "\n\n" + png_note).strip()
     md = bench_dir / "results.md"

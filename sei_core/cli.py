@@ -249,6 +249,9 @@ def _bench_parser(sub) -> None:
     p.add_argument("--folds", type=int, default=5,
                    help="k of the cross-validation for confident learning and the reference classifier")
     p.add_argument("--out", required=True, help="bench directory, e.g. bench/derm")
+    p.add_argument("--max-samples", type=int, default=None, metavar="N",
+                   help="benchmark a stratified random subset of N images of each data set (seed 0, "
+                        "the same subset for every cell), to fit a small compute budget")
     p.add_argument("--keep-checkpoints", action="store_true",
                    help="keep the model checkpoints of finished runs (removed by default: they are large)")
     p.add_argument("--report-only", action="store_true",
@@ -270,7 +273,8 @@ def cmd_bench(a) -> int:
     settings.pop("seed")
     spec = bench.BenchSpec(data=[str(Path(d).expanduser().resolve()) for d in a.data], noise=a.noise,
                            rates=a.rates, seeds=a.seeds, methods=a.methods, folds=a.folds, train=settings,
-                           keep_checkpoints=a.keep_checkpoints, progress_bar=a.progress)
+                           max_samples=a.max_samples, keep_checkpoints=a.keep_checkpoints,
+                           progress_bar=a.progress)
     report = bench.run_bench(spec, a.out)
     done = sum(s == "completed" for s in report.cells.values())
     print(f"{a.out}: {done} cell(s) measured, {len(report.cells) - done} already done; "

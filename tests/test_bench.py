@@ -103,6 +103,33 @@ def test_dataset_names():
     assert bench.dataset_name("/x/my data/train set.csv") == "train-set"
 
 
+def test_stratified_subset_keeps_class_proportions():
+    labels = np.array([0] * 700 + [1] * 200 + [2] * 95 + [3] * 5)
+    keep = bench.stratified_subset(labels, 100, seed=0)
+    assert len(keep) == 100 and len(set(keep)) == 100 and np.all(np.diff(keep) > 0)
+    assert np.bincount(labels[keep]).tolist() == [70, 20, 9, 1]  # largest remainder: 9.5 -> 9, 0.5 -> 1
+    assert np.array_equal(keep, bench.stratified_subset(labels, 100, seed=0))
+    assert not np.array_equal(keep, bench.stratified_subset(labels, 100, seed=1))
+    assert np.array_equal(bench.stratified_subset(labels, 5000), np.arange(1000))
+    rare = np.array([0] * 98 + [1, 2])
+    assert np.bincount(rare[bench.stratified_subset(rare, 5)]).tolist() == [3, 1, 1]  # no class lost
+
+
+def test_prepare_source_subset_and_its_record(tiny_data, tmp_path):
+    full = bench.prepare_source(tiny_data, tmp_path / "a")
+    sub = bench.prepare_source(tiny_data, tmp_path / "b", max_samples=20)
+    assert len(sub.table) == 20 and set(sub.table["path"]) <= set(full.table["path"])
+    assert np.array_equal(sub.labels, full.labels[bench.stratified_subset(full.labels, 20)])
+    again = bench.prepare_source(tiny_data, tmp_path / "b", max_samples=20)
+    assert list(again.table["path"]) == list(sub.table["path"])
+    spec = bench.BenchSpec(data=[str(tiny_data)], max_samples=20, train={"epochs": 1})
+    bench._check_bench_json(tmp_path / "b", spec)
+    with pytest.raises(bench.BenchError, match="max samples 20"):
+        bench._check_bench_json(tmp_path / "b", bench.BenchSpec(data=[str(tiny_data)], train={"epochs": 1}))
+    with pytest.raises(bench.BenchError, match="max-samples"):
+        bench.BenchSpec(data=["x"], folds=5, max_samples=6).validate()
+
+
 def test_spec_is_checked():
     with pytest.raises(bench.BenchError, match="rates"):
         bench.BenchSpec(data=["x"], rates=[0.0]).validate()
