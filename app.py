@@ -23,4 +23,5 @@ st.navigation([
     st.Page("pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
     st.Page("pages/explore.py", title="Explore", icon=":material/insights:", url_path="explore"),
     st.Page("pages/review.py", title="Review", icon=":material/rule:", url_path="review"),
+    st.Page("pages/benchmark.py", title="Benchmark", icon=":material/leaderboard:", url_path="benchmark"),
 ]).run()

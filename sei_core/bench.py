@@ -538,6 +538,31 @@ _METRIC_TITLES = {"f1": "F1 (%)", "precision": "Precision (%)", "recall": "Recal
                   "auroc": "AUROC", "ap": "Average precision (%)"}
 
 
+def method_order(methods) -> list[str]:
+    """Registry order (:func:`~sei_core.baselines.method_names`), unknown names last."""
+    present = set(methods)
+    return [m for m in method_names() if m in present] + sorted(present - set(method_names()))
+
+
+def metric_table(summary: pd.DataFrame, metric: str, *, bold_best: bool = False) -> pd.DataFrame:
+    """One metric of a :func:`summarize` result (one data set and noise type) as text:
+    a row per method, a column per noise rate ("20%"), "mean ± std" (F1/precision/recall/AP
+    in %, AUROC as a fraction); ``bold_best`` wraps the best mean of each rate in ``**``."""
+    rates = sorted(summary["rate"].unique())
+    order = method_order(summary["method"])
+    out = pd.DataFrame("", index=pd.Index(order, name="method"), columns=[f"{r:.0%}" for r in rates])
+    for r in rates:
+        part = summary[summary["rate"] == r]
+        best = part[f"{metric}_mean"].max()
+        for _, row in part.iterrows():
+            mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
+            text = _fmt(mean, std, metric)
+            if bold_best and not pd.isna(mean) and mean == best:
+                text = f"**{text}**"
+            out.loc[row["method"], f"{r:.0%}"] = text
+    return out
+
+
 def markdown_report(results: pd.DataFrame, metrics: Sequence[str] = METRICS, note: str = "") -> str:
     """Markdown tables, mean ± std over seeds: per data set and noise type, one table per
     metric with a row per method and a column per noise rate (best mean in bold)."""
@@ -547,31 +572,19 @@ def markdown_report(results: pd.DataFrame, metrics: Sequence[str] = METRICS, not
     if results.empty:
         return "\n".join(lines + ["No results yet.", ""])
     summary = summarize(results, metrics)
-    order = [m for m in method_names() if m in set(summary["method"])]
-    order += sorted(set(summary["method"]) - set(order))
     lines += ["F1, precision and recall are of the flagged set; AUROC and average precision of "
               "the ranking. Mean ± standard deviation over seeds (no ± for a single seed).", ""]
     for (dataset, noise), part in summary.groupby(["dataset", "noise"], sort=False):
-        rates = sorted(part["rate"].unique())
         seeds = int(part["seeds"].max())
         lines += [f"## {dataset}, {noise} noise ({seeds} seed{'s' if seeds != 1 else ''})", ""]
         for metric in metrics:
+            table = metric_table(part, metric, bold_best=True)
             lines += [f"### {_METRIC_TITLES.get(metric, metric)}", "",
-                      "| method | " + " | ".join(f"{r:.0%}" for r in rates) + " |",
-                      "|---|" + "---:|" * len(rates)]
-            best = {r: part.loc[part["rate"] == r, f"{metric}_mean"].max() for r in rates}
-            for m in order:
-                cells = []
-                for r in rates:
-                    row = part[(part["method"] == m) & (part["rate"] == r)]
-                    if row.empty:
-                        cells.append("")
-                        continue
-                    mean, std = row[f"{metric}_mean"].iloc[0], row[f"{metric}_std"].iloc[0]
-                    text = _fmt(mean, std, metric)
-                    cells.append(f"**{text}**" if not pd.isna(mean) and mean == best[r] else text)
-                lines.append(f"| {m} | " + " | ".join(cells) + " |")
+                      "| method | " + " | ".join(table.columns) + " |",
+                      "|---|" + "---:|" * len(table.columns)]
+            lines += [f"| {m} | " + " | ".join(row) + " |" for m, row in table.iterrows()]
             lines.append("")
+    order = method_order(results["method"])
     wall = results.groupby("method", sort=False)["wall_seconds"].mean()
     lines += ["## Wall time per cell (mean over all cells, seconds)", "",
               "Record-based methods share one SEI run: their time is that run's training time "
@@ -582,6 +595,25 @@ def markdown_report(results: pd.DataFrame, metrics: Sequence[str] = METRICS, not
     return "\n".join(lines) + "\n"
 
 
+def wins(results: pd.DataFrame, method: str, metric: str = "f1") -> pd.DataFrame:
+    """Where ``method`` stands against the best *other* method, per data set, noise and rate
+    (means over seeds). Columns: ``dataset, noise, rate, mean, best_other, best_other_mean,
+    gap`` (``mean − best_other_mean``) and ``at_or_above_all`` (``gap >= 0``)."""
+    cols = ["dataset", "noise", "rate", "mean", "best_other", "best_other_mean", "gap", "at_or_above_all"]
+    summary = summarize(results, [metric])
+    rows = []
+    for (d, n, r), part in summary.groupby(["dataset", "noise", "rate"], sort=True):
+        mine = part[part["method"] == method]
+        others = part[(part["method"] != method) & part[f"{metric}_mean"].notna()]
+        if mine.empty or others.empty:
+            continue
+        best = others.loc[others[f"{metric}_mean"].idxmax()]
+        mean = float(mine[f"{metric}_mean"].iloc[0])
+        gap = mean - float(best[f"{metric}_mean"])
+        rows.append([d, n, r, mean, best["method"], float(best[f"{metric}_mean"]), gap, gap >= -1e-12])
+    return pd.DataFrame(rows, columns=cols)
+
+
 def figures(results: pd.DataFrame, metrics: Sequence[str] = ("f1", "auroc", "ap")) -> dict:
     """Plotly figures, one per metric: mean ± std over seeds against the noise rate, a line
     per method, a panel per data set (rows) and noise type (columns)."""
@@ -590,7 +622,7 @@ def figures(results: pd.DataFrame, metrics: Sequence[str] = ("f1", "auroc", "ap"
     summary = summarize(results)
     if summary.empty:
         return {}
-    order = [m for m in method_names() if m in set(summary["method"])]
+    order = method_order(summary["method"])
     figs = {}
     for metric in metrics:
         fig = px.line(summary, x="rate", y=f"{metric}_mean", error_y=f"{metric}_std", color="method",
@@ -644,6 +676,29 @@ def write_report(bench_dir: str | Path, results: pd.DataFrame | None = None) -> 
     text = markdown_report(results, note=note)
     atomic_write(md, lambda f: f.write(text.encode("utf-8")))
     return [md] + written
+
+
+def evaluate_run(run: Run | object, is_noisy: np.ndarray, methods: Sequence[str] | None = None) -> pd.DataFrame:
+    """Every record-based method's flags and ranking of one run, measured against the truth.
+
+    ``run`` is a run directory (:class:`~sei_core.runs.Run`) or its
+    :class:`~sei_core.ranking.LoadedRun`; ``is_noisy`` is ``(N,)`` boolean in the run's sample
+    order (e.g. :func:`sei_core.workspace.load_truth`). Returns one row per method with
+    ``method, f1, precision, recall, auroc, ap, flagged, n_samples, n_noisy, threshold_rule``,
+    best F1 first — the same numbers :func:`run_cell` records for a benchmark cell.
+    """
+    from .ranking import LoadedRun, load_run, score_method
+
+    loaded = run if isinstance(run, LoadedRun) else load_run(run)
+    is_noisy = np.asarray(is_noisy, dtype=bool)
+    if is_noisy.shape != (len(loaded.ids),):
+        raise ValueError(f"the truth has {is_noisy.shape[0]} samples, the run {len(loaded.ids)}")
+    rows = []
+    for m in methods or list(METHODS):
+        ms = score_method(loaded, m)
+        rows.append({"method": m, **_evaluate(ms.score, ms.flagged, is_noisy),
+                     "threshold_rule": METHODS[m].threshold_rule})
+    return pd.DataFrame(rows).sort_values("f1", ascending=False, kind="stable").reset_index(drop=True)
 
 
 def describe_methods() -> dict[str, str]:

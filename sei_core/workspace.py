@@ -25,6 +25,7 @@ from .review import is_read_only
 from .runs import Run, list_runs
 
 RUNS_ENV = "SEI_RUNS_DIR"
+BENCH_ENV = "SEI_BENCH_DIR"
 RECENT_FILE = "recent.json"
 MAX_RECENT = 10
 REVIEW_LABEL_FILE = "labels.csv"
@@ -35,6 +36,28 @@ SAMPLE_DIR = Path(__file__).resolve().parent.parent / "sample_data"
 def runs_dir() -> Path:
     """The folder that holds the runs: ``$SEI_RUNS_DIR`` or ``./runs``."""
     return Path(os.environ.get(RUNS_ENV) or "runs").expanduser().absolute()
+
+
+def bench_root() -> Path:
+    """The folder searched for benchmark results: ``$SEI_BENCH_DIR`` or ``./bench``."""
+    return Path(os.environ.get(BENCH_ENV) or "bench").expanduser().absolute()
+
+
+def bench_dirs(root: str | Path | None = None) -> list[Path]:
+    """Benchmark directories (written by ``sei bench``) in ``root`` (default
+    :func:`bench_root`): the folder itself and its sub-folders that hold a ``bench.json`` or a
+    ``results.csv``, most recently changed first."""
+    root = Path(root) if root is not None else bench_root()
+    if not root.is_dir():
+        return []
+    found = [d for d in [root, *sorted(p for p in root.iterdir() if p.is_dir())]
+             if (d / "bench.json").is_file() or (d / "results.csv").is_file()]
+
+    def changed(d: Path) -> float:
+        f = d / "results.csv"
+        return (f if f.is_file() else d / "bench.json").stat().st_mtime
+
+    return sorted(found, key=changed, reverse=True)
 
 
 def _write_json(path: Path, obj) -> None:

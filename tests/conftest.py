@@ -38,6 +38,26 @@ def tiny_copy(tiny_data, tmp_path) -> Path:
     return dst / tiny_data.name
 
 
+def bench_args(data, out, tiny, extra=()):
+    """`sei bench` arguments for one tiny cell: 25% symmetric noise, seed 0, 2 epochs, 2 folds."""
+    args = ["bench", "--data", str(data), "--rates", "0.25", "--seeds", "0", "--folds", "2", "--out", str(out),
+            *extra]
+    for k, v in {**tiny, "epochs": 2}.items():
+        args += [f"--{k.replace('_', '-')}", str(v)]
+    return args
+
+
+@pytest.fixture(scope="session")
+def tiny_bench(tiny_data, tiny_train, tmp_path_factory):
+    """A finished one-cell `sei bench` of ``tiny_data`` (see :func:`bench_args`); tests that
+    change it must restore it."""
+    from sei_core import cli
+
+    out = tmp_path_factory.mktemp("bench") / "bench"
+    assert cli.main(bench_args(tiny_data, out, tiny_train)) == 0
+    return out
+
+
 # -- the app: one trained run shared by the app tests ---------------------------------------------
 
 APP_TRAIN = dict(TINY_TRAIN, epochs=3)

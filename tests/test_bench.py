@@ -13,6 +13,8 @@ from sei_core.crossval import stratified_folds
 from sei_core.ranking import score_records
 from sei_core.runs import Run
 
+from conftest import bench_args as _bench_args
+
 
 def _rec(se, margin, labels, n_outputs=3):
     se = np.asarray(se, float)
@@ -138,21 +140,6 @@ def test_spec_is_checked():
     with pytest.raises(bench.BenchError, match="noise"):
         bench.BenchSpec(data=["x"], noise=["pairflip"]).validate()
 
-
-def _bench_args(data, out, tiny, extra=()):
-    args = ["bench", "--data", str(data), "--rates", "0.25", "--seeds", "0", "--folds", "2", "--out", str(out),
-            *extra]
-    for k, v in {**tiny, "epochs": 2}.items():
-        args += [f"--{k.replace('_', '-')}", str(v)]
-    return args
-
-
-@pytest.fixture(scope="module")
-def tiny_bench(tiny_data, tiny_train, tmp_path_factory):
-    """A finished one-cell `sei bench` (25% symmetric noise, seed 0, 2 epochs, 2 folds)."""
-    out = tmp_path_factory.mktemp("bench") / "bench"
-    assert cli.main(_bench_args(tiny_data, out, tiny_train)) == 0
-    return out
 
 
 def test_sei_bench_end_to_end_and_resumable(tiny_bench, tiny_data, tiny_train, capsys):
