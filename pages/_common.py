@@ -17,6 +17,7 @@ from sei_core import workspace
 from sei_core.dataset import DataError, LabeledImages, load
 from sei_core.gallery import ImageAccessError, ImageSource
 from sei_core.models import ModelError
+from sei_core.ranking import DEFAULT_METHOD, PAPER_METHOD  # noqa: F401  (re-exported for the pages)
 from sei_core.review import ReviewError
 from sei_core.runs import Run, RunError
 
@@ -132,15 +133,24 @@ def images_of(path: str, split: str = "train") -> ImageSource:
 
 
 @st.cache_data(show_spinner="Scoring the run…", max_entries=12)
-def _scores(run_path: str, stamp: tuple):
+def _scores(run_path: str, stamp: tuple, method: str):
     from sei_core.ranking import score_run
 
-    return score_run(Run(run_path))
+    return score_run(Run(run_path), method)
 
 
-def scores_of(run: Run):
-    """The run's scores (cached until the run writes another epoch)."""
-    return _scores(str(run.path), workspace.run_stamp(run))
+def scores_of(run: Run, method: str = DEFAULT_METHOD):
+    """The run's scores by ``method`` (default: the app's ranking), with the paper's SEI beside
+    them (cached until the run writes another epoch)."""
+    return _scores(str(run.path), workspace.run_stamp(run), method)
+
+
+#: How the pages name a ranking score.
+SCORE_NAMES = {"sei": "SEI", "confidence": "Confidence", "aum": "AUM", "sci": "SCI"}
+
+
+def score_name(method: str) -> str:
+    return SCORE_NAMES.get(method, method)
 
 
 @st.cache_data(max_entries=12)

@@ -145,6 +145,22 @@ def grids() -> None:
                     f"at {len(wins) - len(lost)} of {len(wins)} noise rates"
                     + ("" if lost.empty else "; below the best at " + ", ".join(
                         f"{r:.0%} ({b})" for r, b in zip(lost["rate"], lost["best_other"]))) + ".")
+    with st.expander(f"All cells of this benchmark: each method's mean {METRIC_NAMES[metric]}"):
+        allc = bench.overall(results, metric)
+        allc["method"] = allc["method"].map(_mark)
+        scale = 100 if metric in PERCENT else 1
+        allc["mean"] *= scale
+        allc["worst_gap"] *= scale
+        st.dataframe(allc, hide_index=True, width="stretch",
+                     column_config={"mean": st.column_config.NumberColumn(format="%.3f" if scale == 1 else "%.1f"),
+                                    "worst_gap": st.column_config.NumberColumn(
+                                        "worst gap", format="%.3f" if scale == 1 else "%.1f",
+                                        help="Largest shortfall to the best method of a cell"),
+                                    "best_in": st.column_config.NumberColumn(
+                                        "best in", help="Cells (data set, noise, rate) where it is at or above "
+                                                        "every other method")})
+        st.caption("Over every data set, noise type and rate of this benchmark (a cell = the mean over its seeds). "
+                   "The app's default ranking was chosen this way on the project's own benchmark.")
     fig = bench.figures(part, metrics=(metric,)).get(metric)
     if fig is not None:
         fig.update_layout(height=460, title=None)

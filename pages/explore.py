@@ -8,7 +8,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pages._common import (REVIEW_PAGE, facts, guard, images_of, md, need_run, page_setup, scores_of, truth_of)
+from pages._common import (DEFAULT_METHOD, PAPER_METHOD, REVIEW_PAGE, facts, guard, images_of, md, need_run, page_setup,
+                           score_name, scores_of, truth_of)
+from sei_core.baselines import METHODS
 from sei_core import dynamics, metrics, plots, workspace
 from sei_core.gallery import ImageAccessError, fit
 
@@ -43,6 +45,19 @@ uncertainty alone cannot tell a hard but correct image from a mislabeled one; th
 """
 
 
+def score_choice() -> str:
+    """Which score the page shows: the app's ranking or the paper's SEI (the same when they agree)."""
+    options = list(dict.fromkeys([DEFAULT_METHOD, PAPER_METHOD]))
+    if len(options) == 1:
+        return options[0]
+    return st.radio("Score", options, key="explore_method", horizontal=True,
+                    format_func=lambda m: f"{score_name(m)} (the app's ranking)" if m == DEFAULT_METHOD
+                    else f"{score_name(m)} (the paper's)",
+                    help="The app ranks and flags by its default score, chosen on the benchmark (see the Benchmark "
+                         "page); the paper's SEI is always available here. Curves of signed entropy are the same "
+                         "for both; only the ranking, threshold and flags change.")
+
+
 def class_filter(classes: list[str]) -> int:
     return st.selectbox("Class", [ALL] + list(range(len(classes))), key="explore_class",
                         format_func=lambda k: "All classes" if k == ALL else classes[k],
@@ -53,11 +68,12 @@ def summary(s, truth, mask, status: dict) -> None:
     scored = mask & np.isfinite(s.score)
     c = st.columns(5)
     c[0].metric("Images", f"{int(mask.sum()):,}")
+    name = score_name(s.method)
     c[1].metric("Flagged", f"{int((s.flagged & mask).sum()):,}",
-                help="SEI below the threshold: likely mislabeled. Review them on the Review page.")
+                help=f"{name} below the threshold: likely mislabeled. Review them on the Review page.")
     c[2].metric("Threshold" + ("s" if len(s.run_thresholds) > 1 else ""),
-                " / ".join(f"{t:.1f}" for t in s.run_thresholds),
-                help="Mean SEI of the images deliberately relabeled to the extra class, one per run.")
+                " / ".join(f"{t:.2f}" for t in s.run_thresholds),
+                help=f"Threshold rule of {name}: {METHODS[s.method].threshold_rule}; one per run.")
     c[3].metric("Epochs recorded", s.epochs)
     if truth is not None and scored.any():
         rep = metrics.precision_recall_f1(s.flagged[scored], truth[scored])
@@ -74,7 +90,7 @@ def sample_table(s, truth, groups, order) -> None:
     df = pd.DataFrame({
         "image": [Path(s.ids[i]).name for i in order],
         "given label": [s.classes[s.labels[i]] for i in order],
-        "SEI": s.score[order],
+        score_name(s.method): s.score[order],
         "flagged": s.flagged[order],
         "suggested": [s.classes[s.suggested[i]] if 0 <= s.suggested[i] < k else "" for i in order],
         "probability": 100 * s.suggested_probability[order],
@@ -85,7 +101,7 @@ def sample_table(s, truth, groups, order) -> None:
     st.session_state["_explore_order"] = [int(i) for i in order]
     st.dataframe(df, hide_index=True, width="stretch", height=320, key="explore_table", on_select=pick_from_table,
                  selection_mode="single-row",
-                 column_config={"SEI": st.column_config.NumberColumn(format="%.2f"),
+                 column_config={score_name(s.method): st.column_config.NumberColumn(format="%.2f"),
                                 "probability": st.column_config.ProgressColumn(
                                     format="%.0f%%", min_value=0, max_value=100,
                                     help="Average probability of the suggested label over the last epochs")})
@@ -112,7 +128,7 @@ def sample_panel(run, s, truth, groups, order, means) -> None:
     k = len(s.classes)
     c = st.columns([3, 2])
     i = c[0].selectbox("Open an image", [int(j) for j in order], key="explore_sample",
-                       format_func=lambda j: f"{Path(s.ids[j]).name} · SEI {s.score[j]:.1f}"
+                       format_func=lambda j: f"{Path(s.ids[j]).name} · {score_name(s.method)} {s.score[j]:.2f}"
                        + (" · flagged" if s.flagged[j] else ""),
                        help="Or click a row of the table above.")
     sid = s.ids[i]
@@ -128,7 +144,8 @@ def sample_panel(run, s, truth, groups, order, means) -> None:
     with mid:
         sug = s.classes[s.suggested[i]] if 0 <= s.suggested[i] < k else "—"
         rows = [("Given label", s.classes[s.labels[i]]),
-                ("SEI", f"{s.score[i]:.2f}" if np.isfinite(s.score[i]) else "no score (auxiliary in every run)"),
+                (score_name(s.method), f"{s.score[i]:.2f}" if np.isfinite(s.score[i])
+                 else "no score (auxiliary in every run)"),
                 ("Threshold", f"{s.threshold[i]:.2f}" if np.isfinite(s.threshold[i]) else "—"),
                 ("Decision", "flagged, likely mislabeled" if s.flagged[i] else "kept"),
                 ("Group", dynamics.GROUP_NAMES[groups[i]] if groups[i] >= 0 else "unscored"),
@@ -154,23 +171,33 @@ def body() -> None:
     if run is None:
         return
     status = run.status()
-    s = scores_of(run)
     top = st.columns([2, 3])
+    with top[1]:
+        method = score_choice()
+    s = scores_of(run, method)
+    name = score_name(s.method)
     with top[0]:
         k = class_filter(s.classes)
     with st.expander("How to read this page", icon=":material/help:"):
         st.markdown(HELP)
+        if DEFAULT_METHOD != PAPER_METHOD:
+            m = METHODS[DEFAULT_METHOD]
+            st.markdown(f"**{score_name(DEFAULT_METHOD)}**, the score this app ranks and flags by unless you choose "
+                        f"SEI above: {md(m.computed_on)}; flagged when {md(m.threshold_rule)}. "
+                        "It was chosen because it found injected label noise best in this project's benchmark "
+                        "(the Benchmark page and docs/benchmarks.md show the numbers, SEI beside it).")
     truth = truth_of(run, s.ids)
     scored = np.isfinite(s.score)
     groups = dynamics.sample_groups(s.prediction, s.labels, s.flagged, scored=scored)
     mask = np.ones(len(s.ids), dtype=bool) if k == ALL else s.labels == k
     summary(s, truth, mask, status)
 
-    st.subheader("SEI by class", anchor=False)
-    st.caption("Each bar counts images with that SEI. Red: flagged (below the dashed threshold line), blue: kept."
+    st.subheader(f"{name} by class", anchor=False)
+    st.caption(f"Each bar counts images with that {name}. Red: flagged (below the dashed threshold line), blue: kept."
                + (" Hatched: truly mislabeled according to the truth file." if truth is not None else ""))
     st.plotly_chart(plots.sei_histograms(s.score, s.flagged, s.labels, s.classes, s.threshold, truth,
-                                         show_classes=None if k == ALL else [k]), key="hist", **CHART)
+                                         show_classes=None if k == ALL else [k], score_name=name),
+                    key="hist", **CHART)
 
     g = np.where(mask, groups, dynamics.UNSCORED)
     se_mean, se_std, count = dynamics.group_mean_curves(s.signed_entropy, g)
@@ -180,7 +207,7 @@ def body() -> None:
     sel = mask & (s.flagged if only_flagged else True)
     order = np.flatnonzero(sel)
     order = order[np.argsort(np.nan_to_num(s.score[order], nan=np.inf), kind="stable")]
-    st.caption("Most negative SEI first. Click a row to open the image below.")
+    st.caption(f"Lowest {name} (most suspicious) first. Click a row to open the image below.")
     sample_table(s, truth, groups, order)
     sample_panel(run, s, truth, groups, order, se_mean)
 
@@ -217,9 +244,9 @@ def body() -> None:
         auroc = None
         if truth is not None and truth[m].any() and (~truth[m]).any():
             auroc = {name: metrics.auroc(v[m], truth[m]) for name, v in ints.items()}
-        st.plotly_chart(plots.integral_comparison(ints["signed"][m], ints["unsigned"][m], s.flagged[m],
+        st.plotly_chart(plots.integral_comparison(ints["signed"][m], ints["unsigned"][m], s.sei_flagged[m],
                                                   None if truth is None else truth[m],
-                                                  thresholds=s.run_thresholds, auroc=auroc),
+                                                  thresholds=s.sei_run_thresholds, auroc=auroc),
                         key="integrals", **CHART)
 
 

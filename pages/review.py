@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pages._common import facts, guard, images_of, log, md, need_run, page_setup, scores_of
+from pages._common import (PAPER_METHOD, facts, guard, images_of, log, md, need_run, page_setup, score_name,
+                           scores_of)
 from sei_core import dynamics, plots, workspace
 from sei_core.gallery import ImageAccessError, fit, zoom
 from sei_core.review import ConflictError, ReviewError, ReviewStore
@@ -147,7 +148,7 @@ def header(run, label_file: Path, store: ReviewStore) -> None:
         st.code(str(label_file), language=None)
         st.caption("Backup of the original (made at the first decision)")
         st.code(str(store.backup_path), language=None)
-        st.caption("Decision log (SQLite: reviewer, time, image, action, old and new label, SEI)")
+        st.caption("Decision log (SQLite: reviewer, time, image, action, old and new label, the paper's SEI)")
         st.code(str(store.db_path), language=None)
         st.caption("Data the run was trained on")
         st.code(str(cfg.get("data")), language=None)
@@ -359,13 +360,17 @@ def body() -> None:
         if orig and orig != label:
             rows.append(("Original label", orig))
         rows += [("Model suggests", f"{suggested} · {100 * s.suggested_probability[i]:.0f}%" if suggested else "—"),
-                 ("SEI", f"{s.score[i]:.1f}  (threshold {s.threshold[i]:.1f})" if np.isfinite(s.score[i])
-                  else "no score"),
+                 (score_name(s.method), f"{s.score[i]:.2f}  (threshold {s.threshold[i]:.2f})"
+                  if np.isfinite(s.score[i]) else "no score")]
+        if s.method != PAPER_METHOD:
+            rows.append(("Paper's SEI", f"{s.sei[i]:.1f}  (threshold {s.sei_threshold[i]:.1f}, "
+                         f"{'flagged' if s.sei_flagged[i] else 'not flagged'})" if np.isfinite(s.sei[i]) else "no score"))
+        rows += [
                  ("Status", STATUS_WORDS.get(status, status) + (f" by {by}" if by else ""))]
         facts(rows)
         if status == "discarded":
             st.info("This image is discarded: it is left out of the cleaned export.", icon=":material/delete:")
-        action_bar(store, s.classes, current, label, status, float(s.score[i]), suggested, disabled=not reviewer)
+        action_bar(store, s.classes, current, label, status, float(s.sei[i]), suggested, disabled=not reviewer)
         st.button("Undo my last decision", icon=":material/undo:", shortcut="U", key="act_undo", on_click=undo,
                   args=(store,), disabled=not reviewer,
                   help="Restores the previous label and status in the label file and logs the undo.")
@@ -408,14 +413,18 @@ def body() -> None:
 
 def review_log(store: ReviewStore, label_file: Path, s, queue_ids: list[str], live: dict) -> None:
     index = {sid: i for i, sid in enumerate(s.ids)}
+    name = score_name(s.method)
     with st.expander(f"The queue ({len(queue_ids)} images) — click a row to open it"):
         ids = st.session_state.get("_review_filtered", [])
         rows = [{"image": Path(sid).name, "given label": s.classes[s.labels[index[sid]]],
-                 "SEI": float(s.score[index[sid]]), "label now": live.get(sid, ("?",))[0],
+                 name: float(s.score[index[sid]]), "SEI": float(s.sei[index[sid]]),
+                 "label now": live.get(sid, ("?",))[0],
                  "status": STATUS_WORDS.get(live.get(sid, ("", ""))[1], "?")} for sid in ids]
-        st.dataframe(pd.DataFrame(rows, columns=["image", "given label", "SEI", "label now", "status"]),
+        columns = list(dict.fromkeys(["image", "given label", name, "SEI", "label now", "status"]))
+        st.dataframe(pd.DataFrame(rows, columns=columns),
                      hide_index=True, width="stretch", key="review_queue_table", on_select=jump,
-                     selection_mode="single-row", column_config={"SEI": st.column_config.NumberColumn(format="%.2f")})
+                     selection_mode="single-row", column_config={c: st.column_config.NumberColumn(format="%.2f")
+                                                                 for c in (name, "SEI")})
     with st.expander("Decision log (everyone, newest first)"):
         ds = store.decisions()[::-1][:500]
         st.dataframe(pd.DataFrame([{"#": d.id, "when (UTC)": d.time[:19].replace("T", " "), "reviewer": d.reviewer,

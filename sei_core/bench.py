@@ -614,6 +614,30 @@ def wins(results: pd.DataFrame, method: str, metric: str = "f1") -> pd.DataFrame
     return pd.DataFrame(rows, columns=cols)
 
 
+def overall(results: pd.DataFrame, metric: str = "f1") -> pd.DataFrame:
+    """Each method over every cell of the grid (data set × noise × rate), best first.
+
+    A cell's value is the method's mean over seeds. Columns: ``method``, ``mean`` (over
+    cells), ``cells`` (how many it was measured in), ``best_in`` (cells where it is at or
+    above every other method), ``worst_gap`` (its largest shortfall to the best method of a
+    cell, ≤ 0) and ``rank`` (1 = highest mean). This is how the app's default ranking is chosen.
+    """
+    cols = ["method", "mean", "cells", "best_in", "worst_gap", "rank"]
+    summary = summarize(results, [metric])
+    if summary.empty:
+        return pd.DataFrame(columns=cols)
+    wide = summary.pivot_table(index="method", columns=["dataset", "noise", "rate"], values=f"{metric}_mean")
+    best = wide.max(axis=0)
+    out = pd.DataFrame({
+        "mean": wide.mean(axis=1),
+        "cells": wide.notna().sum(axis=1),
+        "best_in": wide.ge(best - 1e-12, axis=1).sum(axis=1),
+        "worst_gap": wide.sub(best, axis=1).min(axis=1),
+    }).sort_values("mean", ascending=False, kind="stable")
+    out["rank"] = np.arange(1, len(out) + 1)
+    return out.rename_axis("method").reset_index()[cols]
+
+
 def figures(results: pd.DataFrame, metrics: Sequence[str] = ("f1", "auroc", "ap")) -> dict:
     """Plotly figures, one per metric: mean ± std over seeds against the noise rate, a line
     per method, a panel per data set (rows) and noise type (columns)."""

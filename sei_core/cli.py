@@ -130,8 +130,11 @@ def _print_summary(run: Run) -> int:
 
     s = score_run(run)
     n_flag = int(s.flagged.sum())
-    print(f"{run.path}: {n_flag} of {len(s.ids)} samples flagged as likely mislabeled "
-          f"(thresholds {', '.join(f'{t:.2f}' for t in s.run_thresholds)}); see `sei flags {run.path}`")
+    line = (f"{run.path}: {n_flag} of {len(s.ids)} samples flagged as likely mislabeled by {s.method} "
+            f"(thresholds {', '.join(f'{t:.2f}' for t in s.run_thresholds)})")
+    if s.method != "sei":
+        line += f"; the paper's SEI flags {int(s.sei_flagged.sum())}"
+    print(line + f"; see `sei flags {run.path}`")
     return 0
 
 
@@ -164,7 +167,9 @@ def cmd_status(a) -> int:
 def cmd_flags(a) -> int:
     from .ranking import score_run
 
-    df = score_run(Run(a.run)).table()
+    from .ranking import DEFAULT_METHOD
+
+    df = score_run(Run(a.run), a.method or DEFAULT_METHOD).table()
     if not a.all:
         df = df[df["flagged"]]
     if a.top:
@@ -303,6 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write CSV here instead of printing")
     p.add_argument("--all", action="store_true", help="all samples, not only the flagged ones")
     p.add_argument("--top", type=int, default=0, help="only the N most suspicious")
+    p.add_argument("--method", default=None, metavar="METHOD",
+                   help="rank and flag by this method instead of the default (any `sei bench` method but "
+                        "confident_learning, e.g. sei for the paper's SEI alone, or aum)")
     p = sub.add_parser("stop", help="stop a background training process")
     p.add_argument("run")
     p = sub.add_parser("validate", help="check a data set and print its classes and problems")

@@ -67,8 +67,10 @@ def sei_histograms(
     is_noisy: np.ndarray | None = None,
     show_classes: Sequence[int] | None = None,
     ids: Sequence[str] | None = None,
+    score_name: str = "SEI",
 ) -> go.Figure:
-    """SEI histogram per class: kept vs flagged stacked, truly mislabeled hatched, threshold lines.
+    """Score histogram per class (SEI by default): kept vs flagged stacked, truly mislabeled
+    hatched, threshold lines. ``score_name`` names the score on the axis and in hovers.
 
     Parameters
     ----------
@@ -104,7 +106,7 @@ def sei_histograms(
                     marker=dict(color=color, pattern=dict(shape=pattern, fgcolor="#1f1f1f", fillmode="overlay",
                                                           solidity=0.3),
                                 line=dict(width=0.5, color="white")),
-                    hovertemplate=f"{text(label)}<br>SEI %{{x}}<br>%{{y}} images<extra></extra>",
+                    hovertemplate=f"{text(label)}<br>{text(score_name)} %{{x}}<br>%{{y}} images<extra></extra>",
                 ), row=r, col=col)
         for t in np.unique(np.round(np.asarray(threshold)[in_c & np.isfinite(threshold)], 6)):
             fig.add_vline(x=float(t), line=dict(color=THRESHOLD_COLOR, dash="dash", width=1.5),
@@ -112,7 +114,7 @@ def sei_histograms(
     fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name="threshold",
                              line=dict(color=THRESHOLD_COLOR, dash="dash")))
     fig.update_layout(barmode="stack", bargap=0.05)
-    fig.update_xaxes(title_text="SEI (lower = more likely mislabeled)", row=rows)
+    fig.update_xaxes(title_text=f"{text(score_name)} (lower = more likely mislabeled)", row=rows)
     fig.update_yaxes(title_text="images", col=1)
     fig.update_annotations(font=dict(size=13, color="#333333"))
     return _layout(fig, height=max(330, 250 * rows + 90), top=85)

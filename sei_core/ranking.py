@@ -27,6 +27,8 @@ from .scores import combine_runs, suggested_labels
 
 #: The method ``score_run`` ranks with unless told otherwise.
 DEFAULT_METHOD = "sei"
+#: The paper's Signed Entropy Integral: computed and shown beside whatever method ranks.
+PAPER_METHOD = "sei"
 
 
 @dataclass
@@ -151,34 +153,46 @@ class RunScores:
     epochs: int
     run_thresholds: list[float]
     method: str = DEFAULT_METHOD
+    # the paper's SEI, always computed beside the ranking method (the same arrays when it is SEI)
+    sei: np.ndarray | None = None
+    sei_threshold: np.ndarray | None = None
+    sei_flagged: np.ndarray | None = None
+    sei_run_thresholds: list[float] | None = None
 
     def table(self) -> pd.DataFrame:
         """The ranked table, most suspicious first (unscored samples last).
 
-        The score column is named after the method (``sei`` by default).
+        The score column is named after the method; unless the method is SEI itself, the
+        paper's SEI follows as ``sei``, ``sei_threshold`` and ``sei_flagged``.
         """
         k = len(self.classes)
-        df = pd.DataFrame({
+        cols = {
             "path": self.ids,
             "given_label": [self.classes[i] for i in self.labels],
             self.method: self.score,
             "threshold": self.threshold,
             "flagged": self.flagged,
+        }
+        if self.method != PAPER_METHOD and self.sei is not None:
+            cols.update(sei=self.sei, sei_threshold=self.sei_threshold, sei_flagged=self.sei_flagged)
+        cols.update({
             "suggested_label": [self.classes[i] if 0 <= i < k else "" for i in self.suggested],
             "suggested_probability": self.suggested_probability,
             "scored_by_run": self.source_run,
         })
+        df = pd.DataFrame(cols)
         return df.sort_values(self.method, kind="stable", na_position="last").reset_index(drop=True)
 
 
 def score_run(run: Run, method: str = DEFAULT_METHOD) -> RunScores:
     """Score a run from whatever epochs it has recorded so far (finished or not).
 
-    ``method`` is any name of :data:`sei_core.baselines.METHODS`; the default is the
-    paper's SEI.
+    ``method`` is any name of :data:`sei_core.baselines.METHODS` (default
+    :data:`DEFAULT_METHOD`); the paper's SEI is scored beside it (``sei*`` fields).
     """
     loaded = load_run(run)
     ms = score_records(loaded.records, loaded.is_aux, method)
+    paper = ms if ms.method == PAPER_METHOD else score_records(loaded.records, loaded.is_aux, PAPER_METHOD)
     n, k = len(loaded.ids), len(loaded.classes)
     src = ms.source_run
     recs = loaded.records
@@ -201,6 +215,8 @@ def score_run(run: Run, method: str = DEFAULT_METHOD) -> RunScores:
         suggested=np.where(scored, suggested, -1), suggested_probability=np.where(scored, sp, np.nan),
         signed_entropy=merged("signed_entropy"), entropy=merged("entropy"),
         prediction=merged("prediction"), epochs=t, run_thresholds=ms.run_thresholds, method=ms.method,
+        sei=paper.score, sei_threshold=paper.threshold, sei_flagged=paper.flagged,
+        sei_run_thresholds=paper.run_thresholds,
     )
 
 

@@ -58,6 +58,8 @@ def test_bench_grid_tables_plot_and_wins(open_app, tiny_bench, monkeypatch):
         assert row["25%"] == f"{100 * f1[row['method'].split(' (')[0]]:.1f}"
     assert any("is at or above every other method" in m.value for m in at.markdown)
     assert at.get("plotly_chart")
+    allc = next(d.value for d in at.dataframe if "best_in" in d.value.columns)
+    assert len(allc) == len(results) and allc["rank"].tolist() == list(range(1, len(results) + 1))
     at.selectbox(key="bench_metric").select("auroc").run()
     auroc = results.set_index("method")["auroc"]
     row = grid_table(at).iloc[0]
@@ -85,6 +87,10 @@ def test_wins_and_bench_dirs(tmp_path):
     w = bench.wins(pd.DataFrame(rows).reindex(columns=bench.RESULT_COLUMNS), "aum")
     assert w["at_or_above_all"].tolist() == [True, False]
     assert w["best_other"].tolist() == ["sei", "sei"] and np.allclose(w["gap"], [0.1, -0.3])
+    o = bench.overall(pd.DataFrame(rows).reindex(columns=bench.RESULT_COLUMNS)).set_index("method")
+    assert o.loc["sei", "rank"] == 1 and np.isclose(o.loc["sei", "mean"], 0.5) and np.isclose(o.loc["aum", "mean"], 0.4)
+    assert o.loc["aum", "best_in"] == 1 and o.loc["sei", "best_in"] == 1
+    assert np.isclose(o.loc["aum", "worst_gap"], -0.3) and np.isclose(o.loc["sei", "worst_gap"], -0.1)
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "bench.json").write_text("{}")
     (tmp_path / "b").mkdir()

@@ -7,7 +7,8 @@ import numpy as np
 
 from pages._common import md
 from sei_core import workspace
-from sei_core.ranking import score_run
+from pages._common import score_name
+from sei_core.ranking import DEFAULT_METHOD, PAPER_METHOD, score_run
 from sei_core.runs import Run
 
 EXPLORE = "pages/explore.py"
@@ -57,7 +58,28 @@ def test_class_filter_shows_one_class(open_app, app_env):
     assert {m.label: m.value for m in at.metric}["Images"] == str(int((s.labels == 1).sum()))
     table = at.dataframe[0].value
     assert set(table["given label"]) == {s.classes[1]}
-    assert list(table["SEI"]) == sorted(table["SEI"])  # most negative first
+    name = score_name(DEFAULT_METHOD)
+    assert list(table[name]) == sorted(table[name])  # most suspicious first
+
+
+def test_ranking_score_and_the_papers_sei_side_by_side(open_app, app_env):
+    """The page shows the app's ranking by default and the paper's SEI on request."""
+    at = open_app(EXPLORE)
+    ours, paper = score_run(Run(app_env.run)), score_run(Run(app_env.run), PAPER_METHOD)
+    assert ours.method == DEFAULT_METHOD and np.array_equal(ours.sei_flagged, paper.flagged, equal_nan=False)
+    np.testing.assert_allclose(ours.sei, paper.score)
+    if DEFAULT_METHOD == PAPER_METHOD:
+        assert not at.radio
+        return
+    assert {m.label: m.value for m in at.metric}["Flagged"] == str(int(ours.flagged.sum()))
+    assert score_name(DEFAULT_METHOD) in at.dataframe[0].value.columns
+    at.radio(key="explore_method").set_value(PAPER_METHOD).run()
+    assert not at.exception and not at.error
+    assert {m.label: m.value for m in at.metric}["Flagged"] == str(int(paper.flagged.sum()))
+    table = at.dataframe[0].value
+    assert list(table["SEI"]) == sorted(table["SEI"])
+    help_text = " ".join(m.value for m in at.markdown)
+    assert score_name(DEFAULT_METHOD) in help_text
 
 
 def test_open_an_image_and_send_it_to_review(open_app, app_env):

@@ -51,7 +51,7 @@ def flagged(app_env):
     return q
 
 
-def test_queue_starts_with_the_most_negative_sei_and_needs_a_name(open_app, app_env, flagged):
+def test_queue_starts_with_the_most_suspicious_and_needs_a_name(open_app, app_env, flagged):
     at = open_review(open_app, name=None)
     assert current(at) == flagged[0]
     assert at.button(key="act_confirm").disabled
@@ -73,7 +73,7 @@ def test_confirm_writes_the_label_file_and_the_log_at_once(open_app, app_env, fl
     log = ReviewStore(app_env.labels).decisions()
     assert [(d.reviewer, d.path, d.action) for d in log] == [(ME, first, "confirm")]
     s = score_run(Run(app_env.run))
-    assert log[0].sei == pytest.approx(s.score[s.ids.index(first)])
+    assert log[0].sei == pytest.approx(s.sei[s.ids.index(first)])  # the log keeps the paper's SEI
     assert current(at) == flagged[1]  # moved on to the next image
     assert progress_text(at).startswith(f"Reviewed 1 of {len(flagged)}")
     assert any("Saved" in m.value for m in at.success)

@@ -220,16 +220,23 @@ def test_reference_confusion_is_cached(tiny_data, tiny_train, tmp_path):
 
 
 def test_score_run_accepts_a_method(tiny_bench, tiny_data):
-    """`score_run(run)` keeps ranking by SEI; `method=` ranks by any registered method."""
-    from sei_core.ranking import score_method, score_run
+    """`score_run(run)` ranks by the default method; `method=` by any registered method; the
+    paper's SEI is always scored beside it and in the table."""
+    from sei_core.ranking import DEFAULT_METHOD, score_method, score_run
 
     run = Run(tiny_bench / "cells" / bench.dataset_name(tiny_data) / "symmetric" / "rate0.25" / "seed0" / "run")
     s = score_run(run)
-    assert s.method == "sei" and "sei" in s.table().columns
-    np.testing.assert_allclose(s.score, score_method(run, "sei").score)
+    assert s.method == DEFAULT_METHOD and {DEFAULT_METHOD, "sei"} <= set(s.table().columns)
+    np.testing.assert_allclose(s.score, score_method(run, DEFAULT_METHOD).score)
     a = score_run(run, method="aum")
-    assert a.method == "aum" and a.table()["aum"].is_monotonic_increasing
+    table = a.table()
+    assert a.method == "aum" and table["aum"].is_monotonic_increasing
     np.testing.assert_allclose(a.score, score_method(run, "aum").score)
+    paper = score_method(run, "sei")
+    np.testing.assert_allclose(a.sei, paper.score)
+    assert np.array_equal(a.sei_flagged, paper.flagged)
+    assert table["sei_flagged"].sum() == paper.flagged.sum() and "sei_threshold" in table.columns
+    assert list(score_run(run, "sei").table().columns).count("sei") == 1
     assert np.array_equal(a.source_run, s.source_run)
     # the bench's numbers are those of the same merge
     truth = pd.read_csv(run.path.parent / "truth.csv").set_index("path").loc[s.ids, "is_noisy"].to_numpy()

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from sei_core import cli
-from sei_core.ranking import score_run
+from sei_core.ranking import DEFAULT_METHOD, score_run
 from sei_core.records import Recorder
 from sei_core.runs import Run
 from sei_core.scores import epoch_statistics
@@ -56,7 +56,7 @@ def test_training_writes_a_complete_run(finished_run, tiny_data):
     assert len(aux1) == len(aux2) == 48 // 5 and not set(aux1) & set(aux2)
     table = pd.read_csv(run.path / "scores.csv")
     assert len(table) == 48 and table["sei"].notna().all()  # two runs: every sample scored
-    assert table["sei"].is_monotonic_increasing
+    assert table[DEFAULT_METHOD].is_monotonic_increasing  # ranked by the default method, SEI beside it
     truth = pd.read_csv(tiny_data.parent / "truth.csv")
     assert set(table["path"]) == set(truth["path"])
 
@@ -79,11 +79,20 @@ def test_flags_and_status_commands(finished_run, capsys, tmp_path):
     out = tmp_path / "flags.csv"
     assert cli.main(["flags", str(finished_run.path), "--all", "--out", str(out)]) == 0
     df = pd.read_csv(out)
-    assert list(df.columns) == ["path", "given_label", "sei", "threshold", "flagged", "suggested_label",
-                                "suggested_probability", "scored_by_run"]
-    assert (df["flagged"] == (df["sei"] < df["threshold"])).all()
+    extra = [] if DEFAULT_METHOD == "sei" else ["sei", "sei_threshold", "sei_flagged"]
+    assert list(df.columns) == ["path", "given_label", DEFAULT_METHOD, "threshold", "flagged", *extra,
+                                "suggested_label", "suggested_probability", "scored_by_run"]
+    assert (df["flagged"] == (df[DEFAULT_METHOD] < df["threshold"])).all()
     assert cli.main(["flags", str(finished_run.path), "--top", "3"]) == 0
     assert "given_label" in capsys.readouterr().out
+    # --method: the paper's SEI alone
+    assert cli.main(["flags", str(finished_run.path), "--all", "--method", "sei", "--out", str(out)]) == 0
+    df = pd.read_csv(out)
+    assert list(df.columns) == ["path", "given_label", "sei", "threshold", "flagged", "suggested_label",
+                                "suggested_probability", "scored_by_run"]
+    assert (df["flagged"] == (df["sei"] < df["threshold"])).all() and df["sei"].is_monotonic_increasing
+    assert cli.main(["flags", str(finished_run.path), "--method", "magic"]) == 1
+    assert "unknown method 'magic'" in capsys.readouterr().err
 
 
 def test_recorder_update_finalize_matches_direct_statistics():
