@@ -186,5 +186,10 @@ def test_train_explore_and_relabel_with_the_keyboard(server):
             assert page.locator('[data-testid="stException"]').count() == 0
             if SCREENSHOTS:
                 screenshot(page, shots / "review.png")
+
+            # Benchmark: the run's flags scored against the sample data's truth file, every method
+            goto(page, "Benchmark")
+            page.get_by_text("F1 of the", exact=False).first.wait_for(timeout=60_000)
+            assert page.locator('[data-testid="stException"]').count() == 0
         finally:
             browser.close()
