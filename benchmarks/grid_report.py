@@ -30,7 +30,7 @@ TITLES = {"f1": "F1 (%)", "precision": "Precision (%)", "recall": "Recall (%)", 
 def _md_table(df: pd.DataFrame, index_name: str) -> list[str]:
     lines = [f"| {index_name} | " + " | ".join(map(str, df.columns)) + " |",
              "|---|" + "---:|" * len(df.columns)]
-    lines += [f"| {i} | " + " | ".join(map(str, row)) + " |" for i, row in df.iterrows()]
+    lines += [f"| {i} | " + " | ".join(map(str, row)) + " |" for i, row in df.astype(object).iterrows()]
     return lines + [""]
 
 

@@ -26,7 +26,7 @@ from .runs import Run, RunError
 from .scores import combine_runs, suggested_labels
 
 #: The method ``score_run`` ranks with unless told otherwise.
-DEFAULT_METHOD = "aum"
+DEFAULT_METHOD = "confidence"
 #: The paper's Signed Entropy Integral: computed and shown beside whatever method ranks.
 PAPER_METHOD = "sei"
 
