@@ -5,7 +5,7 @@ relabel one image with the keyboard, and check the label file on disk.
 
 With ``SEI_SCREENSHOTS=1`` it trains on the full bundled sample data (400 images, 30 epochs,
 a couple of minutes on a laptop CPU) and saves ``docs/screenshots/explore.png`` and
-``docs/screenshots/review.png`` for the README.
+``docs/screenshots/review.png`` for the README (and ``benchmark.png`` for docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -191,5 +191,7 @@ def test_train_explore_and_relabel_with_the_keyboard(server):
             goto(page, "Benchmark")
             page.get_by_text("F1 of the", exact=False).first.wait_for(timeout=60_000)
             assert page.locator('[data-testid="stException"]').count() == 0
+            if SCREENSHOTS:
+                screenshot(page, shots / "benchmark.png")
         finally:
             browser.close()
