@@ -365,8 +365,7 @@ def body() -> None:
         if s.method != PAPER_METHOD:
             rows.append(("Paper's SEI", f"{s.sei[i]:.1f}  (threshold {s.sei_threshold[i]:.1f}, "
                          f"{'flagged' if s.sei_flagged[i] else 'not flagged'})" if np.isfinite(s.sei[i]) else "no score"))
-        rows += [
-                 ("Status", STATUS_WORDS.get(status, status) + (f" by {by}" if by else ""))]
+        rows.append(("Status", STATUS_WORDS.get(status, status) + (f" by {by}" if by else "")))
         facts(rows)
         if status == "discarded":
             st.info("This image is discarded: it is left out of the cleaned export.", icon=":material/delete:")

@@ -1,9 +1,10 @@
 """From a run's records to one ranked table: score, threshold, flag and suggested label.
 
 Each complementary run scores every sample with a detection method of
-:data:`sei_core.baselines.METHODS` — by default the paper's Signed Entropy Integral — from
-its own records and sets its threshold with the method's rule (for SEI: the mean score of
-its auxiliary samples). A sample takes the score of a run in which it kept its given label
+:data:`sei_core.baselines.METHODS` — by default :data:`DEFAULT_METHOD`, the mean probability
+of the given label, which found injected noise best in docs/benchmarks.md; the paper's Signed
+Entropy Integral is always scored beside it — from its own records and sets its threshold with
+the method's rule (for both: the mean score of its auxiliary samples). A sample takes the score of a run in which it kept its given label
 (:func:`sei_core.scores.combine_runs`). The suggested label is the model's most frequent
 prediction over the last recorded epochs.
 
