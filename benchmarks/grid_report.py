@@ -23,8 +23,7 @@ sys.path.insert(0, str(ROOT))
 from sei_core import bench  # noqa: E402
 from sei_core.ranking import DEFAULT_METHOD, PAPER_METHOD  # noqa: E402
 
-TITLES = {"f1": "F1 (%)", "precision": "Precision (%)", "recall": "Recall (%)", "auroc": "AUROC",
-          "ap": "Average precision (%)"}
+TITLES = bench.METRIC_TITLES
 
 
 def _md_table(df: pd.DataFrame, index_name: str) -> list[str]:

@@ -11,15 +11,14 @@ import streamlit as st
 
 from pages._common import current_run, facts, file_stamp, guard, md, page_setup, short_path
 from sei_core import bench, workspace
-from sei_core.ranking import DEFAULT_METHOD, load_run
+from sei_core.ranking import DEFAULT_METHOD, PAPER_METHOD, load_run
 from sei_core.runs import Run
 
 page_setup("Benchmark")
 
-PAPER = "sei"
-METRIC_NAMES = {"f1": "F1", "precision": "Precision", "recall": "Recall", "auroc": "AUROC",
-                "ap": "Average precision"}
-PERCENT = ("f1", "precision", "recall", "ap")
+PAPER = PAPER_METHOD
+METRIC_NAMES = {m: t.replace(" (%)", "") for m, t in bench.METRIC_TITLES.items()}
+PERCENT = tuple(m for m, t in bench.METRIC_TITLES.items() if t.endswith("(%)"))
 
 st.caption(
     f"F1, precision and recall are of the flagged set; AUROC and average precision of the ranking "
@@ -64,7 +63,7 @@ def this_run() -> None:
                 "data has one, and `sei bench` writes one for every noisy copy it makes.",
                 icon=":material/info:")
         return
-    table = _run_table(str(run.path), file_stamp(run.path / "status.json"), file_stamp(truth_file))
+    table = _run_table(str(run.path), workspace.run_stamp(run), file_stamp(truth_file))
     if table is None:
         st.warning(f"The truth file {md(short_path(str(truth_file), 3))} does not cover every image of this run "
                    "(or lacks the columns `path` and `is_noisy`), so the flags cannot be scored.",
@@ -165,7 +164,7 @@ def grids() -> None:
     if fig is not None:
         fig.update_layout(height=460, title=None)
         st.plotly_chart(fig, width="stretch", config={"displayModeBar": False})
-    st.download_button("Download results.csv", bench.load_results(folder).to_csv(index=False).encode("utf-8"),
+    st.download_button("Download results.csv", results.to_csv(index=False).encode("utf-8"),
                        file_name=f"{folder.name}-results.csv", mime="text/csv", icon=":material/download:")
     with st.expander("What each method is computed on"):
         desc = bench.describe_methods()

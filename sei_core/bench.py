@@ -534,7 +534,8 @@ def _fmt(mean: float, std: float, metric: str) -> str:
     return text
 
 
-_METRIC_TITLES = {"f1": "F1 (%)", "precision": "Precision (%)", "recall": "Recall (%)",
+#: How tables and plots name each metric (F1, precision, recall and AP are shown in %).
+METRIC_TITLES = {"f1": "F1 (%)", "precision": "Precision (%)", "recall": "Recall (%)",
                   "auroc": "AUROC", "ap": "Average precision (%)"}
 
 
@@ -579,7 +580,7 @@ def markdown_report(results: pd.DataFrame, metrics: Sequence[str] = METRICS, not
         lines += [f"## {dataset}, {noise} noise ({seeds} seed{'s' if seeds != 1 else ''})", ""]
         for metric in metrics:
             table = metric_table(part, metric, bold_best=True)
-            lines += [f"### {_METRIC_TITLES.get(metric, metric)}", "",
+            lines += [f"### {METRIC_TITLES.get(metric, metric)}", "",
                       "| method | " + " | ".join(table.columns) + " |",
                       "|---|" + "---:|" * len(table.columns)]
             lines += [f"| {m} | " + " | ".join(row) + " |" for m, row in table.iterrows()]
@@ -652,8 +653,8 @@ def figures(results: pd.DataFrame, metrics: Sequence[str] = ("f1", "auroc", "ap"
         fig = px.line(summary, x="rate", y=f"{metric}_mean", error_y=f"{metric}_std", color="method",
                       facet_row="dataset", facet_col="noise", markers=True,
                       category_orders={"method": order},
-                      labels={"rate": "noise rate", f"{metric}_mean": _METRIC_TITLES.get(metric, metric)},
-                      title=f"{_METRIC_TITLES.get(metric, metric).replace(' (%)', '')} of mislabeled-sample "
+                      labels={"rate": "noise rate", f"{metric}_mean": METRIC_TITLES.get(metric, metric)},
+                      title=f"{METRIC_TITLES.get(metric, metric).replace(' (%)', '')} of mislabeled-sample "
                             "detection (mean ± std over seeds)")
         fig.update_xaxes(tickformat=".0%")
         figs[metric] = fig
