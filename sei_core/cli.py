@@ -126,13 +126,13 @@ def cmd_resume(a) -> int:
 
 
 def _print_summary(run: Run) -> int:
-    from .ranking import score_run
+    from .ranking import PAPER_METHOD, score_run
 
     s = score_run(run)
     n_flag = int(s.flagged.sum())
     line = (f"{run.path}: {n_flag} of {len(s.ids)} samples flagged as likely mislabeled by {s.method} "
             f"(thresholds {', '.join(f'{t:.2f}' for t in s.run_thresholds)})")
-    if s.method != "sei":
+    if s.method != PAPER_METHOD:
         line += f"; the paper's SEI flags {int(s.sei_flagged.sum())}"
     print(line + f"; see `sei flags {run.path}`")
     return 0
