@@ -568,9 +568,12 @@ class ReviewStore:
             pending = self._pending(conn)
         _apply(state, frame, pending)
         clean = frame[frame[STATUS_COL].str.strip() != DISCARDED].copy()
-        clean[PATH_COL] = _paths_for(clean[PATH_COL], self.label_file.parent, out.parent)
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ExportError(f"Could not create the folder of {out}: {exc}.") from exc
+        clean[PATH_COL] = _paths_for(clean[PATH_COL], self.label_file.parent, out.parent)
+        try:
             data = render_table(state.table, clean)
             atomic_write(out, lambda fh: fh.write(data))
         except OSError as exc:
