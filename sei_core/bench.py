@@ -60,6 +60,7 @@ from .baselines import METHODS, OUT_OF_SAMPLE_METHODS, confident_learning, metho
 from .metrics import detection_report
 from .noise import confusion_calibrated_noise, confusion_matrix, symmetric_noise, write_noisy_label_file
 from .files import atomic_write
+from .labels import read_truth
 from .runs import Run
 
 NOISE_TYPES = ("symmetric", "confusion")
@@ -333,8 +334,7 @@ def _evaluate(score: np.ndarray, flagged: np.ndarray, is_noisy: np.ndarray) -> d
             "n_samples": int(ok.sum()), "n_noisy": int(is_noisy[ok].sum())}
 
 
-def _truth_for(ids: Sequence[str], truth: pd.DataFrame) -> np.ndarray:
-    noisy = dict(zip(truth["path"], truth["is_noisy"].astype(str).str.lower() == "true"))
+def _truth_for(ids: Sequence[str], noisy: dict[str, bool]) -> np.ndarray:
     try:
         return np.array([noisy[i] for i in ids], dtype=bool)
     except KeyError as e:
@@ -364,7 +364,7 @@ def run_cell(cell: Cell, source: Source, spec: BenchSpec, bench_dir: Path,
                      if cell.noise == "confusion" else None)
         noisy = make_noisy_labels(source, cell.noise, cell.rate, cell.seed, confusion)
         write_noisy_label_file(source.table, [source.classes[k] for k in noisy], labels_csv, truth_csv)
-    truth = pd.read_csv(truth_csv, dtype=str, keep_default_na=False)
+    truth = read_truth(truth_csv)
     config = _train_config(spec, labels_csv, cell.seed, source, bench_dir)
     base = {"dataset": cell.dataset, "noise": cell.noise, "rate": cell.rate, "seed": cell.seed}
     failures: list[str] = []

@@ -112,8 +112,7 @@ def cmd_train(a) -> int:
         run = jobs.start(config, a.out)
         print(f"training in the background: {run.path} (watch with `sei status {run.path}`)")
         return 0
-    run = train(config, a.out, progress_bar=not a.no_progress)
-    return _print_summary(run)
+    return _train_reporting_once(config, a.out, resume=False, progress_bar=not a.no_progress)
 
 
 def cmd_resume(a) -> int:
@@ -121,7 +120,24 @@ def cmd_resume(a) -> int:
         run = jobs.resume(a.run)
         print(f"resumed in the background: {run.path}")
         return 0
-    run = train(TrainConfig(data=""), a.run, resume=True, progress_bar=not a.no_progress)
+    return _train_reporting_once(TrainConfig(data=""), a.run, resume=True, progress_bar=not a.no_progress)
+
+
+def _train_reporting_once(config: TrainConfig, out, *, resume: bool, progress_bar: bool) -> int:
+    """Train and print the summary. A failure training has already reported (``failed: …``
+    on stderr and in the run's log) is not printed a second time by :func:`main`."""
+    said: list[str] = []
+
+    def log(msg: str) -> None:
+        said.append(msg)
+        print(msg, file=sys.stderr)
+
+    try:
+        run = train(config, out, resume=resume, progress_bar=progress_bar, log=log)
+    except (dataset.DataError, ModelError, RunError) as e:
+        if f"failed: {e}" in said:
+            return 1
+        raise
     return _print_summary(run)
 
 
@@ -198,7 +214,7 @@ def cmd_validate(a) -> int:
     print(f"{a.data}: {len(data)} images, {len(data.classes)} classes")
     for c, n in data.class_counts().items():
         print(f"  {n:6d}  {c}")
-    for p in data.problems:
+    for p in [*data.warnings, *data.problems]:
         print(f"warning: {p}")
     return 0
 

@@ -14,10 +14,9 @@ Nothing here ever writes to the user's data.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .files import atomic_write
+from .labels import TableError, read_table, source_kind
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 #: Images larger than this many pixels are refused: decoding them could exhaust memory.
@@ -115,7 +115,10 @@ class LabeledImages:
     ids: list[str]
     labels: np.ndarray
     classes: list[str]
-    problems: list[Problem] = field(default_factory=list)  # warnings kept for the report
+    problems: list[Problem] = field(default_factory=list)  # images left out (skip_unreadable)
+    #: Findings that do not stop loading (near-duplicate rows, class names differing in case,
+    #: a class of one image), for ``sei validate`` and the Data page.
+    warnings: list[Problem] = field(default_factory=list)
     rows: np.ndarray | None = None  # CSV line number of each sample (header = line 1)
     array: np.ndarray | None = None  # in-memory images of an .npz, (N, H, W, C) uint8
 
@@ -203,66 +206,47 @@ def load(
     DataError listing every problem, with file, row and fix.
     """
     src = Path(source).expanduser()
-    if not src.exists():
+    kind = source_kind(src)
+    if kind == "missing":
         raise DataError([Problem(str(src), "does not exist", "check the path; it may be relative to the folder you started from")])
-    if src.is_dir():
-        ds = _read_folder(src)
-    elif src.suffix.lower() == ".npz":
-        ds = _read_npz(src, split)
+    if kind == "folder":
+        ds, errors = _read_folder(src), []
+    elif kind == "npz":
+        ds, errors = _read_npz(src, split), []
     else:
-        ds = _read_csv(src)
-    ds = _check_classes(ds, classes)
+        ds, errors = _read_csv(src)
+    # Every problem at once: rows, then image files of the rows that could be read; the class
+    # checks only when the rows are sound (a class may look empty because its rows were bad).
     if check_images and ds.kind != "npz":
-        ds = _check_image_files(ds, skip_unreadable, max_pixels)
-    return ds
+        bad = [p for i in range(len(ds)) if (p := _image_problem(ds.file_of(i), ds.where(i), max_pixels))]
+        if bad and (skip_unreadable and not errors):
+            ds = _drop_or_fail(ds, bad, True)
+        else:
+            errors += bad
+    if errors:
+        raise DataError(errors, f"{ds.source} has problems")
+    return _check_classes(ds, classes)
 
 
-def _read_csv(src: Path) -> LabeledImages:
-    raw = src.read_bytes()
+def _read_csv(src: Path) -> tuple[LabeledImages, list[Problem]]:
+    """The rows of a label file that can be used, and a problem for each row that cannot.
+
+    Read with :func:`sei_core.labels.read_table` (the reader review uses too). Besides empty
+    and repeated cells it finds near-duplicates: two spellings of one file (``./x.jpg`` and
+    ``x.jpg``) with different labels are refused, with the same label a warning; class names
+    differing only in case (``nevus``/``Nevus``) are a warning (``ds.warnings``).
+    """
     try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise DataError([Problem(
-            f"{src.name} line {line}",
-            f"is not valid UTF-8 (byte 0x{raw[e.start]:02x} at position {e.start})",
-            "save the file as UTF-8 (in Excel: 'CSV UTF-8'; or `iconv -f latin1 -t utf-8`)",
-        )]) from e
-    try:
-        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t") if text.strip() else csv.excel
-    except csv.Error:
-        dialect = csv.excel
-    reader = csv.reader(io.StringIO(text, newline=""), dialect)
-    try:
-        rows = list(reader)
-    except csv.Error as e:
-        raise DataError([Problem(f"{src.name} line {reader.line_num}", f"is not valid CSV ({e})",
-                                 "check for an unclosed quote on that line")]) from e
-    if not rows:
-        raise DataError([Problem(src.name, "is empty", "add a header line `path,label` and one row per image")])
-    header = [h.strip() for h in rows[0]]
-    missing = [c for c in ("path", "label") if c not in header]
-    if missing:
-        lower = {h.lower(): h for h in header}
-        hints = [f"rename column '{lower[m]}' to '{m}'" for m in missing if m in lower]
-        raise DataError([Problem(
-            f"{src.name} line 1",
-            f"has no column {' or '.join(repr(m) for m in missing)}; its columns are {header}",
-            "; ".join(hints) if hints else "the first line must name the columns, e.g. `path,label`",
-        )])
-    ip, il = header.index("path"), header.index("label")
-    problems: list[Problem] = []
+        table = read_table(src, strict=False)
+    except TableError as e:
+        raise DataError([Problem(*p) for p in e.problems]) from e
+    problems = [Problem(*p) for p in table.problems]
+    warnings: list[Problem] = []
     ids, names, lines = [], [], []
     first_line: dict[str, int] = {}
-    for n, row in enumerate(rows[1:], start=2):
-        if not any(cell.strip() for cell in row):
-            continue  # blank line
+    same_file: dict[str, tuple[int, str, str]] = {}  # normalised path -> (line, path, label)
+    for path, label, n in zip(table.paths().tolist(), table.labels().tolist(), table.lines.tolist()):
         where = f"{src.name} line {n}"
-        if len(row) != len(header):
-            problems.append(Problem(where, f"has {len(row)} fields but the header has {len(header)}",
-                                    "quote cells that contain the delimiter, or fix the row"))
-            continue
-        path, label = row[ip].strip(), row[il].strip()
         if "\n" in path or "\n" in label:
             problems.append(Problem(where, "has a path or label that runs over several lines",
                                     "check for an unclosed quote (\") on that line"))
@@ -278,18 +262,53 @@ def _read_csv(src: Path) -> LabeledImages:
                                     "keep one row per image"))
             continue
         first_line[path] = n
+        key = os.path.normcase(os.path.normpath(os.path.join(src.parent, path)))
+        if key in same_file:
+            m, other, other_label = same_file[key]
+            if other_label != label:
+                problems.append(Problem(
+                    where, f"{path!r} is the same file as {other!r} on line {m}, but labelled {label!r} "
+                    f"there {other_label!r}", "keep one row per image, with its correct label"))
+                continue
+            warnings.append(Problem(where, f"{path!r} is the same file as {other!r} on line {m} (both "
+                                    f"{label!r}): it would count twice", "delete one of the two rows",
+                                    "warning"))
+        else:
+            same_file[key] = (n, path, label)
         ids.append(path)
         names.append(label)
         lines.append(n)
-    if problems:
-        raise DataError(problems, f"{src} has problems")
     classes = sorted(set(names))
+    warnings += _case_variants(src.name, names, lines)
     index = {c: k for k, c in enumerate(classes)}
-    return LabeledImages(
+    ds = LabeledImages(
         kind="csv", source=src, root=src.parent, ids=ids,
         labels=np.array([index[c] for c in names], dtype=np.int64), classes=classes,
-        rows=np.array(lines, dtype=np.int64),
+        rows=np.array(lines, dtype=np.int64), warnings=warnings,
     )
+    return ds, problems
+
+
+def _case_variants(name: str, labels: list[str], lines: list[int]) -> list[Problem]:
+    """A warning for each class name spelled in several cases (``nevus``, ``Nevus``, ``NEVUS``)."""
+    first: dict[str, int] = {}
+    count: dict[str, int] = {}
+    for label, n in zip(labels, lines):
+        first.setdefault(label, n)
+        count[label] = count.get(label, 0) + 1
+    groups: dict[str, list[str]] = {}
+    for label in first:
+        groups.setdefault(label.casefold(), []).append(label)
+    out = []
+    for spellings in groups.values():
+        if len(spellings) > 1:
+            spellings.sort(key=lambda c: -count[c])
+            listed = ", ".join(f"{c!r} ({count[c]} row{'s' * (count[c] != 1)}, first on line {first[c]})"
+                               for c in spellings)
+            out.append(Problem(name, f"class names differ only in case: {listed}; they are "
+                                     f"{len(spellings)} different classes",
+                               f"use one spelling, e.g. {spellings[0]!r}, for all of them", "warning"))
+    return out
 
 
 def _read_folder(src: Path) -> LabeledImages:
@@ -376,18 +395,15 @@ def _check_classes(ds: LabeledImages, classes: Sequence[str] | None) -> LabeledI
         if len(ds.classes) < 2:
             problems.append(Problem(str(ds.source.name), f"has a single class {ds.classes}",
                                     "label noise can only be found between two or more classes"))
+        ds.warnings = [w for w in ds.warnings if not w.message.startswith("class of one image")]
+        for k in np.flatnonzero(counts == 1):
+            i = int(np.flatnonzero(ds.labels == k)[0])
+            ds.warnings.append(Problem(ds.where(i), f"class of one image: {ds.classes[k]!r} has no other image",
+                                       "check its label (a typo?), add images of the class, or leave it out",
+                                       "warning"))
     if problems:
         raise DataError(problems, f"{ds.source} has problems")
     return ds
-
-
-def _check_image_files(ds: LabeledImages, skip: bool, max_pixels: int) -> LabeledImages:
-    problems = []
-    for i in range(len(ds)):
-        p = _image_problem(ds.file_of(i), ds.where(i), max_pixels)
-        if p is not None:
-            problems.append(p)
-    return _drop_or_fail(ds, problems, skip)
 
 
 def _image_problem(f: Path, where: str, max_pixels: int) -> Problem | None:
@@ -486,6 +502,7 @@ def subset(ds: LabeledImages, keep: Iterable[int]) -> LabeledImages:
     return LabeledImages(
         kind=ds.kind, source=ds.source, root=ds.root, ids=[ds.ids[i] for i in keep],
         labels=ds.labels[keep], classes=list(ds.classes), problems=list(ds.problems),
+        warnings=list(ds.warnings),
         rows=None if ds.rows is None else ds.rows[keep],
         array=None if ds.array is None else ds.array[keep],
     )

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .dataset import IMAGE_EXTENSIONS
+from .labels import source_kind
 
 
 class ImageAccessError(Exception):
@@ -27,15 +28,9 @@ class ImageSource:
         p = Path(data_path).expanduser()
         self.path = p
         self.split = split
-        if p.is_dir():
-            self.kind = "folder"
-            self.root = p.resolve()
-        elif p.suffix.lower() == ".npz":
-            self.kind = "npz"
-            self.root = p.parent.resolve()
-        else:
-            self.kind = "csv"
-            self.root = p.parent.resolve()
+        kind = source_kind(p)
+        self.kind = "csv" if kind == "missing" else kind
+        self.root = p.resolve() if kind == "folder" else p.parent.resolve()
         self._array: np.ndarray | None = None
 
     def file_of(self, sample_id: str) -> Path:
