@@ -192,7 +192,10 @@ def read_table(source: str | Path, *, required: tuple[str, ...] = (PATH_COL, LAB
             raise TableError(*problems[0], problems=problems)
         return LabelTable(frame=frame, dialect=dialect, header=header, lines=lines, problems=problems)
     lines = np.arange(2, len(frame) + 2, dtype=np.int64)
-    blank = (frame == "").all(axis=1).to_numpy()
+    first_empty = (frame.iloc[:, 0].str.strip() == "").to_numpy()
+    blank = first_empty.copy()
+    if first_empty.any():  # a blank line: every cell empty or spaces
+        blank[first_empty] = (frame[first_empty].apply(lambda c: c.str.strip()) == "").all(axis=1).to_numpy()
     if blank.any():
         frame, lines = frame[~blank].reset_index(drop=True), lines[~blank]
     return LabelTable(frame=frame, dialect=dialect, header=header, lines=lines)
@@ -254,6 +257,26 @@ def render_table(table: LabelTable, frame: pd.DataFrame | None = None) -> bytes:
                  header=[spelled.get(c, c) for c in frame.columns])
     data = buf.getvalue().encode("utf-8")
     return codecs.BOM_UTF8 + data if d.bom else data
+
+
+def render_rows(table: LabelTable, frame: pd.DataFrame) -> list[bytes]:
+    """Each row of ``frame`` as one line of bytes in the table's dialect (line end included),
+    for splicing into the file. The cells must not contain line breaks."""
+    d = table.dialect
+    buf = io.StringIO()
+    frame.to_csv(buf, index=False, header=False, sep=d.delimiter, quotechar=d.quotechar,
+                 lineterminator=d.newline, quoting=csv.QUOTE_ALL if d.quote_all else csv.QUOTE_MINIMAL)
+    text = buf.getvalue()
+    return [line.encode("utf-8") + d.newline.encode() for line in text.split(d.newline)[:-1]]
+
+
+def line_starts(raw: bytes) -> np.ndarray:
+    """Byte offset where each physical line of ``raw`` starts, then ``len(raw)``: line ``k``
+    (1-based) is ``raw[starts[k - 1]:starts[k]]``, its line end included."""
+    ends = np.flatnonzero(np.frombuffer(raw, dtype=np.uint8) == 10) + 1
+    if len(raw) and (not len(ends) or ends[-1] != len(raw)):
+        ends = np.append(ends, len(raw))
+    return np.concatenate([[0], ends]).astype(np.int64)
 
 
 # --------------------------------------------------------------------------- sources

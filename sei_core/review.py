@@ -77,7 +77,8 @@ import numpy as np
 import pandas as pd
 
 from .files import atomic_write, remove_temp_files
-from .labels import LABEL_COL, PATH_COL, LabelTable, TableError, read_table, render_table
+from .labels import (LABEL_COL, PATH_COL, LabelTable, TableError, line_starts, read_table, render_rows,
+                     render_table)
 
 __all__ = [
     "ACTIONS",
@@ -246,6 +247,15 @@ class _FileState:
     row: dict[str, int]  # stripped path -> row position
     known_labels: frozenset[str]
     cols: tuple[int, int, int, int, int]  # positions of path, label, original_label, status, reviewed_by
+    raw: bytes  # the file's bytes (what ``frame`` was read from, or last written)
+    starts: np.ndarray  # sei_core.labels.line_starts(raw)
+    complete: bool  # the file on disk has every review column
+    multiline: bool  # a cell holds a line break, so rows are not lines
+
+    @property
+    def spliceable(self) -> bool:
+        """A rewrite may splice just the changed rows into ``raw`` (see :func:`_rewrite`)."""
+        return self.complete and not self.multiline
 
     @property
     def frame(self) -> pd.DataFrame:
@@ -277,6 +287,10 @@ def _load_file(path: Path, gen: int) -> _FileState:
     except TableError as exc:
         raise LabelFileError(f"Label file {path}: {exc}") from None
     frame = table.frame
+    complete = all(c in frame.columns for c in REVIEW_COLUMNS)
+    # Without a quote character no cell can hold a line break; with one, look.
+    multiline = table.dialect.quotechar.encode() in raw and bool(
+        frame.apply(lambda c: c.str.contains("[\r\n]", regex=True)).to_numpy().any())
     for col in REVIEW_COLUMNS:
         if col not in frame.columns:
             frame[col] = ""
@@ -295,7 +309,8 @@ def _load_file(path: Path, gen: int) -> _FileState:
     row = dict(zip(paths.tolist(), range(len(paths))))
     known = frozenset(pd.unique(pd.concat([labels, frame[ORIGINAL_LABEL_COL].str.strip()]))) - {""}
     cols = tuple(frame.columns.get_loc(c) for c in (PATH_COL, LABEL_COL, *REVIEW_COLUMNS))
-    return _FileState(stat=before, gen=gen, table=table, row=row, known_labels=known, cols=cols)
+    return _FileState(stat=before, gen=gen, table=table, row=row, known_labels=known, cols=cols,
+                      raw=raw, starts=line_starts(raw), complete=complete, multiline=multiline)
 
 
 def is_read_only(label_file: str | os.PathLike[str]) -> bool:
@@ -417,6 +432,7 @@ class ReviewStore:
         self._gen = 0
         self._status: tuple[int, int, pd.DataFrame, pd.Series] | None = None
         self._timer: threading.Timer | None = None
+        self._local = threading.local()  # per-thread SQLite connection
         self._last_write = -float("inf")  # time.monotonic() at the end of the last rewrite
         self._state = _load_file(self.label_file, 0)  # fail early on a bad file
         if is_read_only(self.label_file):
@@ -490,9 +506,14 @@ class ReviewStore:
             return self._flush_locked()
 
     def close(self) -> None:
-        """Write pending decisions to the label file and stop the background writer."""
+        """Write pending decisions to the label file, stop the background writer and close
+        this thread's connection to the log."""
         self.flush()
         _OPEN_STORES.discard(self)
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and self._local.pid == os.getpid():
+            self._local.conn = None
+            conn.close()
 
     def __enter__(self) -> ReviewStore:
         return self
@@ -682,7 +703,7 @@ class ReviewStore:
             return 0
         last_id = pending[-1][0]
         _apply(state, state.frame, pending)  # in place: see _FileState
-        data = render_table(state.table)
+        data = _rewrite(state, pending)
         target = self.label_file.resolve()
         written: list[tuple[int, int, int]] = []
 
@@ -714,7 +735,10 @@ class ReviewStore:
             conn.execute("UPDATE decisions SET applied = 1 WHERE applied = 0 AND id <= ?", (last_id,))
             with self._mutex:
                 if self._state is state:
-                    state.stat = written[0]
+                    state.stat, state.raw, state.starts = written[0], data, line_starts(data)
+                    if not state.complete or state.multiline:  # written whole: one row per line now
+                        state.table.lines = np.arange(2, len(state.frame) + 2, dtype=np.int64)
+                    state.complete = True
         _fault("flush:marked")
         self._last_write = time.monotonic()
         return len(pending)
@@ -870,9 +894,8 @@ class ReviewStore:
                 time.sleep(pause)
                 pause = min(pause * 2, 0.05)
             try:
-                with contextlib.suppress(OSError):
-                    os.ftruncate(fd, 0)
-                    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+                with contextlib.suppress(OSError):  # fixed width: no truncate needed
+                    os.pwrite(fd, f"{os.getpid():>12}\n".encode(), 0)
                 yield
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
@@ -881,13 +904,20 @@ class ReviewStore:
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.db_path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
-        try:
+        """This thread's connection to the log, kept open: closing the last connection makes
+        SQLite checkpoint the WAL, which would cost a decision several fsyncs."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None or self._local.pid != os.getpid():  # none yet, or inherited by a fork
+            conn = sqlite3.connect(self.db_path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
             conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
+            self._local.conn, self._local.pid = conn, os.getpid()
+        try:
             yield conn
         finally:
-            conn.close()
+            if conn.in_transaction:  # an error left a transaction open: end it
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
 
 
 def _apply(state: _FileState, frame: pd.DataFrame, decisions: Sequence[tuple], *,
@@ -909,6 +939,30 @@ def _apply(state: _FileState, frame: pd.DataFrame, decisions: Sequence[tuple], *
         frame.iat[i, lab] = new_label
         frame.iat[i, st] = new_status
         frame.iat[i, by] = new_by or ""
+
+
+def _rewrite(state: _FileState, decisions: Sequence[tuple]) -> bytes:
+    """The new bytes of the label file, whose frame already holds ``decisions``.
+
+    Only the changed rows are rendered and spliced between the unchanged bytes when the file
+    allows it (``state.spliceable``), so a rewrite costs a copy of the file, not a render of
+    every row; otherwise (the first write, which adds the review columns) the whole table.
+    """
+    rows = sorted({state.row[d[1]] for d in decisions if d[1] in state.row})
+    if not state.spliceable or not rows:
+        return render_table(state.table)
+    lines = state.table.lines[rows]
+    pieces = render_rows(state.table, state.frame.iloc[rows])
+    if len(pieces) != len(rows) or any(p.count(b"\n") != 1 for p in pieces):
+        state.multiline = True  # a new cell holds a line break: rows are no longer lines
+        return render_table(state.table)
+    raw, starts = memoryview(state.raw), state.starts
+    out, prev = [], 0
+    for line, piece in zip(lines.tolist(), pieces):
+        out += [raw[prev:starts[line - 1]], piece]
+        prev = int(starts[line])
+    out.append(raw[prev:])
+    return b"".join(out)
 
 
 def _paths_for(paths: pd.Series, src_dir: Path, out_dir: Path) -> pd.Series:
@@ -953,4 +1007,6 @@ def _check_reviewer(reviewer: str) -> str:
     name = str(reviewer).strip()
     if not name:
         raise ReviewError("A reviewer name is required so every decision can be attributed; enter your name.")
+    if any(ch in name for ch in "\r\n\t"):
+        raise ReviewError("A reviewer name must be one line of text; remove the line breaks or tabs.")
     return name

@@ -249,7 +249,7 @@ def test_a_lock_held_by_another_process_times_out_naming_it(tmp_path: Path) -> N
         import fcntl, os, sys, time
         fd = os.open({str(s.lock_path)!r}, os.O_RDWR)
         fcntl.flock(fd, fcntl.LOCK_EX)
-        os.ftruncate(fd, 0); os.pwrite(fd, f"{{os.getpid()}}\\n".encode(), 0)
+        os.pwrite(fd, f"{{os.getpid():>12}}\\n".encode(), 0)
         print("held", flush=True)
         time.sleep(120)
     """)], stdout=subprocess.PIPE, text=True)
@@ -332,3 +332,44 @@ def test_export_to_another_folder_rewrites_image_paths(tmp_path: Path) -> None:
     # exporting beside the label file keeps paths as they are
     s.export_clean(data / "clean.csv")
     assert pd.read_csv(data / "clean.csv", dtype=str)["path"].iloc[0] == f"images/{PATHS[1]}"
+
+
+# --------------------------------------------------------------------------- splicing
+
+
+@pytest.mark.parametrize("raw", [
+    b"path;label;note\na.png;cat;\"x;y\"\nb.png;dog;z\nc.png;cat;w\n",
+    b"\xef\xbb\xbfpath, label,note\r\n a.png , cat,n1\r\n\r\nb.png,dog,\"q,r\"\r\nc.png,cat,n3\r\n",
+    b'"path","label","note"\n"a.png","cat","n1"\n"b.png","dog","n2"\n"c.png","cat","n3"\n',
+    b'path,label,note\na.png,cat,"two\nlines"\nb.png,dog,n2\nc.png,cat,n3\n',  # rows are not lines
+])
+def test_rewrites_that_splice_changed_rows_equal_a_full_render(tmp_path: Path, raw: bytes) -> None:
+    from sei_core.labels import render_table
+
+    f = tmp_path / "labels.csv"
+    f.write_bytes(raw)
+    s = ReviewStore(f, classes=["cat", "dog"])
+    s.relabel("b.png", "cat", "ann", expected_label="dog")  # first write: adds the review columns
+    s.confirm("c.png", "ann", expected_label="cat")
+    s.discard("a.png", "bob", expected_label="cat")
+    s.undo("ann", force=True)
+    body = f.read_bytes()
+    t = read_table(f)
+    assert render_table(t) == body  # the spliced file is exactly what a full render writes
+    assert t.labels().tolist() == ["cat", "cat", "cat"]
+    assert t.frame["review_status"].tolist() == ["discarded", "relabeled", ""]
+    assert t.frame["note"].tolist() == read_table(tmp_path / "labels.csv.sei-backup").frame["note"].tolist()
+
+
+def test_a_file_that_has_review_columns_keeps_untouched_lines_byte_for_byte(tmp_path: Path) -> None:
+    raw = (b"path,label,original_label,review_status,reviewed_by,note\n"
+           b'"a.png",cat,,,,"unneeded quotes"\n'
+           b"b.png,dog,,,,plain\n"
+           b"c.png,cat,cat,confirmed,old,\"x,y\"\n")
+    f = tmp_path / "labels.csv"
+    f.write_bytes(raw)
+    s = ReviewStore(f)
+    s.relabel("b.png", "cat", "ann", expected_label="dog")
+    lines = f.read_bytes().split(b"\n")
+    assert lines[1] == b'"a.png",cat,,,,"unneeded quotes"' and lines[3] == b'c.png,cat,cat,confirmed,old,"x,y"'
+    assert lines[2] == b"b.png,cat,dog,relabeled,ann,plain"
