@@ -246,17 +246,22 @@ def train(
         if not run.exists():
             raise RunError(f"there is no run to resume in {run.path}")
         config = TrainConfig.from_dict(run.config())
+        lock = run.acquire()
     else:
-        run = init_run(config, out)
-    lock = run.acquire()
+        run, lock = _create_run(config, out)
     _STOP.clear()
     logf = open(run.log_file, "a", encoding="utf-8")
+    echo = log
+    if echo is None and not _same_file(sys.stderr, run.log_file):
+        # a background process's stderr *is* log.txt (see jobs): echoing would write each line twice
+        echo = lambda m: print(m, file=sys.stderr)  # noqa: E731
 
     def say(msg: str) -> None:
         line = f"[{time.strftime('%H:%M:%S')}] {msg}"
         logf.write(line + "\n")
         logf.flush()
-        (log or (lambda m: print(m, file=sys.stderr)))(msg)
+        if echo is not None:
+            echo(msg)
 
     previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
 
@@ -313,21 +318,50 @@ def train(
         Run.release(lock)
 
 
+def _same_file(stream, path: Path) -> bool:
+    """True if the open ``stream`` writes to the file ``path``."""
+    try:
+        a, b = os.fstat(stream.fileno()), os.stat(path)
+    except (OSError, ValueError, AttributeError):  # no real file behind the stream (pytest capture …)
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
 def init_run(config: TrainConfig, out: str | Path) -> Run:
-    """Create the run directory with its config (resolved milestones included)."""
+    """Create the run directory with its config (resolved milestones included).
+
+    The run's lock is taken before anything is written and released on return, so of two
+    processes creating the same ``out`` at once exactly one writes its config; the other
+    gets a :class:`RunError` and writes nothing.
+    """
+    run, lock = _create_run(config, out)
+    Run.release(lock)
+    return run
+
+
+def _create_run(config: TrainConfig, out: str | Path) -> tuple[Run, int]:
+    """:func:`init_run` that keeps the lock (the caller trains, then releases it)."""
     config.validate()
     run = Run(out)
     if run.exists():
         raise RunError(f"{run.path} already holds a run; choose another --out, or resume it with "
                        f"`sei resume {run.path}`")
-    cfg = dataclasses.asdict(config)
-    if cfg["classes"] is None:  # written by prepare() once the data is read
-        del cfg["classes"]
-    cfg["milestones"] = config.resolved_milestones()
-    cfg["created_at"] = now()
-    run.write_config(cfg)
-    run.update_status(state="created", phase="waiting to start", epochs=config.epochs, n_runs=config.runs)
-    return run
+    lock = run.acquire(creating=True)
+    try:
+        if run.exists():  # created by a process that held the lock just before us
+            raise RunError(f"{run.path} already holds a run; choose another --out, or resume it with "
+                           f"`sei resume {run.path}`")
+        cfg = dataclasses.asdict(config)
+        if cfg["classes"] is None:  # written by prepare() once the data is read
+            del cfg["classes"]
+        cfg["milestones"] = config.resolved_milestones()
+        cfg["created_at"] = now()
+        run.write_config(cfg)
+        run.update_status(state="created", phase="waiting to start", epochs=config.epochs, n_runs=config.runs)
+    except BaseException:
+        Run.release(lock)
+        raise
+    return run, lock
 
 
 def _aux_sets(run: Run, config: TrainConfig, n: int, k: int) -> list[np.ndarray]:
