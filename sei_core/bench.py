@@ -74,7 +74,7 @@ RESULT_COLUMNS = [
     "threshold_rule",
 ]
 #: Training settings that must not change between calls on one bench directory.
-_TRAIN_KEYS_IGNORED = ("data", "seed", "device", "workers", "cache_dir", "classes")
+_TRAIN_KEYS_IGNORED = ("data", "seed", "device", "workers", "cache_dir", "classes", "memory_budget")
 
 
 class BenchError(Exception):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from . import dataset, jobs
 from .models import ModelError, available_models
 from .runs import Run, RunError
 from .bench import BenchError as _BenchError
-from .train import PAPER_EPOCHS, PRESETS, Stopped, TrainConfig, train
+from .train import PAPER_EPOCHS, PRESETS, PeerFailed, Stopped, TrainConfig, train, under_torchrun
 
 DEFAULTS = TrainConfig(data="")
 
@@ -27,6 +28,10 @@ def _train_parser(sub) -> None:
     p.add_argument("data", help="label CSV, image folder or .npz file")
     p.add_argument("--out", required=True, help="run directory to create, e.g. runs/first")
     add_training_options(p)
+    p.add_argument("--nproc-per-node", type=int, default=DEFAULTS.nproc_per_node, metavar="N",
+                   help="train with N processes on this machine (one per GPU; gloo on CPU): starts "
+                        "`torchrun --standalone --nproc-per-node N` itself. For several machines run "
+                        "`torchrun ... -m sei_core.cli train ...` on each instead")
     p.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
     p.add_argument("--background", action="store_true", help="start in a background process and return")
 
@@ -53,7 +58,11 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gamma", type=float, default=DEFAULTS.gamma)
     p.add_argument("--seed", type=int, default=DEFAULTS.seed)
     p.add_argument("--device", default=DEFAULTS.device, help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
-    p.add_argument("--workers", type=int, default=DEFAULTS.workers, help="threads that decode images")
+    p.add_argument("--workers", type=int, default=DEFAULTS.workers, help="processes that decode images")
+    p.add_argument("--memory-budget", default=DEFAULTS.memory_budget, metavar="SIZE",
+                   help="host memory the decoded images may take in RAM, e.g. 512M or 4G (default: half the "
+                        "memory available at start); a larger image cache is read from disk through a "
+                        "memory map with prefetch, so memory does not grow with the data")
     p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     p.add_argument("--single-run", action="store_true",
                    help="one run instead of two complementary ones (its auxiliary samples get no score)")
@@ -92,11 +101,37 @@ def training_settings(a: argparse.Namespace) -> dict:
         seed=a.seed, device=a.device, workers=a.workers, amp=not a.no_amp, runs=1 if a.single_run else 2,
         record=a.record, keep_probs=a.keep_probs, augment=a.augment, template=template, aux_prompt=aux,
         per_class_prompts=per_class, skip_unreadable=a.skip_unreadable, max_pixels=a.max_pixels,
+        memory_budget=a.memory_budget,
     )
 
 
 def _config_from(a: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(data=str(Path(a.data).expanduser().resolve()), **training_settings(a))
+    return TrainConfig(data=str(Path(a.data).expanduser().resolve()), nproc_per_node=a.nproc_per_node,
+                       **training_settings(a))
+
+
+def _torchrun(nproc: int, argv: list[str], run: Path) -> int:
+    """Run ``sei <argv>`` under ``torchrun --standalone`` with ``nproc`` processes, wait, and
+    report from the run directory (the processes print nothing but rank 0's log)."""
+    import subprocess
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+           "-m", "sei_core.cli", *argv]
+    proc = subprocess.Popen(cmd, env={**os.environ, "SEI_TORCHRUN_PARENT": "1"})
+    try:
+        rc = proc.wait()
+    except KeyboardInterrupt:  # the processes got the SIGINT too and stop at their next batch
+        rc = proc.wait()
+    st = Run(run).status() if Run(run).exists() else {}
+    if st.get("state") == "finished" and rc == 0:
+        return _print_summary(Run(run))
+    if st.get("state") == "stopped":
+        print(f"sei: stopped; resume with `sei resume {run}`", file=sys.stderr)
+        return 130
+    if rc != 0:
+        print(f"sei: error: training with {nproc} processes failed (exit code {rc}); "
+              + (f"{st['error']}" if st.get("error") else f"see {Path(run) / 'log.txt'}"), file=sys.stderr)
+    return 1 if rc else 0
 
 
 def _fmt_seconds(s) -> str:
@@ -108,6 +143,9 @@ def _fmt_seconds(s) -> str:
 
 def cmd_train(a) -> int:
     config = _config_from(a)
+    if config.nproc_per_node > 1 and not under_torchrun() and not a.background:
+        config.validate()
+        return _torchrun(config.nproc_per_node, a.argv, Path(a.out))
     if a.background:
         run = jobs.start(config, a.out)
         print(f"training in the background: {run.path} (watch with `sei status {run.path}`)")
@@ -120,6 +158,9 @@ def cmd_resume(a) -> int:
         run = jobs.resume(a.run)
         print(f"resumed in the background: {run.path}")
         return 0
+    nproc = int(Run(a.run).config().get("nproc_per_node", 1)) if Run(a.run).exists() else 1
+    if nproc > 1 and not under_torchrun():
+        return _torchrun(nproc, ["resume", str(a.run), *(["--no-progress"] if a.no_progress else [])], Path(a.run))
     return _train_reporting_once(TrainConfig(data=""), a.run, resume=True, progress_bar=not a.no_progress)
 
 
@@ -138,7 +179,15 @@ def _train_reporting_once(config: TrainConfig, out, *, resume: bool, progress_ba
         if f"failed: {e}" in said:
             return 1
         raise
-    return _print_summary(run)
+    return _print_summary(run) if _reports() else 0
+
+
+def _reports() -> bool:
+    """Whether this process prints the summary: not the processes of a torchrun job that
+    ``sei`` started itself (it reports), and of a job started by hand only rank 0."""
+    if not under_torchrun():
+        return True
+    return os.environ.get("RANK") == "0" and not os.environ.get("SEI_TORCHRUN_PARENT")
 
 
 def _print_summary(run: Run) -> int:
@@ -351,15 +400,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    args.argv = argv
     if args.command in ("train", "bench"):
         _apply_preset(parser, args, argv)
     try:
         return args.func(args)
+    except PeerFailed:  # another process of a torchrun job; rank 0 reports the reason
+        return 1
     except Stopped as e:
-        print(f"sei: {e}", file=sys.stderr)
+        if not under_torchrun() or os.environ.get("RANK") == "0":
+            print(f"sei: {e}", file=sys.stderr)
         return 130
     except (dataset.DataError, ModelError, RunError, ValueError, _BenchError) as e:
-        print(f"sei: error: {e}", file=sys.stderr)
+        if not under_torchrun() or os.environ.get("RANK") == "0":  # one report per torchrun job
+            print(f"sei: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

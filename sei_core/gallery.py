@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .dataset import IMAGE_EXTENSIONS
+from .dataset import IMAGE_EXTENSIONS, read_rgb, rgb_from_array
 from .labels import source_kind
 
 
@@ -59,21 +59,21 @@ class ImageSource:
         return self._array
 
     def open(self, sample_id: str, max_side: int | None = None) -> Image.Image:
-        """The image of ``sample_id`` as RGB (downscaled to ``max_side`` if given)."""
+        """The image of ``sample_id`` as upright 8-bit RGB, decoded exactly as training decodes
+        it (:func:`sei_core.dataset.to_rgb`), downscaled to ``max_side`` if given."""
         if self.kind == "npz":
             try:
                 i = int(str(sample_id).rsplit("/", 1)[-1])
                 a = self._npz()[i]
             except (ValueError, IndexError) as e:
                 raise ImageAccessError(f"no image '{sample_id}' in {self.path.name}") from e
-            im = Image.fromarray(a if a.ndim == 3 and a.shape[-1] == 3 else np.squeeze(a)).convert("RGB")
+            im = rgb_from_array(a)
         else:
             f = self.file_of(sample_id)
             try:
-                with Image.open(f) as raw:
-                    if max_side:
-                        raw.draft("RGB", (max_side, max_side))
-                    im = raw.convert("RGB")
+                im = read_rgb(f, max_side)  # the decoder training uses: same pixels, same orientation
+            except ValueError as e:  # a pixel format that cannot be shown faithfully
+                raise ImageAccessError(f"'{sample_id}' cannot be shown: {e}") from e
             except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
                 raise ImageAccessError(f"'{sample_id}' cannot be read as an image ({type(e).__name__}); "
                                        "replace the file") from e
