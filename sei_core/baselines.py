@@ -234,6 +234,9 @@ class Method:
     threshold rule of their own use the mean score of the auxiliary samples
     (:func:`sei_core.scores.aux_threshold`), as SEI does; the runs are then merged with
     :func:`sei_core.scores.combine_runs` (see :func:`sei_core.ranking.score_records`).
+    ``per_sample`` says that a sample's score depends on that sample's records only, so it
+    may be computed over ranges of samples (bounded memory at any N); set it False for a
+    score fitted on all samples at once.
     """
 
     score: Callable[[Records], np.ndarray]
@@ -241,6 +244,7 @@ class Method:
     threshold: ThresholdRule = _scores.aux_threshold
     threshold_rule: str = "mean score of the auxiliary samples"
     name: str = ""
+    per_sample: bool = True
 
     def __call__(self, records: Records) -> np.ndarray:
         return self.score(records)
@@ -317,7 +321,7 @@ METHODS: dict[str, Method] = {
         _gmm_score,
         f"small-loss GMM (as in DivideMix): clean posterior of a 2-component GMM on the mean "
         f"cross-entropy over {_ALL}, fitted on the non-auxiliary samples",
-        _half, "clean posterior < 0.5"),
+        _half, "clean posterior < 0.5", per_sample=False),
 }
 
 METHODS = {name: replace(m, name=name) for name, m in METHODS.items()}

@@ -15,7 +15,7 @@ the CLI show (suggested labels, per-epoch curves).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -23,6 +23,7 @@ import pandas as pd
 
 from .baselines import METHODS, Method, Records
 from .files import atomic_write
+from .records import EPOCH_FIELDS, sample_range
 from .runs import Run, RunError
 from .scores import combine_runs, suggested_labels
 
@@ -30,6 +31,29 @@ from .scores import combine_runs, suggested_labels
 DEFAULT_METHOD = "confidence"
 #: The paper's Signed Entropy Integral: computed and shown beside whatever method ranks.
 PAPER_METHOD = "sei"
+#: Per-sample work runs over ranges of samples with about this many (epoch, sample) cells,
+#: so memory stays bounded (~64 MB per float64 temporary) however large N is.
+CHUNK_CELLS = 1 << 23
+
+
+def _n_epochs(records) -> int:
+    return max((np.shape(records[f])[0] for f in EPOCH_FIELDS if f in records), default=1)
+
+
+def _ranges(n: int, n_epochs: int, chunk: int | None = None):
+    step = max(1, chunk or CHUNK_CELLS // max(1, n_epochs))
+    return [(a, min(a + step, n)) for a in range(0, n, step)]
+
+
+def method_scores(m: Method, records, n: int, chunk: int | None = None) -> np.ndarray:
+    """``m(records)`` as a float64 ``(N,)`` array, computed over ranges of samples when the
+    method is per-sample (the same numbers, in bounded memory)."""
+    if not m.per_sample:
+        return np.asarray(m(records), dtype=np.float64)
+    out = np.empty(n, dtype=np.float64)
+    for a, b in _ranges(n, _n_epochs(records), chunk):
+        out[a:b] = m(sample_range(records, a, b, n))
+    return out
 
 
 @dataclass
@@ -54,7 +78,8 @@ def _method(method: str | Method) -> tuple[str, Method]:
 
 
 def score_records(
-    records: Sequence[Records], is_aux: np.ndarray, method: str | Method = DEFAULT_METHOD
+    records: Sequence[Records], is_aux: np.ndarray, method: str | Method = DEFAULT_METHOD,
+    chunk: int | None = None,
 ) -> MethodScores:
     """Score every complementary run with ``method`` and merge them into one verdict per sample.
 
@@ -67,6 +92,8 @@ def score_records(
     records : one mapping per run, as described at :data:`sei_core.baselines.METHODS`.
     is_aux : (R, N) boolean, True where the sample was relabeled to the auxiliary class.
     method : a name in :data:`~sei_core.baselines.METHODS` or a :class:`~sei_core.baselines.Method`.
+    chunk : samples per range for per-sample methods (default: about :data:`CHUNK_CELLS`
+        cells per range).
     """
     name, m = _method(method)
     is_aux = np.asarray(is_aux, dtype=bool)
@@ -74,7 +101,7 @@ def score_records(
         raise ValueError(f"need one aux mask per run: {len(records)} runs, masks {is_aux.shape}")
     scores, thresholds = [], []
     for rec, aux in zip(records, is_aux):
-        s = np.asarray(m(rec), dtype=np.float64)
+        s = method_scores(m, rec, is_aux.shape[1], chunk)
         scores.append(s)
         thresholds.append(float(m.threshold(s, aux)))
     score, thr, src = combine_runs(np.stack(scores), np.array(thresholds), is_aux)
@@ -92,13 +119,17 @@ class LoadedRun:
     classes: list[str]
     labels: np.ndarray  # (N,) given label index
     runs: list[int]  # 1-based indices of the runs loaded
-    records: list[dict]  # one Records mapping per loaded run
+    records: list[Records]  # one Records mapping per loaded run (memory-mapped, read on use)
     is_aux: np.ndarray  # (R, N)
-    probs: list[np.ndarray]  # (L, N, K') probabilities of the last stored epochs, per run
+    probs: list[list[np.ndarray]]  # per run, the (N, K') float16 probabilities of the last stored epochs
 
 
 def load_run(run: Run) -> LoadedRun:
-    """Read a run's records (finished or not) into the form :func:`score_records` takes."""
+    """Open a run's records (finished or not) in the form :func:`score_records` takes.
+
+    Nothing per epoch is read here: the records are memory maps (:class:`sei_core.records.Columns`),
+    read by the methods that use them, range by range.
+    """
     cfg = run.config()
     ids, names = run.samples()
     classes = list(cfg["classes"])
@@ -114,7 +145,9 @@ def load_run(run: Run) -> LoadedRun:
         rec = store.load()
         aux = np.zeros(n, dtype=bool)
         aux[run.aux_indices(r)] = True
-        p = store.load_probs()[1][-keep_probs:]
+        p = [a for _, a in store.probs()[-keep_probs:]]
+        if not p:
+            raise RunError(f"{store.folder} has no probabilities of its last epoch; resume the run")
         rec.update(probs_last=p[-1], labels=np.where(aux, k, labels), is_aux=aux)
         usable.append(r)
         recs.append(rec)
@@ -135,9 +168,32 @@ def score_method(run: Run | LoadedRun, method: str | Method = DEFAULT_METHOD) ->
     return ms
 
 
+class _PerEpoch:
+    """Each sample's ``(T, N)`` records taken from the run that scored it, built on first use."""
+
+    def __init__(self, records: list, pick: np.ndarray, n_epochs: int):
+        self.records, self.pick, self.n_epochs = records, pick, n_epochs
+
+    def merged(self, name: str, dtype) -> np.ndarray:
+        n, t = len(self.pick), self.n_epochs
+        out = np.empty((t, n), dtype=dtype)
+        for a, b in _ranges(n, t):
+            pk = self.pick[a:b]
+            for r, rec in enumerate(self.records):
+                sel = np.flatnonzero(pk == r)
+                if sel.size:
+                    out[:, a + sel] = np.asarray(sample_range(rec, a, b, n)[name][-t:])[:, sel]
+        return out
+
+
 @dataclass
 class RunScores:
-    """Everything the CLI and the app show about a run's samples (arrays of length N)."""
+    """Everything the CLI and the app show about a run's samples (arrays of length N).
+
+    The per-epoch arrays ``signed_entropy``, ``entropy`` (float32) and ``prediction``
+    (int16), ``(T, N)`` from each sample's scoring run, are read from the records when first
+    used: the ranked table alone never reads them.
+    """
 
     ids: list[str]
     classes: list[str]
@@ -148,9 +204,6 @@ class RunScores:
     source_run: np.ndarray  # 1-based run index that scored the sample, 0 if none
     suggested: np.ndarray
     suggested_probability: np.ndarray
-    signed_entropy: np.ndarray  # (T, N) from each sample's scoring run
-    entropy: np.ndarray  # (T, N)
-    prediction: np.ndarray  # (T, N)
     epochs: int
     run_thresholds: list[float]
     method: str = DEFAULT_METHOD
@@ -159,6 +212,28 @@ class RunScores:
     sei_threshold: np.ndarray | None = None
     sei_flagged: np.ndarray | None = None
     sei_run_thresholds: list[float] | None = None
+    per_epoch: _PerEpoch | None = field(default=None, repr=False, compare=False)
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def _merged(self, name: str, dtype) -> np.ndarray:
+        if name not in self._cache:
+            self._cache[name] = self.per_epoch.merged(name, dtype)
+        return self._cache[name]
+
+    @property
+    def signed_entropy(self) -> np.ndarray:
+        """(T, N) signed entropy from each sample's scoring run."""
+        return self._merged("signed_entropy", np.float32)
+
+    @property
+    def entropy(self) -> np.ndarray:
+        """(T, N) entropy from each sample's scoring run."""
+        return self._merged("entropy", np.float32)
+
+    @property
+    def prediction(self) -> np.ndarray:
+        """(T, N) prediction from each sample's scoring run."""
+        return self._merged("prediction", np.int16)
 
     def table(self) -> pd.DataFrame:
         """The ranked table, most suspicious first (unscored samples last).
@@ -166,10 +241,11 @@ class RunScores:
         The score column is named after the method; unless the method is SEI itself, the
         paper's SEI follows as ``sei``, ``sei_threshold`` and ``sei_flagged``.
         """
+        names = np.array(list(self.classes) + [""], dtype=object)
         k = len(self.classes)
         cols = {
             "path": self.ids,
-            "given_label": [self.classes[i] for i in self.labels],
+            "given_label": names[self.labels],
             self.method: self.score,
             "threshold": self.threshold,
             "flagged": self.flagged,
@@ -177,7 +253,7 @@ class RunScores:
         if self.method != PAPER_METHOD and self.sei is not None:
             cols.update(sei=self.sei, sei_threshold=self.sei_threshold, sei_flagged=self.sei_flagged)
         cols.update({
-            "suggested_label": [self.classes[i] if 0 <= i < k else "" for i in self.suggested],
+            "suggested_label": names[np.where((self.suggested >= 0) & (self.suggested < k), self.suggested, k)],
             "suggested_probability": self.suggested_probability,
             "scored_by_run": self.source_run,
         })
@@ -185,39 +261,49 @@ class RunScores:
         return df.sort_values(self.method, kind="stable", na_position="last").reset_index(drop=True)
 
 
+def _suggested(loaded: LoadedRun, pick: np.ndarray, chunk: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`~sei_core.scores.suggested_labels` of every sample from its scoring run's last
+    epochs, over ranges of samples."""
+    n, k = len(loaded.ids), len(loaded.classes)
+    last = min(len(p) for p in loaded.probs)
+    k_out = loaded.probs[0][-1].shape[1]
+    label, prob = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.float64)
+    for a, b in _ranges(n, last * k_out, chunk):
+        pk = pick[a:b]
+        pred = np.empty((last, b - a), dtype=np.int16)
+        probs = np.empty((last, b - a, k_out), dtype=np.float32)
+        for r, (rec, plist) in enumerate(zip(loaded.records, loaded.probs)):
+            sel = np.flatnonzero(pk == r)
+            if sel.size:
+                pred[:, sel] = np.asarray(sample_range(rec, a, b, n)["prediction"][-last:])[:, sel]
+                probs[:, sel] = np.stack([p[a:b][sel] for p in plist[-last:]])
+        label[a:b], prob[a:b] = suggested_labels(pred, probs, k)
+    return label, prob
+
+
 def score_run(run: Run, method: str = DEFAULT_METHOD) -> RunScores:
     """Score a run from whatever epochs it has recorded so far (finished or not).
 
     ``method`` is any name of :data:`sei_core.baselines.METHODS` (default
-    :data:`DEFAULT_METHOD`); the paper's SEI is scored beside it (``sei*`` fields).
+    :data:`DEFAULT_METHOD`); the paper's SEI is scored beside it (``sei*`` fields). Memory
+    stays bounded at any N: the records are read range by range of samples.
     """
     loaded = load_run(run)
     ms = score_records(loaded.records, loaded.is_aux, method)
     paper = ms if ms.method == PAPER_METHOD else score_records(loaded.records, loaded.is_aux, PAPER_METHOD)
-    n, k = len(loaded.ids), len(loaded.classes)
     src = ms.source_run
-    recs = loaded.records
-    t = min(r["signed_entropy"].shape[0] for r in recs)
-    cols = np.arange(n)
+    t = min(np.shape(r["prediction"])[0] for r in loaded.records)
     pick = np.clip(src, 0, None)
-
-    def merged(field: str) -> np.ndarray:
-        return np.stack([r[field][-t:] for r in recs])[:, :, cols][pick, :, cols].T
-
-    last = min(p.shape[0] for p in loaded.probs)
-    pred_last = np.stack([r["prediction"][-last:] for r in recs])[pick, :, cols].T
-    probs_last = np.stack([p[-last:] for p in loaded.probs])[pick, :, cols].transpose(1, 0, 2)
-    suggested, sp = suggested_labels(pred_last, probs_last, k)
+    suggested, sp = _suggested(loaded, pick)
     scored = src >= 0
     return RunScores(
         ids=loaded.ids, classes=loaded.classes, labels=loaded.labels, score=ms.score,
         threshold=ms.threshold, flagged=ms.flagged,
         source_run=np.where(scored, np.array(loaded.runs)[pick], 0),
         suggested=np.where(scored, suggested, -1), suggested_probability=np.where(scored, sp, np.nan),
-        signed_entropy=merged("signed_entropy"), entropy=merged("entropy"),
-        prediction=merged("prediction"), epochs=t, run_thresholds=ms.run_thresholds, method=ms.method,
+        epochs=t, run_thresholds=ms.run_thresholds, method=ms.method,
         sei=paper.score, sei_threshold=paper.threshold, sei_flagged=paper.flagged,
-        sei_run_thresholds=paper.run_thresholds,
+        sei_run_thresholds=paper.run_thresholds, per_epoch=_PerEpoch(loaded.records, pick, t),
     )
 
 

@@ -8,11 +8,12 @@ Layout of ``runs/<name>/``::
     log.txt         the training process's output
     cache/          decoded images (uint8), shared by the complementary runs and resumes
     run1/, run2/    one folder per complementary run: aux.npy (its auxiliary samples),
-                    records (epoch_XXXX.npz, probs_XXXX.npy), checkpoint.pt, done
+                    records/ (columnar, see :mod:`sei_core.records`), checkpoint.pt, done
     scores.csv      the ranked table, written when training finishes
 
-Every file is replaced atomically, so a reader never sees half a file and a killed
-process leaves the last complete epoch behind. A lock file held by the training process
+Every file is replaced atomically (the record columns are filled in place, and an epoch
+counts once the records' manifest is replaced), so a reader never sees half a file and a
+killed process leaves the last complete epoch behind. A lock file held by the training process
 tells whether it is alive: a run whose status says "running" but whose lock is free was
 killed (state "interrupted") and can be resumed.
 """
@@ -91,7 +92,12 @@ class Run:
         return self.path / f"run{index}"
 
     def records(self, index: int, keep_probs: int = 5) -> RecordStore:
-        return RecordStore(self.sub_run(index) / "records", keep_probs)
+        """The record store of complementary run ``index``, sized for the configured epochs."""
+        try:
+            epochs = int(json.loads((self.path / "config.json").read_text())["epochs"])
+        except (FileNotFoundError, KeyError, ValueError, TypeError):
+            epochs = None
+        return RecordStore(self.sub_run(index) / "records", keep_probs, capacity=epochs)
 
     def n_sub_runs(self) -> int:
         return int(self.config().get("runs", 2))
