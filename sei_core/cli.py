@@ -229,6 +229,43 @@ def cmd_models(a) -> int:
     return 0
 
 
+def cmd_weights(a) -> int:
+    """Where pretrained weights are kept, which tags a model has, and fetching one."""
+    from . import models
+
+    folder = models.weights_dir()
+    if a.fetch:
+        if not a.model:
+            raise ModelError("name the model whose weights to fetch, e.g. `sei weights RN50 --fetch openai`")
+        print(f"{a.model} {a.fetch}: {models.fetch_weights(a.model, a.fetch)}")
+        return 0
+    print(f"weights folder: {folder} (set ${models.WEIGHTS_ENV} to move it)")
+    if not a.model:
+        files = sorted(p for p in folder.glob("*/*") if p.is_file() and not p.name.endswith(".part"))
+        for f in files:
+            print(f"  {f.parent.name:16s} {f.stem:24s} {f.stat().st_size / 1e6:8.1f} MB  {f}")
+        if not files:
+            print("  (empty)")
+        print("`sei weights MODEL` lists a model's pretrained tags; `--fetch TAG` downloads one.")
+        return 0
+    if a.model not in models.available_models():
+        raise ModelError(f"unknown model {a.model!r}; `sei models` lists them")
+    tags = models.known_weights(a.model)
+    if not tags:
+        print(f"{a.model} has no pretrained tags: train it from random weights (--weights none) or pass a "
+              "checkpoint file (--weights /path/to/file)")
+        return 0
+    for tag in tags:
+        have = models.weights_file(a.model, tag)
+        if have:
+            print(f"  {tag:24s} cached      {have}")
+        else:
+            print(f"  {tag:24s} not cached  `sei weights {a.model} --fetch {tag}`, or offline copy "
+                  f"{models.weights_source(a.model, tag)} to {models.weights_target(a.model, tag)}")
+    print(f"use one with: sei train DATA --out RUN --model {a.model} --weights {tags[0]}")
+    return 0
+
+
 def cmd_sample_data(a) -> int:
     from sample_data.make_sample_data import generate
 
@@ -339,6 +376,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="train")
     p.add_argument("--max-pixels", type=int, default=dataset.DEFAULT_MAX_PIXELS)
     sub.add_parser("models", help="list the model names")
+    p = sub.add_parser("weights", help="pretrained weights: where they are kept, a model's tags, fetch one",
+                       description="Pretrained weights are kept in one folder (~/.cache/sei-review/weights, or "
+                                   "$SEI_WEIGHTS_DIR), one file per model and tag, e.g. RN50/openai.bin. "
+                                   "Without internet, copy the file named by `sei weights MODEL` there.")
+    p.add_argument("model", nargs="?", help="a model name (see `sei models`); without it: the cached files")
+    p.add_argument("--fetch", metavar="TAG", help="download this tag of MODEL into the weights folder")
     p = sub.add_parser("demo", help="train on the bundled sample data (cpu-demo preset) and show the flags")
     p.add_argument("--out", default="runs/sample")
     p.add_argument("--no-progress", action="store_true")
@@ -346,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None)
     _bench_parser(sub)
     for name, fn in [("train", cmd_train), ("resume", cmd_resume), ("status", cmd_status), ("flags", cmd_flags),
-                     ("stop", cmd_stop), ("validate", cmd_validate), ("models", cmd_models),
+                     ("stop", cmd_stop), ("validate", cmd_validate), ("models", cmd_models), ("weights", cmd_weights),
                      ("sample-data", cmd_sample_data), ("demo", cmd_demo), ("bench", cmd_bench)]:
         sub.choices[name].set_defaults(func=fn)
     return parser
