@@ -307,7 +307,8 @@ def _train_one(run: Run, config: TrainConfig, prep: Prepared, aux: np.ndarray, i
     epoch_times = [h["seconds"] for h in history]
     # batches still to train in this whole run (this sub-run and the complementary ones after it)
     batches_left = (config.epochs - start_epoch + 1 + (config.runs - index) * config.epochs) * n_batches
-    early = EarlyEstimate(batches_left) if not epoch_times else None
+    sync = torch.cuda.synchronize if device.type == "cuda" else None  # GPU work is asynchronous
+    early = EarlyEstimate(batches_left, sync=sync) if not epoch_times else None
     try:
         for epoch in range(start_epoch, config.epochs + 1):
             t0 = time.time()
@@ -366,9 +367,11 @@ def _train_one(run: Run, config: TrainConfig, prep: Prepared, aux: np.ndarray, i
 class EarlyEstimate:
     """The training time left, estimated from the first batches of a run (before any epoch
     has finished): the mean time of batches 2 … ``measure + 1`` (the first one pays for
-    warm-up) times the batches left."""
+    warm-up) times the batches left. ``sync`` waits for queued device work before a clock
+    is read (``torch.cuda.synchronize``; twice per run)."""
 
-    def __init__(self, batches_left: int, measure: int = 5):
+    def __init__(self, batches_left: int, measure: int = 5, sync: Callable[[], None] | None = None):
+        self.sync = sync
         self.left = batches_left
         self.measure = max(1, min(measure, batches_left - 1))
         self.count = 0
@@ -379,6 +382,9 @@ class EarlyEstimate:
     def batch_done(self) -> float | None:
         """Call after each batch; returns the estimate (seconds) once, when it is known."""
         self.count += 1
+        if self.count == 1 or self.count - 1 >= self.measure:
+            if self.sync is not None:
+                self.sync()
         if self.count == 1:
             self.t_first = time.perf_counter()
             return None
