@@ -273,16 +273,15 @@ def _check_bench_json(bench_dir: Path, spec: BenchSpec) -> None:
 
 
 def _train_config(spec: BenchSpec, data: Path, seed: int, source: Source, bench_dir: Path):
-    from .train import TrainConfig
+    from .config import TrainConfig
 
     kw = {k: v for k, v in spec.train.items() if k not in ("data", "seed")}
     kw.setdefault("cache_dir", str(bench_dir / "cache"))
     kw["classes"] = list(source.classes)  # the clean data's classes, whatever the noise
-    # the noisy label file lives in the bench, away from the data's prompts.json
-    kw["template"] = kw.get("template") or source.prompts.template
-    kw["aux_prompt"] = kw.get("aux_prompt") or source.prompts.aux_prompt
-    kw["per_class_prompts"] = {**source.prompts.per_class, **(kw.get("per_class_prompts") or {})}
-    return TrainConfig(data=str(data), seed=seed, **kw)
+    config = TrainConfig(data=str(data), seed=seed, **kw)
+    # the noisy label file lives in the bench, away from the data's prompts.json: fix them here
+    p = config.resolve_prompts(source.prompts)
+    return dataclasses.replace(config, template=p.template, aux_prompt=p.aux_prompt, per_class_prompts=p.per_class)
 
 
 def reference_confusion(source: Source, seed: int, spec: BenchSpec, bench_dir: Path,

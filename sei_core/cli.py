@@ -16,15 +16,18 @@ from . import dataset, jobs
 from .models import ModelError, available_models
 from .runs import Run, RunError
 from .bench import BenchError as _BenchError
-from .train import PAPER_EPOCHS, PRESETS, PeerFailed, Stopped, TrainConfig, train, under_torchrun
+from .config import PAPER_EPOCHS, PRESETS, TrainConfig, choose_preset, preset_settings
+from .train import PeerFailed, Stopped, train, under_torchrun
 
 DEFAULTS = TrainConfig(data="")
 
 
 def _train_parser(sub) -> None:
-    p = sub.add_parser("train", help="train on a data set and record SEI (paper defaults)",
+    p = sub.add_parser("train", help="train on a data set and record SEI (settings chosen for this machine)",
                        description="Train on DATA (a CSV label file, a class-per-folder image folder, "
-                                   "or a MedMNIST .npz) and write a run directory.")
+                                   "or a MedMNIST .npz) and write a run directory. Without --preset, the "
+                                   "settings fit the device found: the paper's (CLIP RN50 from OpenAI's "
+                                   "weights, 224 px) on a GPU, a small model at 32 px on a CPU.")
     p.add_argument("data", help="label CSV, image folder or .npz file")
     p.add_argument("--out", required=True, help="run directory to create, e.g. runs/first")
     add_training_options(p)
@@ -38,14 +41,17 @@ def _train_parser(sub) -> None:
 
 def add_training_options(p: argparse.ArgumentParser) -> None:
     """The training options shared by `sei train` and `sei bench` (model, budget, schedule …)."""
-    p.add_argument("--preset", choices=sorted(PRESETS), default="paper",
-                   help="start from these settings (options given explicitly override them): "
-                        + "; ".join(f"{k}: {v or 'the paper defaults'}" for k, v in PRESETS.items()))
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="start from these settings (options given explicitly override them); default: "
+                        "'paper' on a CUDA/MPS GPU, 'cpu' otherwise. "
+                        + "; ".join(f"{k}: {v.summary()}" for k, v in PRESETS.items()))
     p.add_argument("--model", default=DEFAULTS.model,
-                   help="open_clip model name (ViT-B-16, RN50, SEI-Tiny-ViT, …) or resnet18/resnet50/vit_b_16 "
-                        "(default %(default)s; `sei models` lists them)")
+                   help="open_clip model name (RN50, ViT-B-16, SEI-Tiny-RN, …) or resnet18/resnet50/vit_b_16 "
+                        "(default: the preset's; `sei models` lists them)")
     p.add_argument("--weights", default=None,
-                   help="none (random init, default), a local checkpoint file, or an open_clip pretrained tag")
+                   help="none (random init), a local checkpoint file, or a pretrained tag of the model such "
+                        "as openai (`sei weights MODEL` lists them and where they are cached); default: the "
+                        "preset's when its model is used, none with another --model")
     p.add_argument("--image-size", type=int, default=DEFAULTS.image_size)
     p.add_argument("--epochs", type=int, default=DEFAULTS.epochs)
     p.add_argument("--lr", type=float, default=DEFAULTS.lr)
@@ -79,12 +85,27 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-pixels", type=int, default=DEFAULTS.max_pixels)
 
 
-def _apply_preset(parser: argparse.ArgumentParser, a: argparse.Namespace, argv: list[str]) -> None:
-    """Preset values replace defaults, never options the user typed."""
-    for key, value in PRESETS.get(getattr(a, "preset", "paper"), {}).items():
-        flag = "--" + key.replace("_", "-")
-        if not any(x == flag or x.startswith(flag + "=") for x in argv):
+def _typed(argv: list[str], key: str) -> bool:
+    flag = "--" + key.replace("_", "-")
+    return any(x == flag or x.startswith(flag + "=") for x in argv)
+
+
+def _apply_preset(a: argparse.Namespace, argv: list[str]) -> str | None:
+    """Fill in the preset's values where the user typed no option; without ``--preset``, the
+    preset :func:`~sei_core.config.choose_preset` picks for the device. A preset's weights go
+    with its model only: with another ``--model`` the weights are none unless ``--weights``
+    is given. Returns the sentence that explains an automatic choice (None for ``--preset``)."""
+    note = None
+    if a.preset is None:
+        choice = choose_preset(a.device)
+        a.preset, note = choice.preset, choice.message()
+    settings = preset_settings(a.preset)
+    if _typed(argv, "model") and a.model != settings["model"]:
+        settings.pop("weights", None)
+    for key, value in settings.items():
+        if not _typed(argv, key):
             setattr(a, key, value)
+    return note
 
 
 def training_settings(a: argparse.Namespace) -> dict:
@@ -273,6 +294,43 @@ def cmd_models(a) -> int:
     return 0
 
 
+def cmd_weights(a) -> int:
+    """Where pretrained weights are kept, which tags a model has, and fetching one."""
+    from . import models
+
+    folder = models.weights_dir()
+    if a.fetch:
+        if not a.model:
+            raise ModelError("name the model whose weights to fetch, e.g. `sei weights RN50 --fetch openai`")
+        print(f"{a.model} {a.fetch}: {models.fetch_weights(a.model, a.fetch)}")
+        return 0
+    print(f"weights folder: {folder} (set ${models.WEIGHTS_ENV} to move it)")
+    if not a.model:
+        files = sorted(p for p in folder.glob("*/*") if p.is_file() and not p.name.endswith(".part"))
+        for f in files:
+            print(f"  {f.parent.name:16s} {f.stem:24s} {f.stat().st_size / 1e6:8.1f} MB  {f}")
+        if not files:
+            print("  (empty)")
+        print("`sei weights MODEL` lists a model's pretrained tags; `--fetch TAG` downloads one.")
+        return 0
+    if a.model not in models.available_models():
+        raise ModelError(f"unknown model {a.model!r}; `sei models` lists them")
+    tags = models.known_weights(a.model)
+    if not tags:
+        print(f"{a.model} has no pretrained tags: train it from random weights (--weights none) or pass a "
+              "checkpoint file (--weights /path/to/file)")
+        return 0
+    for tag in tags:
+        have = models.weights_file(a.model, tag)
+        if have:
+            print(f"  {tag:24s} cached      {have}")
+        else:
+            print(f"  {tag:24s} not cached  `sei weights {a.model} --fetch {tag}`, or offline copy "
+                  f"{models.weights_source(a.model, tag)} to {models.weights_target(a.model, tag)}")
+    print(f"use one with: sei train DATA --out RUN --model {a.model} --weights {tags[0]}")
+    return 0
+
+
 def cmd_sample_data(a) -> int:
     from sample_data.make_sample_data import generate
 
@@ -289,12 +347,12 @@ def cmd_demo(a) -> int:
         generate()
     run = Run(a.out)
     if not run.exists():
-        config = TrainConfig(data=str(labels), **PRESETS["cpu-demo"])
+        config = TrainConfig(data=str(labels), **preset_settings("cpu-demo"))
         train(config, run.path, progress_bar=not a.no_progress)
     elif run.status().get("state") != "finished":
         train(TrainConfig(data=""), run.path, resume=True, progress_bar=not a.no_progress)
     _print_summary(run)
-    return cmd_flags(argparse.Namespace(run=str(run.path), all=False, top=15, out=None))
+    return cmd_flags(argparse.Namespace(run=str(run.path), all=False, top=15, out=None, method=None))
 
 
 def _bench_parser(sub) -> None:
@@ -383,6 +441,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="train")
     p.add_argument("--max-pixels", type=int, default=dataset.DEFAULT_MAX_PIXELS)
     sub.add_parser("models", help="list the model names")
+    p = sub.add_parser("weights", help="pretrained weights: where they are kept, a model's tags, fetch one",
+                       description="Pretrained weights are kept in one folder (~/.cache/sei-review/weights, or "
+                                   "$SEI_WEIGHTS_DIR), one file per model and tag, e.g. RN50/openai.bin. "
+                                   "Without internet, copy the file named by `sei weights MODEL` there.")
+    p.add_argument("model", nargs="?", help="a model name (see `sei models`); without it: the cached files")
+    p.add_argument("--fetch", metavar="TAG", help="download this tag of MODEL into the weights folder")
     p = sub.add_parser("demo", help="train on the bundled sample data (cpu-demo preset) and show the flags")
     p.add_argument("--out", default="runs/sample")
     p.add_argument("--no-progress", action="store_true")
@@ -390,7 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None)
     _bench_parser(sub)
     for name, fn in [("train", cmd_train), ("resume", cmd_resume), ("status", cmd_status), ("flags", cmd_flags),
-                     ("stop", cmd_stop), ("validate", cmd_validate), ("models", cmd_models),
+                     ("stop", cmd_stop), ("validate", cmd_validate), ("models", cmd_models), ("weights", cmd_weights),
                      ("sample-data", cmd_sample_data), ("demo", cmd_demo), ("bench", cmd_bench)]:
         sub.choices[name].set_defaults(func=fn)
     return parser
@@ -401,9 +465,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     args.argv = argv
-    if args.command in ("train", "bench"):
-        _apply_preset(parser, args, argv)
     try:
+        if args.command in ("train", "bench"):
+            note = _apply_preset(args, argv)
+            if note:
+                print(f"sei: {note}", file=sys.stderr)
         return args.func(args)
     except PeerFailed:  # another process of a torchrun job; rank 0 reports the reason
         return 1

@@ -103,11 +103,7 @@ def cross_val_probs(
         keep = [i for i in range(len(data)) if data.where(i) not in bad]
         data, rows = ds_mod.subset(data, keep), np.asarray(keep, dtype=np.int64)
     n, k = len(data), len(data.classes)
-    base = data.prompts()
-    prompts = ds_mod.Prompts(template=config.template or base.template,
-                             aux_prompt=config.aux_prompt or base.aux_prompt,
-                             per_class={**base.per_class, **config.per_class_prompts})
-    class_prompts = prompts.for_classes(data.classes)[:k]  # no auxiliary class here
+    class_prompts = config.resolve_prompts(data.prompts()).for_classes(data.classes)[:k]  # no auxiliary class here
 
     fold_file = out / "folds.npy"
     if fold_file.is_file() and len(np.load(fold_file)) == n:

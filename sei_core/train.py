@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -33,115 +33,13 @@ import torch.nn.functional as F
 
 from . import dataset as ds_mod
 from . import feed as feed_mod
+# the configuration moved to sei_core.config; these names stay importable from here
+from .config import PAPER_EPOCHS, PAPER_MILESTONES, PRESETS, TrainConfig, pick_device  # noqa: F401
 from .models import ModelError, build_model
 from .files import atomic_write
 from .records import Recorder
 from .runs import Run, RunError, now
 from .scores import choose_aux_sets
-
-PAPER_EPOCHS = 150
-PAPER_MILESTONES = (75, 115)
-
-
-#: Named sets of overrides. "cpu-demo" trains the sample data end to end in about a minute
-#: on a 2-core CPU: a small CLIP (ResNet image tower) at 32 px with a higher learning rate.
-PRESETS: dict[str, dict] = {
-    "paper": {},
-    "cpu-demo": dict(model="SEI-Tiny-RN", image_size=32, epochs=30, batch_size=32, lr=0.02),
-}
-
-
-@dataclass
-class TrainConfig:
-    """Everything a run needs; defaults are the paper's (SGD, 150 epochs, lr 1e-3 …)."""
-
-    data: str
-    split: str = "train"
-    model: str = "ViT-B-16"
-    weights: str | None = None
-    image_size: int = 224
-    epochs: int = PAPER_EPOCHS
-    lr: float = 1e-3
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    batch_size: int = 128
-    #: epochs after which lr is multiplied by ``gamma``; None scales the paper's 75/115 of 150
-    milestones: list[int] | None = None
-    gamma: float = 0.1
-    seed: int = 0
-    device: str = "auto"
-    workers: int = 4
-    amp: bool = True
-    runs: int = 2
-    record: str = "train"  # "train": the training forward pass; "eval": an extra clean pass
-    keep_probs: int = 5
-    augment: str = "paper"  # "paper": random resized crop + flips; "flip"; "none"
-    template: str | None = None
-    aux_prompt: str | None = None
-    per_class_prompts: dict = field(default_factory=dict)
-    skip_unreadable: bool = False
-    max_pixels: int = ds_mod.DEFAULT_MAX_PIXELS
-    #: folder of the decoded-image cache; None keeps it in the run's ``cache/``. Runs on the
-    #: same images (benchmark cells) can share one folder and decode only once.
-    cache_dir: str | None = None
-    #: the class list, in output order; None: the sorted labels found in the data. A
-    #: benchmark fixes it so that every noisy copy of a data set has the same classes.
-    classes: list[str] | None = None
-    #: host memory the decoded images may take in RAM ("512M", "4G"); None: half the memory
-    #: available at start, shared by the processes of this machine. Larger caches are read
-    #: through a memory map (see sei_core.feed).
-    memory_budget: str | None = None
-    #: processes (GPUs) on this machine; > 1 makes ``sei train``/``sei resume`` start torchrun
-    nproc_per_node: int = 1
-
-    def resolved_milestones(self) -> list[int]:
-        if self.milestones is not None:
-            return sorted(int(m) for m in self.milestones)
-        return [max(1, round(self.epochs * m / PAPER_EPOCHS)) for m in PAPER_MILESTONES]
-
-    def validate(self) -> None:
-        problems = []
-        if self.epochs < 1:
-            problems.append("epochs must be at least 1")
-        if self.batch_size < 2:
-            problems.append("batch size must be at least 2")
-        if self.image_size < 8:
-            problems.append("image size must be at least 8 pixels")
-        if self.lr <= 0:
-            problems.append("learning rate must be positive")
-        if self.runs < 1:
-            problems.append("runs must be 1 (single) or more (complementary)")
-        if self.record not in ("train", "eval"):
-            problems.append("record must be 'train' or 'eval'")
-        if self.augment not in ("paper", "flip", "none"):
-            problems.append("augment must be 'paper', 'flip' or 'none'")
-        if self.nproc_per_node < 1:
-            problems.append("nproc-per-node must be at least 1")
-        try:
-            feed_mod.memory_budget(self.memory_budget)
-        except ValueError as e:
-            problems.append(str(e))
-        if problems:
-            raise ValueError("; ".join(problems))
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
-
-def pick_device(requested: str = "auto") -> torch.device:
-    """CUDA if present, then Apple MPS, then CPU; or exactly what was asked for."""
-    if requested != "auto":
-        dev = torch.device(requested)
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise RunError("device 'cuda' was requested but PyTorch sees no CUDA GPU; use --device cpu")
-        return dev
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 def augment_batch(x: torch.Tensor, mode: str, gen: torch.Generator, rand: torch.Tensor | None = None) -> torch.Tensor:
@@ -340,10 +238,7 @@ def prepare(config: TrainConfig, run: Run, log: Callable[[str], None] = print) -
             raise RunError(f"the data changed since this run started ({len(ids)} samples then, {len(data.ids)} "
                            f"now, {changed} differ); a resumed run must see the same samples and labels. "
                            "Start a new run on the current data instead")
-    base = data.prompts()
-    prompts = ds_mod.Prompts(template=config.template or base.template,
-                             aux_prompt=config.aux_prompt or base.aux_prompt,
-                             per_class={**base.per_class, **config.per_class_prompts})
+    prompts = config.resolve_prompts(data.prompts())
     cfg = run.config()
     cfg.update(classes=data.classes, prompts=prompts.for_classes(data.classes), n_samples=len(data))
     run.write_config(cfg)
@@ -560,6 +455,8 @@ def _train_one(run: Run, config: TrainConfig, prep: Prepared, aux: np.ndarray, i
     torch.manual_seed(config.seed * 1000 + index)
     model = build_model(config.model, prep.prompts, weights=config.weights,
                         image_size=config.image_size).to(device)
+    if main:
+        _record_weights(run, model.weights_info, say)
     opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                           weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=config.resolved_milestones(),
@@ -620,6 +517,10 @@ def _train_one(run: Run, config: TrainConfig, prep: Prepared, aux: np.ndarray, i
         bar = tqdm(total=(config.epochs - start_epoch + 1) * n_batches, unit="batch", file=sys.stderr,
                    desc=f"run {index}/{config.runs}", dynamic_ncols=True)
     epoch_times = [h["seconds"] for h in history]
+    # batches still to train in this whole run (this sub-run and the complementary ones after it)
+    batches_left = (config.epochs - start_epoch + 1 + (config.runs - index) * config.epochs) * n_batches
+    sync = torch.cuda.synchronize if device.type == "cuda" else None  # GPU work is asynchronous
+    early = EarlyEstimate(batches_left, sync=sync) if main and not epoch_times else None
     try:
         for epoch in range(start_epoch, config.epochs + 1):
             t0 = time.time()
@@ -630,6 +531,14 @@ def _train_one(run: Run, config: TrainConfig, prep: Prepared, aux: np.ndarray, i
             def on_batch() -> None:
                 if bar is not None:
                     bar.update(1)
+                if early is not None and not early.done:
+                    eta = early.batch_done()
+                    if eta is not None:
+                        run.update_status(eta_seconds=eta, eta_from="first batches")
+                        msg = (f"estimated training time: about {_fmt_duration(eta)} "
+                               f"({config.runs - index + 1} × {config.epochs} epochs of {n_batches} batches, "
+                               f"{early.seconds_per_batch:.2f} s per batch so far)")
+                        say(msg)
                 _any_stop(d, device)
 
             loss_v, acc_v = step.epoch(feed, y_all, perm, n_batches,
@@ -659,7 +568,7 @@ def _train_one(run: Run, config: TrainConfig, prep: Prepared, aux: np.ndarray, i
             eta = float(np.mean(epoch_times[-5:])) * remaining
             all_history = [h for h in run.status().get("history", []) if h["run"] != index] + history
             run.update_status(epoch=epoch, run_index=index, loss=loss_v, accuracy=acc_v, eta_seconds=eta,
-                              history=all_history, phase=f"training run {index}/{config.runs}")
+                              eta_from="epoch times", history=all_history, phase=f"training run {index}/{config.runs}")
             if bar is not None:
                 bar.set_postfix(loss=f"{loss_v:.3f}", acc=f"{acc_v:.3f}")
             else:
@@ -676,6 +585,57 @@ def _train_one(run: Run, config: TrainConfig, prep: Prepared, aux: np.ndarray, i
         import torch.distributed as dist
 
         dist.barrier()
+
+
+class EarlyEstimate:
+    """The training time left, estimated from the first batches of a run (before any epoch
+    has finished): the mean time of batches 2 … ``measure + 1`` (the first one pays for
+    warm-up) times the batches left. ``sync`` waits for queued device work before a clock
+    is read (``torch.cuda.synchronize``; twice per run)."""
+
+    def __init__(self, batches_left: int, measure: int = 5, sync: Callable[[], None] | None = None):
+        self.sync = sync
+        self.left = batches_left
+        self.measure = max(1, min(measure, batches_left - 1))
+        self.count = 0
+        self.t_first: float | None = None
+        self.seconds_per_batch = float("nan")
+        self.done = batches_left < 2
+
+    def batch_done(self) -> float | None:
+        """Call after each batch; returns the estimate (seconds) once, when it is known."""
+        self.count += 1
+        if self.count == 1 or self.count - 1 >= self.measure:
+            if self.sync is not None:
+                self.sync()
+        if self.count == 1:
+            self.t_first = time.perf_counter()
+            return None
+        if self.count - 1 < self.measure:
+            return None
+        self.done = True
+        self.seconds_per_batch = (time.perf_counter() - self.t_first) / (self.count - 1)
+        return self.seconds_per_batch * (self.left - self.count)
+
+
+def _fmt_duration(seconds: float) -> str:
+    s = int(round(seconds))
+    if s >= 3600:
+        return f"{s // 3600} h {s % 3600 // 60:02d} min"
+    return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
+
+
+def _record_weights(run: Run, info: dict, say: Callable[[str], None]) -> None:
+    """Write what the model was initialised from into the run's config and status."""
+    cfg = run.config()
+    if cfg.get("weights_loaded") != info:
+        cfg["weights_loaded"] = info
+        run.write_config(cfg)
+    run.update_status(weights_loaded=info)
+    if info.get("source") == "random":
+        say("model initialised from random weights")
+    else:
+        say(f"model initialised from {info.get('tag') or 'the file'} {info['file']} (sha256 {info['sha256']}…)")
 
 
 def _detached_copy(obj):

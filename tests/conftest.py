@@ -4,6 +4,8 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a hub download attempt must fail at once
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# pretrained weights: an empty folder of the test session's own, never the user's cache
+os.environ.setdefault("SEI_WEIGHTS_DIR", __import__("tempfile").mkdtemp(prefix="sei-weights-"))
 
 from pathlib import Path  # noqa: E402
 
