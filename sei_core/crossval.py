@@ -135,6 +135,28 @@ def cross_val_probs(
                           probs=probs, fold=fold, seconds=seconds)
 
 
+def saved_probs(out: str | Path, n: int) -> np.ndarray | None:
+    """The out-of-sample probabilities a finished :func:`cross_val_probs` saved in ``out``
+    (rows in the data file's order), or None while any fold is missing."""
+    out = Path(out)
+    fold_file = out / "folds.npy"
+    if not fold_file.is_file():
+        return None
+    fold = np.load(fold_file)
+    if len(fold) != n:
+        return None
+    probs = None
+    for f in range(int(fold.max()) + 1):
+        path = out / f"fold_{f + 1}.npz"
+        if not path.is_file():
+            return None
+        with np.load(path) as z:
+            if probs is None:
+                probs = np.zeros((n, z["probs"].shape[1]))
+            probs[z["idx"]] = z["probs"]
+    return probs
+
+
 def _fit_predict(config: TrainConfig, prompts: list[str], images: np.ndarray, labels: np.ndarray,
                  train_idx: np.ndarray, test_idx: np.ndarray, device: torch.device, f: int) -> np.ndarray:
     """Train on ``train_idx`` with the schedule of ``config``; softmax of ``test_idx``."""
