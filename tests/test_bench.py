@@ -256,3 +256,24 @@ def test_score_run_accepts_a_method(tiny_bench, tiny_data):
 
     assert auroc(a.score, truth) == pytest.approx(rows.loc["aum", "auroc"])
     assert set(METHODS) <= set(method_names())
+
+
+def test_results_api_reads_a_bench_folder_without_knowing_its_layout(tmp_path):
+    assert bench.settings(tmp_path) == {} and bench.load_counts(tmp_path).empty
+    before = bench.stamp(tmp_path)
+    cell = bench.cell_folder(tmp_path, "d", "symmetric", 0.2, 0)
+    rows = pd.DataFrame([{"dataset": "d", "noise": "symmetric", "rate": 0.2, "seed": 0, "method": "sei", "f1": 0.5}])
+    bench.results.write_csv(rows, cell / "results.csv")
+    counts = pd.DataFrame([
+        {"dataset": "d", "noise": "symmetric", "rate": 0.2, "seed": 0, "estimator": "bbe", "scores": "confidence",
+         "count": 110.0, "low": 90.0, "high": 130.0, "n_noisy": 100, "n_samples": 500},
+        {"dataset": "d", "noise": "symmetric", "rate": 0.4, "seed": 0, "estimator": "bbe", "scores": "confidence",
+         "count": 150.0, "low": 160.0 - 20, "high": 170.0, "n_noisy": 200, "n_samples": 500}])
+    bench.results.write_csv(counts[:1], cell / "counts.csv")
+    bench.results.write_csv(counts[1:], bench.cell_folder(tmp_path, "d", "symmetric", 0.4, 0) / "counts.csv")
+    assert bench.stamp(tmp_path) != before
+    assert bench.load_results(tmp_path)["method"].tolist() == ["sei"]
+    assert len(bench.load_counts(tmp_path)) == 2
+    t = bench.count_errors_table(bench.load_counts(tmp_path)).iloc[0]
+    assert t["cells"] == 2 and t["mare"] == pytest.approx((0.1 + 0.25) / 2)
+    assert t["bias"] == pytest.approx((0.1 - 0.25) / 2) and t["within_15"] == 1 and t["covered"] == 1
