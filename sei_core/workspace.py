@@ -241,7 +241,7 @@ def load_truth(data_path: str | Path, ids: list[str]) -> np.ndarray | None:
     """Boolean ``is_noisy`` per sample id from the data set's truth file, or None.
 
     The truth file has columns ``path`` and ``is_noisy`` (1/0 or True/False), as written
-    by ``sample_data/make_sample_data.py`` and :func:`sei_core.noise.write_noisy_label_file`.
+    by ``sample_data/make_sample_data.py`` and :func:`sei_core.bench.noise.write_noisy_label_file`.
     Returns None when there is no truth file or it does not cover every sample.
     """
     f = truth_file(data_path)

@@ -9,7 +9,7 @@ import pytest
 
 from sei_core import bench, cli
 from sei_core.methods import COUNT_ESTIMATOR, COUNT_METHOD, METHODS, method_names
-from sei_core.crossval import stratified_folds
+from sei_core.bench.crossval import stratified_folds
 from sei_core.ranking import score_records
 from sei_core.runs import Run
 

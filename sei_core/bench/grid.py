@@ -63,7 +63,7 @@ from ..count import cleanlab_count
 from ..methods import METHODS, method_names, split_variant, threshold_text, variant
 from ..metrics import detection_report
 from ..runs import Run
-from ..noise import confusion_calibrated_noise, confusion_matrix, symmetric_noise, write_noisy_label_file
+from .noise import confusion_calibrated_noise, confusion_matrix, symmetric_noise, write_noisy_label_file
 from .results import COUNT_COLUMNS, RESULT_COLUMNS, write_csv as _write_csv, write_report, write_results
 
 NOISE_TYPES = ("symmetric", "confusion")
@@ -288,7 +288,7 @@ def reference_confusion(source: Source, seed: int, spec: BenchSpec, bench_dir: P
     ``T_ab`` is the rate at which class ``a`` is mistaken for ``b`` on unseen images.
     Cached in ``reference/<dataset>/seed<seed>/confusion.npy``.
     """
-    from ..crossval import cross_val_probs
+    from .crossval import cross_val_probs
 
     folder = bench_dir / "reference" / source.name / f"seed{seed}"
     path = folder / "confusion.npy"
@@ -403,7 +403,7 @@ def run_cell(cell: Cell, source: Source, spec: BenchSpec, bench_dir: Path,
         save(rows)
 
     if "confident_learning" in todo:
-        from ..crossval import cross_val_probs
+        from .crossval import cross_val_probs
 
         log(f"{cell.key}: {spec.folds}-fold cross-validation for confident learning")
         cv = cross_val_probs(config, spec.folds, folder / "cv", classes=source.classes, log=log)
@@ -434,7 +434,7 @@ def cell_counts(folder: str | Path, base: dict | None = None) -> pd.DataFrame:
     methods' scores, cleanlab's calibrated count on the run's recorded (in-sample)
     probabilities and, once its cross-validation is complete, on the out-of-sample ones.
     Reads the cell's ``run/``, ``truth.csv`` and ``cv/``; trains nothing."""
-    from ..crossval import saved_probs
+    from .crossval import saved_probs
     from ..ranking import count_errors, load_run
 
     folder = Path(folder)

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .files import atomic_write_bytes
+from ..files import atomic_write_bytes
 
 #: Tolerance on a confusion-matrix row summing to 1.
 _ROW_SUM_TOL = 1e-6

@@ -23,10 +23,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import dataset as ds_mod
-from .models import build_model
-from .files import atomic_write
-from .train import Stepper, TrainConfig, _batches, _gather, _images_on, pick_device
+from .. import dataset as ds_mod
+from ..models import build_model
+from ..files import atomic_write
+from ..train import Stepper, TrainConfig, _batches, _gather, _images_on, pick_device
 
 
 @dataclass
