@@ -29,7 +29,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sei_core import noise  # noqa: E402
+from sei_core.bench import noise  # noqa: E402
 from sei_core.bench import stratified_subset  # noqa: E402
 from sei_core.metrics import precision_recall_f1  # noqa: E402
 from sei_core.ranking import DEFAULT_METHOD, score_run  # noqa: E402

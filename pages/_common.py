@@ -17,7 +17,7 @@ from sei_core import workspace
 from sei_core.dataset import DataError, LabeledImages, load
 from sei_core.gallery import ImageAccessError, ImageSource
 from sei_core.models import ModelError
-from sei_core.ranking import DEFAULT_METHOD, PAPER_METHOD  # noqa: F401  (re-exported for the pages)
+from sei_core.methods import DEFAULT_METHOD, DISPLAY_NAMES, PAPER_METHOD, display_name  # noqa: F401  (re-exported for the pages)
 from sei_core.review import ReviewError
 from sei_core.runs import Run, RunError
 
@@ -145,12 +145,9 @@ def scores_of(run: Run, method: str = DEFAULT_METHOD):
     return _scores(str(run.path), workspace.run_stamp(run), method)
 
 
-#: How the pages name a ranking score.
-SCORE_NAMES = {"sei": "SEI", "confidence": "Confidence", "aum": "AUM", "sci": "SCI"}
-
-
-def score_name(method: str) -> str:
-    return SCORE_NAMES.get(method, method)
+#: How the pages name a ranking score (one place: sei_core.methods).
+SCORE_NAMES = DISPLAY_NAMES
+score_name = display_name
 
 
 @st.cache_data(max_entries=12)

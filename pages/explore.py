@@ -10,7 +10,8 @@ import streamlit as st
 
 from pages._common import (DEFAULT_METHOD, PAPER_METHOD, REVIEW_PAGE, facts, guard, images_of, md, need_run, page_setup,
                            score_name, scores_of, truth_of)
-from sei_core.baselines import METHODS
+from sei_core.count import ESTIMATOR_TEXT
+from sei_core.methods import DEFAULT_RULE, METHODS, threshold_text
 from sei_core import dynamics, metrics, plots, workspace
 from sei_core.gallery import ImageAccessError, fit
 
@@ -73,8 +74,13 @@ def summary(s, truth, mask, status: dict) -> None:
                 help=f"{name} below the threshold: likely mislabeled. Review them on the Review page.")
     c[2].metric("Threshold" + ("s" if len(s.run_thresholds) > 1 else ""),
                 " / ".join(f"{t:.2f}" for t in s.run_thresholds),
-                help=f"Threshold rule of {name}: {METHODS[s.method].threshold_rule}; one per run.")
+                help=f"Threshold rule of {name}: {threshold_text(s.method, s.rule)}; one per run.")
     c[3].metric("Epochs recorded", s.epochs)
+    # -- error count (sei_core.count, issue 11) --
+    if s.count is not None:
+        st.caption(f"Estimated mislabeled images in the whole data set: **{s.count.describe()}**, from "
+                   f"{ESTIMATOR_TEXT[s.count.estimator]}.")
+    # -- end error count --
     if truth is not None and scored.any():
         rep = metrics.precision_recall_f1(s.flagged[scored], truth[scored])
         c[4].metric("Flags that are truly wrong", f"{100 * rep['precision']:.0f}%",
@@ -183,7 +189,7 @@ def body() -> None:
         if DEFAULT_METHOD != PAPER_METHOD:
             m = METHODS[DEFAULT_METHOD]
             st.markdown(f"**{score_name(DEFAULT_METHOD)}**, the score this app ranks and flags by unless you choose "
-                        f"SEI above: {md(m.computed_on)}; flagged when {md(m.threshold_rule)}. "
+                        f"SEI above: {md(m.computed_on)}; flagged by {md(threshold_text(DEFAULT_METHOD, DEFAULT_RULE))}. "
                         "It was chosen because it found injected label noise best in this project's benchmark "
                         "(the Benchmark page and docs/benchmarks.md show the numbers, SEI beside it).")
     truth = truth_of(run, s.ids)

@@ -11,6 +11,7 @@ import streamlit as st
 from pages._common import (PAPER_METHOD, facts, guard, images_of, log, md, need_run, page_setup, score_name,
                            scores_of)
 from sei_core import dynamics, plots, workspace
+from sei_core.count import review_progress
 from sei_core.gallery import ImageAccessError, fit, zoom
 from sei_core.review import ConflictError, ReviewError, ReviewStore
 
@@ -309,6 +310,12 @@ def body() -> None:
     done = sum(1 for sid in queue_ids if live.get(sid, ("", ""))[1] != "")
     st.progress(done / max(1, len(queue_ids)), text=f"Reviewed {done} of {len(queue_ids)} images in the queue "
                 f"({int(s.flagged.sum())} flagged by the model, {len(requested)} sent from Explore)")
+    # -- error count and what the decisions so far say about it (sei_core.count, issue 11) --
+    if s.count is not None:
+        progress = review_progress([live.get(s.ids[i], ("", ""))[1] for i in queue if s.flagged[i]])
+        st.caption(f"Estimated mislabeled images in the whole data set: **{s.count.describe()}**. "
+                   + progress.sentence())
+    # -- end error count --
     if not queue_ids:
         st.success("Nothing to review: the model flagged no image in this run.", icon=":material/check_circle:")
         export(store, label_file)

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from pages._common import (page_setup, EXPLORE_PAGE, REVIEW_PAGE, current_data, current_run, data_set, guard, md,
-                           select_run, short_path, show_problems)
+                           scores_of, select_run, short_path, show_problems)
 from sei_core import jobs, plots, workspace
 from sei_core.dataset import DataError
 from sei_core.runs import Run, RunError, list_runs
@@ -198,11 +198,12 @@ def new_run_form(data: dict) -> None:
 
 
 def flagged_count(run: Run) -> int | None:
-    f = run.path / "scores.csv"
-    if not f.is_file():
-        return None
+    """Flags of a finished run by the app's current method and rule: the live scoring Explore
+    and Review show (cached per run), not the scores.csv frozen at the end of training."""
     try:
-        return int(pd.read_csv(f, usecols=["flagged"])["flagged"].astype(str).str.lower().eq("true").sum())
+        if run.status().get("state") != "finished":
+            return None
+        return int(scores_of(run).flagged.sum())
     except Exception:
         return None
 

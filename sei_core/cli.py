@@ -356,8 +356,8 @@ def cmd_demo(a) -> int:
 
 
 def _bench_parser(sub) -> None:
-    from .baselines import method_names
-    from .bench import DEFAULT_RATES, DEFAULT_SEEDS, NOISE_TYPES
+    from .bench import BENCH_RULES, DEFAULT_RATES, DEFAULT_SEEDS, NOISE_TYPES
+    from .methods import method_names
 
     p = sub.add_parser(
         "bench", help="measure SEI and every baseline on injected label noise (resumable grid)",
@@ -372,8 +372,9 @@ def _bench_parser(sub) -> None:
                         "confusion matrix, eq. 5 of the paper)")
     p.add_argument("--rates", nargs="+", type=float, default=list(DEFAULT_RATES))
     p.add_argument("--seeds", nargs="+", type=int, default=list(DEFAULT_SEEDS))
-    p.add_argument("--methods", nargs="+", choices=method_names(), default=None, metavar="METHOD",
-                   help="default: all of " + ", ".join(method_names()))
+    p.add_argument("--methods", nargs="+", choices=method_names(BENCH_RULES), default=None, metavar="METHOD",
+                   help="default: all of " + ", ".join(method_names(BENCH_RULES))
+                        + " (NAME@count: the method flagged by the error count)")
     p.add_argument("--folds", type=int, default=5,
                    help="k of the cross-validation for confident learning and the reference classifier")
     p.add_argument("--out", required=True, help="bench directory, e.g. bench/derm")

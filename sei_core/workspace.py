@@ -243,7 +243,7 @@ def load_truth(data_path: str | Path, ids: list[str]) -> np.ndarray | None:
 
     The truth file has columns ``path`` and ``is_noisy`` (read by
     :func:`sei_core.labels.read_truth`: 1/true/yes mean noisy), as written by
-    ``sample_data/make_sample_data.py`` and :func:`sei_core.noise.write_noisy_label_file`.
+    ``sample_data/make_sample_data.py`` and :func:`sei_core.bench.noise.write_noisy_label_file`.
     Returns None when there is no truth file, it cannot be read, or it does not cover every sample.
     """
     f = truth_file(data_path)

@@ -23,11 +23,11 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import dataset as ds_mod
-from .models import build_model
-from .files import atomic_write
-from . import feed as feed_mod
-from .train import Stepper, TrainConfig, _batches, pick_device
+from .. import dataset as ds_mod
+from .. import feed as feed_mod
+from ..models import build_model
+from ..files import atomic_write
+from ..train import Stepper, TrainConfig, _batches, pick_device
 
 
 @dataclass
@@ -132,6 +132,28 @@ def cross_val_probs(
         atomic_write(path, lambda fh: np.savez(fh, idx=test_idx, probs=p, seconds=np.float64(dt)))
     return CrossValResult(ids=list(data.ids), classes=list(data.classes), labels=data.labels.copy(),
                           probs=probs, fold=fold, seconds=seconds)
+
+
+def saved_probs(out: str | Path, n: int) -> np.ndarray | None:
+    """The out-of-sample probabilities a finished :func:`cross_val_probs` saved in ``out``
+    (rows in the data file's order), or None while any fold is missing."""
+    out = Path(out)
+    fold_file = out / "folds.npy"
+    if not fold_file.is_file():
+        return None
+    fold = np.load(fold_file)
+    if len(fold) != n:
+        return None
+    probs = None
+    for f in range(int(fold.max()) + 1):
+        path = out / f"fold_{f + 1}.npz"
+        if not path.is_file():
+            return None
+        with np.load(path) as z:
+            if probs is None:
+                probs = np.zeros((n, z["probs"].shape[1]))
+            probs[z["idx"]] = z["probs"]
+    return probs
 
 
 def _fit_predict(config: TrainConfig, prompts: list[str], feed: feed_mod.ImageFeed, labels: np.ndarray,

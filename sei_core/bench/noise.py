@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .files import atomic_write_bytes
-from .labels import read_table
+from ..files import atomic_write_bytes
+from ..labels import read_table
 
 #: Tolerance on a confusion-matrix row summing to 1.
 _ROW_SUM_TOL = 1e-6
