@@ -142,8 +142,10 @@ def images_of(path: str, split: str = "train") -> ImageSource:
     return _image_source(path, split)
 
 
-@st.cache_data(show_spinner="Scoring the run…", max_entries=12)
+@st.cache_resource(show_spinner="Scoring the run…", max_entries=4)
 def _scores(run_path: str, stamp: tuple, method: str):
+    """One shared, read-only result per run version and method (``cache_resource``: the arrays
+    are handed out as they are, never pickled per rerun; callers must not modify them)."""
     from sei_core.ranking import score_run
 
     return score_run(Run(run_path), method)
@@ -163,15 +165,18 @@ def score_name(method: str) -> str:
     return SCORE_NAMES.get(method, method)
 
 
-@st.cache_data(max_entries=12)
-def _truth(data_path: str, ids: tuple, stamp: tuple):
-    return workspace.load_truth(data_path, list(ids))
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _truth(data_path: str, run_path: str, stamp: tuple, truth_stamp: tuple):
+    ids = _scores(run_path, stamp, DEFAULT_METHOD).ids
+    return workspace.load_truth(data_path, ids)
 
 
-def truth_of(run: Run, ids: list[str]):
+def truth_of(run: Run, ids=None):
+    """``is_noisy`` per sample of the run from its data set's truth file, or None (cached per
+    run and truth-file version; ``ids`` is accepted for compatibility and must be the run's)."""
     data = run.config().get("data", "")
     f = workspace.truth_file(data)
-    return None if f is None else _truth(data, tuple(ids), file_stamp(f))
+    return None if f is None else _truth(data, str(run.path), workspace.run_stamp(run), file_stamp(f))
 
 
 # -- the shared choice of data set and run --------------------------------------------------------
