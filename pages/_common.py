@@ -262,9 +262,19 @@ def sidebar() -> None:
 _run = threading.local()  # per script-run thread: did app.py start this run?
 
 
+def _start() -> None:
+    """The app's address without a page (``/``) opens the Data page at its own address."""
+    st.switch_page(DATA_PAGE)
+
+
 def navigation():
-    """The app's ``st.navigation`` (menu hidden: :func:`menu` draws it in the sidebar)."""
-    return st.navigation([st.Page(script, title=title, icon=icon, url_path=url) for script, title, icon, url in PAGES],
+    """The app's ``st.navigation`` (menu hidden: :func:`menu` draws it in the sidebar).
+
+    Streamlit serves the default page at ``/`` only, so every real page gets a non-default
+    entry (``/data`` works) and the hidden default one forwards to the Data page.
+    """
+    return st.navigation([st.Page(_start, title="SEI review", url_path="start", default=True, visibility="hidden")]
+                         + [st.Page(script, title=title, icon=icon, url_path=url) for script, title, icon, url in PAGES],
                          position="hidden")
 
 

@@ -147,6 +147,7 @@ def on_filter_change() -> None:
 def remember_reviewer() -> None:
     name = st.session_state.get("reviewer", "").strip()
     st.session_state["_reviewer"] = name
+    st.session_state["_reviewer_cleared"] = not name
     if name:
         st.query_params["reviewer"] = name
     elif "reviewer" in st.query_params:
@@ -192,13 +193,53 @@ def controls(classes: list[str]) -> tuple[str, int]:
         st.session_state["reviewer"] = st.session_state.get("_reviewer") or st.query_params.get("reviewer", "")
     c = st.columns([2, 2, 2])
     c[0].text_input("Your name", key="reviewer", on_change=remember_reviewer, placeholder="e.g. Dr. Ana Silva",
-                    help="Recorded with every decision. Kept in the page address, so a reload keeps it.")
+                    help="Recorded with every decision. Kept in the page address and in this browser, so a "
+                         "reload or a new visit keeps it. Press Enter, then use the keyboard shortcuts.")
+    reviewer_script(st.session_state.get("reviewer", "").strip())
     k = c[1].selectbox("Given class", [-1] + list(range(len(classes))), key="review_class", on_change=on_filter_change,
                        format_func=lambda j: "All classes" if j < 0 else classes[j],
                        help="The label the image had when the model was trained.")
     state = c[2].selectbox("Show", list(STATE_FILTERS), key="review_state", on_change=on_filter_change,
                            help="Which images of the queue to step through.")
     return state, k
+
+
+#: In the browser: Enter in the name field leaves the field (so the next key is a shortcut), and the
+#: name is kept in the browser's localStorage and brought back (as ?reviewer=…) on a new visit.
+_REVIEWER_SCRIPT = """<script>
+(() => {
+  const KEY = "sei-review.reviewer", name = %s, cleared = %s;
+  const hook = (tries) => {
+    const input = document.querySelector('input[aria-label="Your name"]');
+    if (!input) { if (tries > 0) setTimeout(() => hook(tries - 1), 100); return; }
+    if (!input.dataset.seiBlur) {
+      input.dataset.seiBlur = "1";
+      input.addEventListener("keydown", (e) => { if (e.key === "Enter") setTimeout(() => input.blur(), 0); });
+    }
+  };
+  hook(50);
+  try {
+    if (name) { localStorage.setItem(KEY, name); return; }
+    if (cleared) { localStorage.removeItem(KEY); return; }
+    const saved = localStorage.getItem(KEY), url = new URL(window.location.href);
+    if (saved && !url.searchParams.get("reviewer")) {
+      url.searchParams.set("reviewer", saved);
+      window.location.replace(url.toString());
+    }
+  } catch (e) { /* storage blocked: the name is still kept in the page address */ }
+})();
+</script>"""
+
+
+def reviewer_script(name: str) -> None:
+    """Adds :data:`_REVIEWER_SCRIPT` to the page (the name JSON-encoded, ``<`` escaped)."""
+    import json
+
+    def js(v) -> str:
+        return json.dumps(v).replace("<", "\\u003c")
+
+    st.html(_REVIEWER_SCRIPT % (js(name), js(bool(st.session_state.get("_reviewer_cleared")))),
+            unsafe_allow_javascript=True, width="content")
 
 
 def show_messages() -> None:
