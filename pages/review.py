@@ -12,11 +12,9 @@ from pages._common import (PAPER_METHOD, facts, guard, images_of, log, md, need_
                            scores_of)
 from sei_core import dynamics, plots, workspace
 from sei_core.gallery import ImageAccessError, fit, zoom
-from sei_core.review import ConflictError, ReviewError, ReviewStore
+from sei_core.review import (STATE_FILTERS, ConflictError, ReviewError, ReviewStore, filter_queue, next_in_queue,
+                             review_queue)
 
-STATE_FILTERS = {"to review": ("",), "reviewed": ("confirmed", "relabeled", "discarded"),
-                 "confirmed": ("confirmed",), "relabeled": ("relabeled",), "discarded": ("discarded",),
-                 "all": None}
 STATUS_WORDS = {"": "not reviewed yet", "confirmed": "confirmed", "relabeled": "relabeled", "discarded": "discarded"}
 MAX_KEY_CLASSES = 9
 CHART = dict(width="stretch", config={"displayModeBar": False})
@@ -297,13 +295,11 @@ def body() -> None:
     live = {p: (lab, stt, by, orig) for p, lab, stt, by, orig in zip(
         table["path"], table["label"], table["review_status"], table["reviewed_by"], table["original_label"])}
     index = {sid: i for i, sid in enumerate(s.ids)}
-    requested = [index[r] for r in workspace.review_requests(run) if r in index]
-    queue = sorted(set(np.flatnonzero(s.flagged).tolist()) | set(requested),
-                   key=lambda i: (np.nan_to_num(s.score[i], nan=np.inf), s.ids[i]))
+    requested = [r for r in workspace.review_requests(run) if r in index]
+    queue = review_queue(s.ids, s.score, s.flagged, requested)
     queue_ids = [s.ids[i] for i in queue]
-    wanted = STATE_FILTERS[state_filter]
-    filtered = [s.ids[i] for i in queue
-                if (k < 0 or s.labels[i] == k) and (wanted is None or live.get(s.ids[i], ("", "?"))[1] in wanted)]
+    filtered = [s.ids[i] for i in filter_queue(queue, s.labels, store.statuses(queue_ids), label=k,
+                                               state=state_filter)]
     st.session_state["_review_filtered"] = filtered
 
     done = sum(1 for sid in queue_ids if live.get(sid, ("", ""))[1] != "")
@@ -321,10 +317,7 @@ def body() -> None:
     adv = st.session_state.pop("review_advance_from", None)
     current = st.session_state.get("review_current")
     if adv is not None:
-        rank = {sid: n for n, sid in enumerate(queue_ids)}
-        pos = rank.get(adv, -1)
-        after = [sid for sid in filtered if rank[sid] > pos and sid != adv]
-        current = after[0] if after else next((sid for sid in filtered if sid != adv), None)
+        current = next_in_queue(queue_ids, filtered, adv)
     elif current is None or current not in index:
         current = filtered[0] if filtered else None
     st.session_state["review_current"] = current

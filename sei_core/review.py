@@ -90,9 +90,13 @@ __all__ = [
     "LockTimeoutError",
     "ReviewError",
     "ReviewStore",
+    "STATE_FILTERS",
     "UndoError",
     "UnknownLabelError",
     "UnknownSampleError",
+    "filter_queue",
+    "next_in_queue",
+    "review_queue",
 ]
 
 log = logging.getLogger(__name__)
@@ -294,6 +298,8 @@ def _load_file(path: Path, gen: int) -> _FileState:
     for col in REVIEW_COLUMNS:
         if col not in frame.columns:
             frame[col] = ""
+    for col in (LABEL_COL, *REVIEW_COLUMNS):  # set cell by cell on every decision: O(1) as objects
+        frame[col] = frame[col].astype(object)
     labels = frame[LABEL_COL].str.strip()
     unset = (frame[ORIGINAL_LABEL_COL].str.strip() == "") & (frame[STATUS_COL].str.strip() == "")
     if unset.any():
@@ -370,6 +376,36 @@ def _decision_from_row(row: sqlite3.Row) -> Decision:
     )
 
 
+@dataclass
+class _Status:
+    """The reviewed state of every row as plain object arrays, updated in place per decision
+    (a pandas string column would copy all of itself for each changed cell)."""
+
+    gen: int  # the _FileState generation it was built from
+    last: int  # the last decision id it includes
+    paths: pd.Index
+    cols: dict[str, np.ndarray]  # label, original_label, review_status, reviewed_by
+    table: pd.DataFrame | None = None
+    by_path: pd.Series | None = None
+
+    def apply(self, row: dict[str, int], decisions: Sequence[tuple]) -> None:
+        lab, orig, st, by = (self.cols[c] for c in (LABEL_COL, *REVIEW_COLUMNS))
+        for _, path, new_label, new_status, new_by in decisions:
+            i = row.get(path)
+            if i is None:
+                continue
+            if orig[i] == "" and st[i] == "":
+                orig[i] = lab[i]
+            lab[i], st[i], by[i] = new_label, new_status, new_by or ""
+
+    def frames(self) -> tuple[pd.DataFrame, pd.Series]:
+        if self.table is None:  # copies: a frame handed out never changes under its holder
+            self.table = pd.DataFrame({PATH_COL: self.paths.to_numpy(),
+                                       **{c: a.copy() for c, a in self.cols.items()}}, dtype=object)
+            self.by_path = pd.Series(self.cols[STATUS_COL].copy(), index=self.paths, dtype=object)
+        return self.table, self.by_path
+
+
 # Stores with decisions not yet in their label file, flushed when the interpreter exits.
 _OPEN_STORES: "weakref.WeakSet[ReviewStore]" = weakref.WeakSet()
 
@@ -430,7 +466,7 @@ class ReviewStore:
         self._mutex = threading.Lock()
         self._state: _FileState | None = None
         self._gen = 0
-        self._status: tuple[int, int, pd.DataFrame, pd.Series] | None = None
+        self._status: _Status | None = None
         self._timer: threading.Timer | None = None
         self._local = threading.local()  # per-thread SQLite connection
         self._last_write = -float("inf")  # time.monotonic() at the end of the last rewrite
@@ -564,6 +600,12 @@ class ReviewStore:
         got = status.reindex(wanted)
         reviewed = int((got.fillna("") != "").sum())
         return reviewed, len(wanted)
+
+    def statuses(self, paths: Sequence[str]) -> np.ndarray:
+        """The review status of each path (``None`` for a path not in the label file)."""
+        status = self._status_now()[1]
+        got = status.reindex(pd.Index(list(paths), dtype=object))
+        return got.astype(object).where(got.notna(), None).to_numpy(dtype=object)
 
     def export_clean(self, out_path: str | os.PathLike[str]) -> int:
         """Write a label file without discarded rows (provenance columns kept); returns rows written.
@@ -780,30 +822,32 @@ class ReviewStore:
         return idx, state.cell(idx, 1), state.cell(idx, 3), state.cell(idx, 4)
 
     def _status_now(self) -> tuple[pd.DataFrame, pd.Series]:
+        """(status table, review status by path), brought up to date with the decisions
+        logged since the last call: O(1) per decision, O(rows) only per label-file version."""
         with self._locked(), self._connect() as conn:
             state = self._current_file()
             last = conn.execute("SELECT COALESCE(MAX(id), 0) FROM decisions").fetchone()[0]
             with self._mutex:
-                cached = self._status
-                if cached is not None and cached[0] == state.gen and cached[1] == last:
-                    return cached[2], cached[3]
-                if cached is not None and cached[0] == state.gen and cached[1] < last:
-                    table = cached[2].copy()
+                st = self._status
+                if st is None or st.gen != state.gen:
+                    f = state.frame
+                    st = _Status(gen=state.gen, last=0, paths=pd.Index(state.table.paths().to_numpy(dtype=object),
+                                                                       dtype=object),
+                                 cols={c: (f[c] if c == REVIEWER_COL else f[c].str.strip())
+                                       .to_numpy(dtype=object, copy=True)
+                                       for c in (LABEL_COL, *REVIEW_COLUMNS)})
+                    since = self._pending(conn)
+                elif st.last < last:
                     since = [tuple(r) for r in conn.execute(
                         "SELECT id, path, new_label, new_status, COALESCE(new_reviewed_by, reviewer) "
-                        "FROM decisions WHERE id > ? ORDER BY id", (cached[1],))]
+                        "FROM decisions WHERE id > ? ORDER BY id", (st.last,))]
                 else:
-                    f = state.frame
-                    table = pd.DataFrame({
-                        PATH_COL: state.table.paths(), LABEL_COL: f[LABEL_COL].str.strip(),
-                        ORIGINAL_LABEL_COL: f[ORIGINAL_LABEL_COL].str.strip(),
-                        STATUS_COL: f[STATUS_COL].str.strip(), REVIEWER_COL: f[REVIEWER_COL],
-                    }).reset_index(drop=True)
-                    since = self._pending(conn)
-                _apply(state, table, since, columns=(1, 2, 3, 4))
-                status = pd.Series(table[STATUS_COL].to_numpy(), index=table[PATH_COL].to_numpy())
-                self._status = (state.gen, last, table, status)
-                return table, status
+                    since = None
+                if since is not None:
+                    st.apply(state.row, since)
+                    st.last, st.table, st.by_path = last, None, None
+                    self._status = st
+                return st.frames()
 
     def _check_label(self, new_label: str, state: _FileState) -> None:
         if self.classes is not None:
@@ -920,16 +964,68 @@ class ReviewStore:
                     conn.execute("ROLLBACK")
 
 
-def _apply(state: _FileState, frame: pd.DataFrame, decisions: Sequence[tuple], *,
-           columns: tuple[int, ...] | None = None) -> None:
-    """Set (label, status, reviewed_by) of each decision's row in ``frame``, in log order.
+# --------------------------------------------------------------------------- the queue
 
-    ``frame`` is the file's frame (positions from ``state.cols``) or a status table
-    (``columns`` = positions of label, original_label, status, reviewed_by). Idempotent.
+#: Review states a queue can be narrowed to (``None``: every state).
+STATE_FILTERS: dict[str, tuple[str, ...] | None] = {
+    "to review": ("",), "reviewed": (CONFIRMED, RELABELED, DISCARDED), "confirmed": (CONFIRMED,),
+    "relabeled": (RELABELED,), "discarded": (DISCARDED,), "all": None,
+}
+
+
+def review_queue(ids: Sequence[str], score: np.ndarray, flagged: np.ndarray,
+                 requested: Iterable[str] = ()) -> np.ndarray:
+    """The samples to review, most suspicious first.
+
+    Parameters
+    ----------
+    ids : (N,) sample ids.
+    score : (N,) ranking score; lower is more suspicious; NaN (no score) goes last.
+    flagged : (N,) bool, the ranking's flags.
+    requested : ids sent to review by hand (unknown ids are ignored).
+
+    Returns
+    -------
+    (Q,) int64 indices into ``ids``: the flagged and requested samples, by score ascending,
+    ties broken by id.
     """
-    if not decisions:
-        return
-    lab, orig, st, by = state.cols[1:] if columns is None else columns
+    ids_arr = np.asarray(ids, dtype=object)
+    index = {sid: i for i, sid in enumerate(ids)} if requested else {}
+    extra = np.fromiter((index[r] for r in requested if r in index), dtype=np.int64)
+    idx = np.union1d(np.flatnonzero(np.asarray(flagged, dtype=bool)), extra).astype(np.int64)
+    key = np.nan_to_num(np.asarray(score, dtype=np.float64)[idx], nan=np.inf)
+    by_id = np.argsort(ids_arr[idx], kind="stable")
+    return idx[by_id[np.argsort(key[by_id], kind="stable")]]
+
+
+def filter_queue(queue: np.ndarray, labels: np.ndarray, statuses: Sequence[str | None], *,
+                 label: int = -1, state: str = "all") -> np.ndarray:
+    """The part of ``queue`` (indices, in order) with class ``label`` (``-1``: any) and review
+    state ``state`` (a key of :data:`STATE_FILTERS`). ``statuses`` is the review status of
+    each queue item (``None`` for a sample missing from the label file: it matches only "all")."""
+    wanted = STATE_FILTERS[state]
+    keep = np.ones(len(queue), dtype=bool)
+    if label >= 0:
+        keep &= np.asarray(labels)[queue] == label
+    if wanted is not None:
+        keep &= np.isin(np.asarray(statuses, dtype=object), list(wanted))
+    return queue[keep]
+
+
+def next_in_queue(queue_ids: Sequence[str], shown_ids: Sequence[str], after: str) -> str | None:
+    """The image to show once ``after`` is decided or skipped: the next one of ``shown_ids``
+    (the filtered queue) that comes after ``after`` in ``queue_ids``, else the first other
+    one from the start, else None."""
+    rank = {sid: n for n, sid in enumerate(queue_ids)}
+    pos = rank.get(after, -1)
+    later = next((sid for sid in shown_ids if rank.get(sid, -1) > pos and sid != after), None)
+    return later if later is not None else next((sid for sid in shown_ids if sid != after), None)
+
+
+def _apply(state: _FileState, frame: pd.DataFrame, decisions: Sequence[tuple]) -> None:
+    """Set (label, status, reviewed_by) of each decision's row in the file's ``frame`` (or a
+    copy of it), in log order. Idempotent: every decision sets absolute values."""
+    _, lab, orig, st, by = state.cols
     for _, path, new_label, new_status, new_by in decisions:
         i = state.row.get(path)
         if i is None:  # the row left the file (edited outside the tool): nothing to apply to

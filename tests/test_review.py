@@ -462,3 +462,53 @@ def test_export_refuses_live_label_file(store: ReviewStore) -> None:
         with pytest.raises(ExportError, match="Refusing"):
             store.export_clean(target)
     assert store.label_file.read_bytes() == before
+
+
+# --------------------------------------------------------------------------- the queue
+
+
+def _page_queue(ids, score, flagged, requested):
+    """The queue as the Review page built it before it moved here (the reference)."""
+    import numpy as np
+
+    index = {sid: i for i, sid in enumerate(ids)}
+    req = [index[r] for r in requested if r in index]
+    return sorted(set(np.flatnonzero(flagged).tolist()) | set(req),
+                  key=lambda i: (np.nan_to_num(score[i], nan=np.inf), ids[i]))
+
+
+def test_review_queue_orders_flagged_and_requested_like_the_page_did() -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    n = 300
+    ids = [f"img/{rng.integers(0, 10**6):07d}_{i}.png" for i in range(n)]
+    score = np.round(rng.normal(size=n), 1)  # rounded: many ties, broken by id
+    score[rng.choice(n, 20, replace=False)] = np.nan
+    flagged = rng.random(n) < 0.3
+    requested = [ids[i] for i in rng.choice(n, 15, replace=False)] + ["not/there.png"]
+    q = review.review_queue(ids, score, flagged, requested)
+    assert q.dtype == np.int64 and q.tolist() == _page_queue(ids, score, flagged, requested)
+    assert review.review_queue(ids, score, np.zeros(n, bool)).tolist() == []
+
+
+def test_filter_queue_and_next_in_queue() -> None:
+    import numpy as np
+
+    queue = np.array([4, 2, 0, 3, 1])
+    labels = np.array([0, 1, 0, 1, 0])
+    statuses = np.array(["", "confirmed", None, "", "discarded"], dtype=object)  # per queue item
+    assert review.filter_queue(queue, labels, statuses).tolist() == [4, 2, 0, 3, 1]
+    assert review.filter_queue(queue, labels, statuses, state="to review").tolist() == [4, 3]
+    assert review.filter_queue(queue, labels, statuses, state="reviewed").tolist() == [2, 1]
+    assert review.filter_queue(queue, labels, statuses, label=1, state="to review").tolist() == [3]
+    ids = ["a", "b", "c", "d", "e"]
+    assert review.next_in_queue(ids, ["a", "c", "e"], "c") == "e"
+    assert review.next_in_queue(ids, ["a", "c", "e"], "b") == "c"  # decided one not in the filter
+    assert review.next_in_queue(ids, ["a", "c", "e"], "e") == "a"  # wraps to the start
+    assert review.next_in_queue(ids, ["e"], "e") is None
+
+
+def test_statuses_of_paths(store: ReviewStore) -> None:
+    store.discard("b.png", "ann", expected_label="dog")
+    assert store.statuses(["b.png", "a.png", "zz.png"]).tolist() == ["discarded", "", None]
