@@ -9,14 +9,18 @@ What "at once" means
 A decision is **durable when the call returns**: it is committed to the log first (state
 ``pending``), and only then is the label file rewritten (atomically: a temporary file
 renamed over it) and the decision marked ``applied``. A label file under
-``coalesce_min_bytes`` (1 MB, some 20,000 rows) is rewritten within the call, as before. A
-larger one, whose rewrite costs more than a decision should, is rewritten at most once per
-``coalesce_s`` (0.5 s): a decision made sooner after the last rewrite is left pending, and
-a background thread of this store writes every pending decision in one rewrite within
-``coalesce_s`` (also :meth:`ReviewStore.flush`, :meth:`ReviewStore.close`, and the
-interpreter's exit). So the file lags an acknowledged decision by at most about a second,
-and readers of it only ever see a whole file. Everything the store itself answers
+``coalesce_min_bytes`` (1 MB, some 20,000 rows) is rewritten within the call. A larger one,
+whose rewrite costs more than a decision should wait for, is rewritten by a background
+thread of the store: at once after a decision, but at most once per ``coalesce_s`` (0.5 s),
+every decision logged meanwhile going into one rewrite (also :meth:`ReviewStore.flush`,
+:meth:`ReviewStore.close`, and the interpreter's exit). So the file lags an acknowledged
+decision by the time of about one or two rewrites (under a second at a million rows), and
+readers of it only ever see a whole file. Everything the store itself answers
 (:meth:`~ReviewStore.status_table`, conflicts, undo) already includes pending decisions.
+
+Once the file has its review columns, a rewrite splices only the changed rows between the
+unchanged bytes (when every row is one line), so it costs a copy of the file rather than
+rendering every row; untouched rows keep their exact bytes.
 
 Recovery
 --------
@@ -400,9 +404,8 @@ class _Status:
 
     def frames(self) -> tuple[pd.DataFrame, pd.Series]:
         if self.table is None:  # copies: a frame handed out never changes under its holder
-            self.table = pd.DataFrame({PATH_COL: self.paths.to_numpy(),
-                                       **{c: a.copy() for c, a in self.cols.items()}}, dtype=object)
-            self.by_path = pd.Series(self.cols[STATUS_COL].copy(), index=self.paths, dtype=object)
+            self.table = pd.DataFrame({PATH_COL: self.paths.to_numpy(), **self.cols}, dtype=object, copy=True)
+            self.by_path = pd.Series(self.cols[STATUS_COL], index=self.paths, dtype=object, copy=True)
         return self.table, self.by_path
 
 
@@ -699,13 +702,13 @@ class ReviewStore:
                         old_reviewed_by=old_by)
 
     def _write_back(self) -> None:
-        """After a logged decision: rewrite the label file now, or leave it to the background
-        writer if the file is large and was rewritten less than ``coalesce_s`` ago."""
+        """After a logged decision: rewrite a small label file now; leave a large one to the
+        background writer, which starts at once unless it wrote less than ``coalesce_s`` ago."""
         with self._mutex:
-            wait = self._last_write + self.coalesce_s - time.monotonic()
+            wait = max(0.0, self._last_write + self.coalesce_s - time.monotonic())
             state = self._state
             large = state is not None and state.stat[1] >= self.coalesce_min_bytes
-            if large and wait > 0:
+            if large:
                 if self._timer is None:
                     self._timer = threading.Timer(wait, self._background_flush)
                     self._timer.daemon = True
@@ -773,11 +776,12 @@ class ReviewStore:
                 f"writable and has free space; {len(pending)} decision(s) are kept in the decision "
                 f"log until then.") from exc
         _fault("flush:replaced")
+        starts = line_starts(data)
         with self._locked(), self._connect() as conn:
             conn.execute("UPDATE decisions SET applied = 1 WHERE applied = 0 AND id <= ?", (last_id,))
             with self._mutex:
                 if self._state is state:
-                    state.stat, state.raw, state.starts = written[0], data, line_starts(data)
+                    state.stat, state.raw, state.starts = written[0], data, starts
                     if not state.complete or state.multiline:  # written whole: one row per line now
                         state.table.lines = np.arange(2, len(state.frame) + 2, dtype=np.int64)
                     state.complete = True
