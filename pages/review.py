@@ -13,7 +13,7 @@ from pages._common import (PAPER_METHOD, facts, guard, images_of, log, md, need_
 from sei_core import dynamics, plots, workspace
 from sei_core.gallery import ImageAccessError, fit, zoom
 from sei_core.review import (STATE_FILTERS, ConflictError, ReviewError, ReviewStore, filter_queue, next_in_queue,
-                             review_queue)
+                             review_label_file, review_queue, review_requests)
 
 STATUS_WORDS = {"": "not reviewed yet", "confirmed": "confirmed", "relabeled": "relabeled", "discarded": "discarded"}
 MAX_KEY_CLASSES = 9
@@ -278,7 +278,7 @@ def body() -> None:
         return
     s = scores_of(run)
     cfg = run.config()
-    label_file = workspace.review_label_file(run)
+    label_file = review_label_file(run)
     store = review_store(str(label_file), tuple(s.classes))
     header(run, label_file, store)
     state_filter, k = controls(s.classes)
@@ -295,7 +295,7 @@ def body() -> None:
     live = {p: (lab, stt, by, orig) for p, lab, stt, by, orig in zip(
         table["path"], table["label"], table["review_status"], table["reviewed_by"], table["original_label"])}
     index = {sid: i for i, sid in enumerate(s.ids)}
-    requested = [r for r in workspace.review_requests(run) if r in index]
+    requested = [r for r in review_requests(run) if r in index]
     queue = review_queue(s.ids, s.score, s.flagged, requested)
     queue_ids = [s.ids[i] for i in queue]
     filtered = [s.ids[i] for i in filter_queue(queue, s.labels, store.statuses(queue_ids), label=k,

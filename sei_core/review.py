@@ -62,8 +62,11 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import csv
 import errno
 import fcntl
+import io
+import json
 import logging
 import os
 import shutil
@@ -76,13 +79,17 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from .files import atomic_write, remove_temp_files
+from .files import atomic_write, atomic_write_bytes, remove_temp_files
 from .labels import (LABEL_COL, PATH_COL, LabelTable, TableError, line_starts, read_table, render_rows,
-                     render_table)
+                     render_table, source_kind)
+
+if TYPE_CHECKING:
+    from .runs import Run
 
 __all__ = [
     "ACTIONS",
@@ -100,7 +107,10 @@ __all__ = [
     "UnknownSampleError",
     "filter_queue",
     "next_in_queue",
+    "request_review",
+    "review_label_file",
     "review_queue",
+    "review_requests",
 ]
 
 log = logging.getLogger(__name__)
@@ -966,6 +976,59 @@ class ReviewStore:
             if conn.in_transaction:  # an error left a transaction open: end it
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
+
+
+# --------------------------------------------------------------------------- what a run reviews
+
+#: The label file made in a run's folder when its data has none to write to (or it is read-only).
+REVIEW_LABEL_FILE = "labels.csv"
+#: Sample ids sent to a run's review queue by hand (JSON list), beside the flagged ones.
+REVIEW_REQUESTS_FILE = "review_requests.json"
+
+
+def review_label_file(run: "Run") -> Path:
+    """The label file decisions on ``run`` are written to.
+
+    For a CSV data set that is the CSV itself — unless it is read-only, then a verbatim
+    working copy ``<run>/labels.csv`` is made once (its paths stay as they were, so its
+    cleaned export can replace the original). For an image folder or ``.npz`` a label file
+    ``<run>/labels.csv`` (``path,label``, from the samples the run trained on) is created
+    once and used from then on.
+    """
+    data = Path(run.config().get("data", ""))
+    target = run.path / REVIEW_LABEL_FILE
+    if source_kind(data) == "csv":
+        if not is_read_only(data):
+            return data
+        if not target.is_file():  # a read-only label file: review a working copy of it
+            atomic_write_bytes(target, data.read_bytes())
+        return target
+    if not target.is_file():
+        ids, labels = run.samples()
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow([PATH_COL, LABEL_COL])
+        w.writerows(zip(ids, labels))
+        atomic_write_bytes(target, buf.getvalue().encode("utf-8"))
+    return target
+
+
+def review_requests(run: "Run") -> list[str]:
+    """Sample ids a user sent to the review queue from Explore (besides the flagged ones)."""
+    try:
+        items = json.loads((run.path / REVIEW_REQUESTS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [str(x) for x in items] if isinstance(items, list) else []
+
+
+def request_review(run: "Run", sample_id: str) -> list[str]:
+    """Add a sample to the run's review queue (kept on disk); returns the request list."""
+    items = review_requests(run)
+    if sample_id not in items:
+        items.append(sample_id)
+        atomic_write_bytes(run.path / REVIEW_REQUESTS_FILE, json.dumps(items, indent=1).encode("utf-8"))
+    return items
 
 
 # --------------------------------------------------------------------------- the queue
