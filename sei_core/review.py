@@ -130,6 +130,7 @@ _BUSY_TIMEOUT_S = 30.0  # SQLite wait for readers/checkpoints outside our file l
 DEFAULT_LOCK_TIMEOUT_S = 10.0
 DEFAULT_COALESCE_S = 0.5
 DEFAULT_COALESCE_MIN_BYTES = 1 << 20
+_RETRY_S, _RETRY_MAX_S = 2.0, 60.0  # the background writer's retry interval after a failed rewrite
 
 _FAULTS = frozenset(p.strip() for p in os.environ.get("SEI_REVIEW_FAULT", "").split(",") if p.strip())
 
@@ -482,6 +483,7 @@ class ReviewStore:
         self._status: _Status | None = None
         self._timer: threading.Timer | None = None
         self._local = threading.local()  # per-thread SQLite connection
+        self._retry_s = _RETRY_S
         self._last_write = -float("inf")  # time.monotonic() at the end of the last rewrite
         self._state = _load_file(self.label_file, 0)  # fail early on a bad file
         if is_read_only(self.label_file):
@@ -719,28 +721,40 @@ class ReviewStore:
             state = self._state
             large = state is not None and state.stat[1] >= self.coalesce_min_bytes
             if large:
-                if self._timer is None:
-                    self._timer = threading.Timer(wait, self._background_flush)
-                    self._timer.daemon = True
-                    self._timer.start()
+                self._schedule(wait)
                 return
         try:
             self.flush()
+        except LockTimeoutError:  # another process holds the file for long: the decision is logged
+            with self._mutex:
+                self._schedule(self.coalesce_s)
         except LabelFileError as exc:
             raise LabelFileError(
                 f"{exc} The decision itself is saved in the decision log {self.db_path} and "
                 f"will be written to the label file as soon as it can be (the next decision, "
                 f"or reopening the file, retries).") from exc
 
+    def _schedule(self, wait: float) -> None:
+        """Start the background writer in ``wait`` seconds unless it is already due (caller
+        holds ``_mutex``)."""
+        if self._timer is None:
+            self._timer = threading.Timer(wait, self._background_flush)
+            self._timer.daemon = True
+            self._timer.start()
+
     def _background_flush(self) -> None:
         with self._mutex:
             self._timer = None
         try:
             self.flush()
-            self.flush_error = None
-        except Exception as exc:  # retried by the next decision, flush() or reopening
+            self.flush_error, self._retry_s = None, _RETRY_S
+        except Exception as exc:  # kept pending in the log; retried (also by flush() or reopening)
             self.flush_error = exc
-            log.warning("could not write pending review decisions to %s: %s", self.label_file, exc)
+            log.warning("could not write pending review decisions to %s (retrying in %.0f s): %s",
+                        self.label_file, self._retry_s, exc)
+            with self._mutex:
+                self._schedule(self._retry_s)
+                self._retry_s = min(2 * self._retry_s, _RETRY_MAX_S)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:

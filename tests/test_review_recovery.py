@@ -380,3 +380,28 @@ def test_a_file_that_has_review_columns_keeps_untouched_lines_byte_for_byte(tmp_
     lines = f.read_bytes().split(b"\n")
     assert lines[1] == b'"a.png",cat,,,,"unneeded quotes"' and lines[3] == b'c.png,cat,cat,confirmed,old,"x,y"'
     assert lines[2] == b"b.png,cat,dog,relabeled,ann,plain"
+
+
+def test_a_decision_waits_for_no_other_process_writing_the_file(tmp_path: Path) -> None:
+    """A rewrite held up by another process's write lock: the decision still returns (it is
+    in the log), and the file follows once the lock is free."""
+    f = _file(tmp_path)
+    s = ReviewStore(f, classes=CLASSES, lock_timeout=0.3, coalesce_s=0.1)
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import fcntl, os, sys, time
+        fd = os.open({str(s.write_lock_path)!r}, os.O_RDWR | os.O_CREAT)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        print("held", flush=True)
+        sys.stdin.readline()
+    """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        d = s.relabel("p00.png", "fox", "ann", expected_label="cat")
+        assert d.new_label == "fox" and s.pending() == 1
+        assert _rows(f)["p00.png"]["label"] == "cat"
+    finally:
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        holder.wait(timeout=60)
+    _wait_until_written(s)
+    assert _rows(f)["p00.png"]["label"] == "fox"
