@@ -173,7 +173,7 @@ def test_two_spellings_of_one_file_with_different_labels_are_refused(tmp_path):
     _img(tmp_path / "images" / "x.png")
     f = _csv(tmp_path, "path,label\n./images/x.png,nevus\na.png,melanoma\nimages/x.png,melanoma\n")
     with pytest.raises(DataError, match=r"line 4: 'images/x.png' is the same file as './images/x.png' on line 2, "
-                                        r"but labelled 'melanoma' there 'nevus'"):
+                                        r"labelled 'nevus' there and 'melanoma' here"):
         dataset.load(f)
 
 
