@@ -13,13 +13,10 @@ from pages._common import (DEFAULT_METHOD, PAPER_METHOD, _scores, facts, file_st
 from sei_core import dynamics, plots, workspace
 from sei_core.count import review_progress
 from sei_core.gallery import ImageAccessError, fit, zoom
-from sei_core.review import ConflictError, ReviewError, ReviewStore
+from sei_core.review import STATE_FILTERS, ConflictError, ReviewError, ReviewStore, review_label_file
 from sei_core.review_queue import STATUSES as REVIEW_STATUSES, ReviewQueue
 from sei_core.runs import Run
 
-STATE_FILTERS = {"to review": ("",), "reviewed": ("confirmed", "relabeled", "discarded"),
-                 "confirmed": ("confirmed",), "relabeled": ("relabeled",), "discarded": ("discarded",),
-                 "all": None}
 STATUS_WORDS = {"": "not reviewed yet", "confirmed": "confirmed", "relabeled": "relabeled", "discarded": "discarded"}
 MAX_KEY_CLASSES = 9
 TABLE_ROWS = 500  # rows of the queue table sent to the browser
@@ -363,7 +360,7 @@ def body() -> None:
         return
     s = scores_of(run)
     stamp = workspace.run_stamp(run)
-    label_file = workspace.review_label_file(run)
+    label_file = review_label_file(run)
     store = review_store(str(label_file), tuple(s.classes))
     header(run, label_file, store)
     state_filter, k = controls(s.classes)

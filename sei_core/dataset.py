@@ -266,8 +266,8 @@ def _read_csv(src: Path) -> tuple[LabeledImages, list[Problem]]:
             m, other, other_label = same_file[key]
             if other_label != label:
                 problems.append(Problem(
-                    where, f"{path!r} is the same file as {other!r} on line {m}, but labelled {label!r} "
-                    f"there {other_label!r}", "keep one row per image, with its correct label"))
+                    where, f"{path!r} is the same file as {other!r} on line {m}, labelled {other_label!r} "
+                    f"there and {label!r} here", "keep one row per image, with its correct label"))
                 continue
             warnings.append(Problem(where, f"{path!r} is the same file as {other!r} on line {m} (both "
                                     f"{label!r}): it would count twice", "delete one of the two rows",

@@ -9,14 +9,18 @@ What "at once" means
 A decision is **durable when the call returns**: it is committed to the log first (state
 ``pending``), and only then is the label file rewritten (atomically: a temporary file
 renamed over it) and the decision marked ``applied``. A label file under
-``coalesce_min_bytes`` (1 MB, some 20,000 rows) is rewritten within the call, as before. A
-larger one, whose rewrite costs more than a decision should, is rewritten at most once per
-``coalesce_s`` (0.5 s): a decision made sooner after the last rewrite is left pending, and
-a background thread of this store writes every pending decision in one rewrite within
-``coalesce_s`` (also :meth:`ReviewStore.flush`, :meth:`ReviewStore.close`, and the
-interpreter's exit). So the file lags an acknowledged decision by at most about a second,
-and readers of it only ever see a whole file. Everything the store itself answers
+``coalesce_min_bytes`` (1 MB, some 20,000 rows) is rewritten within the call. A larger one,
+whose rewrite costs more than a decision should wait for, is rewritten by a background
+thread of the store: at once after a decision, but at most once per ``coalesce_s`` (0.5 s),
+every decision logged meanwhile going into one rewrite (also :meth:`ReviewStore.flush`,
+:meth:`ReviewStore.close`, and the interpreter's exit). So the file lags an acknowledged
+decision by the time of about one or two rewrites (under a second at a million rows), and
+readers of it only ever see a whole file. Everything the store itself answers
 (:meth:`~ReviewStore.status_table`, conflicts, undo) already includes pending decisions.
+
+Once the file has its review columns, a rewrite splices only the changed rows between the
+unchanged bytes (when every row is one line), so it costs a copy of the file rather than
+rendering every row; untouched rows keep their exact bytes.
 
 Recovery
 --------
@@ -58,8 +62,11 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import csv
 import errno
 import fcntl
+import io
+import json
 import logging
 import os
 import shutil
@@ -72,13 +79,17 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from .files import atomic_write, remove_temp_files
+from .files import atomic_write, atomic_write_bytes, remove_temp_files
 from .labels import (LABEL_COL, PATH_COL, LabelTable, TableError, line_starts, read_table, render_rows,
-                     render_table)
+                     render_table, source_kind)
+
+if TYPE_CHECKING:
+    from .runs import Run
 
 __all__ = [
     "ACTIONS",
@@ -90,9 +101,13 @@ __all__ = [
     "LockTimeoutError",
     "ReviewError",
     "ReviewStore",
+    "STATE_FILTERS",
     "UndoError",
     "UnknownLabelError",
     "UnknownSampleError",
+    "request_review",
+    "review_label_file",
+    "review_requests",
 ]
 
 log = logging.getLogger(__name__)
@@ -112,6 +127,7 @@ _BUSY_TIMEOUT_S = 30.0  # SQLite wait for readers/checkpoints outside our file l
 DEFAULT_LOCK_TIMEOUT_S = 10.0
 DEFAULT_COALESCE_S = 0.5
 DEFAULT_COALESCE_MIN_BYTES = 1 << 20
+_RETRY_S, _RETRY_MAX_S = 2.0, 60.0  # the background writer's retry interval after a failed rewrite
 
 _FAULTS = frozenset(p.strip() for p in os.environ.get("SEI_REVIEW_FAULT", "").split(",") if p.strip())
 
@@ -294,6 +310,8 @@ def _load_file(path: Path, gen: int) -> _FileState:
     for col in REVIEW_COLUMNS:
         if col not in frame.columns:
             frame[col] = ""
+    for col in (LABEL_COL, *REVIEW_COLUMNS):  # set cell by cell on every decision: O(1) as objects
+        frame[col] = frame[col].astype(object)
     labels = frame[LABEL_COL].str.strip()
     unset = (frame[ORIGINAL_LABEL_COL].str.strip() == "") & (frame[STATUS_COL].str.strip() == "")
     if unset.any():
@@ -370,6 +388,35 @@ def _decision_from_row(row: sqlite3.Row) -> Decision:
     )
 
 
+@dataclass
+class _Status:
+    """The reviewed state of every row as plain object arrays, updated in place per decision
+    (a pandas string column would copy all of itself for each changed cell)."""
+
+    gen: int  # the _FileState generation it was built from
+    last: int  # the last decision id it includes
+    paths: pd.Index
+    cols: dict[str, np.ndarray]  # label, original_label, review_status, reviewed_by
+    table: pd.DataFrame | None = None
+    by_path: pd.Series | None = None
+
+    def apply(self, row: dict[str, int], decisions: Sequence[tuple]) -> None:
+        lab, orig, st, by = (self.cols[c] for c in (LABEL_COL, *REVIEW_COLUMNS))
+        for _, path, new_label, new_status, new_by in decisions:
+            i = row.get(path)
+            if i is None:
+                continue
+            if orig[i] == "" and st[i] == "":
+                orig[i] = lab[i]
+            lab[i], st[i], by[i] = new_label, new_status, new_by or ""
+
+    def frames(self) -> tuple[pd.DataFrame, pd.Series]:
+        if self.table is None:  # copies: a frame handed out never changes under its holder
+            self.table = pd.DataFrame({PATH_COL: self.paths.to_numpy(), **self.cols}, dtype=object, copy=True)
+            self.by_path = pd.Series(self.cols[STATUS_COL], index=self.paths, dtype=object, copy=True)
+        return self.table, self.by_path
+
+
 # Stores with decisions not yet in their label file, flushed when the interpreter exits.
 _OPEN_STORES: "weakref.WeakSet[ReviewStore]" = weakref.WeakSet()
 
@@ -430,9 +477,10 @@ class ReviewStore:
         self._mutex = threading.Lock()
         self._state: _FileState | None = None
         self._gen = 0
-        self._status: tuple[int, int, pd.DataFrame, pd.Series] | None = None
+        self._status: _Status | None = None
         self._timer: threading.Timer | None = None
         self._local = threading.local()  # per-thread SQLite connection
+        self._retry_s = _RETRY_S
         self._last_write = -float("inf")  # time.monotonic() at the end of the last rewrite
         self._state = _load_file(self.label_file, 0)  # fail early on a bad file
         if is_read_only(self.label_file):
@@ -565,6 +613,12 @@ class ReviewStore:
         reviewed = int((got.fillna("") != "").sum())
         return reviewed, len(wanted)
 
+    def statuses(self, paths: Sequence[str]) -> np.ndarray:
+        """The review status of each path (``None`` for a path not in the label file)."""
+        status = self._status_now()[1]
+        got = status.reindex(pd.Index(list(paths), dtype=object))
+        return got.astype(object).where(got.notna(), None).to_numpy(dtype=object)
+
     def export_clean(self, out_path: str | os.PathLike[str]) -> int:
         """Write a label file without discarded rows (provenance columns kept); returns rows written.
 
@@ -657,35 +711,47 @@ class ReviewStore:
                         old_reviewed_by=old_by)
 
     def _write_back(self) -> None:
-        """After a logged decision: rewrite the label file now, or leave it to the background
-        writer if the file is large and was rewritten less than ``coalesce_s`` ago."""
+        """After a logged decision: rewrite a small label file now; leave a large one to the
+        background writer, which starts at once unless it wrote less than ``coalesce_s`` ago."""
         with self._mutex:
-            wait = self._last_write + self.coalesce_s - time.monotonic()
+            wait = max(0.0, self._last_write + self.coalesce_s - time.monotonic())
             state = self._state
             large = state is not None and state.stat[1] >= self.coalesce_min_bytes
-            if large and wait > 0:
-                if self._timer is None:
-                    self._timer = threading.Timer(wait, self._background_flush)
-                    self._timer.daemon = True
-                    self._timer.start()
+            if large:
+                self._schedule(wait)
                 return
         try:
             self.flush()
+        except LockTimeoutError:  # another process holds the file for long: the decision is logged
+            with self._mutex:
+                self._schedule(self.coalesce_s)
         except LabelFileError as exc:
             raise LabelFileError(
                 f"{exc} The decision itself is saved in the decision log {self.db_path} and "
                 f"will be written to the label file as soon as it can be (the next decision, "
                 f"or reopening the file, retries).") from exc
 
+    def _schedule(self, wait: float) -> None:
+        """Start the background writer in ``wait`` seconds unless it is already due (caller
+        holds ``_mutex``)."""
+        if self._timer is None:
+            self._timer = threading.Timer(wait, self._background_flush)
+            self._timer.daemon = True
+            self._timer.start()
+
     def _background_flush(self) -> None:
         with self._mutex:
             self._timer = None
         try:
             self.flush()
-            self.flush_error = None
-        except Exception as exc:  # retried by the next decision, flush() or reopening
+            self.flush_error, self._retry_s = None, _RETRY_S
+        except Exception as exc:  # kept pending in the log; retried (also by flush() or reopening)
             self.flush_error = exc
-            log.warning("could not write pending review decisions to %s: %s", self.label_file, exc)
+            log.warning("could not write pending review decisions to %s (retrying in %.0f s): %s",
+                        self.label_file, self._retry_s, exc)
+            with self._mutex:
+                self._schedule(self._retry_s)
+                self._retry_s = min(2 * self._retry_s, _RETRY_MAX_S)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
@@ -731,11 +797,12 @@ class ReviewStore:
                 f"writable and has free space; {len(pending)} decision(s) are kept in the decision "
                 f"log until then.") from exc
         _fault("flush:replaced")
+        starts = line_starts(data)
         with self._locked(), self._connect() as conn:
             conn.execute("UPDATE decisions SET applied = 1 WHERE applied = 0 AND id <= ?", (last_id,))
             with self._mutex:
                 if self._state is state:
-                    state.stat, state.raw, state.starts = written[0], data, line_starts(data)
+                    state.stat, state.raw, state.starts = written[0], data, starts
                     if not state.complete or state.multiline:  # written whole: one row per line now
                         state.table.lines = np.arange(2, len(state.frame) + 2, dtype=np.int64)
                     state.complete = True
@@ -780,30 +847,32 @@ class ReviewStore:
         return idx, state.cell(idx, 1), state.cell(idx, 3), state.cell(idx, 4)
 
     def _status_now(self) -> tuple[pd.DataFrame, pd.Series]:
+        """(status table, review status by path), brought up to date with the decisions
+        logged since the last call: O(1) per decision, O(rows) only per label-file version."""
         with self._locked(), self._connect() as conn:
             state = self._current_file()
             last = conn.execute("SELECT COALESCE(MAX(id), 0) FROM decisions").fetchone()[0]
             with self._mutex:
-                cached = self._status
-                if cached is not None and cached[0] == state.gen and cached[1] == last:
-                    return cached[2], cached[3]
-                if cached is not None and cached[0] == state.gen and cached[1] < last:
-                    table = cached[2].copy()
+                st = self._status
+                if st is None or st.gen != state.gen:
+                    f = state.frame
+                    st = _Status(gen=state.gen, last=0, paths=pd.Index(state.table.paths().to_numpy(dtype=object),
+                                                                       dtype=object),
+                                 cols={c: (f[c] if c == REVIEWER_COL else f[c].str.strip())
+                                       .to_numpy(dtype=object, copy=True)
+                                       for c in (LABEL_COL, *REVIEW_COLUMNS)})
+                    since = self._pending(conn)
+                elif st.last < last:
                     since = [tuple(r) for r in conn.execute(
                         "SELECT id, path, new_label, new_status, COALESCE(new_reviewed_by, reviewer) "
-                        "FROM decisions WHERE id > ? ORDER BY id", (cached[1],))]
+                        "FROM decisions WHERE id > ? ORDER BY id", (st.last,))]
                 else:
-                    f = state.frame
-                    table = pd.DataFrame({
-                        PATH_COL: state.table.paths(), LABEL_COL: f[LABEL_COL].str.strip(),
-                        ORIGINAL_LABEL_COL: f[ORIGINAL_LABEL_COL].str.strip(),
-                        STATUS_COL: f[STATUS_COL].str.strip(), REVIEWER_COL: f[REVIEWER_COL],
-                    }).reset_index(drop=True)
-                    since = self._pending(conn)
-                _apply(state, table, since, columns=(1, 2, 3, 4))
-                status = pd.Series(table[STATUS_COL].to_numpy(), index=table[PATH_COL].to_numpy())
-                self._status = (state.gen, last, table, status)
-                return table, status
+                    since = None
+                if since is not None:
+                    st.apply(state.row, since)
+                    st.last, st.table, st.by_path = last, None, None
+                    self._status = st
+                return st.frames()
 
     def _check_label(self, new_label: str, state: _FileState) -> None:
         if self.classes is not None:
@@ -920,16 +989,72 @@ class ReviewStore:
                     conn.execute("ROLLBACK")
 
 
-def _apply(state: _FileState, frame: pd.DataFrame, decisions: Sequence[tuple], *,
-           columns: tuple[int, ...] | None = None) -> None:
-    """Set (label, status, reviewed_by) of each decision's row in ``frame``, in log order.
+# --------------------------------------------------------------------------- what a run reviews
 
-    ``frame`` is the file's frame (positions from ``state.cols``) or a status table
-    (``columns`` = positions of label, original_label, status, reviewed_by). Idempotent.
+#: The label file made in a run's folder when its data has none to write to (or it is read-only).
+REVIEW_LABEL_FILE = "labels.csv"
+#: Sample ids sent to a run's review queue by hand (JSON list), beside the flagged ones.
+REVIEW_REQUESTS_FILE = "review_requests.json"
+
+
+def review_label_file(run: "Run") -> Path:
+    """The label file decisions on ``run`` are written to.
+
+    For a CSV data set that is the CSV itself — unless it is read-only, then a verbatim
+    working copy ``<run>/labels.csv`` is made once (its paths stay as they were, so its
+    cleaned export can replace the original). For an image folder or ``.npz`` a label file
+    ``<run>/labels.csv`` (``path,label``, from the samples the run trained on) is created
+    once and used from then on.
     """
-    if not decisions:
-        return
-    lab, orig, st, by = state.cols[1:] if columns is None else columns
+    data = Path(run.config().get("data", ""))
+    target = run.path / REVIEW_LABEL_FILE
+    if source_kind(data) == "csv":
+        if not is_read_only(data):
+            return data
+        if not target.is_file():  # a read-only label file: review a working copy of it
+            atomic_write_bytes(target, data.read_bytes())
+        return target
+    if not target.is_file():
+        ids, labels = run.samples()
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow([PATH_COL, LABEL_COL])
+        w.writerows(zip(ids, labels))
+        atomic_write_bytes(target, buf.getvalue().encode("utf-8"))
+    return target
+
+
+def review_requests(run: "Run") -> list[str]:
+    """Sample ids a user sent to the review queue from Explore (besides the flagged ones)."""
+    try:
+        items = json.loads((run.path / REVIEW_REQUESTS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [str(x) for x in items] if isinstance(items, list) else []
+
+
+def request_review(run: "Run", sample_id: str) -> list[str]:
+    """Add a sample to the run's review queue (kept on disk); returns the request list."""
+    items = review_requests(run)
+    if sample_id not in items:
+        items.append(sample_id)
+        atomic_write_bytes(run.path / REVIEW_REQUESTS_FILE, json.dumps(items, indent=1).encode("utf-8"))
+    return items
+
+
+# --------------------------------------------------------------------------- the queue
+
+#: Review states a queue can be narrowed to (``None``: every state).
+STATE_FILTERS: dict[str, tuple[str, ...] | None] = {
+    "to review": ("",), "reviewed": (CONFIRMED, RELABELED, DISCARDED), "confirmed": (CONFIRMED,),
+    "relabeled": (RELABELED,), "discarded": (DISCARDED,), "all": None,
+}
+
+
+def _apply(state: _FileState, frame: pd.DataFrame, decisions: Sequence[tuple]) -> None:
+    """Set (label, status, reviewed_by) of each decision's row in the file's ``frame`` (or a
+    copy of it), in log order. Idempotent: every decision sets absolute values."""
+    _, lab, orig, st, by = state.cols
     for _, path, new_label, new_status, new_by in decisions:
         i = state.row.get(path)
         if i is None:  # the row left the file (edited outside the tool): nothing to apply to

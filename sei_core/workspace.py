@@ -1,19 +1,17 @@
-"""Where the app keeps its things: the runs folder, recent data choices, the label file a
-run is reviewed against, samples sent to review, and a data set's ground truth if it has one.
+"""Where the app keeps its things: the runs folder, recent data choices, and a data set's
+ground truth if it has one.
 
 No Streamlit here (the CLI and tests use it too). Every write is atomic.
 
 - Runs live under ``$SEI_RUNS_DIR`` (default ``./runs``).
 - ``<runs>/recent.json`` remembers the data sets opened recently, newest first.
-- A run trained on a CSV is reviewed against that CSV (decisions are written back to it).
-  A run trained on an image folder or a ``.npz`` has no CSV to write to, so a label file
-  ``<run>/labels.csv`` (``path,label``) is created for it once and reviewed instead.
+- Which label file a run is reviewed against, and the samples sent to review by hand, are
+  :func:`sei_core.review.review_label_file` and :func:`sei_core.review.review_requests`
+  (importable from here too, where the pages look for them).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 from pathlib import Path
@@ -22,15 +20,14 @@ import numpy as np
 
 from .files import atomic_write_bytes
 from .labels import TableError, read_truth, source_kind
-from .review import is_read_only
+from .review import (REVIEW_LABEL_FILE, REVIEW_REQUESTS_FILE, is_read_only,  # noqa: F401 (pages use them here)
+                     request_review, review_label_file, review_requests)
 from .runs import Run, list_runs
 
 RUNS_ENV = "SEI_RUNS_DIR"
 BENCH_ENV = "SEI_BENCH_DIR"
 RECENT_FILE = "recent.json"
 MAX_RECENT = 10
-REVIEW_LABEL_FILE = "labels.csv"
-REVIEW_REQUESTS_FILE = "review_requests.json"
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "sample_data"
 
 
@@ -171,58 +168,15 @@ def new_run_name(data_path: str | Path, model: str, folder: Path | None = None) 
     return f"{base}-{n}"
 
 
-# -- the label file a run is reviewed against ---------------------------------------------
+# -- the data a run is reviewed against ---------------------------------------------------
 
 def is_csv_data(run: Run) -> bool:
     """True if ``run`` trained on a label file (not an image folder or ``.npz``)."""
     return source_kind(run.config().get("data", "")) == "csv"
 
 
-def review_label_file(run: Run) -> Path:
-    """The label file decisions on ``run`` are written to.
-
-    For a CSV data set that is the CSV itself — unless it is read-only, then a verbatim
-    working copy ``<run>/labels.csv`` is made once (its paths stay as they were, so its
-    cleaned export can replace the original). For an image folder or ``.npz`` a label file
-    ``<run>/labels.csv`` (``path,label``, from the samples the run trained on) is created
-    once and used from then on.
-    """
-    data = Path(run.config().get("data", ""))
-    target = run.path / REVIEW_LABEL_FILE
-    if source_kind(data) == "csv":
-        if not is_read_only(data):
-            return data
-        if not target.is_file():  # a read-only label file: review a working copy of it
-            atomic_write_bytes(target, data.read_bytes())
-        return target
-    if not target.is_file():
-        ids, labels = run.samples()
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["path", "label"])
-        w.writerows(zip(ids, labels))
-        atomic_write_bytes(target, buf.getvalue().encode("utf-8"))
-    return target
-
-
-# -- samples sent to review by hand --------------------------------------------------------
-
-def review_requests(run: Run) -> list[str]:
-    """Sample ids a user sent to the review queue from Explore (besides the flagged ones)."""
-    try:
-        items = json.loads((run.path / REVIEW_REQUESTS_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []
-    return [str(x) for x in items] if isinstance(items, list) else []
-
-
-def request_review(run: Run, sample_id: str) -> list[str]:
-    """Add a sample to the run's review queue (kept on disk); returns the request list."""
-    items = review_requests(run)
-    if sample_id not in items:
-        items.append(sample_id)
-        _write_json(run.path / REVIEW_REQUESTS_FILE, items)
-    return items
+# ``review_label_file``, ``review_requests`` and ``request_review`` live in sei_core.review
+# (imported above): which label file a run is reviewed against, and the hand-made requests.
 
 
 # -- ground truth (data sets with known noise) ---------------------------------------------

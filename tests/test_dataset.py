@@ -173,7 +173,7 @@ def test_two_spellings_of_one_file_with_different_labels_are_refused(tmp_path):
     _img(tmp_path / "images" / "x.png")
     f = _csv(tmp_path, "path,label\n./images/x.png,nevus\na.png,melanoma\nimages/x.png,melanoma\n")
     with pytest.raises(DataError, match=r"line 4: 'images/x.png' is the same file as './images/x.png' on line 2, "
-                                        r"but labelled 'melanoma' there 'nevus'"):
+                                        r"labelled 'nevus' there and 'melanoma' here"):
         dataset.load(f)
 
 
@@ -208,3 +208,13 @@ def test_cli_reports_a_failed_training_once(tmp_path, capsys):
     text = out.out + out.err
     assert text.count("line 2: image 'a.png' has an empty label") == 1
     assert text.count("line 4 (missing.png)") == 1
+
+
+def test_cli_validate_prints_the_warnings(tmp_path, capsys):
+    from sei_core import cli
+
+    f = _csv(tmp_path, "path,label\na.png,nevus\nb.png,Nevus\nc.png,nevus\nd.png,mel\n")
+    assert cli.main(["validate", str(f)]) == 0
+    out = capsys.readouterr().out
+    assert "warning: labels.csv: class names differ only in case: 'nevus' (2 rows" in out
+    assert out.count("class of one image") == 2  # 'Nevus' and 'mel'

@@ -462,3 +462,21 @@ def test_export_refuses_live_label_file(store: ReviewStore) -> None:
         with pytest.raises(ExportError, match="Refusing"):
             store.export_clean(target)
     assert store.label_file.read_bytes() == before
+
+
+# --------------------------------------------------------------------------- the queue
+
+
+def _page_queue(ids, score, flagged, requested):
+    """The queue as the Review page built it before it moved here (the reference)."""
+    import numpy as np
+
+    index = {sid: i for i, sid in enumerate(ids)}
+    req = [index[r] for r in requested if r in index]
+    return sorted(set(np.flatnonzero(flagged).tolist()) | set(req),
+                  key=lambda i: (np.nan_to_num(score[i], nan=np.inf), ids[i]))
+
+
+def test_statuses_of_paths(store: ReviewStore) -> None:
+    store.discard("b.png", "ann", expected_label="dog")
+    assert store.statuses(["b.png", "a.png", "zz.png"]).tolist() == ["discarded", "", None]

@@ -178,10 +178,19 @@ def test_random_kills_leave_file_and_log_consistent(tmp_path: Path, seed: int) -
 # --------------------------------------------------------------------------- coalescing
 
 
+def _wait_until_written(store: ReviewStore, limit: float = 60) -> None:
+    """Wait for the background writer (a bound for a hung test, not a timing assertion)."""
+    deadline = time.monotonic() + limit
+    while store.pending() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert store.pending() == 0
+
+
 def test_large_files_are_rewritten_coalesced_and_recovered_on_open(tmp_path: Path) -> None:
     f = _file(tmp_path)
     s = ReviewStore(f, classes=CLASSES, coalesce_s=3600, coalesce_min_bytes=0)
-    s.relabel("p00.png", "dog", "ann", expected_label="cat")  # no rewrite yet: written at once
+    s.relabel("p00.png", "dog", "ann", expected_label="cat")  # no rewrite yet: the writer starts at once
+    _wait_until_written(s)
     assert _rows(f)["p00.png"]["label"] == "dog"
     before = f.read_bytes()
     s.relabel("p01.png", "fox", "ann", expected_label="dog")
@@ -204,10 +213,8 @@ def test_background_writer_brings_the_file_up_to_date(tmp_path: Path) -> None:
     s = ReviewStore(f, classes=CLASSES, coalesce_s=0.2, coalesce_min_bytes=0)
     for p, old in zip(PATHS[:5], ["cat", "dog"] * 3):
         s.relabel(p, "fox", "ann", expected_label=old)
-    deadline = time.monotonic() + 30
-    while s.pending() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert s.pending() == 0 and s.flush_error is None
+    _wait_until_written(s)
+    assert s.flush_error is None
     assert [_rows(f)[p]["label"] for p in PATHS[:5]] == ["fox"] * 5
 
 
@@ -218,8 +225,8 @@ def test_pending_decisions_are_written_when_the_process_exits(tmp_path: Path) ->
         from sei_core.review import ReviewStore
         s = ReviewStore({str(f)!r}, coalesce_s=3600, coalesce_min_bytes=0)
         s.relabel("p00.png", "dog", "kid", expected_label="cat")
-        s.relabel("p01.png", "cat", "kid", expected_label="dog")
-        assert s.pending() == 1
+        s.relabel("p01.png", "cat", "kid", expected_label="dog")  # held back for an hour at most
+        print(s.pending())
     """)
     assert r.returncode == 0, r.stderr
     assert [_rows(f)[p]["label"] for p in PATHS[:2]] == ["dog", "cat"]
@@ -373,3 +380,28 @@ def test_a_file_that_has_review_columns_keeps_untouched_lines_byte_for_byte(tmp_
     lines = f.read_bytes().split(b"\n")
     assert lines[1] == b'"a.png",cat,,,,"unneeded quotes"' and lines[3] == b'c.png,cat,cat,confirmed,old,"x,y"'
     assert lines[2] == b"b.png,cat,dog,relabeled,ann,plain"
+
+
+def test_a_decision_waits_for_no_other_process_writing_the_file(tmp_path: Path) -> None:
+    """A rewrite held up by another process's write lock: the decision still returns (it is
+    in the log), and the file follows once the lock is free."""
+    f = _file(tmp_path)
+    s = ReviewStore(f, classes=CLASSES, lock_timeout=0.3, coalesce_s=0.1)
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import fcntl, os, sys, time
+        fd = os.open({str(s.write_lock_path)!r}, os.O_RDWR | os.O_CREAT)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        print("held", flush=True)
+        sys.stdin.readline()
+    """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        d = s.relabel("p00.png", "fox", "ann", expected_label="cat")
+        assert d.new_label == "fox" and s.pending() == 1
+        assert _rows(f)["p00.png"]["label"] == "cat"
+    finally:
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        holder.wait(timeout=60)
+    _wait_until_written(s)
+    assert _rows(f)["p00.png"]["label"] == "fox"
