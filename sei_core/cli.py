@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from . import dataset, jobs
+from .files import stream_writes_to
 from .models import ModelError, available_models
 from .runs import Run, RunError
 from .bench import BenchError as _BenchError
@@ -189,10 +190,13 @@ def _train_reporting_once(config: TrainConfig, out, *, resume: bool, progress_ba
     """Train and print the summary. A failure training has already reported (``failed: …``
     on stderr and in the run's log) is not printed a second time by :func:`main`."""
     said: list[str] = []
+    # a background job's stderr is the run's log.txt, which training writes itself
+    quiet = stream_writes_to(sys.stderr, Run(out).log_file)
 
     def log(msg: str) -> None:
         said.append(msg)
-        print(msg, file=sys.stderr)
+        if not quiet:
+            print(msg, file=sys.stderr)
 
     try:
         run = train(config, out, resume=resume, progress_bar=progress_bar, log=log)

@@ -161,7 +161,7 @@ def bbe_count(scores: np.ndarray, is_aux: np.ndarray, labels: np.ndarray | None 
     ref = scores[is_aux]
     alpha, lo, hi = bbe_proportion(scores[~is_aux], ref, delta=delta, gamma=gamma)
     labels, k = _labels(labels, n, n_classes)
-    sizes = np.bincount(labels, minlength=k)[:k] if k else np.zeros(0, dtype=np.int64)
+    sizes = np.bincount(labels[labels >= 0], minlength=k)[:k] if k else np.zeros(0, dtype=np.int64)
     pc = np.full((3, k), np.nan)
     lab2 = np.broadcast_to(labels, scores.shape)
     for c in range(k):
@@ -210,7 +210,7 @@ def mixture_count(scores: np.ndarray, is_aux: np.ndarray, labels: np.ndarray | N
         return s, max(0.0, s - z * sd), min(float(mask.sum()), s + z * sd)
 
     count, low, high = total(np.ones(n, dtype=bool))
-    sizes = np.bincount(labels, minlength=k)[:k] if k else np.zeros(0, dtype=np.int64)
+    sizes = np.bincount(labels[labels >= 0], minlength=k)[:k] if k else np.zeros(0, dtype=np.int64)
     pc = np.array([total(labels == c) for c in range(k)]).T if k else np.zeros((3, 0))
     return CountEstimate("mixture", n, count, low, high, pc[0], pc[1], pc[2], sizes)
 
@@ -259,7 +259,7 @@ def cleanlab_count(labels: np.ndarray, pred_probs: np.ndarray, *, n_boot: int = 
             low, high = np.percentile(b.sum(axis=1), q)
             lo_pc, hi_pc = np.percentile(b, q, axis=0)
     return CountEstimate("cleanlab", n, float(per.sum()), float(low), float(high), per, lo_pc, hi_pc,
-                         np.bincount(labels, minlength=k)[:k])
+                         np.bincount(labels[labels >= 0], minlength=k)[:k])
 
 
 def run_probabilities(probs: Sequence[np.ndarray], is_aux: np.ndarray, n_classes: int) -> np.ndarray:

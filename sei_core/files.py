@@ -70,3 +70,13 @@ def remove_temp_files(target: str | os.PathLike) -> list[Path]:
             tmp.unlink()
             removed.append(tmp)
     return removed
+
+
+def stream_writes_to(stream, path: str | os.PathLike) -> bool:
+    """True if the open ``stream`` writes to the file ``path`` (a background job's stderr
+    that is its own log file, say)."""
+    try:
+        a, b = os.fstat(stream.fileno()), os.stat(path)
+    except (OSError, ValueError, AttributeError):  # no real file behind the stream (pytest capture …)
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)

@@ -90,7 +90,8 @@ def given_labels(records: Sequence[Records], is_aux: np.ndarray) -> np.ndarray:
 
 
 def count_errors(records: Sequence[Records], is_aux: np.ndarray, *, estimator: str = COUNT_ESTIMATOR,
-                 method: str = COUNT_METHOD, probs: Sequence[np.ndarray] | None = None) -> CountEstimate:
+                 method: str = COUNT_METHOD, probs: Sequence[np.ndarray] | None = None,
+                 labels: np.ndarray | None = None) -> CountEstimate:
     """The estimated number of mislabeled samples of a run, overall and per given class.
 
     ``estimator`` is one of :data:`sei_core.count.ESTIMATORS`: ``"bbe"`` and ``"mixture"``
@@ -362,7 +363,7 @@ def score_run(run: Run, method: str = DEFAULT_METHOD, rule: str | None = None) -
     method, vrule = split_variant(method)
     if rule is None:
         rule = vrule if vrule != "own" else (DEFAULT_RULE if method == DEFAULT_METHOD else "own")
-    est = count_errors(loaded.records, loaded.is_aux, probs=loaded.probs)
+    est = count_errors(loaded.records, loaded.is_aux, probs=loaded.probs, labels=loaded.labels)
     ms = score_records(loaded.records, loaded.is_aux, method, rule, count=est)
     paper = (ms if (ms.method, ms.rule) == (PAPER_METHOD, PAPER_RULE)
              else score_records(loaded.records, loaded.is_aux, PAPER_METHOD, PAPER_RULE, count=est))

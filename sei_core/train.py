@@ -36,7 +36,7 @@ from . import feed as feed_mod
 # the configuration moved to sei_core.config; these names stay importable from here
 from .config import PAPER_EPOCHS, PAPER_MILESTONES, PRESETS, TrainConfig, pick_device  # noqa: F401
 from .models import ModelError, build_model
-from .files import atomic_write
+from .files import atomic_write, stream_writes_to
 from .records import Recorder
 from .runs import Run, RunError, now
 from .scores import choose_aux_sets
@@ -299,7 +299,7 @@ def _train(config, out, resume, progress_bar, log, d: Dist, device: torch.device
     _STOP.clear()
     logf = open(run.log_file, "a", encoding="utf-8") if d.main else None
     echo = log
-    if echo is None and d.main and not _same_file(sys.stderr, run.log_file):
+    if echo is None and d.main and not stream_writes_to(sys.stderr, run.log_file):
         # a background process's stderr *is* log.txt (see jobs): echoing would write each line twice
         echo = lambda m: print(m, file=sys.stderr)  # noqa: E731
 
@@ -380,15 +380,6 @@ def _train(config, out, resume, progress_bar, log, d: Dist, device: torch.device
             logf.close()
         if lock is not None:
             Run.release(lock)
-
-
-def _same_file(stream, path: Path) -> bool:
-    """True if the open ``stream`` writes to the file ``path``."""
-    try:
-        a, b = os.fstat(stream.fileno()), os.stat(path)
-    except (OSError, ValueError, AttributeError):  # no real file behind the stream (pytest capture …)
-        return False
-    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def init_run(config: TrainConfig, out: str | Path) -> Run:
