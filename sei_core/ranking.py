@@ -23,7 +23,7 @@ import pandas as pd
 
 from .baselines import METHODS, Method, Records
 from .files import atomic_write
-from .records import EPOCH_FIELDS, sample_range
+from .records import EPOCH_FIELDS, Columns, sample_range
 from .runs import Run, RunError
 from .scores import combine_runs, suggested_labels
 
@@ -37,6 +37,8 @@ CHUNK_CELLS = 1 << 23
 
 
 def _n_epochs(records) -> int:
+    if isinstance(records, Columns):
+        return records.n_epochs
     return max((np.shape(records[f])[0] for f in EPOCH_FIELDS if f in records), default=1)
 
 
@@ -292,7 +294,7 @@ def score_run(run: Run, method: str = DEFAULT_METHOD) -> RunScores:
     ms = score_records(loaded.records, loaded.is_aux, method)
     paper = ms if ms.method == PAPER_METHOD else score_records(loaded.records, loaded.is_aux, PAPER_METHOD)
     src = ms.source_run
-    t = min(np.shape(r["prediction"])[0] for r in loaded.records)
+    t = min(_n_epochs(r) for r in loaded.records)
     pick = np.clip(src, 0, None)
     suggested, sp = _suggested(loaded, pick)
     scored = src >= 0

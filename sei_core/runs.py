@@ -132,12 +132,14 @@ class Run:
 
     def samples(self) -> tuple[list[str], list[str]]:
         """Sample ids and given label names, in training order."""
+        import pandas as pd  # its C parser reads a million rows in well under a second
+
         try:
-            with open(self.path / "samples.csv", newline="", encoding="utf-8") as f:
-                rows = list(csv.DictReader(f))
+            df = pd.read_csv(self.path / "samples.csv", usecols=["id", "label"], dtype=str,
+                             keep_default_na=False, encoding="utf-8")
         except FileNotFoundError:
             raise RunError(f"{self.path} has no samples yet: training has not loaded the data") from None
-        return [r["id"] for r in rows], [r["label"] for r in rows]
+        return df["id"].tolist(), df["label"].tolist()
 
     # -- status ----------------------------------------------------------------------
     def status(self) -> dict:

@@ -59,7 +59,7 @@ def test_round_trip_and_derived_fields(tmp_path):
     assert store.scalars()[2] == {"loss": 3.0, "accuracy": 0.5}
     rec = store.load()
     assert isinstance(rec, Columns) and set(rec) == set(EpochStatistics.FIELDS)
-    assert isinstance(rec["margin"], np.memmap) and rec["margin"].shape == (5, 60)
+    assert isinstance(rec["prediction"], np.memmap) and rec["margin"].shape == (5, 60)
     se_old = _stack(stats, "signed_entropy")
     se = rec["signed_entropy"]
     np.testing.assert_allclose(se, se_old, rtol=F16, atol=1e-7)
