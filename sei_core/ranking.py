@@ -32,8 +32,9 @@ DEFAULT_METHOD = "confidence"
 #: The paper's Signed Entropy Integral: computed and shown beside whatever method ranks.
 PAPER_METHOD = "sei"
 #: Per-sample work runs over ranges of samples with about this many (epoch, sample) cells,
-#: so memory stays bounded (~64 MB per float64 temporary) however large N is.
-CHUNK_CELLS = 1 << 23
+#: so memory stays bounded however large N is: 4 MB per float64 temporary, small enough for
+#: the allocator to reuse rather than map fresh pages for every range (measured faster).
+CHUNK_CELLS = 1 << 19
 
 
 def _n_epochs(records) -> int:
