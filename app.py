@@ -15,13 +15,7 @@ ROOT = Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from pages._common import PAGE_CONFIG  # noqa: E402  (needs ROOT on the path)
+from pages._common import PAGE_CONFIG, run_app  # noqa: E402  (needs ROOT on the path)
 
 st.set_page_config(**PAGE_CONFIG)
-st.navigation([
-    st.Page("pages/data.py", title="Data", icon=":material/folder_open:", url_path="data"),
-    st.Page("pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
-    st.Page("pages/explore.py", title="Explore", icon=":material/insights:", url_path="explore"),
-    st.Page("pages/review.py", title="Review", icon=":material/rule:", url_path="review"),
-    st.Page("pages/benchmark.py", title="Benchmark", icon=":material/leaderboard:", url_path="benchmark"),
-]).run()
+run_app()

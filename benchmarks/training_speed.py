@@ -37,7 +37,8 @@ from sei_core import dataset
 from sei_core.models import build_model
 from sei_core.records import Recorder, RecordStore
 from sei_core.runs import Run
-from sei_core.train import CheckpointWriter, Stepper, _batches, _images_on, pick_device
+from sei_core.feed import ImageFeed, memory_budget
+from sei_core.train import CheckpointWriter, Stepper, _batches, pick_device
 
 
 def _sync(device: torch.device) -> None:
@@ -66,7 +67,7 @@ def main() -> None:
     prompts = data.prompts().for_classes(data.classes)
     y_np = data.labels.copy()
     y_np[: n // (k + 1)] = k  # an auxiliary class, as in a real run
-    images = _images_on(device, images_np)
+    images = ImageFeed(images_np, device, memory_budget())  # the fast path training takes when it fits
     y_all = torch.from_numpy(y_np).to(device)
     x_float = (torch.from_numpy(images_np).float() / 255).to(device)
     use_amp = device.type == "cuda"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -17,7 +18,7 @@ from sei_core import workspace
 from sei_core.dataset import DataError, LabeledImages, load
 from sei_core.gallery import ImageAccessError, ImageSource
 from sei_core.models import ModelError
-from sei_core.ranking import DEFAULT_METHOD, PAPER_METHOD  # noqa: F401  (re-exported for the pages)
+from sei_core.methods import DEFAULT_METHOD, DISPLAY_NAMES, PAPER_METHOD, display_name  # noqa: F401  (re-exported for the pages)
 from sei_core.review import ReviewError
 from sei_core.runs import Run, RunError
 
@@ -27,6 +28,15 @@ DATA_PAGE = "pages/data.py"
 TRAIN_PAGE = "pages/train.py"
 EXPLORE_PAGE = "pages/explore.py"
 REVIEW_PAGE = "pages/review.py"
+
+#: The app's pages: script, title, icon, URL path (one place; app.py and the sidebar menu use it).
+PAGES = (
+    (DATA_PAGE, "Data", ":material/folder_open:", "data"),
+    (TRAIN_PAGE, "Train", ":material/model_training:", "train"),
+    (EXPLORE_PAGE, "Explore", ":material/insights:", "explore"),
+    (REVIEW_PAGE, "Review", ":material/rule:", "review"),
+    ("pages/benchmark.py", "Benchmark", ":material/leaderboard:", "benchmark"),
+)
 
 PAGE_CONFIG = dict(page_title="SEI review", page_icon="🔎", layout="wide",
                    initial_sidebar_state="expanded")
@@ -132,8 +142,10 @@ def images_of(path: str, split: str = "train") -> ImageSource:
     return _image_source(path, split)
 
 
-@st.cache_data(show_spinner="Scoring the run…", max_entries=12)
+@st.cache_resource(show_spinner="Scoring the run…", max_entries=4)
 def _scores(run_path: str, stamp: tuple, method: str):
+    """One shared, read-only result per run version and method (``cache_resource``: the arrays
+    are handed out as they are, never pickled per rerun; callers must not modify them)."""
     from sei_core.ranking import score_run
 
     return score_run(Run(run_path), method)
@@ -145,23 +157,23 @@ def scores_of(run: Run, method: str = DEFAULT_METHOD):
     return _scores(str(run.path), workspace.run_stamp(run), method)
 
 
-#: How the pages name a ranking score.
-SCORE_NAMES = {"sei": "SEI", "confidence": "Confidence", "aum": "AUM", "sci": "SCI"}
+#: How the pages name a ranking score (one place: sei_core.methods).
+SCORE_NAMES = DISPLAY_NAMES
+score_name = display_name
 
 
-def score_name(method: str) -> str:
-    return SCORE_NAMES.get(method, method)
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _truth(data_path: str, run_path: str, stamp: tuple, truth_stamp: tuple):
+    ids = _scores(run_path, stamp, DEFAULT_METHOD).ids
+    return workspace.load_truth(data_path, ids)
 
 
-@st.cache_data(max_entries=12)
-def _truth(data_path: str, ids: tuple, stamp: tuple):
-    return workspace.load_truth(data_path, list(ids))
-
-
-def truth_of(run: Run, ids: list[str]):
+def truth_of(run: Run, ids=None):
+    """``is_noisy`` per sample of the run from its data set's truth file, or None (cached per
+    run and truth-file version; ``ids`` is accepted for compatibility and must be the run's)."""
     data = run.config().get("data", "")
     f = workspace.truth_file(data)
-    return None if f is None else _truth(data, tuple(ids), file_stamp(f))
+    return None if f is None else _truth(data, str(run.path), workspace.run_stamp(run), file_stamp(f))
 
 
 # -- the shared choice of data set and run --------------------------------------------------------
@@ -242,28 +254,61 @@ def sidebar() -> None:
                     st.text(short_path(other))
 
 
-def _leave_pages_directory_mode() -> None:
-    """Make sure app.py's ``st.navigation`` is in charge, even on a server's very first run.
+# -- navigation ----------------------------------------------------------------------------
 
-    Streamlit decides per process whether an app uses the old "pages/ directory" mode by
-    looking for a ``pages/`` folder, and only leaves that mode once ``st.navigation`` has
-    been called. Until then a request for e.g. ``/review`` would run ``pages/review.py``
-    directly (with a navigation menu made from the folder's file names). If that happens,
-    switch the mode off and rerun: app.py then runs and opens the requested page.
+_run = threading.local()  # per script-run thread: did app.py start this run?
+
+
+def _start() -> None:
+    """The app's address without a page (``/``) opens the Data page at its own address."""
+    st.switch_page(DATA_PAGE)
+
+
+def navigation():
+    """The app's ``st.navigation`` (menu hidden: :func:`menu` draws it in the sidebar).
+
+    Streamlit serves the default page at ``/`` only, so every real page gets a non-default
+    entry (``/data`` works) and the hidden default one forwards to the Data page.
     """
-    try:
-        from streamlit.runtime.pages_manager import PagesManager
-    except ImportError:  # pragma: no cover - a Streamlit without it has no such mode
-        return
-    if getattr(PagesManager, "uses_pages_directory", False):
-        PagesManager.uses_pages_directory = False
-        st.rerun()
+    return st.navigation([st.Page(_start, title="SEI review", url_path="start", default=True, visibility="hidden")]
+                         + [st.Page(script, title=title, icon=icon, url_path=url) for script, title, icon, url in PAGES],
+                         position="hidden")
+
+
+def run_app() -> None:
+    """app.py's body: declare the pages and run the one the URL asks for."""
+    _run.via_app = True
+    navigation().run()
+
+
+def _declare_pages_if_run_directly() -> None:
+    """Make app.py's navigation the one in charge when Streamlit ran a page script directly.
+
+    A top-level ``pages/`` folder (the product's layout) makes a fresh Streamlit server (and
+    every AppTest run) start in its old "pages directory" mode, in which a request for e.g.
+    ``/review`` runs ``pages/review.py`` without app.py. Declaring the same pages with
+    ``st.navigation`` (same URL paths, hence the same page ids) ends that mode through the
+    public API; this run then goes on drawing the requested page, and later runs go through
+    app.py. ``client.showSidebarNavigation = false`` keeps the automatic page list hidden.
+    """
+    if not getattr(_run, "via_app", False):
+        navigation()
+    _run.via_app = False
+
+
+def menu() -> None:
+    """The page menu at the top of the sidebar."""
+    for script, title, icon, _ in PAGES:
+        st.page_link(script, label=title, icon=icon)
+    st.divider()
 
 
 def page_setup(title: str) -> None:
     """Page configuration, title and the shared sidebar; first thing every page calls."""
-    _leave_pages_directory_mode()
+    _declare_pages_if_run_directly()
     st.set_page_config(**PAGE_CONFIG)
+    with st.sidebar:
+        menu()
     sidebar()
     st.title(title, anchor=False)
 

@@ -3,7 +3,6 @@ has a truth file) and in the grids written by ``sei bench``."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -11,7 +10,8 @@ import streamlit as st
 
 from pages._common import current_run, facts, file_stamp, guard, md, page_setup, short_path
 from sei_core import bench, workspace
-from sei_core.ranking import DEFAULT_METHOD, PAPER_METHOD, load_run
+from sei_core.methods import DEFAULT_METHOD, PAPER_METHOD
+from sei_core.ranking import load_run
 from sei_core.runs import Run
 
 page_setup("Benchmark")
@@ -35,13 +35,8 @@ def _run_table(run_path: str, stamp: tuple, truth_stamp: tuple) -> pd.DataFrame 
 
 
 @st.cache_data(show_spinner="Reading the benchmark…", max_entries=8)
-def _results(folder: str, stamp: tuple) -> pd.DataFrame:
-    return bench.load_results(folder)
-
-
-def _bench_stamp(folder: Path) -> tuple:
-    cells = sorted((folder / "cells").glob("*/*/*/*/results.csv"))
-    return (file_stamp(folder / "results.csv"), len(cells), max((file_stamp(c)[1] for c in cells), default=0))
+def _results(folder: str, stamp: tuple) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return bench.load_results(folder), bench.load_counts(folder)
 
 
 def _mark(method: str) -> str:
@@ -111,11 +106,11 @@ def grids() -> None:
     if not folder.is_dir():
         st.error(f"{md(folder)} is not a folder.", icon=":material/error:")
         return
-    results = _results(str(folder), _bench_stamp(folder))
+    results, counts = _results(str(folder), bench.stamp(folder))
     if results.empty:
         st.info(f"{md(short_path(str(folder), 2))} holds no results yet: no cell has finished.", icon=":material/info:")
         return
-    settings = json.loads((folder / "bench.json").read_text()) if (folder / "bench.json").is_file() else {}
+    settings = bench.settings(folder)
     t = settings.get("train", {})
     if t:
         facts([("Model", f"{t.get('model')}, weights {t.get('weights') or 'none (random init)'}"),
@@ -166,8 +161,21 @@ def grids() -> None:
         st.plotly_chart(fig, width="stretch", config={"displayModeBar": False})
     st.download_button("Download results.csv", results.to_csv(index=False).encode("utf-8"),
                        file_name=f"{folder.name}-results.csv", mime="text/csv", icon=":material/download:")
+    if not counts.empty:
+        with st.expander("How many labels are wrong: each error-count estimate against the truth"):
+            errs = bench.count_errors_table(counts)
+            st.dataframe(errs, hide_index=True, width="stretch",
+                         column_config={"mare": st.column_config.NumberColumn("mean |error|", format="%.3f",
+                                                                              help="Mean of |estimate − true| / true"),
+                                        "bias": st.column_config.NumberColumn(
+                                            "mean error", format="%+.3f", help="Mean of (estimate − true) / true"),
+                                        "within_15": st.column_config.NumberColumn("cells within 15 %"),
+                                        "covered": st.column_config.NumberColumn("interval holds the truth")})
+            st.caption("Over every cell of this benchmark. `bbe`: Best Bin Estimation with the auxiliary samples as "
+                       "the mislabeled distribution; `mixture`: a 2-component Gaussian mixture on the score; "
+                       "`cleanlab`: cleanlab's calibrated count on the run's or on cross-validated probabilities.")
     with st.expander("What each method is computed on"):
-        desc = bench.describe_methods()
+        desc = bench.describe_methods(bench.BENCH_RULES)
         st.dataframe(pd.DataFrame({"method": [_mark(m) for m in desc], "computed on": list(desc.values())}),
                      hide_index=True, width="stretch")
 

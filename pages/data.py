@@ -112,6 +112,10 @@ def summary(ds) -> None:
 
 def report(ds) -> None:
     st.subheader("Validation report", anchor=False)
+    if ds.warnings:
+        st.warning(f"{len(ds.warnings)} thing(s) in the labels look wrong but do not stop training:",
+                   icon=":material/warning:")
+        show_problems(ds.warnings)
     if not ds.problems:
         st.success("No problems found: every row has a path and a label, every image opens, "
                    "and every class has images.", icon=":material/check_circle:")

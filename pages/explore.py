@@ -8,13 +8,17 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pages._common import (DEFAULT_METHOD, PAPER_METHOD, REVIEW_PAGE, facts, guard, images_of, md, need_run, page_setup,
-                           score_name, scores_of, truth_of)
-from sei_core.baselines import METHODS
+from pages._common import (DEFAULT_METHOD, PAPER_METHOD, REVIEW_PAGE, _scores, facts, guard, images_of, md, need_run,
+                           page_setup, score_name, scores_of, truth_of)
+from sei_core.count import ESTIMATOR_TEXT
+from sei_core.methods import DEFAULT_RULE, METHODS, threshold_text
 from sei_core import dynamics, metrics, plots, workspace
 from sei_core.gallery import ImageAccessError, fit
 
 ALL = -1
+PAGE_ROWS = 100  # rows of the image table sent to the browser at a time
+MAX_MATCHES = 50  # images listed for a name search
+SCROLL_CLASSES = 12  # more classes than this: the per-class grid scrolls in a box of its own
 CHART = dict(width="stretch", config={"displayModeBar": False})
 
 page_setup("Explore")
@@ -72,9 +76,14 @@ def summary(s, truth, mask, status: dict) -> None:
     c[1].metric("Flagged", f"{int((s.flagged & mask).sum()):,}",
                 help=f"{name} below the threshold: likely mislabeled. Review them on the Review page.")
     c[2].metric("Threshold" + ("s" if len(s.run_thresholds) > 1 else ""),
-                " / ".join(f"{t:.2f}" for t in s.run_thresholds),
-                help=f"Threshold rule of {name}: {METHODS[s.method].threshold_rule}; one per run.")
+                " / ".join(f"{t:.3g}" for t in s.run_thresholds),
+                help=f"Threshold rule of {name}: {threshold_text(s.method, s.rule)}; one per run.")
     c[3].metric("Epochs recorded", s.epochs)
+    # -- error count (sei_core.count, issue 11) --
+    if s.count is not None:
+        st.caption(f"Estimated mislabeled images in the whole data set: **{s.count.describe()}**, from "
+                   f"{ESTIMATOR_TEXT[s.count.estimator]}.")
+    # -- end error count --
     if truth is not None and scored.any():
         rep = metrics.precision_recall_f1(s.flagged[scored], truth[scored])
         c[4].metric("Flags that are truly wrong", f"{100 * rep['precision']:.0f}%",
@@ -85,23 +94,60 @@ def summary(s, truth, mask, status: dict) -> None:
                 "will change until training finishes.", icon=":material/hourglass_top:")
 
 
+@st.cache_resource(max_entries=4, show_spinner="Summarising the run…")
+def overview(run_path: str, stamp: tuple, method: str) -> dict:
+    """What every view of a run needs, computed once per run version and method."""
+    s = _scores(run_path, stamp, method)
+    scored = np.isfinite(s.score)
+    n = len(s.ids)
+    return dict(
+        scored=scored,
+        groups=dynamics.sample_groups(s.prediction, s.labels, s.flagged, scored=scored),
+        integrals=dynamics.integral_scores(s.signed_entropy, s.entropy),
+        order=np.lexsort((np.arange(n), np.nan_to_num(s.score, nan=np.inf))),  # most suspicious first
+        names=pd.Series([Path(i).name for i in s.ids]),
+    )
+
+
+@st.cache_resource(max_entries=16, show_spinner="Preparing the view…")
+def class_view(run_path: str, stamp: tuple, method: str, k: int) -> dict:
+    """The arrays behind the figures for one class (or all): per run version, method and class."""
+    s = _scores(run_path, stamp, method)
+    o = overview(run_path, stamp, method)
+    mask = np.ones(len(s.ids), dtype=bool) if k == ALL else s.labels == k
+    g = np.where(mask, o["groups"], dynamics.UNSCORED)
+    mean, std, count = dynamics.group_mean_curves(s.signed_entropy, g)
+    order = o["order"][mask[o["order"]]]
+    return dict(mask=mask, se_mean=mean, se_std=std, count=count, order=order,
+                flagged_order=order[s.flagged[order]],
+                align=dynamics.alignment_timeline(s.prediction, s.labels, g),
+                n=int(mask.sum()), n_flagged=int((s.flagged & mask).sum()))
+
+
 def sample_table(s, truth, groups, order) -> None:
+    """One page of the ranked images (``PAGE_ROWS`` rows reach the browser, not the whole run)."""
     k = len(s.classes)
+    pages = max(1, -(-len(order) // PAGE_ROWS))
+    c = st.columns([1, 4], vertical_alignment="bottom")
+    page = c[0].number_input(f"Page (of {pages:,})", min_value=1, max_value=pages, step=1, key="explore_page")
+    start = (int(page) - 1) * PAGE_ROWS
+    rows = order[start:start + PAGE_ROWS]
+    c[1].caption(f"Images {start + 1:,}–{start + len(rows):,} of {len(order):,}." if len(rows) else "")
     df = pd.DataFrame({
-        "image": [Path(s.ids[i]).name for i in order],
-        "given label": [s.classes[s.labels[i]] for i in order],
-        score_name(s.method): s.score[order],
-        "flagged": s.flagged[order],
-        "suggested": [s.classes[s.suggested[i]] if 0 <= s.suggested[i] < k else "" for i in order],
-        "probability": 100 * s.suggested_probability[order],
-        "group": [dynamics.GROUP_NAMES[g] if g >= 0 else "unscored" for g in groups[order]],
+        "image": [Path(s.ids[i]).name for i in rows],
+        "given label": [s.classes[s.labels[i]] for i in rows],
+        score_name(s.method): s.score[rows],
+        "flagged": s.flagged[rows],
+        "suggested": [s.classes[s.suggested[i]] if 0 <= s.suggested[i] < k else "" for i in rows],
+        "probability": 100 * s.suggested_probability[rows],
+        "group": [dynamics.GROUP_NAMES[g] if g >= 0 else "unscored" for g in groups[rows]],
     })
     if truth is not None:
-        df["truly mislabeled"] = truth[order]
-    st.session_state["_explore_order"] = [int(i) for i in order]
+        df["truly mislabeled"] = truth[rows]
+    st.session_state["_explore_order"] = [int(i) for i in rows]
     st.dataframe(df, hide_index=True, width="stretch", height=320, key="explore_table", on_select=pick_from_table,
                  selection_mode="single-row",
-                 column_config={score_name(s.method): st.column_config.NumberColumn(format="%.2f"),
+                 column_config={score_name(s.method): st.column_config.NumberColumn(format="%.3g"),
                                 "probability": st.column_config.ProgressColumn(
                                     format="%.0f%%", min_value=0, max_value=100,
                                     help="Average probability of the suggested label over the last epochs")})
@@ -114,23 +160,41 @@ def pick_from_table() -> None:
         st.session_state["explore_sample"] = order[rows[0]]
 
 
+def search(names: pd.Series, query: str, within: np.ndarray) -> np.ndarray:
+    """Up to ``MAX_MATCHES`` samples of ``within`` (in its order) whose file name contains ``query``."""
+    hit = names.str.contains(query.strip(), case=False, regex=False).to_numpy()
+    return within[hit[within]][:MAX_MATCHES]
+
+
 def send_to_review(run, sid: str) -> None:
     workspace.request_review(run, sid)
     st.session_state["review_focus"] = sid
 
 
-def sample_panel(run, s, truth, groups, order, means) -> None:
+def sample_panel(run, s, truth, groups, order, means, names: pd.Series, in_view: np.ndarray) -> None:
     if not len(order):
         st.caption("No images in this selection.")
         return
-    if st.session_state.get("explore_sample") not in set(int(i) for i in order):
-        st.session_state["explore_sample"] = int(order[0])
     k = len(s.classes)
     c = st.columns([3, 2])
-    i = c[0].selectbox("Open an image", [int(j) for j in order], key="explore_sample",
-                       format_func=lambda j: f"{Path(s.ids[j]).name} · {score_name(s.method)} {s.score[j]:.2f}"
+    query = c[1].text_input("Find an image by name", key="explore_search", placeholder="part of a file name",
+                            help=f"Lists up to {MAX_MATCHES} matches of this selection, most suspicious first.")
+    options = search(names, query, order) if query.strip() else np.asarray(st.session_state.get("_explore_order", []),
+                                                                           dtype=np.int64)
+    if query.strip() and not len(options):
+        c[1].caption("No image of this selection has that in its name.")
+    options = [int(j) for j in options]
+    chosen = st.session_state.get("explore_sample")
+    if not isinstance(chosen, int) or not (0 <= chosen < len(s.ids)) or not in_view[chosen]:
+        chosen = options[0] if options else int(order[0])
+    if chosen not in options:
+        options = [chosen] + options
+    st.session_state["explore_sample"] = chosen
+    i = c[0].selectbox("Open an image", options, key="explore_sample",
+                       format_func=lambda j: f"{Path(s.ids[j]).name} · {score_name(s.method)} {s.score[j]:.3g}"
                        + (" · flagged" if s.flagged[j] else ""),
-                       help="Or click a row of the table above.")
+                       help="The rows of the table page above, or the matches of a name search. "
+                            "Or click a row of the table.")
     sid = s.ids[i]
     cfg = run.config()
     left, mid, right = st.columns([2, 3, 5], gap="medium")
@@ -144,9 +208,9 @@ def sample_panel(run, s, truth, groups, order, means) -> None:
     with mid:
         sug = s.classes[s.suggested[i]] if 0 <= s.suggested[i] < k else "—"
         rows = [("Given label", s.classes[s.labels[i]]),
-                (score_name(s.method), f"{s.score[i]:.2f}" if np.isfinite(s.score[i])
+                (score_name(s.method), f"{s.score[i]:.3g}" if np.isfinite(s.score[i])
                  else "no score (auxiliary in every run)"),
-                ("Threshold", f"{s.threshold[i]:.2f}" if np.isfinite(s.threshold[i]) else "—"),
+                ("Threshold", f"{s.threshold[i]:.3g}" if np.isfinite(s.threshold[i]) else "—"),
                 ("Decision", "flagged, likely mislabeled" if s.flagged[i] else "kept"),
                 ("Group", dynamics.GROUP_NAMES[groups[i]] if groups[i] >= 0 else "unscored"),
                 ("Model suggests", f"{sug} ({100 * s.suggested_probability[i]:.0f}%)"
@@ -174,6 +238,7 @@ def body() -> None:
     top = st.columns([2, 3])
     with top[1]:
         method = score_choice()
+    stamp = workspace.run_stamp(run)
     s = scores_of(run, method)
     name = score_name(s.method)
     with top[0]:
@@ -183,55 +248,59 @@ def body() -> None:
         if DEFAULT_METHOD != PAPER_METHOD:
             m = METHODS[DEFAULT_METHOD]
             st.markdown(f"**{score_name(DEFAULT_METHOD)}**, the score this app ranks and flags by unless you choose "
-                        f"SEI above: {md(m.computed_on)}; flagged when {md(m.threshold_rule)}. "
+                        f"SEI above: {md(m.computed_on)}; flagged by {md(threshold_text(DEFAULT_METHOD, DEFAULT_RULE))}. "
                         "It was chosen because it found injected label noise best in this project's benchmark "
                         "(the Benchmark page and docs/benchmarks.md show the numbers, SEI beside it).")
-    truth = truth_of(run, s.ids)
-    scored = np.isfinite(s.score)
-    groups = dynamics.sample_groups(s.prediction, s.labels, s.flagged, scored=scored)
-    mask = np.ones(len(s.ids), dtype=bool) if k == ALL else s.labels == k
+    truth = truth_of(run)
+    o = overview(str(run.path), stamp, method)
+    v = class_view(str(run.path), stamp, method, k)
+    scored, groups, mask = o["scored"], o["groups"], v["mask"]
     summary(s, truth, mask, status)
 
     st.subheader(f"{name} by class", anchor=False)
+    two = len(s.run_thresholds) > 1
     st.caption(f"Each bar counts images with that {name}. Red: flagged (below the dashed threshold line), blue: kept."
-               + (" Hatched: truly mislabeled according to the truth file." if truth is not None else ""))
-    st.plotly_chart(plots.sei_histograms(s.score, s.flagged, s.labels, s.classes, s.threshold, truth,
-                                         show_classes=None if k == ALL else [k], score_name=name),
-                    key="hist", **CHART)
-
-    g = np.where(mask, groups, dynamics.UNSCORED)
-    se_mean, se_std, count = dynamics.group_mean_curves(s.signed_entropy, g)
+               + (" Hatched: truly mislabeled according to the truth file." if truth is not None else "")
+               + (" Two threshold lines: the data set was trained twice (two complementary runs, each with its own "
+                  "threshold); every image is judged by the run in which it kept its label, so a class shows the "
+                  "threshold of each run that scored some of its images." if two else ""))
+    shown = None if k == ALL else [k]
+    hist = plots.sei_histograms(s.score, s.flagged, s.labels, s.classes, s.threshold, truth, show_classes=shown,
+                                score_name=name, run_thresholds=s.run_thresholds)
+    if k == ALL and len(s.classes) > SCROLL_CLASSES:
+        st.caption(f"{len(s.classes)} classes: scroll inside the box, or choose one class above.")
+        with st.container(height=760):
+            st.plotly_chart(hist, key="hist", **CHART)
+    else:
+        st.plotly_chart(hist, key="hist", **CHART)
 
     st.subheader("Images", anchor=False)
     only_flagged = st.toggle("Only flagged images", value=False, key="explore_only_flagged")
-    sel = mask & (s.flagged if only_flagged else True)
-    order = np.flatnonzero(sel)
-    order = order[np.argsort(np.nan_to_num(s.score[order], nan=np.inf), kind="stable")]
+    order = v["flagged_order"] if only_flagged else v["order"]
     st.caption(f"Lowest {name} (most suspicious) first. Click a row to open the image below.")
     sample_table(s, truth, groups, order)
-    sample_panel(run, s, truth, groups, order, se_mean)
+    in_view = mask & (s.flagged if only_flagged else True)
+    sample_panel(run, s, truth, groups, order, v["se_mean"], o["names"], in_view)
 
     st.subheader("Signed entropy over training", anchor=False)
     c1, c2 = st.columns(2)
     with c1:
         st.caption("Mean signed entropy of each group (band: ± one standard deviation). Flagged images sit below "
                    "zero for many epochs: the model keeps disagreeing with their label.")
-        st.plotly_chart(plots.group_curves(se_mean, se_std, count, dynamics.GROUP_NAMES, "signed entropy"),
-                        key="group_curves", **CHART)
+        st.plotly_chart(plots.group_curves(v["se_mean"], v["se_std"], v["count"], dynamics.GROUP_NAMES,
+                                           "signed entropy"), key="group_curves", **CHART)
     with c2:
         st.caption("Label–prediction alignment: the share of each group whose prediction equals the given label, "
                    "per epoch. Mislabeled images are predicted as their true class until the model starts to "
                    "memorise the wrong label.")
-        align = dynamics.alignment_timeline(s.prediction, s.labels, g)
-        st.plotly_chart(plots.alignment_plot(align, dynamics.GROUP_NAMES, count), key="alignment", **CHART)
+        st.plotly_chart(plots.alignment_plot(v["align"], dynamics.GROUP_NAMES, v["count"]), key="alignment", **CHART)
 
     c1, c2 = st.columns(2)
     with c1:
         st.subheader("Entropy: kept vs flagged", anchor=False)
         st.caption("How unsure the model is about each image over training (thin lines: a few individual images; "
                    "thick: the mean, band ± one standard deviation).")
-        st.plotly_chart(plots.entropy_trajectories(s.entropy[:, mask], s.flagged[mask], scored[mask]),
-                        key="entropy", **CHART)
+        st.plotly_chart(plots.entropy_trajectories(s.entropy, s.flagged, scored & mask), key="entropy", **CHART)
     with c2:
         st.subheader("Signed vs unsigned integral", anchor=False)
         st.caption("The same entropy summed with and without the sign. "
@@ -239,11 +308,11 @@ def body() -> None:
                       "perfectly, 0.5 = chance)." if truth is not None else
                       "Colours: flagged vs kept. With a truth file the plot shows which score separates the truly "
                       "mislabeled images."))
-        ints = dynamics.integral_scores(s.signed_entropy, s.entropy)
+        ints = o["integrals"]
         m = mask & scored
         auroc = None
         if truth is not None and truth[m].any() and (~truth[m]).any():
-            auroc = {name: metrics.auroc(v[m], truth[m]) for name, v in ints.items()}
+            auroc = {key: metrics.auroc(val[m], truth[m]) for key, val in ints.items()}
         st.plotly_chart(plots.integral_comparison(ints["signed"][m], ints["unsigned"][m], s.sei_flagged[m],
                                                   None if truth is None else truth[m],
                                                   thresholds=s.sei_run_thresholds, auroc=auroc),

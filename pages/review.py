@@ -8,17 +8,21 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pages._common import (PAPER_METHOD, facts, guard, images_of, log, md, need_run, page_setup, score_name,
-                           scores_of)
+from pages._common import (DEFAULT_METHOD, PAPER_METHOD, _scores, facts, file_stamp, guard, images_of, log, md, need_run, page_setup,
+                           score_name, scores_of)
 from sei_core import dynamics, plots, workspace
+from sei_core.count import review_progress
 from sei_core.gallery import ImageAccessError, fit, zoom
 from sei_core.review import ConflictError, ReviewError, ReviewStore
+from sei_core.review_queue import STATUSES as REVIEW_STATUSES, ReviewQueue
+from sei_core.runs import Run
 
 STATE_FILTERS = {"to review": ("",), "reviewed": ("confirmed", "relabeled", "discarded"),
                  "confirmed": ("confirmed",), "relabeled": ("relabeled",), "discarded": ("discarded",),
                  "all": None}
 STATUS_WORDS = {"": "not reviewed yet", "confirmed": "confirmed", "relabeled": "relabeled", "discarded": "discarded"}
 MAX_KEY_CLASSES = 9
+TABLE_ROWS = 500  # rows of the queue table sent to the browser
 CHART = dict(width="stretch", config={"displayModeBar": False})
 
 page_setup("Review")
@@ -29,14 +33,34 @@ def review_store(label_file: str, classes: tuple) -> ReviewStore:
     return ReviewStore(label_file, classes=list(classes))
 
 
+@st.cache_resource(max_entries=4, show_spinner="Building the review queue…")
+def review_queue(run_path: str, stamp: tuple, label_file: str, requests_stamp: tuple) -> ReviewQueue:
+    """The run's queue, built once per run version and request list; decisions update it in place
+    (shared by every tab on this server, like the label file)."""
+    s = _scores(run_path, stamp, DEFAULT_METHOD)
+    return ReviewQueue(s.ids, s.labels, s.score, s.flagged, workspace.review_requests(Run(run_path)))
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def run_context(run_path: str, stamp: tuple) -> dict:
+    """Per run version: the groups' mean signed-entropy curves (for the comparison curve) and the
+    most confidently clean examples of each class, so a decision recomputes nothing over all samples."""
+    s = _scores(run_path, stamp, DEFAULT_METHOD)
+    groups = dynamics.sample_groups(s.prediction, s.labels, s.flagged, scored=np.isfinite(s.score))
+    mean, _, _ = dynamics.group_mean_curves(s.signed_entropy, groups)
+    clean = [dynamics.clean_examples(s.labels, s.flagged, s.suggested, s.suggested_probability, k, n=7)
+             for k in range(len(s.classes))]
+    return dict(group_means=dict(zip(dynamics.GROUP_NAMES, mean)), clean=clean)
+
+
 # -- callbacks: they never raise; outcomes go to session state and are shown on the next run -------------
 
 def _say(kind: str, text: str) -> None:
     st.session_state["review_msg"] = (kind, text)
 
 
-def act(store: ReviewStore, action: str, path: str, shown_label: str, shown_status: str, sei: float | None,
-        new_label: str | None = None, force: bool = False) -> None:
+def act(store: ReviewStore, queue: ReviewQueue, action: str, path: str, shown_label: str, shown_status: str,
+        sei: float | None, new_label: str | None = None, force: bool = False) -> None:
     reviewer = st.session_state.get("reviewer", "").strip()
     if not reviewer:
         _say("error", "Enter your name first, so every decision can be attributed.")
@@ -55,6 +79,8 @@ def act(store: ReviewStore, action: str, path: str, shown_label: str, shown_stat
             "theirs": e.latest.summary() if e.latest is not None else
             "The label file was changed outside the review tool.",
             "label": e.current_label, "status": e.current_status}
+        queue.apply(path, e.current_label, e.current_status,
+                    e.latest.reviewer if e.latest is not None and e.current_status else "")
         st.session_state["review_current"] = path
         return
     except ReviewError as e:
@@ -65,6 +91,7 @@ def act(store: ReviewStore, action: str, path: str, shown_label: str, shown_stat
         _say("error", f"The decision could not be saved ({type(e).__name__}: {e}). Nothing was changed; "
                       "check that the label file's folder is writable and try again.")
         return
+    queue.apply(d.path, d.new_label, d.new_status, reviewer)
     st.session_state.pop("review_conflict", None)
     _say("success", "Saved: " + d.summary())
     st.session_state["review_advance_from"] = path
@@ -75,7 +102,12 @@ def skip(path: str) -> None:
     st.session_state.pop("review_conflict", None)
 
 
-def undo(store: ReviewStore, force: bool = False, decision_id: int | None = None) -> None:
+def previous(path: str) -> None:
+    st.session_state["review_back_from"] = path
+    st.session_state.pop("review_conflict", None)
+
+
+def undo(store: ReviewStore, queue: ReviewQueue, force: bool = False, decision_id: int | None = None) -> None:
     reviewer = st.session_state.get("reviewer", "").strip()
     if not reviewer:
         _say("error", "Enter your name first: undo reverts your own latest decision.")
@@ -93,6 +125,8 @@ def undo(store: ReviewStore, force: bool = False, decision_id: int | None = None
         log.exception("undo failed")
         _say("error", f"The undo could not be saved ({type(e).__name__}: {e}). Nothing was changed; try again.")
         return
+    undone = next((x for x in store.decisions(d.path) if x.id == d.undoes), None)
+    queue.apply(d.path, d.new_label, d.new_status, undone.old_reviewed_by if undone is not None else "")
     st.session_state.pop("review_undo_conflict", None)
     st.session_state["review_current"] = d.path
     _say("success", "Undone: " + d.summary())
@@ -114,6 +148,7 @@ def on_filter_change() -> None:
 def remember_reviewer() -> None:
     name = st.session_state.get("reviewer", "").strip()
     st.session_state["_reviewer"] = name
+    st.session_state["_reviewer_cleared"] = not name
     if name:
         st.query_params["reviewer"] = name
     elif "reviewer" in st.query_params:
@@ -159,13 +194,53 @@ def controls(classes: list[str]) -> tuple[str, int]:
         st.session_state["reviewer"] = st.session_state.get("_reviewer") or st.query_params.get("reviewer", "")
     c = st.columns([2, 2, 2])
     c[0].text_input("Your name", key="reviewer", on_change=remember_reviewer, placeholder="e.g. Dr. Ana Silva",
-                    help="Recorded with every decision. Kept in the page address, so a reload keeps it.")
+                    help="Recorded with every decision. Kept in the page address and in this browser, so a "
+                         "reload or a new visit keeps it. Press Enter, then use the keyboard shortcuts.")
+    reviewer_script(st.session_state.get("reviewer", "").strip())
     k = c[1].selectbox("Given class", [-1] + list(range(len(classes))), key="review_class", on_change=on_filter_change,
                        format_func=lambda j: "All classes" if j < 0 else classes[j],
                        help="The label the image had when the model was trained.")
     state = c[2].selectbox("Show", list(STATE_FILTERS), key="review_state", on_change=on_filter_change,
                            help="Which images of the queue to step through.")
     return state, k
+
+
+#: In the browser: Enter in the name field leaves the field (so the next key is a shortcut), and the
+#: name is kept in the browser's localStorage and brought back (as ?reviewer=…) on a new visit.
+_REVIEWER_SCRIPT = """<script>
+(() => {
+  const KEY = "sei-review.reviewer", name = %s, cleared = %s;
+  const hook = (tries) => {
+    const input = document.querySelector('input[aria-label="Your name"]');
+    if (!input) { if (tries > 0) setTimeout(() => hook(tries - 1), 100); return; }
+    if (!input.dataset.seiBlur) {
+      input.dataset.seiBlur = "1";
+      input.addEventListener("keydown", (e) => { if (e.key === "Enter") setTimeout(() => input.blur(), 0); });
+    }
+  };
+  hook(50);
+  try {
+    if (name) { localStorage.setItem(KEY, name); return; }
+    if (cleared) { localStorage.removeItem(KEY); return; }
+    const saved = localStorage.getItem(KEY), url = new URL(window.location.href);
+    if (saved && !url.searchParams.get("reviewer")) {
+      url.searchParams.set("reviewer", saved);
+      window.location.replace(url.toString());
+    }
+  } catch (e) { /* storage blocked: the name is still kept in the page address */ }
+})();
+</script>"""
+
+
+def reviewer_script(name: str) -> None:
+    """Adds :data:`_REVIEWER_SCRIPT` to the page (the name JSON-encoded, ``<`` escaped)."""
+    import json
+
+    def js(v) -> str:
+        return json.dumps(v).replace("<", "\\u003c")
+
+    st.html(_REVIEWER_SCRIPT % (js(name), js(bool(st.session_state.get("_reviewer_cleared")))),
+            unsafe_allow_javascript=True, width="content")
 
 
 def show_messages() -> None:
@@ -176,7 +251,7 @@ def show_messages() -> None:
                                                         else ":material/error:")
 
 
-def conflict_box(store: ReviewStore) -> None:
+def conflict_box(store: ReviewStore, queue: ReviewQueue) -> None:
     c = st.session_state.get("review_conflict")
     if not c:
         return
@@ -190,20 +265,24 @@ def conflict_box(store: ReviewStore) -> None:
         st.markdown("**Your decision:** " + md(mine))
         b = st.columns(2)
         b[0].button("Apply mine anyway (overwrite)", type="primary", icon=":material/edit:", key="force_conflict",
-                    on_click=act, args=(store, c["action"], c["path"], c["label"], c["status"], c["sei"],
+                    on_click=act, args=(store, queue, c["action"], c["path"], c["label"], c["status"], c["sei"],
                                         c["new_label"], True))
         b[1].button("Keep theirs", icon=":material/undo:", key="keep_theirs", on_click=keep_theirs)
 
 
-def undo_conflict_box(store: ReviewStore) -> None:
+def undo_conflict_box(store: ReviewStore, queue: ReviewQueue) -> None:
     c = st.session_state.get("review_undo_conflict")
     if not c:
         return
     with st.container(border=True):
-        st.warning(md(c["message"]), icon=":material/group:")
+        st.warning("Someone else decided on this image after your decision, so undoing it would overwrite "
+                   "their work.", icon=":material/group:")
+        st.markdown(md(c["message"].split(" Pass force=True")[0].split(" pass force=True")[0]))
         b = st.columns(2)
-        b[0].button("Undo anyway", key="force_undo", on_click=undo, args=(store, True, c["decision_id"]))
-        b[1].button("Leave it", key="leave_undo", on_click=lambda: st.session_state.pop("review_undo_conflict", None))
+        b[0].button("Undo anyway (overwrite theirs)", key="force_undo", type="primary", icon=":material/edit:",
+                    on_click=undo, args=(store, queue, True, c["decision_id"]))
+        b[1].button("Keep theirs", key="leave_undo", icon=":material/undo:",
+                    on_click=lambda: st.session_state.pop("review_undo_conflict", None))
 
 
 def image_view(src, sid: str) -> None:
@@ -242,10 +321,10 @@ def strip(src, s, idx: np.ndarray, title: str) -> None:
                 st.caption("(not shown)")
 
 
-def action_bar(store: ReviewStore, classes: list[str], path: str, label: str, status: str, sei: float,
-               suggested: str | None, disabled: bool) -> None:
-    args = dict(store=store, path=path, shown_label=label, shown_status=status, sei=sei)
-    b = st.columns(3)
+def action_bar(store: ReviewStore, queue: ReviewQueue, classes: list[str], path: str, label: str, status: str,
+               sei: float, suggested: str | None, disabled: bool) -> None:
+    args = dict(store=store, queue=queue, path=path, shown_label=label, shown_status=status, sei=sei)
+    b = st.columns(4)
     b[0].button("Confirm label", type="primary", icon=":material/check:", shortcut="Y", key="act_confirm",
                 on_click=act, kwargs=dict(action="confirm", **args), disabled=disabled, width="stretch",
                 help="The given label is right.")
@@ -253,18 +332,22 @@ def action_bar(store: ReviewStore, classes: list[str], path: str, label: str, st
                 kwargs=dict(action="discard", **args), disabled=disabled, width="stretch",
                 help="Unusable (wrong kind of image, unreadable, duplicate…). The row stays in the file, marked "
                      "discarded, and is left out of the cleaned export.")
-    b[2].button("Skip", icon=":material/skip_next:", shortcut="S", key="act_skip", on_click=skip, args=(path,),
+    b[2].button("Previous", icon=":material/skip_previous:", shortcut="left", key="act_previous", on_click=previous,
+                args=(path,), width="stretch", help="Back to the image before this one; nothing is written.")
+    b[3].button("Skip", icon=":material/skip_next:", shortcut="S", key="act_skip", on_click=skip, args=(path,),
                 width="stretch", help="Decide later; nothing is written.")
     st.markdown("**Relabel as**")
     n_keys = min(len(classes), MAX_KEY_CLASSES)
     cols = st.columns(2 if n_keys > 1 else 1)
     for k in range(n_keys):
+        mine = classes[k] == label  # its own class: the key confirms the label
         cols[k % len(cols)].button(
-            md(classes[k]), key=f"relabel_to_{k}", shortcut=str(k + 1), width="stretch",
-            icon=":material/star:" if classes[k] == suggested else None,
-            type="secondary", disabled=disabled or classes[k] == label, on_click=act,
-            kwargs=dict(action="relabel", new_label=classes[k], **args),
-            help="The model's suggestion" if classes[k] == suggested else None)
+            md(classes[k]) + (" (keep: confirm)" if mine else ""), key=f"relabel_to_{k}", shortcut=str(k + 1),
+            width="stretch", icon=":material/star:" if classes[k] == suggested else None,
+            type="secondary", disabled=disabled, on_click=act,
+            kwargs=dict(action="confirm", **args) if mine else dict(action="relabel", new_label=classes[k], **args),
+            help=("The label it has: this confirms it. " if mine else "")
+            + ("The model's suggestion" if classes[k] == suggested else ""))
     others = [c for c in classes if c != label]
     if len(classes) > MAX_KEY_CLASSES:
         c = st.columns([3, 2], vertical_alignment="bottom")
@@ -279,7 +362,7 @@ def body() -> None:
     if run is None:
         return
     s = scores_of(run)
-    cfg = run.config()
+    stamp = workspace.run_stamp(run)
     label_file = workspace.review_label_file(run)
     store = review_store(str(label_file), tuple(s.classes))
     header(run, label_file, store)
@@ -290,67 +373,74 @@ def body() -> None:
     if run.status().get("state") != "finished":
         st.info("This run has not finished training: the queue uses the epochs recorded so far and may change.",
                 icon=":material/hourglass_top:")
-    show_messages()
-    undo_conflict_box(store)
-
+    queue = review_queue(str(run.path), stamp, str(label_file), file_stamp(run.path / workspace.REVIEW_REQUESTS_FILE))
     table = store.status_table()
-    live = {p: (lab, stt, by, orig) for p, lab, stt, by, orig in zip(
-        table["path"], table["label"], table["review_status"], table["reviewed_by"], table["original_label"])}
-    index = {sid: i for i, sid in enumerate(s.ids)}
-    requested = [index[r] for r in workspace.review_requests(run) if r in index]
-    queue = sorted(set(np.flatnonzero(s.flagged).tolist()) | set(requested),
-                   key=lambda i: (np.nan_to_num(s.score[i], nan=np.inf), s.ids[i]))
-    queue_ids = [s.ids[i] for i in queue]
-    wanted = STATE_FILTERS[state_filter]
-    filtered = [s.ids[i] for i in queue
-                if (k < 0 or s.labels[i] == k) and (wanted is None or live.get(s.ids[i], ("", "?"))[1] in wanted)]
-    st.session_state["_review_filtered"] = filtered
-
-    done = sum(1 for sid in queue_ids if live.get(sid, ("", ""))[1] != "")
-    st.progress(done / max(1, len(queue_ids)), text=f"Reviewed {done} of {len(queue_ids)} images in the queue "
-                f"({int(s.flagged.sum())} flagged by the model, {len(requested)} sent from Explore)")
-    if not queue_ids:
+    if queue.synced_with is not table:  # the label file changed since (another tab, reviewer or program)
+        queue.sync(table)
+    if not len(queue):
         st.success("Nothing to review: the model flagged no image in this run.", icon=":material/check_circle:")
         export(store, label_file)
         return
-
-    # which image to show
     focus = st.session_state.pop("review_focus", None)
-    if focus in index:
+    if focus in queue.position:
         st.session_state["review_current"] = focus
+    decision_panel(run, store, queue, state_filter, k, reviewer)
+    review_log(store, s, queue, state_filter, k)
+    export(store, label_file)
+
+
+@st.fragment
+def decision_panel(run, store: ReviewStore, queue: ReviewQueue, state_filter: str, k: int, reviewer: str) -> None:
+    """One image and its decision buttons. A decision reruns only this part of the page; what it
+    needs over all samples was computed once per run (``review_queue``, ``run_context``)."""
+    s = scores_of(run)
+    cfg = run.config()
+    ctx = run_context(str(run.path), workspace.run_stamp(run))
+    reviewer = st.session_state.get("reviewer", "").strip()
+    shown = queue.select(STATE_FILTERS[state_filter], k)
+    st.progress(queue.reviewed() / len(queue), text=f"Reviewed {queue.reviewed()} of {len(queue)} images in the queue "
+                f"({int(s.flagged.sum())} flagged by the model, {queue.requested} sent from Explore)")
+    if s.count is not None:  # the error count, and what the decisions so far say about it
+        flagged_positions = np.flatnonzero(s.flagged[queue.index])
+        statuses = np.array(REVIEW_STATUSES, dtype=object)[np.clip(queue.status[flagged_positions], 0, None)]
+        st.caption(f"Estimated mislabeled images in the whole data set: **{s.count.describe()}**. "
+                   + review_progress(statuses).sentence())
+    show_messages()
+    undo_conflict_box(store, queue)
+
     adv = st.session_state.pop("review_advance_from", None)
+    back = st.session_state.pop("review_back_from", None)
     current = st.session_state.get("review_current")
     if adv is not None:
-        rank = {sid: n for n, sid in enumerate(queue_ids)}
-        pos = rank.get(adv, -1)
-        after = [sid for sid in filtered if rank[sid] > pos and sid != adv]
-        current = after[0] if after else next((sid for sid in filtered if sid != adv), None)
-    elif current is None or current not in index:
-        current = filtered[0] if filtered else None
+        current = queue.after(adv, shown)
+    elif back is not None:
+        current = queue.before(back, queue.select(None, k)) or back  # back to the one just decided, too
+    elif current not in queue.position:
+        current = queue.ids[int(shown[0])] if len(shown) else None
     st.session_state["review_current"] = current
     if current is None:
         st.success(f"Nothing left to show with “{md(state_filter)}”"
                    + ("" if k < 0 else f" in {md(s.classes[k])}") + ". Choose “all” to see every image of the queue.",
                    icon=":material/task_alt:")
-        review_log(store, label_file, s, queue_ids, live)
-        export(store, label_file)
         return
-
-    i = index[current]
-    label, status, by, orig = live.get(current, (None, None, "", ""))
-    if label is None:
-        st.error(f"{md(current)} is no longer in the label file {md(label_file.name)}; it cannot be reviewed here. "
-                 "Press Skip to go on.", icon=":material/error:")
+    q = queue.position[current]
+    i = int(queue.index[q])
+    row = queue.row(current)
+    if row is None:
+        st.error(f"{md(current)} is no longer in the label file; it cannot be reviewed here. Press Skip to go on.",
+                 icon=":material/error:")
         st.button("Skip", shortcut="S", key="act_skip_missing", on_click=skip, args=(current,))
         return
+    label, status, by, orig = row
     suggested = s.classes[s.suggested[i]] if 0 <= s.suggested[i] < len(s.classes) else None
     src = images_of(cfg["data"], cfg.get("split", "train"))
 
-    pos = filtered.index(current) + 1 if current in filtered else None
-    st.caption(f"Image {pos} of {len(filtered)} shown with “{state_filter}”" if pos else
+    at = np.searchsorted(shown, q)
+    inside = at < len(shown) and shown[at] == q
+    st.caption(f"Image {at + 1} of {len(shown)} shown with “{state_filter}”" if inside else
                f"This image is not (or no longer) in the “{state_filter}” selection; it stays on screen until you "
                "move on (Skip).")
-    conflict_box(store)
+    conflict_box(store, queue)
     left, right = st.columns([4, 5], gap="large")
     with left:
         image_view(src, current)
@@ -360,22 +450,22 @@ def body() -> None:
         if orig and orig != label:
             rows.append(("Original label", orig))
         rows += [("Model suggests", f"{suggested} · {100 * s.suggested_probability[i]:.0f}%" if suggested else "—"),
-                 (score_name(s.method), f"{s.score[i]:.2f}  (threshold {s.threshold[i]:.2f})"
+                 (score_name(s.method), f"{s.score[i]:.3g}  (threshold {s.threshold[i]:.3g})"
                   if np.isfinite(s.score[i]) else "no score")]
         if s.method != PAPER_METHOD:
-            rows.append(("Paper's SEI", f"{s.sei[i]:.1f}  (threshold {s.sei_threshold[i]:.1f}, "
+            rows.append(("Paper's SEI", f"{s.sei[i]:.3g}  (threshold {s.sei_threshold[i]:.3g}, "
                          f"{'flagged' if s.sei_flagged[i] else 'not flagged'})" if np.isfinite(s.sei[i]) else "no score"))
         rows.append(("Status", STATUS_WORDS.get(status, status) + (f" by {by}" if by else "")))
         facts(rows)
         if status == "discarded":
             st.info("This image is discarded: it is left out of the cleaned export.", icon=":material/delete:")
-        action_bar(store, s.classes, current, label, status, float(s.sei[i]), suggested, disabled=not reviewer)
+        action_bar(store, queue, s.classes, current, label, status, float(s.sei[i]), suggested, disabled=not reviewer)
         st.button("Undo my last decision", icon=":material/undo:", shortcut="U", key="act_undo", on_click=undo,
-                  args=(store,), disabled=not reviewer,
+                  args=(store, queue), disabled=not reviewer,
                   help="Restores the previous label and status in the label file and logs the undo.")
-        st.caption("Keyboard: Y confirm · 1–%d relabel as that class · D discard · S skip · U undo%s. "
-                   "The star marks the model's suggestion: the class it predicted most often over the last "
-                   "epochs, with its average probability."
+        st.caption("Keyboard: Y confirm · 1–%d relabel as that class (the image's own class confirms) · D discard · "
+                   "S skip · ← previous · U undo%s. The star marks the model's suggestion: the class it predicted "
+                   "most often over the last epochs, with its average probability."
                    % (min(len(s.classes), MAX_KEY_CLASSES), " · L relabel as picked" if len(s.classes) > MAX_KEY_CLASSES else ""))
         hist = store.decisions(current)
         if hist:
@@ -387,42 +477,44 @@ def body() -> None:
 
     c1, c2 = st.columns([1, 1], gap="large")
     with c1:
-        g = dynamics.sample_groups(s.prediction, s.labels, s.flagged, scored=np.isfinite(s.score))
-        mean, _, _ = dynamics.group_mean_curves(s.signed_entropy, g)
         st.markdown("**Signed entropy per epoch**")
         st.caption("Below zero: the model disagreed with the label at that epoch. Dotted: the average of each "
                    "group (see Explore); purple: the running SEI.")
         st.plotly_chart(plots.signed_entropy_curve(s.signed_entropy[:, i], dynamics.cumulative_sei(s.signed_entropy[:, i]),
-                                                   group_means=dict(zip(dynamics.GROUP_NAMES, mean))),
+                                                   group_means=ctx["group_means"]),
                         key="review_curve", **CHART)
     with c2:
         given_k = int(s.labels[i])
-        strip(src, s, dynamics.clean_examples(s.labels, s.flagged, s.suggested, s.suggested_probability, given_k,
-                                              exclude=[i]),
+        strip(src, s, _without(ctx["clean"][given_k], i),
               f"Confidently clean examples of **{md(s.classes[given_k])}** (the label it was given)")
         if suggested is not None and s.suggested[i] != given_k:
-            strip(src, s, dynamics.clean_examples(s.labels, s.flagged, s.suggested, s.suggested_probability,
-                                                  int(s.suggested[i]), exclude=[i]),
+            strip(src, s, _without(ctx["clean"][int(s.suggested[i])], i),
                   f"Confidently clean examples of **{md(suggested)}** (the model's suggestion)")
         st.caption("Percentages: how sure the model is of each example's label over the last epochs.")
 
-    review_log(store, label_file, s, queue_ids, live)
-    export(store, label_file)
+
+def _without(idx: np.ndarray, i: int, n: int = 6) -> np.ndarray:
+    return idx[idx != i][:n]
 
 
-def review_log(store: ReviewStore, label_file: Path, s, queue_ids: list[str], live: dict) -> None:
-    index = {sid: i for i, sid in enumerate(s.ids)}
+def review_log(store: ReviewStore, s, queue: ReviewQueue, state_filter: str, k: int) -> None:
     name = score_name(s.method)
-    with st.expander(f"The queue ({len(queue_ids)} images) — click a row to open it"):
-        ids = st.session_state.get("_review_filtered", [])
-        rows = [{"image": Path(sid).name, "given label": s.classes[s.labels[index[sid]]],
-                 name: float(s.score[index[sid]]), "SEI": float(s.sei[index[sid]]),
-                 "label now": live.get(sid, ("?",))[0],
-                 "status": STATUS_WORDS.get(live.get(sid, ("", ""))[1], "?")} for sid in ids]
-        columns = list(dict.fromkeys(["image", "given label", name, "SEI", "label now", "status"]))
-        st.dataframe(pd.DataFrame(rows, columns=columns),
-                     hide_index=True, width="stretch", key="review_queue_table", on_select=jump,
-                     selection_mode="single-row", column_config={c: st.column_config.NumberColumn(format="%.2f")
+    with st.expander(f"The queue ({len(queue)} images) — click a row to open it"):
+        shown = queue.select(STATE_FILTERS[state_filter], k)[:TABLE_ROWS]
+        idx = queue.index[shown]
+        ids = [queue.ids[q] for q in shown]
+        st.session_state["_review_filtered"] = ids
+        if len(queue.select(STATE_FILTERS[state_filter], k)) > TABLE_ROWS:
+            st.caption(f"The first {TABLE_ROWS} of this selection, most suspicious first (as of opening the page).")
+        df = pd.DataFrame({"image": [Path(sid).name for sid in ids],
+                           "given label": [s.classes[j] for j in s.labels[idx]],
+                           name: s.score[idx], "SEI": s.sei[idx],
+                           "label now": queue.label[shown],
+                           "status": [STATUS_WORDS.get(("", "confirmed", "relabeled", "discarded")[c], "?")
+                                      if c >= 0 else "not in the label file" for c in queue.status[shown]]})
+        df = df[list(dict.fromkeys(["image", "given label", name, "SEI", "label now", "status"]))]
+        st.dataframe(df, hide_index=True, width="stretch", key="review_queue_table", on_select=jump,
+                     selection_mode="single-row", column_config={c: st.column_config.NumberColumn(format="%.3g")
                                                                  for c in (name, "SEI")})
     with st.expander("Decision log (everyone, newest first)"):
         ds = store.decisions()[::-1][:500]

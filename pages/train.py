@@ -8,21 +8,16 @@ import pandas as pd
 import streamlit as st
 
 from pages._common import (page_setup, EXPLORE_PAGE, REVIEW_PAGE, current_data, current_run, data_set, guard, md,
-                           select_run, short_path, show_problems)
+                           scores_of, select_run, short_path, show_problems)
 from sei_core import jobs, plots, workspace
 from sei_core.dataset import DataError
 from sei_core.runs import Run, RunError, list_runs
-from sei_core.train import TrainConfig
+from sei_core.config import PRESETS, TrainConfig, choose_preset
 
 POLL_SECONDS = 2.0
-PRESETS = {
-    "quick": dict(model="SEI-Tiny-RN", weights_mode="none", image_size=32, epochs=30, batch_size=32, lr=0.02),
-    "paper": dict(model="ViT-B-16", weights_mode="open_clip tag", image_size=224, epochs=150, batch_size=128,
-                  lr=1e-3),
-}
-PRESET_NAMES = {"quick": "Quick (small model, runs on a laptop CPU in minutes)",
-                "paper": "Paper (ViT-B-16 from CLIP weights; needs a GPU)"}
-WEIGHT_MODES = ["none", "local checkpoint", "open_clip tag"]
+#: the presets offered here (from the one table, sei_core.config.PRESETS)
+PAGE_PRESETS = ["cpu", "paper"]
+WEIGHT_MODES = ["none", "local checkpoint", "pretrained tag"]
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 
 page_setup("Train")
@@ -39,14 +34,18 @@ def model_names() -> list[str]:
 
 @st.cache_resource
 def pretrained_tags(model: str) -> list[str]:
-    from sei_core.models import _open_clip, is_clip
+    from sei_core.models import known_weights
 
-    if not is_clip(model):
-        return []
     try:
-        return list(_open_clip().list_pretrained_tags_by_model(model))
+        return known_weights(model)
     except Exception:
         return []
+
+
+@st.cache_resource
+def machine_choice():
+    """The preset :func:`sei_core.config.choose_preset` picks for this machine (and why)."""
+    return choose_preset("auto")
 
 
 @st.cache_resource
@@ -61,19 +60,19 @@ def devices() -> list[str]:
     return out
 
 
-def has_gpu() -> bool:
-    return any(d.startswith("cuda") or d == "mps" for d in devices())
-
-
 def apply_preset() -> None:
-    p = PRESETS[st.session_state["tr_preset"]]
-    for k, v in p.items():
-        st.session_state[f"tr_{k}"] = v
+    """Fill the form's fields from the chosen preset's settings."""
+    p = PRESETS[st.session_state["tr_preset"]].settings
+    for k in ("model", "image_size", "epochs", "batch_size", "lr"):
+        st.session_state[f"tr_{k}"] = p[k]
+    st.session_state["tr_weights_mode"] = "pretrained tag" if p.get("weights") else "none"
+    if p.get("weights"):
+        st.session_state["tr_weights_tag"] = p["weights"]
 
 
 def init_defaults() -> None:
     if "tr_preset" not in st.session_state:
-        st.session_state["tr_preset"] = "paper" if has_gpu() else "quick"
+        st.session_state["tr_preset"] = machine_choice().preset
         apply_preset()
 
 
@@ -108,8 +107,11 @@ def new_run_form(data: dict) -> None:
             return
         st.caption(f"On {len(ds):,} images of {len(ds.classes)} classes from")
         st.text(data["path"])
-        st.radio("Settings", list(PRESETS), key="tr_preset", format_func=PRESET_NAMES.get, on_change=apply_preset,
-                 horizontal=True, help="Fills in the fields below; you can still change each of them.")
+        choice = machine_choice()
+        st.radio("Settings", PAGE_PRESETS, key="tr_preset", format_func=lambda k: PRESETS[k].title,
+                 on_change=apply_preset, horizontal=True,
+                 help=f"Fills in the fields below; you can still change each of them. Chosen for this machine: "
+                      f"{choice.preset} ({choice.reason}).")
         names = model_names()
         c = st.columns(3)
         model = c[0].selectbox("Model", names, key="tr_model",
@@ -117,17 +119,21 @@ def new_run_form(data: dict) -> None:
                                     "or torchvision resnet18/resnet50/vit_b_16.")
         mode = c[1].selectbox("Weights", WEIGHT_MODES, key="tr_weights_mode",
                               help="none: start from random weights. local checkpoint: a file on this machine. "
-                                   "open_clip tag: pretrained weights open_clip downloads (needs internet or a filled cache).")
+                                   "pretrained tag: published weights, downloaded once into the weights folder "
+                                   "(`sei weights MODEL` says where; offline, copy the file there).")
         weights = None
         if mode == "local checkpoint":
             weights = c[2].text_input("Checkpoint file", key="tr_weights_file", placeholder="/models/clip_vit_b16.bin")
-        elif mode == "open_clip tag":
+        elif mode == "pretrained tag":
             tags = pretrained_tags(model)
+            if st.session_state.get("tr_weights_tag") not in tags:
+                st.session_state.pop("tr_weights_tag", None)
             if tags:
-                weights = c[2].selectbox("Pretrained tag", tags, key="tr_weights_tag",
-                                         index=tags.index("openai") if "openai" in tags else 0)
+                first = {} if "tr_weights_tag" in st.session_state else {
+                    "index": tags.index("openai") if "openai" in tags else 0}
+                weights = c[2].selectbox("Pretrained tag", tags, key="tr_weights_tag", **first)
             else:
-                c[2].warning(f"open_clip has no pretrained tags for {md(model)}; pick “none” or a local checkpoint.")
+                c[2].warning(f"There are no pretrained tags for {md(model)}; pick “none” or a local checkpoint.")
         c = st.columns(4)
         epochs = c[0].number_input("Epochs", 1, 2000, key="tr_epochs")
         batch = c[1].number_input("Batch size", 2, 4096, key="tr_batch_size")
@@ -192,11 +198,12 @@ def new_run_form(data: dict) -> None:
 
 
 def flagged_count(run: Run) -> int | None:
-    f = run.path / "scores.csv"
-    if not f.is_file():
-        return None
+    """Flags of a finished run by the app's current method and rule: the live scoring Explore
+    and Review show (cached per run), not the scores.csv frozen at the end of training."""
     try:
-        return int(pd.read_csv(f, usecols=["flagged"])["flagged"].astype(str).str.lower().eq("true").sum())
+        if run.status().get("state") != "finished":
+            return None
+        return int(scores_of(run).flagged.sum())
     except Exception:
         return None
 
@@ -237,7 +244,8 @@ def _draw_progress(run_path: str) -> None:
     c[1].metric("Loss", "—" if st_.get("loss") is None else f"{st_['loss']:.3f}")
     c[2].metric("Accuracy", "—" if st_.get("accuracy") is None else f"{100 * st_['accuracy']:.1f}%",
                 help="On the training labels (noisy ones and the extra class included), so it stays below 100%.")
-    c[3].metric("Time left", fmt_seconds(st_.get("eta_seconds")) if state == "running" else "—")
+    c[3].metric("Time left", fmt_seconds(st_.get("eta_seconds")) if state == "running" else "—",
+                help="Estimated from the first batches until an epoch has finished, then from the last epochs.")
     st.plotly_chart(plots.training_curves(st_.get("history") or [], epochs), width="stretch",
                     config={"displayModeBar": False}, key=f"curve::{run_path}")
     if state == "running":

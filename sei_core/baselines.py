@@ -1,16 +1,14 @@
-"""Baseline detectors to compare SEI against, and a registry of all methods.
+"""Baseline detectors to compare SEI against: the formulas.
 
 Every score here is ``(N,)`` with **lower = more likely mislabeled**, as in
 :mod:`sei_core.scores`. All but :func:`confident_learning` are computed from the same
 recorded training run as SEI (per-epoch records of shape ``(T, N)`` and the last epoch's
-probabilities ``(N, K')``, where ``K'`` may include the auxiliary class). :data:`METHODS`
-registers each with what it is computed on and its threshold rule.
+probabilities ``(N, K')``, where ``K'`` may include the auxiliary class). The registry of
+methods (what each is computed on, its threshold rule) is :mod:`sei_core.methods`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -220,123 +218,13 @@ def confident_learning(
     return score, flagged
 
 
-Records = Mapping[str, np.ndarray]
-#: ``(scores, is_aux) -> τ``: the threshold of one run; a sample is flagged where ``s < τ``.
-ThresholdRule = Callable[[np.ndarray, np.ndarray], float]
+_MOVED = ("Method", "METHODS", "OUT_OF_SAMPLE_METHODS", "Records", "ThresholdRule", "method_names")
 
 
-@dataclass(frozen=True)
-class Method:
-    """A detector scored from the records of one complementary run.
+def __getattr__(name: str):
+    # the registry moved to sei_core.methods; old imports keep working
+    if name in _MOVED:
+        from sei_core import methods
 
-    Calling it returns the ``(N,)`` scores (lower = more suspicious); ``threshold`` gives
-    that run's flag threshold from the scores and the auxiliary mask. Methods without a
-    threshold rule of their own use the mean score of the auxiliary samples
-    (:func:`sei_core.scores.aux_threshold`), as SEI does; the runs are then merged with
-    :func:`sei_core.scores.combine_runs` (see :func:`sei_core.ranking.score_records`).
-    ``per_sample`` says that a sample's score depends on that sample's records only, so it
-    may be computed over ranges of samples (bounded memory at any N); set it False for a
-    score fitted on all samples at once.
-    """
-
-    score: Callable[[Records], np.ndarray]
-    computed_on: str
-    threshold: ThresholdRule = _scores.aux_threshold
-    threshold_rule: str = "mean score of the auxiliary samples"
-    name: str = ""
-    per_sample: bool = True
-
-    def __call__(self, records: Records) -> np.ndarray:
-        return self.score(records)
-
-
-def _n_outputs(r: Records) -> int:
-    return int(r["probs_last"].shape[1])
-
-
-def _aum_p99(scores: np.ndarray, is_aux: np.ndarray) -> float:
-    return aum_threshold(scores, is_aux, 99.0)
-
-
-def _half(scores: np.ndarray, is_aux: np.ndarray) -> float:
-    return 0.5
-
-
-def _gmm_score(r: Records) -> np.ndarray:
-    aux = r.get("is_aux")
-    fit = None if aux is None else ~np.asarray(aux, dtype=bool)
-    return small_loss_gmm(cross_entropy_loss(r["p_label"]).mean(axis=0), fit_mask=fit)[0]
-
-
-_ALL = "all recorded epochs of the SEI run (training forward pass)"
-
-#: Every method scored from one recorded run. ``records`` holds ``"signed_entropy"``,
-#: ``"entropy"``, ``"margin"``, ``"p_label"``, ``"prediction"`` as (T, N) arrays,
-#: ``"probs_last"`` (N, K') (the last epoch's probabilities, auxiliary column included),
-#: ``"labels"`` (N,) (the labels trained on: the given label, or K for an auxiliary sample)
-#: and optionally ``"is_aux"`` (N,). Each returns (N,) scores, lower = more suspicious.
-#: Confident learning is not here: it needs out-of-sample (k-fold) probabilities, so it is
-#: listed in :data:`OUT_OF_SAMPLE_METHODS` and computed by :mod:`sei_core.bench`.
-METHODS: dict[str, Method] = {
-    "sei": Method(
-        lambda r: _scores.signed_entropy_integral(r["signed_entropy"]),
-        f"the paper's SEI, Σ_t SE_t over {_ALL}"),
-    "sci": Method(
-        lambda r: _scores.signed_certainty_integral(
-            _scores.agreement(r["prediction"], r["labels"]), r["entropy"], _n_outputs(r)),
-        f"variant: Σ_t s_t·(log K' − H_t), the agreement sign weighted by certainty, over {_ALL}"),
-    "confidence": Method(
-        lambda r: _scores.label_confidence(r["p_label"]),
-        f"variant: mean p_y of the given label (Dataset Cartography's confidence) over {_ALL}"),
-    "unsigned_entropy_integral": Method(
-        lambda r: _scores.unsigned_entropy_integral(r["entropy"]),
-        f"ablation: −Σ_t H_t (no sign) over {_ALL}"),
-    "se_last": Method(
-        lambda r: _scores.se_last_epoch(r["signed_entropy"]),
-        "ablation: signed entropy of the last epoch of the SEI run"),
-    "se_middle": Method(
-        lambda r: _scores.se_middle_epoch(r["signed_entropy"]),
-        "ablation: signed entropy of the middle epoch (index T//2) of the SEI run"),
-    "sei_early": Method(
-        lambda r: _scores.early_sei(r["signed_entropy"]),
-        "ablation: SEI over the first ⌈T/2⌉ epochs of the SEI run"),
-    "sei_late": Method(
-        lambda r: _scores.late_sei(r["signed_entropy"]),
-        "ablation: SEI over the last ⌊T/2⌋ epochs of the SEI run"),
-    "aum": Method(
-        lambda r: aum(r["margin"]),
-        f"AUM (Pleiss et al. 2020): mean logit margin z_y − max_(k≠y) z_k over {_ALL}"),
-    "aum_p99": Method(
-        lambda r: aum(r["margin"]),
-        f"AUM with its own threshold rule (the auxiliary samples as AUM's threshold samples): "
-        f"mean logit margin over {_ALL}",
-        _aum_p99, "99th percentile of the auxiliary samples' AUM"),
-    "mistakenness": Method(
-        lambda r: mistakenness(r["probs_last"], r["labels"]),
-        "FiftyOne mistakenness (c = exp(−H)) from the last epoch's probabilities of the SEI "
-        "run, auxiliary column kept"),
-    # mean loss over epochs: by the last epoch a network has memorised noisy labels and
-    # their loss is as small as the clean ones'; the early-epoch gap survives the mean
-    "small_loss_gmm": Method(
-        _gmm_score,
-        f"small-loss GMM (as in DivideMix): clean posterior of a 2-component GMM on the mean "
-        f"cross-entropy over {_ALL}, fitted on the non-auxiliary samples",
-        _half, "clean posterior < 0.5", per_sample=False),
-}
-
-METHODS = {name: replace(m, name=name) for name, m in METHODS.items()}
-
-#: Methods that need out-of-sample probabilities from k-fold cross-validation instead of the
-#: SEI run's records (name → what it is computed on).
-OUT_OF_SAMPLE_METHODS: dict[str, str] = {
-    "confident_learning": (
-        "cleanlab find_label_issues (prune_by_noise_rate) on out-of-sample probabilities from "
-        "k-fold cross-validation: the same model, budget and augmentation, trained on k−1 folds "
-        "of the noisy labels (no auxiliary class), predicting the held-out fold without "
-        "augmentation; ranked by self-confidence p_y"),
-}
-
-
-def method_names() -> list[str]:
-    """Every method name: the record-based ones, then the out-of-sample ones."""
-    return list(METHODS) + list(OUT_OF_SAMPLE_METHODS)
+        return getattr(methods, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -15,32 +16,42 @@ from . import dataset, jobs
 from .models import ModelError, available_models
 from .runs import Run, RunError
 from .bench import BenchError as _BenchError
-from .train import PAPER_EPOCHS, PRESETS, Stopped, TrainConfig, train
+from .config import PAPER_EPOCHS, PRESETS, TrainConfig, choose_preset, preset_settings
+from .train import PeerFailed, Stopped, train, under_torchrun
 
 DEFAULTS = TrainConfig(data="")
 
 
 def _train_parser(sub) -> None:
-    p = sub.add_parser("train", help="train on a data set and record SEI (paper defaults)",
+    p = sub.add_parser("train", help="train on a data set and record SEI (settings chosen for this machine)",
                        description="Train on DATA (a CSV label file, a class-per-folder image folder, "
-                                   "or a MedMNIST .npz) and write a run directory.")
+                                   "or a MedMNIST .npz) and write a run directory. Without --preset, the "
+                                   "settings fit the device found: the paper's (CLIP RN50 from OpenAI's "
+                                   "weights, 224 px) on a GPU, a small model at 32 px on a CPU.")
     p.add_argument("data", help="label CSV, image folder or .npz file")
     p.add_argument("--out", required=True, help="run directory to create, e.g. runs/first")
     add_training_options(p)
+    p.add_argument("--nproc-per-node", type=int, default=DEFAULTS.nproc_per_node, metavar="N",
+                   help="train with N processes on this machine (one per GPU; gloo on CPU): starts "
+                        "`torchrun --standalone --nproc-per-node N` itself. For several machines run "
+                        "`torchrun ... -m sei_core.cli train ...` on each instead")
     p.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
     p.add_argument("--background", action="store_true", help="start in a background process and return")
 
 
 def add_training_options(p: argparse.ArgumentParser) -> None:
     """The training options shared by `sei train` and `sei bench` (model, budget, schedule …)."""
-    p.add_argument("--preset", choices=sorted(PRESETS), default="paper",
-                   help="start from these settings (options given explicitly override them): "
-                        + "; ".join(f"{k}: {v or 'the paper defaults'}" for k, v in PRESETS.items()))
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="start from these settings (options given explicitly override them); default: "
+                        "'paper' on a CUDA/MPS GPU, 'cpu' otherwise. "
+                        + "; ".join(f"{k}: {v.summary()}" for k, v in PRESETS.items()))
     p.add_argument("--model", default=DEFAULTS.model,
-                   help="open_clip model name (ViT-B-16, RN50, SEI-Tiny-ViT, …) or resnet18/resnet50/vit_b_16 "
-                        "(default %(default)s; `sei models` lists them)")
+                   help="open_clip model name (RN50, ViT-B-16, SEI-Tiny-RN, …) or resnet18/resnet50/vit_b_16 "
+                        "(default: the preset's; `sei models` lists them)")
     p.add_argument("--weights", default=None,
-                   help="none (random init, default), a local checkpoint file, or an open_clip pretrained tag")
+                   help="none (random init), a local checkpoint file, or a pretrained tag of the model such "
+                        "as openai (`sei weights MODEL` lists them and where they are cached); default: the "
+                        "preset's when its model is used, none with another --model")
     p.add_argument("--image-size", type=int, default=DEFAULTS.image_size)
     p.add_argument("--epochs", type=int, default=DEFAULTS.epochs)
     p.add_argument("--lr", type=float, default=DEFAULTS.lr)
@@ -53,7 +64,11 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gamma", type=float, default=DEFAULTS.gamma)
     p.add_argument("--seed", type=int, default=DEFAULTS.seed)
     p.add_argument("--device", default=DEFAULTS.device, help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
-    p.add_argument("--workers", type=int, default=DEFAULTS.workers, help="threads that decode images")
+    p.add_argument("--workers", type=int, default=DEFAULTS.workers, help="processes that decode images")
+    p.add_argument("--memory-budget", default=DEFAULTS.memory_budget, metavar="SIZE",
+                   help="host memory the decoded images may take in RAM, e.g. 512M or 4G (default: half the "
+                        "memory available at start); a larger image cache is read from disk through a "
+                        "memory map with prefetch, so memory does not grow with the data")
     p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     p.add_argument("--single-run", action="store_true",
                    help="one run instead of two complementary ones (its auxiliary samples get no score)")
@@ -70,12 +85,27 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-pixels", type=int, default=DEFAULTS.max_pixels)
 
 
-def _apply_preset(parser: argparse.ArgumentParser, a: argparse.Namespace, argv: list[str]) -> None:
-    """Preset values replace defaults, never options the user typed."""
-    for key, value in PRESETS.get(getattr(a, "preset", "paper"), {}).items():
-        flag = "--" + key.replace("_", "-")
-        if not any(x == flag or x.startswith(flag + "=") for x in argv):
+def _typed(argv: list[str], key: str) -> bool:
+    flag = "--" + key.replace("_", "-")
+    return any(x == flag or x.startswith(flag + "=") for x in argv)
+
+
+def _apply_preset(a: argparse.Namespace, argv: list[str]) -> str | None:
+    """Fill in the preset's values where the user typed no option; without ``--preset``, the
+    preset :func:`~sei_core.config.choose_preset` picks for the device. A preset's weights go
+    with its model only: with another ``--model`` the weights are none unless ``--weights``
+    is given. Returns the sentence that explains an automatic choice (None for ``--preset``)."""
+    note = None
+    if a.preset is None:
+        choice = choose_preset(a.device)
+        a.preset, note = choice.preset, choice.message()
+    settings = preset_settings(a.preset)
+    if _typed(argv, "model") and a.model != settings["model"]:
+        settings.pop("weights", None)
+    for key, value in settings.items():
+        if not _typed(argv, key):
             setattr(a, key, value)
+    return note
 
 
 def training_settings(a: argparse.Namespace) -> dict:
@@ -92,11 +122,37 @@ def training_settings(a: argparse.Namespace) -> dict:
         seed=a.seed, device=a.device, workers=a.workers, amp=not a.no_amp, runs=1 if a.single_run else 2,
         record=a.record, keep_probs=a.keep_probs, augment=a.augment, template=template, aux_prompt=aux,
         per_class_prompts=per_class, skip_unreadable=a.skip_unreadable, max_pixels=a.max_pixels,
+        memory_budget=a.memory_budget,
     )
 
 
 def _config_from(a: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(data=str(Path(a.data).expanduser().resolve()), **training_settings(a))
+    return TrainConfig(data=str(Path(a.data).expanduser().resolve()), nproc_per_node=a.nproc_per_node,
+                       **training_settings(a))
+
+
+def _torchrun(nproc: int, argv: list[str], run: Path) -> int:
+    """Run ``sei <argv>`` under ``torchrun --standalone`` with ``nproc`` processes, wait, and
+    report from the run directory (the processes print nothing but rank 0's log)."""
+    import subprocess
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+           "-m", "sei_core.cli", *argv]
+    proc = subprocess.Popen(cmd, env={**os.environ, "SEI_TORCHRUN_PARENT": "1"})
+    try:
+        rc = proc.wait()
+    except KeyboardInterrupt:  # the processes got the SIGINT too and stop at their next batch
+        rc = proc.wait()
+    st = Run(run).status() if Run(run).exists() else {}
+    if st.get("state") == "finished" and rc == 0:
+        return _print_summary(Run(run))
+    if st.get("state") == "stopped":
+        print(f"sei: stopped; resume with `sei resume {run}`", file=sys.stderr)
+        return 130
+    if rc != 0:
+        print(f"sei: error: training with {nproc} processes failed (exit code {rc}); "
+              + (f"{st['error']}" if st.get("error") else f"see {Path(run) / 'log.txt'}"), file=sys.stderr)
+    return 1 if rc else 0
 
 
 def _fmt_seconds(s) -> str:
@@ -108,12 +164,14 @@ def _fmt_seconds(s) -> str:
 
 def cmd_train(a) -> int:
     config = _config_from(a)
+    if config.nproc_per_node > 1 and not under_torchrun() and not a.background:
+        config.validate()
+        return _torchrun(config.nproc_per_node, a.argv, Path(a.out))
     if a.background:
         run = jobs.start(config, a.out)
         print(f"training in the background: {run.path} (watch with `sei status {run.path}`)")
         return 0
-    run = train(config, a.out, progress_bar=not a.no_progress)
-    return _print_summary(run)
+    return _train_reporting_once(config, a.out, resume=False, progress_bar=not a.no_progress)
 
 
 def cmd_resume(a) -> int:
@@ -121,8 +179,36 @@ def cmd_resume(a) -> int:
         run = jobs.resume(a.run)
         print(f"resumed in the background: {run.path}")
         return 0
-    run = train(TrainConfig(data=""), a.run, resume=True, progress_bar=not a.no_progress)
-    return _print_summary(run)
+    nproc = int(Run(a.run).config().get("nproc_per_node", 1)) if Run(a.run).exists() else 1
+    if nproc > 1 and not under_torchrun():
+        return _torchrun(nproc, ["resume", str(a.run), *(["--no-progress"] if a.no_progress else [])], Path(a.run))
+    return _train_reporting_once(TrainConfig(data=""), a.run, resume=True, progress_bar=not a.no_progress)
+
+
+def _train_reporting_once(config: TrainConfig, out, *, resume: bool, progress_bar: bool) -> int:
+    """Train and print the summary. A failure training has already reported (``failed: …``
+    on stderr and in the run's log) is not printed a second time by :func:`main`."""
+    said: list[str] = []
+
+    def log(msg: str) -> None:
+        said.append(msg)
+        print(msg, file=sys.stderr)
+
+    try:
+        run = train(config, out, resume=resume, progress_bar=progress_bar, log=log)
+    except (dataset.DataError, ModelError, RunError) as e:
+        if f"failed: {e}" in said:
+            return 1
+        raise
+    return _print_summary(run) if _reports() else 0
+
+
+def _reports() -> bool:
+    """Whether this process prints the summary: not the processes of a torchrun job that
+    ``sei`` started itself (it reports), and of a job started by hand only rank 0."""
+    if not under_torchrun():
+        return True
+    return os.environ.get("RANK") == "0" and not os.environ.get("SEI_TORCHRUN_PARENT")
 
 
 def _print_summary(run: Run) -> int:
@@ -198,13 +284,50 @@ def cmd_validate(a) -> int:
     print(f"{a.data}: {len(data)} images, {len(data.classes)} classes")
     for c, n in data.class_counts().items():
         print(f"  {n:6d}  {c}")
-    for p in data.problems:
+    for p in [*data.warnings, *data.problems]:
         print(f"warning: {p}")
     return 0
 
 
 def cmd_models(a) -> int:
     print("\n".join(available_models()))
+    return 0
+
+
+def cmd_weights(a) -> int:
+    """Where pretrained weights are kept, which tags a model has, and fetching one."""
+    from . import models
+
+    folder = models.weights_dir()
+    if a.fetch:
+        if not a.model:
+            raise ModelError("name the model whose weights to fetch, e.g. `sei weights RN50 --fetch openai`")
+        print(f"{a.model} {a.fetch}: {models.fetch_weights(a.model, a.fetch)}")
+        return 0
+    print(f"weights folder: {folder} (set ${models.WEIGHTS_ENV} to move it)")
+    if not a.model:
+        files = sorted(p for p in folder.glob("*/*") if p.is_file() and not p.name.endswith(".part"))
+        for f in files:
+            print(f"  {f.parent.name:16s} {f.stem:24s} {f.stat().st_size / 1e6:8.1f} MB  {f}")
+        if not files:
+            print("  (empty)")
+        print("`sei weights MODEL` lists a model's pretrained tags; `--fetch TAG` downloads one.")
+        return 0
+    if a.model not in models.available_models():
+        raise ModelError(f"unknown model {a.model!r}; `sei models` lists them")
+    tags = models.known_weights(a.model)
+    if not tags:
+        print(f"{a.model} has no pretrained tags: train it from random weights (--weights none) or pass a "
+              "checkpoint file (--weights /path/to/file)")
+        return 0
+    for tag in tags:
+        have = models.weights_file(a.model, tag)
+        if have:
+            print(f"  {tag:24s} cached      {have}")
+        else:
+            print(f"  {tag:24s} not cached  `sei weights {a.model} --fetch {tag}`, or offline copy "
+                  f"{models.weights_source(a.model, tag)} to {models.weights_target(a.model, tag)}")
+    print(f"use one with: sei train DATA --out RUN --model {a.model} --weights {tags[0]}")
     return 0
 
 
@@ -224,17 +347,17 @@ def cmd_demo(a) -> int:
         generate()
     run = Run(a.out)
     if not run.exists():
-        config = TrainConfig(data=str(labels), **PRESETS["cpu-demo"])
+        config = TrainConfig(data=str(labels), **preset_settings("cpu-demo"))
         train(config, run.path, progress_bar=not a.no_progress)
     elif run.status().get("state") != "finished":
         train(TrainConfig(data=""), run.path, resume=True, progress_bar=not a.no_progress)
     _print_summary(run)
-    return cmd_flags(argparse.Namespace(run=str(run.path), all=False, top=15, out=None))
+    return cmd_flags(argparse.Namespace(run=str(run.path), all=False, top=15, out=None, method=None))
 
 
 def _bench_parser(sub) -> None:
-    from .baselines import method_names
-    from .bench import DEFAULT_RATES, DEFAULT_SEEDS, NOISE_TYPES
+    from .bench import BENCH_RULES, DEFAULT_RATES, DEFAULT_SEEDS, NOISE_TYPES
+    from .methods import method_names
 
     p = sub.add_parser(
         "bench", help="measure SEI and every baseline on injected label noise (resumable grid)",
@@ -249,8 +372,9 @@ def _bench_parser(sub) -> None:
                         "confusion matrix, eq. 5 of the paper)")
     p.add_argument("--rates", nargs="+", type=float, default=list(DEFAULT_RATES))
     p.add_argument("--seeds", nargs="+", type=int, default=list(DEFAULT_SEEDS))
-    p.add_argument("--methods", nargs="+", choices=method_names(), default=None, metavar="METHOD",
-                   help="default: all of " + ", ".join(method_names()))
+    p.add_argument("--methods", nargs="+", choices=method_names(BENCH_RULES), default=None, metavar="METHOD",
+                   help="default: all of " + ", ".join(method_names(BENCH_RULES))
+                        + " (NAME@count: the method flagged by the error count)")
     p.add_argument("--folds", type=int, default=5,
                    help="k of the cross-validation for confident learning and the reference classifier")
     p.add_argument("--out", required=True, help="bench directory, e.g. bench/derm")
@@ -318,6 +442,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="train")
     p.add_argument("--max-pixels", type=int, default=dataset.DEFAULT_MAX_PIXELS)
     sub.add_parser("models", help="list the model names")
+    p = sub.add_parser("weights", help="pretrained weights: where they are kept, a model's tags, fetch one",
+                       description="Pretrained weights are kept in one folder (~/.cache/sei-review/weights, or "
+                                   "$SEI_WEIGHTS_DIR), one file per model and tag, e.g. RN50/openai.bin. "
+                                   "Without internet, copy the file named by `sei weights MODEL` there.")
+    p.add_argument("model", nargs="?", help="a model name (see `sei models`); without it: the cached files")
+    p.add_argument("--fetch", metavar="TAG", help="download this tag of MODEL into the weights folder")
     p = sub.add_parser("demo", help="train on the bundled sample data (cpu-demo preset) and show the flags")
     p.add_argument("--out", default="runs/sample")
     p.add_argument("--no-progress", action="store_true")
@@ -325,7 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None)
     _bench_parser(sub)
     for name, fn in [("train", cmd_train), ("resume", cmd_resume), ("status", cmd_status), ("flags", cmd_flags),
-                     ("stop", cmd_stop), ("validate", cmd_validate), ("models", cmd_models),
+                     ("stop", cmd_stop), ("validate", cmd_validate), ("models", cmd_models), ("weights", cmd_weights),
                      ("sample-data", cmd_sample_data), ("demo", cmd_demo), ("bench", cmd_bench)]:
         sub.choices[name].set_defaults(func=fn)
     return parser
@@ -335,15 +465,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
-    if args.command in ("train", "bench"):
-        _apply_preset(parser, args, argv)
+    args.argv = argv
     try:
+        if args.command in ("train", "bench"):
+            note = _apply_preset(args, argv)
+            if note:
+                print(f"sei: {note}", file=sys.stderr)
         return args.func(args)
+    except PeerFailed:  # another process of a torchrun job; rank 0 reports the reason
+        return 1
     except Stopped as e:
-        print(f"sei: {e}", file=sys.stderr)
+        if not under_torchrun() or os.environ.get("RANK") == "0":
+            print(f"sei: {e}", file=sys.stderr)
         return 130
     except (dataset.DataError, ModelError, RunError, ValueError, _BenchError) as e:
-        print(f"sei: error: {e}", file=sys.stderr)
+        if not under_torchrun() or os.environ.get("RANK") == "0":  # one report per torchrun job
+            print(f"sei: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -14,10 +14,9 @@ Nothing here ever writes to the user's data.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .files import atomic_write
+from .labels import TableError, read_table, source_kind
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 #: Images larger than this many pixels are refused: decoding them could exhaust memory.
@@ -115,7 +115,10 @@ class LabeledImages:
     ids: list[str]
     labels: np.ndarray
     classes: list[str]
-    problems: list[Problem] = field(default_factory=list)  # warnings kept for the report
+    problems: list[Problem] = field(default_factory=list)  # images left out (skip_unreadable)
+    #: Findings that do not stop loading (near-duplicate rows, class names differing in case,
+    #: a class of one image), for ``sei validate`` and the Data page.
+    warnings: list[Problem] = field(default_factory=list)
     rows: np.ndarray | None = None  # CSV line number of each sample (header = line 1)
     array: np.ndarray | None = None  # in-memory images of an .npz, (N, H, W, C) uint8
 
@@ -135,13 +138,12 @@ class LabeledImages:
             return f"{self.source.name} line {int(self.rows[i])} ({self.ids[i]})"
         return f"{self.source.name}: {self.ids[i]}"
 
-    def open_image(self, i: int) -> Image.Image:
-        """Sample ``i`` as an RGB PIL image."""
+    def open_image(self, i: int, draft: int | None = None) -> Image.Image:
+        """Sample ``i`` as an upright 8-bit RGB PIL image (:func:`to_rgb`); ``draft`` as in
+        :func:`read_rgb`."""
         if self.array is not None:
-            a = self.array[i]
-            return Image.fromarray(a if a.ndim == 3 and a.shape[-1] == 3 else np.squeeze(a)).convert("RGB")
-        with Image.open(self.file_of(i)) as im:
-            return im.convert("RGB")
+            return rgb_from_array(self.array[i])
+        return read_rgb(self.file_of(i), draft)
 
     def class_counts(self) -> dict[str, int]:
         counts = np.bincount(self.labels, minlength=len(self.classes))
@@ -203,66 +205,47 @@ def load(
     DataError listing every problem, with file, row and fix.
     """
     src = Path(source).expanduser()
-    if not src.exists():
+    kind = source_kind(src)
+    if kind == "missing":
         raise DataError([Problem(str(src), "does not exist", "check the path; it may be relative to the folder you started from")])
-    if src.is_dir():
-        ds = _read_folder(src)
-    elif src.suffix.lower() == ".npz":
-        ds = _read_npz(src, split)
+    if kind == "folder":
+        ds, errors = _read_folder(src), []
+    elif kind == "npz":
+        ds, errors = _read_npz(src, split), []
     else:
-        ds = _read_csv(src)
-    ds = _check_classes(ds, classes)
+        ds, errors = _read_csv(src)
+    # Every problem at once: rows, then image files of the rows that could be read; the class
+    # checks only when the rows are sound (a class may look empty because its rows were bad).
     if check_images and ds.kind != "npz":
-        ds = _check_image_files(ds, skip_unreadable, max_pixels)
-    return ds
+        bad = [p for i in range(len(ds)) if (p := _image_problem(ds.file_of(i), ds.where(i), max_pixels))]
+        if bad and (skip_unreadable and not errors):
+            ds = _drop_or_fail(ds, bad, True)
+        else:
+            errors += bad
+    if errors:
+        raise DataError(errors, f"{ds.source} has problems")
+    return _check_classes(ds, classes)
 
 
-def _read_csv(src: Path) -> LabeledImages:
-    raw = src.read_bytes()
+def _read_csv(src: Path) -> tuple[LabeledImages, list[Problem]]:
+    """The rows of a label file that can be used, and a problem for each row that cannot.
+
+    Read with :func:`sei_core.labels.read_table` (the reader review uses too). Besides empty
+    and repeated cells it finds near-duplicates: two spellings of one file (``./x.jpg`` and
+    ``x.jpg``) with different labels are refused, with the same label a warning; class names
+    differing only in case (``nevus``/``Nevus``) are a warning (``ds.warnings``).
+    """
     try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise DataError([Problem(
-            f"{src.name} line {line}",
-            f"is not valid UTF-8 (byte 0x{raw[e.start]:02x} at position {e.start})",
-            "save the file as UTF-8 (in Excel: 'CSV UTF-8'; or `iconv -f latin1 -t utf-8`)",
-        )]) from e
-    try:
-        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t") if text.strip() else csv.excel
-    except csv.Error:
-        dialect = csv.excel
-    reader = csv.reader(io.StringIO(text, newline=""), dialect)
-    try:
-        rows = list(reader)
-    except csv.Error as e:
-        raise DataError([Problem(f"{src.name} line {reader.line_num}", f"is not valid CSV ({e})",
-                                 "check for an unclosed quote on that line")]) from e
-    if not rows:
-        raise DataError([Problem(src.name, "is empty", "add a header line `path,label` and one row per image")])
-    header = [h.strip() for h in rows[0]]
-    missing = [c for c in ("path", "label") if c not in header]
-    if missing:
-        lower = {h.lower(): h for h in header}
-        hints = [f"rename column '{lower[m]}' to '{m}'" for m in missing if m in lower]
-        raise DataError([Problem(
-            f"{src.name} line 1",
-            f"has no column {' or '.join(repr(m) for m in missing)}; its columns are {header}",
-            "; ".join(hints) if hints else "the first line must name the columns, e.g. `path,label`",
-        )])
-    ip, il = header.index("path"), header.index("label")
-    problems: list[Problem] = []
+        table = read_table(src, strict=False)
+    except TableError as e:
+        raise DataError([Problem(*p) for p in e.problems]) from e
+    problems = [Problem(*p) for p in table.problems]
+    warnings: list[Problem] = []
     ids, names, lines = [], [], []
     first_line: dict[str, int] = {}
-    for n, row in enumerate(rows[1:], start=2):
-        if not any(cell.strip() for cell in row):
-            continue  # blank line
+    same_file: dict[str, tuple[int, str, str]] = {}  # normalised path -> (line, path, label)
+    for path, label, n in zip(table.paths().tolist(), table.labels().tolist(), table.lines.tolist()):
         where = f"{src.name} line {n}"
-        if len(row) != len(header):
-            problems.append(Problem(where, f"has {len(row)} fields but the header has {len(header)}",
-                                    "quote cells that contain the delimiter, or fix the row"))
-            continue
-        path, label = row[ip].strip(), row[il].strip()
         if "\n" in path or "\n" in label:
             problems.append(Problem(where, "has a path or label that runs over several lines",
                                     "check for an unclosed quote (\") on that line"))
@@ -278,18 +261,53 @@ def _read_csv(src: Path) -> LabeledImages:
                                     "keep one row per image"))
             continue
         first_line[path] = n
+        key = os.path.normcase(os.path.normpath(os.path.join(src.parent, path)))
+        if key in same_file:
+            m, other, other_label = same_file[key]
+            if other_label != label:
+                problems.append(Problem(
+                    where, f"{path!r} is the same file as {other!r} on line {m}, but labelled {label!r} "
+                    f"there {other_label!r}", "keep one row per image, with its correct label"))
+                continue
+            warnings.append(Problem(where, f"{path!r} is the same file as {other!r} on line {m} (both "
+                                    f"{label!r}): it would count twice", "delete one of the two rows",
+                                    "warning"))
+        else:
+            same_file[key] = (n, path, label)
         ids.append(path)
         names.append(label)
         lines.append(n)
-    if problems:
-        raise DataError(problems, f"{src} has problems")
     classes = sorted(set(names))
+    warnings += _case_variants(src.name, names, lines)
     index = {c: k for k, c in enumerate(classes)}
-    return LabeledImages(
+    ds = LabeledImages(
         kind="csv", source=src, root=src.parent, ids=ids,
         labels=np.array([index[c] for c in names], dtype=np.int64), classes=classes,
-        rows=np.array(lines, dtype=np.int64),
+        rows=np.array(lines, dtype=np.int64), warnings=warnings,
     )
+    return ds, problems
+
+
+def _case_variants(name: str, labels: list[str], lines: list[int]) -> list[Problem]:
+    """A warning for each class name spelled in several cases (``nevus``, ``Nevus``, ``NEVUS``)."""
+    first: dict[str, int] = {}
+    count: dict[str, int] = {}
+    for label, n in zip(labels, lines):
+        first.setdefault(label, n)
+        count[label] = count.get(label, 0) + 1
+    groups: dict[str, list[str]] = {}
+    for label in first:
+        groups.setdefault(label.casefold(), []).append(label)
+    out = []
+    for spellings in groups.values():
+        if len(spellings) > 1:
+            spellings.sort(key=lambda c: -count[c])
+            listed = ", ".join(f"{c!r} ({count[c]} row{'s' * (count[c] != 1)}, first on line {first[c]})"
+                               for c in spellings)
+            out.append(Problem(name, f"class names differ only in case: {listed}; they are "
+                                     f"{len(spellings)} different classes",
+                               f"use one spelling, e.g. {spellings[0]!r}, for all of them", "warning"))
+    return out
 
 
 def _read_folder(src: Path) -> LabeledImages:
@@ -376,18 +394,15 @@ def _check_classes(ds: LabeledImages, classes: Sequence[str] | None) -> LabeledI
         if len(ds.classes) < 2:
             problems.append(Problem(str(ds.source.name), f"has a single class {ds.classes}",
                                     "label noise can only be found between two or more classes"))
+        ds.warnings = [w for w in ds.warnings if not w.message.startswith("class of one image")]
+        for k in np.flatnonzero(counts == 1):
+            i = int(np.flatnonzero(ds.labels == k)[0])
+            ds.warnings.append(Problem(ds.where(i), f"class of one image: {ds.classes[k]!r} has no other image",
+                                       "check its label (a typo?), add images of the class, or leave it out",
+                                       "warning"))
     if problems:
         raise DataError(problems, f"{ds.source} has problems")
     return ds
-
-
-def _check_image_files(ds: LabeledImages, skip: bool, max_pixels: int) -> LabeledImages:
-    problems = []
-    for i in range(len(ds)):
-        p = _image_problem(ds.file_of(i), ds.where(i), max_pixels)
-        if p is not None:
-            problems.append(p)
-    return _drop_or_fail(ds, problems, skip)
 
 
 def _image_problem(f: Path, where: str, max_pixels: int) -> Problem | None:
@@ -422,15 +437,98 @@ def _drop_or_fail(ds: LabeledImages, problems: list[Problem], skip: bool) -> Lab
     return _check_classes(ds, ds.classes)
 
 
+class ImageModeError(ValueError):
+    """An image whose pixel values cannot be mapped to 8-bit RGB without guessing."""
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """``im`` as 8-bit RGB, upright: the one place every image is turned into pixels.
+
+    - EXIF orientation is applied (a phone photo tagged "rotate 90°" is shown and trained
+      on as the camera's user saw it).
+    - 16-bit images (``I;16*``, and ``I`` images within 0–65535) are scaled by 255/65535,
+      so a 16-bit PNG keeps its contrast instead of saturating to white.
+    - 32-bit integer images with values outside 0–65535 are refused.
+    - Float images (``F``, e.g. a float TIFF) with values in [0, 1] are scaled by 255,
+      those within [0, 255] are kept; any other range (negative, larger, NaN) is refused:
+      no fixed mapping is right for them and a silent min–max stretch would change the data.
+    - Every other mode (palette, grey, alpha, CMYK …) goes through PIL's ``convert``.
+
+    Raises :class:`ImageModeError` (a ``ValueError``) saying why an image is refused.
+    """
+    from PIL import ImageOps
+
+    im = ImageOps.exif_transpose(im)
+    mode = im.mode
+    if mode == "RGB":
+        return im
+    if mode.startswith("I;16") or mode == "I":
+        a = np.asarray(im)
+        a = a.astype(np.int64, copy=False)
+        lo, hi = (int(a.min()), int(a.max())) if a.size else (0, 0)
+        if lo < 0 or hi > 65535:
+            raise ImageModeError(f"32-bit integer image with values {lo}…{hi} outside the 16-bit range; "
+                                 "save it as 8- or 16-bit")
+        if mode == "I" and hi <= 255 and not _declared_16_bit(im):
+            grey = a.astype(np.uint8)
+        else:
+            grey = ((a * 255 + 32767) // 65535).astype(np.uint8)  # 16-bit → 8-bit, rounded
+        return Image.fromarray(grey, "L").convert("RGB")
+    if mode == "F":
+        a = np.asarray(im, dtype=np.float32)
+        if not np.isfinite(a).all():
+            raise ImageModeError("float image contains NaN or infinite values; save it as 8-bit")
+        lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+        if lo < 0 or hi > 255:
+            raise ImageModeError(f"float image with values {lo:g}…{hi:g}, outside [0, 1] and [0, 255]; "
+                                 "rescale it to 8-bit (0–255) yourself so its contrast is what you intend")
+        scale = 255.0 if hi <= 1.0 else 1.0
+        return Image.fromarray(np.clip(np.rint(a * scale), 0, 255).astype(np.uint8), "L").convert("RGB")
+    return im.convert("RGB")
+
+
+def _declared_16_bit(im: Image.Image) -> bool:
+    """True for a mode-``I`` image that a 16-bit file was opened as (PNG bit depth 16, TIFF 16 bits)."""
+    if im.info.get("bits") == 16:
+        return True
+    tags = getattr(im, "tag_v2", None)
+    try:
+        return tags is not None and tags.get(258) in (16, (16,))
+    except Exception:
+        return False
+
+
+def read_rgb(path: str | Path, draft: int | None = None) -> Image.Image:
+    """The image file ``path`` as upright 8-bit RGB (see :func:`to_rgb`).
+
+    ``draft``: a JPEG may be decoded at a reduced scale that is still at least this many
+    pixels on each side (much faster for thumbnails and small training sizes).
+    """
+    with Image.open(path) as raw:
+        if draft:
+            raw.draft("RGB", (draft, draft))
+        return to_rgb(raw)
+
+
+def rgb_from_array(a: np.ndarray) -> Image.Image:
+    """One uint8 image of a MedMNIST-style array, ``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)``, as RGB."""
+    return Image.fromarray(a if a.ndim == 3 and a.shape[-1] == 3 else np.squeeze(a)).convert("RGB")
+
+
 def _decode_one(ds: LabeledImages, i: int, size: int) -> np.ndarray:
-    if ds.array is not None:
-        im = ds.open_image(i)
-    else:
-        with Image.open(ds.file_of(i)) as f:
-            f.draft("RGB", (size, size))  # JPEG: decode at reduced scale, much faster
-            im = f.convert("RGB")
+    im = ds.open_image(i, draft=size)
     im = im.resize((size, size), Image.BILINEAR, reducing_gap=3.0 if max(im.size) > 3 * size else None)
     return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1)
+
+
+#: Bytes of decoded images one decode task handles (a chunk): small enough that workers
+#: hold little memory and a killed decode loses little, large enough to amortise the task.
+DECODE_CHUNK_BYTES = 8 << 20
+
+
+def decode_chunk_size(size: int, target_bytes: int = DECODE_CHUNK_BYTES) -> int:
+    """Images per decode chunk at ``size`` px (at least 1, at most 1024)."""
+    return int(max(1, min(1024, target_bytes // (3 * size * size))))
 
 
 def decode_images(
@@ -441,43 +539,185 @@ def decode_images(
     cache_dir: str | Path | None = None,
     skip_unreadable: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    chunk: int | None = None,
 ) -> tuple[np.ndarray, list[Problem]]:
     """Decode every image once, resized to ``size × size``, into a ``(N, 3, S, S)`` uint8 array.
 
-    The array is what training reads each epoch, so JPEG decoding happens once per data
-    set. With ``cache_dir`` the array is kept on disk, keyed by the data's fingerprint, and
-    later runs (or a resumed one) load it instead of decoding again. Images that fail to
-    decode raise :class:`DataError`; with ``skip_unreadable`` they are returned as problems
-    and their slots are all-zero (the caller drops them).
+    The array is what training reads each epoch, so image decoding happens once per data set.
+
+    With ``cache_dir`` the array lives **on disk** (``images_<fingerprint>_<size>.npy``, keyed
+    by :meth:`LabeledImages.fingerprint`) and is returned as a read-only memory map, so
+    memory does not grow with N; later runs, resumes and other processes of a multi-GPU run
+    open the same file. Decoding runs in ``workers`` processes, chunk by chunk
+    (:func:`decode_chunk_size`), each chunk written straight into the file; a chunk-completion
+    file beside it (``….progress.json``) is updated after every chunk, so a killed decode
+    continues where it stopped instead of starting again. ``progress(done, total)`` is
+    called after each chunk (it may raise to stop the decode; the work done is kept).
+
+    Without ``cache_dir`` the array is decoded into memory by threads (small data, notebooks).
+
+    Images that fail to decode raise :class:`DataError` listing all of them; with
+    ``skip_unreadable`` they are returned as problems and their slots are all-zero (the
+    caller drops them).
     """
-    cache = None
-    if cache_dir is not None:
-        cache = Path(cache_dir) / f"images_{ds.fingerprint()}_{size}.npy"
-        if cache.is_file():
-            arr = np.load(cache, mmap_mode=None)
-            if arr.shape == (len(ds), 3, size, size):
-                return arr, []
-    out = np.zeros((len(ds), 3, size, size), dtype=np.uint8)
-    problems: list[Problem] = []
+    n = len(ds)
+    chunk = chunk or decode_chunk_size(size)
+    chunks = [(lo, min(n, lo + chunk)) for lo in range(0, n, chunk)]
+    if cache_dir is None:
+        out = np.zeros((n, 3, size, size), dtype=np.uint8)
+        found: list[tuple[int, Problem]] = []
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            done = 0
+            for lo, hi, probs in pool.map(lambda c: (*c, _decode_into(ds, c[0], c[1], size, out)), chunks):
+                found += probs
+                done += hi - lo
+                if progress is not None:
+                    progress(done, n)
+        return _finish(ds, out, [p for _, p in sorted(found, key=lambda t: t[0])], skip_unreadable)
 
-    def work(i: int) -> None:
+    cache = Path(cache_dir) / f"images_{ds.fingerprint()}_{size}.npy"
+    meta = cache.with_suffix(".json")
+    if cache.is_file():
         try:
-            out[i] = _decode_one(ds, i, size)
-        except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as e:
-            problems.append(Problem(ds.where(i), f"cannot be decoded ({type(e).__name__}: {e})",
-                                    "replace the file, or use --skip-unreadable to leave it out"))
+            arr = np.load(cache, mmap_mode="r")
+            problems = [Problem(**p) for p in json.loads(meta.read_text())["problems"]] if meta.is_file() else []
+        except (OSError, ValueError, KeyError, TypeError):
+            arr = None
+        if arr is not None and arr.shape == (n, 3, size, size) and arr.dtype == np.uint8:
+            return _finish(ds, arr, problems, skip_unreadable)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    partial = cache.with_name(cache.stem + ".partial.npy")
+    state_file = cache.with_name(cache.stem + ".progress.json")
+    state = _decode_state(state_file, partial, n, size, chunk)
+    if state is None:  # fresh start: a sparse file of the right shape, nothing done yet
+        mm = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=(n, 3, size, size))
+        del mm
+        state = {"n": n, "size": size, "chunk": chunk, "done": [], "problems": []}
+        atomic_write(state_file, lambda fh: fh.write(json.dumps(state).encode()))
+    done_set = set(state["done"])
+    todo = [c for c in range(len(chunks)) if c not in done_set]
+    offset = _npy_data_offset(partial)
+    done_images = sum(hi - lo for c, (lo, hi) in enumerate(chunks) if c in done_set)
+    if progress is not None and done_images:
+        progress(done_images, n)
 
-    done = 0
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for _ in pool.map(work, range(len(ds))):
-            done += 1
-            if progress is not None and (done % 64 == 0 or done == len(ds)):
-                progress(done, len(ds))
-    if problems and not skip_unreadable:
+    def mark(c: int, probs: list[tuple[int, Problem]]) -> None:
+        nonlocal done_images
+        state["done"].append(c)
+        state["problems"] += [{"i": i, **_problem_dict(p)} for i, p in probs]
+        atomic_write(state_file, lambda fh: fh.write(json.dumps(state).encode()))
+        done_images += chunks[c][1] - chunks[c][0]
+        if progress is not None:
+            progress(done_images, n)
+
+    if workers > 1 and len(todo) > 1 and ds.array is None:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
+        with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx,
+                                 initializer=_decode_worker_init, initargs=(ds, size, str(partial), offset)) as pool:
+            try:
+                futures = {pool.submit(_decode_worker_chunk, *chunks[c]): c for c in todo}
+                for fut in as_completed(futures):
+                    mark(futures[fut], fut.result())
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)  # chunks in flight finish; none is marked
+                raise
+    else:  # one process (in-memory .npz arrays, one worker, or a single chunk): threads
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            pending = {pool.submit(_decode_chunk_to_file, ds, *chunks[c], size, str(partial), offset): c
+                       for c in todo}
+            try:
+                for fut, c in pending.items():
+                    mark(c, fut.result())
+            except BaseException:
+                for fut in pending:
+                    fut.cancel()
+                raise
+    problems = [Problem(p["where"], p["message"], p["fix"], p["severity"])
+                for p in sorted(state["problems"], key=lambda p: p["i"])]
+    atomic_write(meta, lambda fh: fh.write(json.dumps({"problems": [_problem_dict(p) for p in problems]}).encode()))
+    os.replace(partial, cache)
+    state_file.unlink(missing_ok=True)
+    return _finish(ds, np.load(cache, mmap_mode="r"), problems, skip_unreadable)
+
+
+def _problem_dict(p: Problem) -> dict:
+    return {"where": p.where, "message": p.message, "fix": p.fix, "severity": p.severity}
+
+
+def _finish(ds: LabeledImages, arr: np.ndarray, problems: list[Problem], skip: bool):
+    if problems and not skip:
         raise DataError(problems, f"{ds.source} has images that cannot be decoded")
-    if cache is not None and not problems:
-        atomic_write(cache, lambda fh: np.save(fh, out))
-    return out, problems
+    return arr, problems
+
+
+def _decode_state(state_file: Path, partial: Path, n: int, size: int, chunk: int) -> dict | None:
+    """The progress of an interrupted decode of the same images, or None to start afresh."""
+    try:
+        state = json.loads(state_file.read_text())
+        ok = (state["n"], state["size"], state["chunk"]) == (n, size, chunk)
+        arr = np.load(partial, mmap_mode="r")
+        ok = ok and arr.shape == (n, 3, size, size)
+        del arr
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return state if ok else None
+
+
+def _npy_data_offset(path: Path) -> int:
+    """Byte offset of the data in a ``.npy`` file (after its header)."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            np.lib.format.read_array_header_1_0(f)
+        else:
+            np.lib.format.read_array_header_2_0(f)
+        return f.tell()
+
+
+def _decode_into(ds: LabeledImages, lo: int, hi: int, size: int, out: np.ndarray,
+                 first: int = 0) -> list[tuple[int, Problem]]:
+    """Decode samples ``lo:hi`` into ``out[lo - first:hi - first]``; the problems of those
+    that fail, by sample index."""
+    problems = []
+    for i in range(lo, hi):
+        try:
+            out[i - first] = _decode_one(ds, i, size)
+        except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as e:
+            out[i - first] = 0
+            problems.append((i, Problem(ds.where(i), f"cannot be decoded ({type(e).__name__}: {e})",
+                                        "replace the file, or use --skip-unreadable to leave it out")))
+    return problems
+
+
+def _decode_chunk_to_file(ds: LabeledImages, lo: int, hi: int, size: int, path: str, offset: int):
+    """Decode samples ``lo:hi`` and write them, durably, at their place in the cache file."""
+    buf = np.zeros((hi - lo, 3, size, size), dtype=np.uint8)
+    problems = _decode_into(ds, lo, hi, size, buf, first=lo)
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        data = memoryview(buf).cast("B")
+        pos, written = offset + lo * buf[0].nbytes, 0
+        while written < len(data):
+            written += os.pwrite(fd, data[written:], pos + written)
+        os.fdatasync(fd)  # the chunk is on disk before it is marked done
+    finally:
+        os.close(fd)
+    return problems
+
+
+_WORKER: dict = {}
+
+
+def _decode_worker_init(ds: LabeledImages, size: int, path: str, offset: int) -> None:
+    _WORKER.update(ds=ds, size=size, path=path, offset=offset)
+
+
+def _decode_worker_chunk(lo: int, hi: int):
+    w = _WORKER
+    return _decode_chunk_to_file(w["ds"], lo, hi, w["size"], w["path"], w["offset"])
 
 
 def subset(ds: LabeledImages, keep: Iterable[int]) -> LabeledImages:
@@ -486,6 +726,7 @@ def subset(ds: LabeledImages, keep: Iterable[int]) -> LabeledImages:
     return LabeledImages(
         kind=ds.kind, source=ds.source, root=ds.root, ids=[ds.ids[i] for i in keep],
         labels=ds.labels[keep], classes=list(ds.classes), problems=list(ds.problems),
+        warnings=list(ds.warnings),
         rows=None if ds.rows is None else ds.rows[keep],
         array=None if ds.array is None else ds.array[keep],
     )

@@ -105,13 +105,21 @@ def sample_groups(
     return np.where(scored, groups, UNSCORED).astype(np.int8)
 
 
+#: Epochs summed per block in :func:`group_mean_curves` (bounds the float32 temporaries).
+_BLOCK_BYTES = 64 << 20
+
+
 def group_mean_curves(values: np.ndarray, groups: np.ndarray, n_groups: int = 3
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-epoch mean and standard deviation of ``values`` within each group.
 
+    Computed as one pass of matrix products ``values @ onehot(groups)`` (and of the squares)
+    over blocks of epochs in float32, so a ``(150, 1_000_000)`` record array needs no float64
+    copy: memory beyond the input stays under ~64 MB.
+
     Parameters
     ----------
-    values : (T, N) per-epoch values (e.g. signed entropy).
+    values : (T, N) per-epoch values (e.g. signed entropy; booleans count as 0/1).
     groups : (N,) group code per sample (codes outside ``0..n_groups-1`` are ignored).
     n_groups : number of groups.
 
@@ -121,18 +129,30 @@ def group_mean_curves(values: np.ndarray, groups: np.ndarray, n_groups: int = 3
     std : (G, T) population standard deviation (NaN for an empty group).
     count : (G,) number of samples in each group.
     """
-    values = np.asarray(values, dtype=np.float64)
+    values = np.asarray(values)
     groups = np.asarray(groups)
-    t = values.shape[0]
+    t, n = values.shape if values.ndim == 2 else (0, 0)
+    valid = (groups >= 0) & (groups < n_groups)
+    count = np.bincount(groups[valid].astype(np.int64), minlength=n_groups)[:n_groups].astype(np.int64)
     mean = np.full((n_groups, t), np.nan)
     std = np.full((n_groups, t), np.nan)
-    count = np.zeros(n_groups, dtype=np.int64)
-    for g in range(n_groups):
-        m = groups == g
-        count[g] = int(m.sum())
-        if count[g]:
-            mean[g] = values[:, m].mean(axis=1)
-            std[g] = values[:, m].std(axis=1)
+    if t == 0 or not count.any():
+        return mean, std, count
+    onehot = np.zeros((n, n_groups), dtype=np.float32)
+    onehot[np.flatnonzero(valid), groups[valid].astype(np.int64)] = 1.0
+    sums = np.zeros((t, n_groups))
+    squares = np.zeros((t, n_groups))
+    step = max(1, _BLOCK_BYTES // max(1, 4 * n))
+    for t0 in range(0, t, step):
+        block = values[t0:t0 + step].astype(np.float32)
+        sums[t0:t0 + step] = block @ onehot
+        np.multiply(block, block, out=block)
+        squares[t0:t0 + step] = block @ onehot
+    nonempty = count > 0
+    m = sums[:, nonempty] / count[nonempty]
+    var = np.maximum(squares[:, nonempty] / count[nonempty] - m * m, 0.0)
+    mean[nonempty] = m.T
+    std[nonempty] = np.sqrt(var).T
     return mean, std, count
 
 
@@ -148,8 +168,7 @@ def alignment_timeline(prediction: np.ndarray, labels: np.ndarray, groups: np.nd
     they are learned; mislabeled ones start low (the model predicts their true class) and
     rise only when the network starts memorising the wrong label.
     """
-    agree = agreement(prediction, labels).astype(np.float64)
-    mean, _, _ = group_mean_curves(agree, groups, n_groups)
+    mean, _, _ = group_mean_curves(agreement(prediction, labels), groups, n_groups)
     return mean
 
 

@@ -8,6 +8,7 @@ process killed mid-write leaves the previous version intact.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import stat
 import tempfile
@@ -46,3 +47,26 @@ def atomic_write(target: str | os.PathLike, write: Callable[[BinaryIO], object])
 def atomic_write_bytes(target: str | os.PathLike, data: bytes) -> None:
     """Replace ``target`` with ``data`` atomically."""
     atomic_write(target, lambda fh: fh.write(data))
+
+
+def temp_files(target: str | os.PathLike) -> list[Path]:
+    """The temporary files :func:`atomic_write` makes beside ``target`` (``.<name>.*.tmp``).
+
+    One is left behind only when a writer was killed between creating and renaming it.
+    """
+    target = Path(target)
+    return sorted(target.parent.glob(f".{glob.escape(target.name)}.*.tmp"))
+
+
+def remove_temp_files(target: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files a killed :func:`atomic_write` of ``target`` left behind.
+
+    Call it only while holding the lock that every writer of ``target`` takes: otherwise a
+    live writer's temporary file could be removed under it. Returns the files removed.
+    """
+    removed = []
+    for tmp in temp_files(target):
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+            removed.append(tmp)
+    return removed

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .dataset import IMAGE_EXTENSIONS
+from .dataset import IMAGE_EXTENSIONS, read_rgb, rgb_from_array
+from .labels import source_kind
 
 
 class ImageAccessError(Exception):
@@ -27,15 +28,9 @@ class ImageSource:
         p = Path(data_path).expanduser()
         self.path = p
         self.split = split
-        if p.is_dir():
-            self.kind = "folder"
-            self.root = p.resolve()
-        elif p.suffix.lower() == ".npz":
-            self.kind = "npz"
-            self.root = p.parent.resolve()
-        else:
-            self.kind = "csv"
-            self.root = p.parent.resolve()
+        kind = source_kind(p)
+        self.kind = "csv" if kind == "missing" else kind
+        self.root = p.resolve() if kind == "folder" else p.parent.resolve()
         self._array: np.ndarray | None = None
 
     def file_of(self, sample_id: str) -> Path:
@@ -64,21 +59,21 @@ class ImageSource:
         return self._array
 
     def open(self, sample_id: str, max_side: int | None = None) -> Image.Image:
-        """The image of ``sample_id`` as RGB (downscaled to ``max_side`` if given)."""
+        """The image of ``sample_id`` as upright 8-bit RGB, decoded exactly as training decodes
+        it (:func:`sei_core.dataset.to_rgb`), downscaled to ``max_side`` if given."""
         if self.kind == "npz":
             try:
                 i = int(str(sample_id).rsplit("/", 1)[-1])
                 a = self._npz()[i]
             except (ValueError, IndexError) as e:
                 raise ImageAccessError(f"no image '{sample_id}' in {self.path.name}") from e
-            im = Image.fromarray(a if a.ndim == 3 and a.shape[-1] == 3 else np.squeeze(a)).convert("RGB")
+            im = rgb_from_array(a)
         else:
             f = self.file_of(sample_id)
             try:
-                with Image.open(f) as raw:
-                    if max_side:
-                        raw.draft("RGB", (max_side, max_side))
-                    im = raw.convert("RGB")
+                im = read_rgb(f, max_side)  # the decoder training uses: same pixels, same orientation
+            except ValueError as e:  # a pixel format that cannot be shown faithfully
+                raise ImageAccessError(f"'{sample_id}' cannot be shown: {e}") from e
             except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
                 raise ImageAccessError(f"'{sample_id}' cannot be read as an image ({type(e).__name__}); "
                                        "replace the file") from e

@@ -4,12 +4,22 @@ A CLIP-style classifier scores an image against one text prompt per class (plus 
 auxiliary prompt): ``logits = s · cos(f_img, f_txt_k)`` with a learnable scale ``s``
 (CLIP's ``logit_scale``). Models come from open_clip by name — every name open_clip knows,
 plus the small ``SEI-Tiny-*`` configs shipped here that train in minutes on a CPU — with
-weights from nowhere (random init), a local checkpoint file, or an open_clip pretrained tag.
+weights from nowhere (random init), a local checkpoint file, or a pretrained tag.
 Plain classifiers are torchvision's ResNet-18/50 and ViT-B/16 with a fresh ``K+1`` head.
+
+Pretrained weights live in one folder the user can see, :func:`weights_dir`
+(``~/.cache/sei-review/weights``, or ``$SEI_WEIGHTS_DIR``), one file per model and tag:
+``<dir>/RN50/openai.bin``. :func:`fetch_weights` downloads a tag there; offline,
+:func:`weights_source` and :func:`weights_target` say which file to copy where. A model
+built by :func:`build_model` carries ``weights_info``: what was loaded (source, tag, file,
+sha256 prefix), which training writes into the run's config and status.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import shutil
 from pathlib import Path
 from typing import Sequence
 
@@ -29,9 +39,10 @@ class ModelError(Exception):
 
 
 def _open_clip():
+    """open_clip, with this package's ``SEI-Tiny-*`` configs registered once."""
     import open_clip
 
-    if CONFIG_DIR not in open_clip.factory._MODEL_CONFIG_PATHS:
+    if "SEI-Tiny-RN" not in open_clip.list_models():
         open_clip.add_model_config(CONFIG_DIR)
     return open_clip
 
@@ -76,6 +87,124 @@ class ImageClassifier(nn.Module):
         return self.net((images - self.mean) / self.std)
 
 
+# -- pretrained weights ------------------------------------------------------------------
+
+WEIGHTS_ENV = "SEI_WEIGHTS_DIR"
+
+
+def weights_dir() -> Path:
+    """The folder of downloaded pretrained weights: ``$SEI_WEIGHTS_DIR``, else
+    ``~/.cache/sei-review/weights``. One file per model and tag: ``<dir>/<model>/<tag>.<ext>``."""
+    env = os.environ.get(WEIGHTS_ENV)
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "sei-review" / "weights"
+
+
+def known_weights(name: str) -> list[str]:
+    """The pretrained tags of model ``name``: open_clip's (``openai`` …) for a CLIP model,
+    torchvision's weight names (``IMAGENET1K_V1`` …) for a torchvision one; [] if none."""
+    if name in TORCHVISION_MODELS:
+        import torchvision
+
+        return [w.name for w in torchvision.models.get_model_weights(name)]
+    oc = _open_clip()
+    return list(oc.list_pretrained_tags_by_model(name)) if name in oc.list_models() else []
+
+
+def weights_source(name: str, tag: str) -> str:
+    """The address the weights ``tag`` of ``name`` are downloaded from."""
+    _check_tag(name, tag)
+    if name in TORCHVISION_MODELS:
+        import torchvision
+
+        return torchvision.models.get_model_weights(name)[tag].url
+    cfg = _open_clip().get_pretrained_cfg(name, tag)
+    if cfg.get("hf_hub"):  # "org/repo/" (open_clip's default file name) or "org/repo/file"
+        repo, filename = os.path.split(cfg["hf_hub"])
+        return f"https://huggingface.co/{repo}/resolve/main/{filename or 'open_clip_pytorch_model.bin'}"
+    return cfg["url"]
+
+
+def weights_target(name: str, tag: str) -> Path:
+    """Where the weights ``tag`` of ``name`` are kept (and where to copy them by hand)."""
+    suffix = Path(weights_source(name, tag).split("?")[0]).suffix or ".bin"
+    return weights_dir() / name / f"{tag}{suffix}"
+
+
+def weights_file(name: str, tag: str) -> Path | None:
+    """The cached file of weights ``tag`` of ``name``, or None if it is not there yet."""
+    folder = weights_dir() / name
+    found = sorted(p for p in folder.glob(f"{tag}.*") if p.is_file() and not p.name.endswith(".part"))
+    return found[0] if found else None
+
+
+def fetch_weights(name: str, tag: str) -> Path:
+    """Download the weights ``tag`` of ``name`` into :func:`weights_dir` (once) and return the file.
+
+    Raises :class:`ModelError` that names the file to copy, and where, when the download fails
+    (no internet)."""
+    _check_tag(name, tag)
+    have = weights_file(name, tag)
+    if have is not None:
+        return have
+    target = weights_target(name, tag)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    part = target.with_name(target.name + ".part")
+    try:
+        if name in TORCHVISION_MODELS:
+            import torch.hub
+
+            torch.hub.download_url_to_file(weights_source(name, tag), str(part), progress=True)
+        else:
+            oc = _open_clip()
+            got = oc.download_pretrained(oc.get_pretrained_cfg(name, tag), cache_dir=str(weights_dir() / ".hub"))
+            if not got:
+                raise RuntimeError("open_clip returned no file")
+            shutil.copyfile(got, part)
+        part.replace(target)
+    except Exception as e:  # hub, HTTP and IO errors of several libraries
+        part.unlink(missing_ok=True)
+        raise ModelError(
+            f"could not download the {tag!r} weights of {name} ({type(e).__name__}: {str(e)[:200]}). "
+            f"Without internet, download {weights_source(name, tag)} on another machine and copy it to "
+            f"{target} (or pass the file with --weights /path/to/file); or train from random weights "
+            "with --weights none") from e
+    return target
+
+
+def sha256_prefix(path: str | Path, n: int = 16) -> str:
+    """The first ``n`` hex digits of a file's SHA-256 (to record which weights a run used)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:n]
+
+
+def _check_tag(name: str, tag: str) -> None:
+    tags = known_weights(name)
+    if tag not in tags:
+        hint = f"its tags are {tags}" if tags else "there are no pretrained tags for it"
+        raise ModelError(f"{tag!r} is not a pretrained tag of {name}: {hint}")
+
+
+def _resolve_weights(name: str, weights: str | None) -> tuple[Path | None, str | None]:
+    """(file to load, tag it stands for) for a ``weights`` argument; fetches a tag if needed."""
+    if not weights:
+        return None, None
+    path = Path(weights).expanduser()
+    if path.is_file():
+        return path, None
+    if weights in known_weights(name):
+        return fetch_weights(name, weights), weights
+    if name in TORCHVISION_MODELS or path.suffix or os.sep in weights:
+        raise ModelError(f"weights file {weights!r} not found (and it is no pretrained tag of {name}: "
+                         f"{known_weights(name)}); give an existing file, a tag, or --weights none")
+    tags = known_weights(name)
+    hint = f"its tags are {tags}" if tags else "there are no pretrained tags for it"
+    raise ModelError(f"weights {weights!r} are neither a file nor a pretrained tag of {name}: {hint}; "
+                     "or train from random weights with --weights none")
+
+
 def build_model(
     name: str,
     prompts: Sequence[str],
@@ -87,49 +216,47 @@ def build_model(
 
     Parameters
     ----------
-    name : an open_clip model name (e.g. ``ViT-B-16``, ``RN50``, ``SEI-Tiny-ViT``) or one of
+    name : an open_clip model name (e.g. ``RN50``, ``ViT-B-16``, ``SEI-Tiny-RN``) or one of
         ``resnet18``, ``resnet50``, ``vit_b_16``.
     prompts : the class prompts followed by the auxiliary prompt (plain classifiers only
         use their number).
-    weights : None for random initialisation, a local checkpoint file, or an open_clip
-        pretrained tag such as ``openai`` (needs the internet or a filled cache).
+    weights : None for random initialisation, a local checkpoint file (a state dict of the
+        model; for CLIP models an open_clip checkpoint), or a pretrained tag such as
+        ``openai`` (from :func:`weights_dir`, downloaded there if missing).
     image_size : training resolution; the model is built for it.
+
+    The returned module's ``weights_info`` says what was loaded: ``{"source": "random"}`` or
+    ``{"source": "file"|"tag", "tag": …, "file": …, "sha256": first 16 hex digits}``.
     """
+    if name not in TORCHVISION_MODELS and name not in _open_clip().list_models():
+        raise ModelError(f"unknown model {name!r}. Choose an open_clip model (e.g. RN50, ViT-B-16), "
+                         f"SEI-Tiny-RN / SEI-Tiny-ViT for a CPU, or one of {list(TORCHVISION_MODELS)}")
+    path, tag = _resolve_weights(name, weights)
     if name in TORCHVISION_MODELS:
-        return _torchvision_model(name, len(prompts), weights, image_size)
-    return _clip_model(name, prompts, weights, image_size)
+        model = _torchvision_model(name, len(prompts), path, image_size)
+    else:
+        model = _clip_model(name, prompts, path, tag, image_size)
+    model.weights_info = ({"source": "random"} if path is None else
+                          {"source": "tag" if tag else "file", "tag": tag, "file": str(path),
+                           "sha256": sha256_prefix(path)})
+    return model
 
 
-def _clip_model(name: str, prompts: Sequence[str], weights: str | None, image_size: int) -> nn.Module:
+def _clip_model(name: str, prompts: Sequence[str], path: Path | None, tag: str | None,
+                image_size: int) -> nn.Module:
     oc = _open_clip()
-    if name not in oc.list_models():
-        raise ModelError(f"unknown model {name!r}. Choose an open_clip model (e.g. ViT-B-16, RN50), "
-                         f"SEI-Tiny-ViT / SEI-Tiny-RN for a CPU, or one of {list(TORCHVISION_MODELS)}")
     _check_image_size(name, (oc.get_model_config(name) or {}).get("vision_cfg", {}), image_size)
-    pretrained = None
-    if weights:
-        if Path(weights).expanduser().is_file():
-            pretrained = str(Path(weights).expanduser())
-        else:
-            tags = oc.list_pretrained_tags_by_model(name)
-            if weights not in tags:
-                hint = f"its tags are {tags}" if tags else "open_clip has no pretrained tags for it"
-                raise ModelError(f"weights {weights!r} are neither a file nor a pretrained tag of {name}: {hint}")
-            pretrained = weights
+    cfg = oc.get_pretrained_cfg(name, tag) if tag else {}
     try:
-        clip = oc.create_model(name, pretrained=pretrained, force_image_size=image_size,
-                               require_pretrained=bool(pretrained))
+        clip = oc.create_model(name, force_image_size=image_size, force_quick_gelu=bool(cfg.get("quick_gelu")))
+        if path is not None:
+            oc.load_checkpoint(clip, str(path))
         tokenizer = oc.get_tokenizer(name)
-    except Exception as e:  # open_clip raises many kinds (hub, IO, key mismatch)
-        if pretrained and pretrained == weights and not Path(weights).exists():
-            raise ModelError(
-                f"could not get pretrained weights {weights!r} for {name} ({type(e).__name__}: {e}). "
-                "Without internet, download the checkpoint on another machine and pass the file: "
-                "--weights /path/to/open_clip_model.bin") from e
-        raise ModelError(f"could not build {name} with weights {weights!r}: {type(e).__name__}: {e}") from e
-    cfg = getattr(clip.visual, "preprocess_cfg", {}) or {}
-    mean = tuple(cfg.get("mean", IMAGENET_MEAN)) if pretrained else IMAGENET_MEAN
-    std = tuple(cfg.get("std", IMAGENET_STD)) if pretrained else IMAGENET_STD
+    except Exception as e:  # open_clip raises many kinds (IO, unpickling, key mismatch)
+        raise ModelError(f"could not build {name} with weights {str(path)!r}: {type(e).__name__}: "
+                         f"{str(e)[:300]}") from e
+    mean = tuple(cfg.get("mean", IMAGENET_MEAN))
+    std = tuple(cfg.get("std", IMAGENET_STD))
     return PromptClassifier(clip, tokenizer(list(prompts)), mean, std)
 
 
@@ -145,18 +272,14 @@ def _check_image_size(name: str, vision_cfg: dict, image_size: int) -> None:
                          f"by {patch}, not {image_size}")
 
 
-def _torchvision_model(name: str, n_outputs: int, weights: str | None, image_size: int) -> nn.Module:
+def _torchvision_model(name: str, n_outputs: int, path: Path | None, image_size: int) -> nn.Module:
     import torchvision
 
     kwargs = {"image_size": image_size} if name == "vit_b_16" else {}
     if name == "vit_b_16" and image_size % 16:
         raise ModelError(f"vit_b_16 needs an image size divisible by 16, not {image_size}")
     net = getattr(torchvision.models, name)(weights=None, **kwargs)
-    if weights:
-        path = Path(weights).expanduser()
-        if not path.is_file():
-            raise ModelError(f"weights file {weights!r} not found; torchvision models take a local "
-                             "state-dict file (.pth), e.g. from torchvision's weight URLs downloaded elsewhere")
+    if path is not None:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:

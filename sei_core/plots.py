@@ -58,6 +58,39 @@ def _empty(message: str, height: int = 300) -> go.Figure:
     return _layout(fig, height)
 
 
+#: Height in pixels of one row of per-class panels, whatever the number of classes.
+PANEL_HEIGHT = 210
+#: Panels per row of the per-class grid.
+PANEL_COLUMNS = 3
+THRESHOLD_DASHES = ("dash", "dot", "dashdot", "longdash")
+
+
+def binned(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Counts of ``values`` in the bins ``edges`` (the server bins; the browser gets counts)."""
+    return np.histogram(values, bins=edges)[0]
+
+
+def _bars(counts: np.ndarray, edges: np.ndarray, name: str, color: str, x_name: str, *, pattern: str = "",
+          showlegend: bool = True, opacity: float | None = None) -> go.Bar:
+    """A histogram already binned on the server as a bar trace: one bar per non-empty bin."""
+    keep = counts > 0
+    lo, hi = edges[:-1][keep], edges[1:][keep]
+    return go.Bar(x=(lo + hi) / 2, y=counts[keep], width=(hi - lo), name=name, legendgroup=name,
+                  showlegend=showlegend, opacity=opacity, customdata=np.c_[lo, hi],
+                  marker=dict(color=color, pattern=dict(shape=pattern, fgcolor="#1f1f1f", fillmode="overlay",
+                                                        solidity=0.3), line=dict(width=0.5, color="white")),
+                  hovertemplate=f"{text(name)}<br>{text(x_name)} %{{customdata[0]:.3g}} to %{{customdata[1]:.3g}}"
+                                "<br>%{y} images<extra></extra>")
+
+
+def _edges(values: np.ndarray, n_bins: int) -> np.ndarray:
+    ok = values[np.isfinite(values)]
+    lo, hi = (float(ok.min()), float(ok.max())) if ok.size else (0.0, 1.0)
+    if hi <= lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    return np.linspace(lo, hi, n_bins + 1)
+
+
 def sei_histograms(
     score: np.ndarray,
     flagged: np.ndarray,
@@ -68,56 +101,75 @@ def sei_histograms(
     show_classes: Sequence[int] | None = None,
     ids: Sequence[str] | None = None,
     score_name: str = "SEI",
+    run_thresholds: Sequence[float] | None = None,
+    n_bins: int = 30,
 ) -> go.Figure:
-    """Score histogram per class (SEI by default): kept vs flagged stacked, truly mislabeled
-    hatched, threshold lines. ``score_name`` names the score on the axis and in hovers.
+    """Score histogram per class: kept vs flagged stacked, truly mislabeled hatched, threshold lines.
+
+    Binned here (``numpy.histogram``), so the figure holds at most ``n_bins`` bars per part
+    and panel whatever the number of samples. Any number of classes fits: panels are laid out
+    :data:`PANEL_COLUMNS` per row at a fixed :data:`PANEL_HEIGHT` each (the figure grows
+    taller, the page scrolls). Each run's threshold is drawn and named ("threshold, run 2")
+    when ``run_thresholds`` (one per complementary run) is given.
 
     Parameters
     ----------
-    score, flagged, labels, threshold : (N,) SEI, flag, given label index, per-sample threshold.
+    score, flagged, labels, threshold : (N,) score, flag, given label index, per-sample threshold.
     classes : class names.
     is_noisy : (N,) ground truth if known (a truth file), else None.
     show_classes : class indices to draw (default all), one panel each.
+    score_name : names the score on the axis and in hovers.
     """
     score = np.asarray(score, dtype=np.float64)
     ok = np.isfinite(score)
     show = list(range(len(classes))) if show_classes is None else list(show_classes)
     if not ok.any() or not show:
         return _empty("No scored samples yet")
-    cols = 1 if len(show) == 1 else 2
+    cols = min(len(show), PANEL_COLUMNS if len(show) > 4 else 2)
     rows = int(np.ceil(len(show) / cols))
+    gap = 70  # pixels between rows, room for the panel titles
+    height = rows * (PANEL_HEIGHT + gap) + 90
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=[text(classes[c]) for c in show],
-                        horizontal_spacing=0.08, vertical_spacing=0.16 if rows > 1 else 0.1)
-    lo, hi = float(score[ok].min()), float(score[ok].max())
-    size = (hi - lo) / 30 if hi > lo else 1.0
-    bins = dict(start=lo - size / 2, end=hi + size / 2, size=size)
+                        horizontal_spacing=0.06 if cols > 2 else 0.08,
+                        vertical_spacing=gap / height if rows > 1 else 0.1)
+    edges = _edges(score, n_bins)
+    labels = np.asarray(labels)
+    flagged = np.asarray(flagged, dtype=bool)
+    threshold = np.asarray(threshold, dtype=np.float64)
     noisy = None if is_noisy is None else np.asarray(is_noisy, dtype=bool)
     parts = [("kept", KEPT_COLOR, False), ("flagged", FLAGGED_COLOR, True)]
+    runs = [] if run_thresholds is None else [float(t) for t in run_thresholds]
+
+    def run_of(t: float) -> int | None:
+        hit = [r for r, rt in enumerate(runs) if np.isclose(rt, t, rtol=1e-6, atol=1e-9)]
+        return hit[0] if hit else None
+
+    lines_used: dict[str, str] = {}
     for n, c in enumerate(show):
         r, col = n // cols + 1, n % cols + 1
-        in_c = ok & (np.asarray(labels) == c)
+        in_c = ok & (labels == c)
         for name, color, flag_value in parts:
-            m = in_c & (np.asarray(flagged, dtype=bool) == flag_value)
+            m = in_c & (flagged == flag_value)
             subsets = [(m, name, "")] if noisy is None else [
                 (m & ~noisy, f"{name} · label correct", ""), (m & noisy, f"{name} · truly mislabeled", "/")]
-            for mask, label, pattern in subsets:
-                fig.add_trace(go.Histogram(
-                    x=score[mask], xbins=bins, name=label, legendgroup=label, showlegend=n == 0,
-                    marker=dict(color=color, pattern=dict(shape=pattern, fgcolor="#1f1f1f", fillmode="overlay",
-                                                          solidity=0.3),
-                                line=dict(width=0.5, color="white")),
-                    hovertemplate=f"{text(label)}<br>{text(score_name)} %{{x}}<br>%{{y}} images<extra></extra>",
-                ), row=r, col=col)
-        for t in np.unique(np.round(np.asarray(threshold)[in_c & np.isfinite(threshold)], 6)):
-            fig.add_vline(x=float(t), line=dict(color=THRESHOLD_COLOR, dash="dash", width=1.5),
-                          row=r, col=col)
-    fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name="threshold",
-                             line=dict(color=THRESHOLD_COLOR, dash="dash")))
+            for mask, label, pattern in subsets:  # every part on the first panel, so the legend lists all
+                fig.add_trace(_bars(binned(score[mask], edges), edges, label, color, score_name, pattern=pattern,
+                                    showlegend=n == 0), row=r, col=col)
+        for t in np.unique(np.round(threshold[in_c & np.isfinite(threshold)], 9)):
+            k = run_of(float(t))
+            name = "threshold" if k is None or len(runs) < 2 else f"threshold, run {k + 1}"
+            dash = THRESHOLD_DASHES[(k or 0) % len(THRESHOLD_DASHES)]
+            lines_used[name] = dash
+            fig.add_vline(x=float(t), line=dict(color=THRESHOLD_COLOR, dash=dash, width=1.5), row=r, col=col)
+    for name, dash in sorted(lines_used.items()):
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=name,
+                                 line=dict(color=THRESHOLD_COLOR, dash=dash)))
     fig.update_layout(barmode="stack", bargap=0.05)
+    fig.update_xaxes(range=[edges[0], edges[-1]])
     fig.update_xaxes(title_text=f"{text(score_name)} (lower = more likely mislabeled)", row=rows)
     fig.update_yaxes(title_text="images", col=1)
     fig.update_annotations(font=dict(size=13, color="#333333"))
-    return _layout(fig, height=max(330, 250 * rows + 90), top=85)
+    return _layout(fig, height=height, top=85)
 
 
 def signed_entropy_curve(
@@ -141,11 +193,11 @@ def signed_entropy_curve(
                                      line=dict(color=_rgba(color, 0.55), width=1.5, dash="dot")))
     fig.add_trace(go.Scatter(x=epochs, y=se, name="this image", mode="lines+markers",
                              line=dict(color="#222222", width=2.5), marker=dict(size=5),
-                             hovertemplate="epoch %{x}<br>signed entropy %{y:.3f}<extra></extra>"))
+                             hovertemplate="epoch %{x}<br>signed entropy %{y:.3g}<extra></extra>"))
     if cumulative is not None:
         fig.add_trace(go.Scatter(x=epochs, y=np.asarray(cumulative), name="running SEI", mode="lines",
                                  line=dict(color="#8E6BB5", width=1.5),
-                                 hovertemplate="epoch %{x}<br>running SEI %{y:.2f}<extra></extra>"),
+                                 hovertemplate="epoch %{x}<br>running SEI %{y:.3g}<extra></extra>"),
                       secondary_y=True)
         fig.update_yaxes(title_text="running SEI", secondary_y=True, showgrid=False, tickformat=".0f")
     fig.add_hline(y=0, line=dict(color="#999999", width=1))
@@ -174,7 +226,7 @@ def group_curves(mean: np.ndarray, std: np.ndarray, count: np.ndarray, names: Se
                                  hoverinfo="skip", showlegend=False, legendgroup=label))
         fig.add_trace(go.Scatter(x=epochs, y=mean[g], name=label, legendgroup=label, mode="lines",
                                  line=dict(color=color, width=2.5),
-                                 hovertemplate=f"{label}<br>epoch %{{x}}<br>mean %{{y:.3f}}<extra></extra>"))
+                                 hovertemplate=f"{label}<br>epoch %{{x}}<br>mean %{{y:.3g}}<extra></extra>"))
     if zero_line:
         fig.add_hline(y=0, line=dict(color="#999999", width=1))
     _epoch_axis(fig, mean.shape[1])
@@ -186,29 +238,38 @@ def group_curves(mean: np.ndarray, std: np.ndarray, count: np.ndarray, names: Se
 
 def entropy_trajectories(entropy: np.ndarray, flagged: np.ndarray, scored: np.ndarray | None = None,
                          max_lines: int = 25, seed: int = 0) -> go.Figure:
-    """Entropy per epoch of kept vs flagged samples: a few individual trajectories and the means."""
-    h = np.asarray(entropy, dtype=np.float64)
+    """Entropy per epoch of kept vs flagged samples: a few individual trajectories and the means.
+
+    ``entropy`` is ``(T, N)``; only ``max_lines`` samples per side and the two mean curves
+    reach the figure (means via :func:`sei_core.dynamics.group_mean_curves`, no float64 copy).
+    """
+    from .dynamics import group_mean_curves
+
+    h = np.asarray(entropy)
     if h.size == 0:
         return _empty("No epochs recorded yet")
     flagged = np.asarray(flagged, dtype=bool)
     scored = np.ones_like(flagged) if scored is None else np.asarray(scored, dtype=bool)
+    codes = np.where(scored, flagged.astype(np.int8), -1)
+    mean, std, count = group_mean_curves(h, codes, 2)
     epochs = np.arange(1, h.shape[0] + 1)
     rng = np.random.default_rng(seed)
     fig = go.Figure()
-    for name, mask, color in (("kept", scored & ~flagged, KEPT_COLOR), ("flagged", scored & flagged, FLAGGED_COLOR)):
-        idx = np.flatnonzero(mask)
-        if not len(idx):
+    for g, (name, color) in enumerate((("kept", KEPT_COLOR), ("flagged", FLAGGED_COLOR))):
+        if not count[g]:
             continue
-        for j, i in enumerate(rng.permutation(idx)[:max_lines]):
-            fig.add_trace(go.Scatter(x=epochs, y=h[:, i], mode="lines", line=dict(color=_rgba(color, 0.18), width=1),
+        idx = np.flatnonzero(codes == g)
+        for i in np.sort(rng.choice(idx, size=min(max_lines, len(idx)), replace=False)):
+            fig.add_trace(go.Scatter(x=epochs, y=np.asarray(h[:, i], dtype=np.float64), mode="lines",
+                                     line=dict(color=_rgba(color, 0.18), width=1),
                                      hoverinfo="skip", showlegend=False, legendgroup=name))
-        m, s = h[:, idx].mean(axis=1), h[:, idx].std(axis=1)
+        m, s = mean[g], std[g]
         fig.add_trace(go.Scatter(x=np.r_[epochs, epochs[::-1]], y=np.r_[m + s, (m - s)[::-1]], fill="toself",
                                  fillcolor=_rgba(color, 0.12), line=dict(width=0), hoverinfo="skip",
                                  showlegend=False, legendgroup=name))
-        fig.add_trace(go.Scatter(x=epochs, y=m, mode="lines", name=f"{name} ({len(idx)}), mean ± sd",
+        fig.add_trace(go.Scatter(x=epochs, y=m, mode="lines", name=f"{name} ({int(count[g])}), mean ± sd",
                                  legendgroup=name, line=dict(color=color, width=3),
-                                 hovertemplate=f"{name}<br>epoch %{{x}}<br>mean entropy %{{y:.3f}}<extra></extra>"))
+                                 hovertemplate=f"{name}<br>epoch %{{x}}<br>mean entropy %{{y:.3g}}<extra></extra>"))
     _epoch_axis(fig, h.shape[0])
     fig.update_yaxes(title_text="entropy (nats)", rangemode="tozero")
     return _layout(fig, 340)
@@ -258,11 +319,10 @@ def integral_comparison(signed: np.ndarray, unsigned: np.ndarray, flagged: np.nd
                   f"{titles[1]} · AUROC {auroc.get('unsigned', float('nan')):.2f}"]
     fig = make_subplots(rows=1, cols=2, subplot_titles=titles, horizontal_spacing=0.08)
     for col, values in ((1, signed), (2, unsigned)):
+        edges = _edges(values[ok], 40)
         for name, mask, color in split:
-            fig.add_trace(go.Histogram(x=values[mask], name=name, legendgroup=name, showlegend=col == 1,
-                                       nbinsx=40, opacity=0.65, marker=dict(color=color),
-                                       hovertemplate=f"{name}<br>score %{{x}}<br>%{{y}} images<extra></extra>"),
-                          row=1, col=col)
+            fig.add_trace(_bars(binned(values[mask], edges), edges, name, color, "score", showlegend=col == 1,
+                                opacity=0.65), row=1, col=col)
     for t in thresholds:
         fig.add_vline(x=float(t), line=dict(color=THRESHOLD_COLOR, dash="dash", width=1.5), row=1, col=1)
     fig.update_layout(barmode="overlay")

@@ -1,12 +1,14 @@
 """From a run's records to one ranked table: score, threshold, flag and suggested label.
 
 Each complementary run scores every sample with a detection method of
-:data:`sei_core.baselines.METHODS` — by default :data:`DEFAULT_METHOD`, the mean probability
+:data:`sei_core.methods.METHODS` — by default :data:`DEFAULT_METHOD`, the mean probability
 of the given label, which found injected noise best in docs/benchmarks.md; the paper's Signed
-Entropy Integral is always scored beside it — from its own records and sets its threshold with
-the method's rule (for both: the mean score of its auxiliary samples). A sample takes the score of a run in which it kept its given label
-(:func:`sei_core.scores.combine_runs`). The suggested label is the model's most frequent
-prediction over the last recorded epochs.
+Entropy Integral is always scored beside it — from its own records. A sample takes the mean of
+its scores over the runs in which it kept its given label (:func:`sei_core.scores.combine_runs`,
+as the paper's released code does). Flags follow a threshold rule
+(:data:`sei_core.methods.RULES`): the method's own (for SEI: the mean score of its auxiliary
+samples) or the error count's (the ``k̂`` lowest scores, :func:`count_errors`). The suggested
+label is the model's most frequent prediction over the last recorded epochs.
 
 :func:`score_records` is that merge for any method, on records already in memory;
 :func:`score_method` does it for a run directory; :func:`score_run` adds what the app and
@@ -21,16 +23,19 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .baselines import METHODS, Method, Records
+from . import count as count_mod
+from .count import CountEstimate
 from .files import atomic_write
+from .methods import (COUNT_ESTIMATOR, COUNT_METHOD, COUNT_PER_CLASS, DEFAULT_METHOD, DEFAULT_RULE,
+                      PAPER_METHOD, PAPER_RULE, METHODS, Method, Records, get_method, split_variant)
 from .records import EPOCH_FIELDS, Columns, sample_range
 from .runs import Run, RunError
 from .scores import combine_runs, suggested_labels
 
-#: The method ``score_run`` ranks with unless told otherwise.
-DEFAULT_METHOD = "confidence"
-#: The paper's Signed Entropy Integral: computed and shown beside whatever method ranks.
-PAPER_METHOD = "sei"
+__all__ = ["DEFAULT_METHOD", "DEFAULT_RULE", "PAPER_METHOD", "PAPER_RULE", "METHODS", "MethodScores",
+           "LoadedRun", "RunScores", "count_errors", "load_run", "score_method", "score_records",
+           "score_run", "write_scores"]
+
 #: Per-sample work runs over ranges of samples with about this many (epoch, sample) cells,
 #: so memory stays bounded however large N is: 4 MB per float64 temporary, small enough for
 #: the allocator to reuse rather than map fresh pages for every range (measured faster).
@@ -69,35 +74,85 @@ class MethodScores:
     flagged: np.ndarray  # score < threshold (False where unscored)
     source_run: np.ndarray  # 0-based position in the list of scored runs, -1 if none
     run_thresholds: list[float]
+    rule: str = "own"
+    count: CountEstimate | None = None  # the error count the ``count`` rule flagged by
 
 
 def _method(method: str | Method) -> tuple[str, Method]:
-    if isinstance(method, Method):
-        return method.name or "custom", method
-    try:
-        return method, METHODS[method]
-    except KeyError:
-        raise ValueError(f"unknown method {method!r}; choose one of {sorted(METHODS)}") from None
+    return get_method(method)
+
+
+def given_labels(records: Sequence[Records], is_aux: np.ndarray) -> np.ndarray:
+    """(N,) given labels from the runs' trained-on labels (the first run where each sample
+    was ordinary; -1 where it was auxiliary in every run)."""
+    is_aux = np.asarray(is_aux, dtype=bool)
+    usable = ~is_aux
+    first = np.where(usable.any(axis=0), usable.argmax(axis=0), -1)
+    lab = np.stack([np.asarray(r["labels"]) for r in records])
+    return np.where(first >= 0, lab[np.clip(first, 0, None), np.arange(is_aux.shape[1])], -1)
+
+
+def count_errors(records: Sequence[Records], is_aux: np.ndarray, *, estimator: str = COUNT_ESTIMATOR,
+                 method: str = COUNT_METHOD, probs: Sequence[np.ndarray] | None = None) -> CountEstimate:
+    """The estimated number of mislabeled samples of a run, overall and per given class.
+
+    ``estimator`` is one of :data:`sei_core.count.ESTIMATORS`: ``"bbe"`` and ``"mixture"``
+    read ``method``'s per-run scores and the auxiliary masks; ``"cleanlab"`` reads the run's
+    recorded probabilities (``probs``: per run ``(L, N, K')``, :attr:`LoadedRun.probs`; the
+    mean over those epochs and runs, :func:`sei_core.count.run_probabilities`) — in-sample
+    probabilities, see :func:`sei_core.count.cleanlab_count`.
+    """
+    is_aux = np.asarray(is_aux, dtype=bool)
+    labels = given_labels(records, is_aux)
+    k = int(records[0]["probs_last"].shape[1]) - (1 if is_aux.any() else 0)
+    if estimator == "cleanlab":
+        if probs is None:
+            raise ValueError("the cleanlab count needs the run's recorded probabilities (probs)")
+        return count_mod.cleanlab_count(labels, count_mod.run_probabilities(probs, is_aux, k))
+    _, m = _method(method)
+    s = np.stack([method_scores(m, r, is_aux.shape[1]) for r in records])
+    if estimator == "bbe":
+        return count_mod.bbe_count(s, is_aux, labels, n_classes=k)
+    if estimator == "mixture":
+        return count_mod.mixture_count(s, is_aux, labels, n_classes=k)
+    raise ValueError(f"unknown estimator {estimator!r}; choose one of {count_mod.ESTIMATORS}")
 
 
 def score_records(
     records: Sequence[Records], is_aux: np.ndarray, method: str | Method = DEFAULT_METHOD,
+    rule: str | None = None, *, how: str = "mean", count: CountEstimate | None = None,
+    per_class: bool = COUNT_PER_CLASS,
     chunk: int | None = None,
 ) -> MethodScores:
     """Score every complementary run with ``method`` and merge them into one verdict per sample.
 
-    For each run ``r``: ``s_r = method(records[r])``, ``τ_r = method.threshold(s_r, aux_r)``;
-    then :func:`~sei_core.scores.combine_runs` gives each sample the score and threshold of
-    the first run in which it was not auxiliary, and ``flagged = s < τ``.
+    For each run ``r``: ``s_r = method(records[r])``; then
+    :func:`~sei_core.scores.combine_runs` merges them (``how="mean"``: a sample takes the
+    mean over the runs in which it kept its label; ``"first"``: the first such run's).
+    The flags follow ``rule`` (:data:`sei_core.methods.RULES`):
+
+    - ``"own"``: the method's rule per run, ``τ_r = method.threshold(s_r, aux_r)``, merged
+      like the scores; ``flagged = s < τ``;
+    - ``"count"``: the ``k̂`` lowest merged scores, ``k̂`` from ``count`` (default:
+      :func:`count_errors`), overall or, with ``per_class``, ``k̂_c`` per given class
+      (:func:`sei_core.count.flag_lowest`).
 
     Parameters
     ----------
-    records : one mapping per run, as described at :data:`sei_core.baselines.METHODS`.
+    records : one mapping per run, as described at :data:`sei_core.methods.METHODS`.
     is_aux : (R, N) boolean, True where the sample was relabeled to the auxiliary class.
-    method : a name in :data:`~sei_core.baselines.METHODS` or a :class:`~sei_core.baselines.Method`.
+    method : a name in :data:`~sei_core.methods.METHODS`, a variant ``"name@rule"``, or a
+        :class:`~sei_core.methods.Method`.
+    rule : ``"own"`` or ``"count"`` (default: the variant's, else ``"own"``).
     chunk : samples per range for per-sample methods (default: about :data:`CHUNK_CELLS`
         cells per range).
     """
+    if isinstance(method, str) and "@" in method:
+        method, vrule = split_variant(method)
+        rule = rule or vrule
+    rule = rule or "own"
+    if rule not in ("own", "count"):
+        raise ValueError(f"unknown threshold rule {rule!r}; choose 'own' or 'count'")
     name, m = _method(method)
     is_aux = np.asarray(is_aux, dtype=bool)
     if len(records) == 0 or is_aux.shape[0] != len(records):
@@ -106,12 +161,22 @@ def score_records(
     for rec, aux in zip(records, is_aux):
         s = method_scores(m, rec, is_aux.shape[1], chunk)
         scores.append(s)
-        thresholds.append(float(m.threshold(s, aux)))
-    score, thr, src = combine_runs(np.stack(scores), np.array(thresholds), is_aux)
+        thresholds.append(float(m.threshold(s, aux)) if rule == "own" else np.nan)
+    score, thr, src = combine_runs(np.stack(scores), np.array(thresholds), is_aux, how=how)
     scored = src >= 0
-    flagged = np.where(scored, score < np.nan_to_num(thr, nan=-np.inf), False)
+    if rule == "count":
+        count = count if count is not None else count_errors(records, is_aux)
+        labels = given_labels(records, is_aux) if per_class else None
+        flagged, thr = count_mod.flag_lowest(
+            score, count.k, labels, count.per_class_k() if per_class else None)
+        thr = np.where(scored, thr, np.nan)
+        finite = thr[np.isfinite(thr)]
+        thresholds = [float(finite.max()) if finite.size else float("nan")] * len(records)
+    else:
+        flagged = np.where(scored, score < np.nan_to_num(thr, nan=-np.inf), False)
     return MethodScores(method=name, score=score, threshold=thr, flagged=flagged,
-                        source_run=src, run_thresholds=thresholds)
+                        source_run=src, run_thresholds=thresholds, rule=rule,
+                        count=count if rule == "count" else None)
 
 
 @dataclass
@@ -161,12 +226,13 @@ def load_run(run: Run) -> LoadedRun:
     return LoadedRun(ids, classes, labels, usable, recs, np.stack(masks), probs)
 
 
-def score_method(run: Run | LoadedRun, method: str | Method = DEFAULT_METHOD) -> MethodScores:
-    """Score a run (or its loaded records) with any method of the registry, merged across
-    the complementary runs; ``source_run`` is returned 1-based (0 = unscored) as in
-    :class:`RunScores`."""
+def score_method(run: Run | LoadedRun, method: str | Method = DEFAULT_METHOD, rule: str | None = None,
+                 **kw) -> MethodScores:
+    """Score a run (or its loaded records) with any method of the registry (or a variant
+    ``"name@rule"``), merged across the complementary runs; ``source_run`` is returned
+    1-based (0 = unscored) as in :class:`RunScores`. ``kw`` go to :func:`score_records`."""
     loaded = run if isinstance(run, LoadedRun) else load_run(run)
-    ms = score_records(loaded.records, loaded.is_aux, method)
+    ms = score_records(loaded.records, loaded.is_aux, method, rule, **kw)
     ms.source_run = np.where(ms.source_run >= 0, np.array(loaded.runs)[np.clip(ms.source_run, 0, None)], 0)
     return ms
 
@@ -201,7 +267,7 @@ class RunScores:
     ids: list[str]
     classes: list[str]
     labels: np.ndarray  # given label index
-    score: np.ndarray  # the method's score, SEI by default (NaN where no run could score it)
+    score: np.ndarray  # the ranking method's score (NaN where no run could score it)
     threshold: np.ndarray
     flagged: np.ndarray
     source_run: np.ndarray  # 1-based run index that scored the sample, 0 if none
@@ -210,6 +276,8 @@ class RunScores:
     epochs: int
     run_thresholds: list[float]
     method: str = DEFAULT_METHOD
+    rule: str = DEFAULT_RULE  # how ``flagged`` was decided (sei_core.methods.RULES)
+    count: CountEstimate | None = None  # the estimated number of mislabeled samples
     # the paper's SEI, always computed beside the ranking method (the same arrays when it is SEI)
     sei: np.ndarray | None = None
     sei_threshold: np.ndarray | None = None
@@ -284,16 +352,23 @@ def _suggested(loaded: LoadedRun, pick: np.ndarray, chunk: int | None = None) ->
     return label, prob
 
 
-def score_run(run: Run, method: str = DEFAULT_METHOD) -> RunScores:
+def score_run(run: Run, method: str = DEFAULT_METHOD, rule: str | None = None) -> RunScores:
     """Score a run from whatever epochs it has recorded so far (finished or not).
 
-    ``method`` is any name of :data:`sei_core.baselines.METHODS` (default
-    :data:`DEFAULT_METHOD`); the paper's SEI is scored beside it (``sei*`` fields). Memory
-    stays bounded at any N: the records are read range by range of samples.
+    ``method`` is any name of :data:`sei_core.methods.METHODS` (default
+    :data:`DEFAULT_METHOD`), flagged by ``rule`` (default: :data:`DEFAULT_RULE` for the
+    default method, ``"own"`` for any other); the paper's SEI is scored beside it with the
+    paper's rule (``sei*`` fields). ``count`` is the run's estimated number of mislabeled
+    samples (:func:`count_errors`), whatever the rule.
     """
     loaded = load_run(run)
-    ms = score_records(loaded.records, loaded.is_aux, method)
-    paper = ms if ms.method == PAPER_METHOD else score_records(loaded.records, loaded.is_aux, PAPER_METHOD)
+    method, vrule = split_variant(method)
+    if rule is None:
+        rule = vrule if vrule != "own" else (DEFAULT_RULE if method == DEFAULT_METHOD else "own")
+    est = count_errors(loaded.records, loaded.is_aux, probs=loaded.probs)
+    ms = score_records(loaded.records, loaded.is_aux, method, rule, count=est)
+    paper = (ms if (ms.method, ms.rule) == (PAPER_METHOD, PAPER_RULE)
+             else score_records(loaded.records, loaded.is_aux, PAPER_METHOD, PAPER_RULE, count=est))
     src = ms.source_run
     t = min(_n_epochs(r) for r in loaded.records)
     pick = np.clip(src, 0, None)
@@ -305,6 +380,7 @@ def score_run(run: Run, method: str = DEFAULT_METHOD) -> RunScores:
         source_run=np.where(scored, np.array(loaded.runs)[pick], 0),
         suggested=np.where(scored, suggested, -1), suggested_probability=np.where(scored, sp, np.nan),
         epochs=t, run_thresholds=ms.run_thresholds, method=ms.method,
+        rule=ms.rule, count=est,
         sei=paper.score, sei_threshold=paper.threshold, sei_flagged=paper.flagged,
         sei_run_thresholds=paper.run_thresholds, per_epoch=_PerEpoch(loaded.records, pick, t),
     )

@@ -63,6 +63,31 @@ class Recorder:
         self.targets[sample_ids] = targets
         self.seen[sample_ids] = True
 
+    @torch.no_grad()
+    def reduce(self, group=None) -> None:
+        """Gather the shards of a multi-process epoch (``torch.distributed``, every process calls it).
+
+        Each process recorded the samples it trained on; afterwards every process holds the
+        logits and targets of all samples. Ownership is exact: the sum keeps the one value
+        recorded for a sample, and a sample recorded by two processes (e.g. the padding of a
+        ``DistributedSampler``) raises instead of being counted twice.
+        """
+        import torch.distributed as dist
+
+        self.logits.masked_fill_(~self.seen[:, None], 0.0)  # stale rows of earlier epochs
+        self.targets.masked_fill_(~self.seen, 0)
+        counts = self.seen.to(torch.int32)
+        for t in (self.logits, self.targets, counts):
+            dist.all_reduce(t, group=group)
+        if bool((counts > 1).any()):
+            raise RuntimeError(f"{int((counts > 1).sum())} samples were recorded by more than one process "
+                               "this epoch; each sample must belong to exactly one shard")
+        self.seen = counts == 1
+
+    def reset(self) -> None:
+        """Forget which samples were seen (a new epoch) without computing statistics."""
+        self.seen.zero_()
+
     def finalize(self) -> tuple[EpochStatistics, np.ndarray]:
         """Statistics of the epoch and its probabilities ``(N, K)``; resets the recorder.
 

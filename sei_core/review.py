@@ -1,39 +1,84 @@
 """Review-decision store: records expert decisions on flagged samples.
 
-Every decision (confirm / relabel / discard / undo) is written at once to two
-places: an append-only SQLite audit log (who, when, what, before and after) and
-the label CSV itself, so the label file always holds the reviewed state and can
-be used for retraining directly. Both writes happen under one exclusive
-inter-process file lock, with the CSV re-read from disk each time, so several
-processes, browser tabs or reviewers cannot lose each other's work; a stale
-screen is reported as a ``ConflictError`` instead of being silently overwritten.
+Every decision (confirm / relabel / discard / undo) goes to two places: an append-only
+SQLite audit log (who, when, what, before and after) and the label file itself, so the
+label file holds the reviewed state and can be used for retraining directly.
+
+What "at once" means
+--------------------
+A decision is **durable when the call returns**: it is committed to the log first (state
+``pending``), and only then is the label file rewritten (atomically: a temporary file
+renamed over it) and the decision marked ``applied``. A label file under
+``coalesce_min_bytes`` (1 MB, some 20,000 rows) is rewritten within the call, as before. A
+larger one, whose rewrite costs more than a decision should, is rewritten at most once per
+``coalesce_s`` (0.5 s): a decision made sooner after the last rewrite is left pending, and
+a background thread of this store writes every pending decision in one rewrite within
+``coalesce_s`` (also :meth:`ReviewStore.flush`, :meth:`ReviewStore.close`, and the
+interpreter's exit). So the file lags an acknowledged decision by at most about a second,
+and readers of it only ever see a whole file. Everything the store itself answers
+(:meth:`~ReviewStore.status_table`, conflicts, undo) already includes pending decisions.
+
+Recovery
+--------
+Each decision sets absolute values (label, status, reviewer) on one row, so re-applying
+the pending decisions in log order is idempotent. Opening a store (and any flush, from any
+process) applies every pending decision to the file, whatever the file holds: a process
+killed after the log commit is rolled *forward* (the decision was committed, so it counts,
+even if the killed caller never saw the call return); one killed before the commit left
+neither the log nor the file changed. Temporary files a killed rewrite left beside the
+label file are removed then. The file therefore never holds a decision the log lacks, and
+after recovery both tell the same story.
+
+Concurrency
+-----------
+Two inter-process file locks: the *log lock* around each read-check-append of a decision
+(milliseconds), and the *write lock* around a rewrite of the label file, which takes the
+log lock only briefly to snapshot and to mark decisions applied, so a decision never waits
+for a rewrite. The label file is re-read only when its size, inode or mtime changed (another
+process or an editor wrote it); a stale screen is reported as a ``ConflictError``. A lock
+held by another process for more than ``lock_timeout`` seconds raises ``LockTimeoutError``
+naming the lock file and the holder's process id.
 
 Layout for ``data/labels.csv`` (defaults)::
 
     data/labels.csv                                 the live label file
     data/labels.csv.sei-backup                      untouched original, made once
     data/.sei_review/labels.decisions.sqlite        decision log (WAL mode)
-    data/.sei_review/labels.lock                    inter-process lock
+    data/.sei_review/labels.lock                    log lock
+    data/.sei_review/labels.write.lock              label-file write lock
+
+Test hook: the environment variable ``SEI_REVIEW_FAULT`` (comma-separated point names, read
+once at import) makes the process SIGKILL itself at those points of a decision or rewrite
+(``decide:before-commit``, ``decide:logged``, ``flush:backup``, ``flush:writing``,
+``flush:replaced``, ``flush:marked``), so tests can kill a real process at every step.
+Unset, it costs one truth test per point.
 """
 
 from __future__ import annotations
 
-import codecs
+import atexit
 import contextlib
-import csv
+import errno
 import fcntl
-import io
+import logging
 import os
+import shutil
+import signal
 import sqlite3
-import warnings
+import threading
+import time
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from .files import atomic_write_bytes
+from .files import atomic_write, remove_temp_files
+from .labels import (LABEL_COL, PATH_COL, LabelTable, TableError, line_starts, read_table, render_rows,
+                     render_table)
 
 __all__ = [
     "ACTIONS",
@@ -42,6 +87,7 @@ __all__ = [
     "Decision",
     "ExportError",
     "LabelFileError",
+    "LockTimeoutError",
     "ReviewError",
     "ReviewStore",
     "UndoError",
@@ -49,8 +95,8 @@ __all__ = [
     "UnknownSampleError",
 ]
 
-PATH_COL = "path"
-LABEL_COL = "label"
+log = logging.getLogger(__name__)
+
 ORIGINAL_LABEL_COL = "original_label"
 STATUS_COL = "review_status"
 REVIEWER_COL = "reviewed_by"
@@ -63,6 +109,17 @@ _STATUS_FOR_ACTION = {"confirm": CONFIRMED, "relabel": RELABELED, "discard": DIS
 
 _BACKUP_SUFFIX = ".sei-backup"
 _BUSY_TIMEOUT_S = 30.0  # SQLite wait for readers/checkpoints outside our file lock
+DEFAULT_LOCK_TIMEOUT_S = 10.0
+DEFAULT_COALESCE_S = 0.5
+DEFAULT_COALESCE_MIN_BYTES = 1 << 20
+
+_FAULTS = frozenset(p.strip() for p in os.environ.get("SEI_REVIEW_FAULT", "").split(",") if p.strip())
+
+
+def _fault(point: str) -> None:
+    """Test hook: die here, as ``kill -9`` would, if ``SEI_REVIEW_FAULT`` names ``point``."""
+    if _FAULTS and point in _FAULTS:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 # --------------------------------------------------------------------------- errors
@@ -74,6 +131,10 @@ class ReviewError(Exception):
 
 class LabelFileError(ReviewError):
     """The label file is missing, unreadable, malformed, or could not be written."""
+
+
+class LockTimeoutError(ReviewError):
+    """Another process held the label file's lock for longer than the store's ``lock_timeout``."""
 
 
 class UnknownSampleError(ReviewError, LookupError):
@@ -168,22 +229,51 @@ def _utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-# --------------------------------------------------------------------------- CSV I/O
+# --------------------------------------------------------------------------- label file state
 
 
 @dataclass
-class _LabelTable:
-    """A label file as read from disk: its frame plus what is needed to write it back alike."""
+class _FileState:
+    """The label file as last read or written by this process, with what a decision needs
+    looked up in O(1): the row of each path and the labels allowed without a class list.
 
-    frame: pd.DataFrame
-    raw: bytes
-    newline: str
-    bom: bool
+    ``frame`` may already hold pending decisions applied in place by a rewrite in progress;
+    that is harmless, since every reader overlays the pending decisions on it again.
+    """
+
+    stat: tuple[int, int, int]  # (inode, size, mtime_ns) of the file the frame matches
+    gen: int  # bumped whenever the file is re-read from disk (changed outside this process)
+    table: LabelTable
+    row: dict[str, int]  # stripped path -> row position
+    known_labels: frozenset[str]
+    cols: tuple[int, int, int, int, int]  # positions of path, label, original_label, status, reviewed_by
+    raw: bytes  # the file's bytes (what ``frame`` was read from, or last written)
+    starts: np.ndarray  # sei_core.labels.line_starts(raw)
+    complete: bool  # the file on disk has every review column
+    multiline: bool  # a cell holds a line break, so rows are not lines
+
+    @property
+    def spliceable(self) -> bool:
+        """A rewrite may splice just the changed rows into ``raw`` (see :func:`_rewrite`)."""
+        return self.complete and not self.multiline
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        return self.table.frame
+
+    def cell(self, i: int, which: int) -> str:
+        return str(self.table.frame.iat[i, self.cols[which]]).strip()
 
 
-def _read_label_file(path: Path) -> _LabelTable:
-    """Read the label CSV with every cell as an exact string, validating its shape."""
+def _file_stat(path: Path) -> tuple[int, int, int]:
+    st = os.stat(path)
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _load_file(path: Path, gen: int) -> _FileState:
+    """Read and validate the label file (any dialect :func:`sei_core.labels.read_table` reads)."""
     try:
+        before = _file_stat(path)
         raw = path.read_bytes()
     except FileNotFoundError:
         raise LabelFileError(
@@ -192,68 +282,35 @@ def _read_label_file(path: Path) -> _LabelTable:
         ) from None
     except OSError as exc:
         raise LabelFileError(f"Cannot read label file {path}: {exc}. Check its permissions.") from None
-    bom = raw.startswith(codecs.BOM_UTF8)
     try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
+        table = read_table(path, raw=raw)
+    except TableError as exc:
+        raise LabelFileError(f"Label file {path}: {exc}") from None
+    frame = table.frame
+    complete = all(c in frame.columns for c in REVIEW_COLUMNS)
+    # Without a quote character no cell can hold a line break; with one, look.
+    multiline = table.dialect.quotechar.encode() in raw and bool(
+        frame.apply(lambda c: c.str.contains("[\r\n]", regex=True)).to_numpy().any())
+    for col in REVIEW_COLUMNS:
+        if col not in frame.columns:
+            frame[col] = ""
+    labels = frame[LABEL_COL].str.strip()
+    unset = (frame[ORIGINAL_LABEL_COL].str.strip() == "") & (frame[STATUS_COL].str.strip() == "")
+    if unset.any():
+        frame.loc[unset, ORIGINAL_LABEL_COL] = labels[unset]
+    paths = table.paths()
+    dup = paths[paths.duplicated()].unique().tolist()
+    if dup:
+        shown = ", ".join(repr(p) for p in dup[:5]) + (" ..." if len(dup) > 5 else "")
         raise LabelFileError(
-            f"Label file {path} is not valid UTF-8 ({exc}). Re-save it as a UTF-8 CSV and try again."
-        ) from None
-    header = next((row for row in csv.reader(io.StringIO(text)) if row), None)
-    if header is None:
-        raise LabelFileError(
-            f"Label file {path} is empty. It needs a header row with at least 'path' and 'label' columns."
-        )
-    missing = [c for c in (PATH_COL, LABEL_COL) if c not in header]
-    if missing:
-        raise LabelFileError(
-            f"Label file {path} has no {' or '.join(repr(c) for c in missing)} column. "
-            f"Its columns are {header}; a label file needs at least 'path' (the image) and "
-            f"'label' (its class). Rename the matching columns and try again."
-        )
-    dupes = sorted({c for c in header if header.count(c) > 1})
-    if dupes:
-        raise LabelFileError(
-            f"Label file {path} has duplicate column names {dupes}. Give every column a unique name."
-        )
-    try:
-        with warnings.catch_warnings():
-            # A row with more cells than the header would be silently truncated.
-            warnings.simplefilter("error", pd.errors.ParserWarning)
-            frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, index_col=False)
-    except (pd.errors.ParserError, pd.errors.ParserWarning, ValueError) as exc:
-        raise LabelFileError(
-            f"Label file {path} is not a well-formed CSV ({exc}). Make sure every row has the "
-            f"same number of cells as the header and quotes are balanced."
-        ) from None
-    frame = frame.fillna("")
-    dup_paths = frame.loc[frame[PATH_COL].duplicated(), PATH_COL].unique().tolist()
-    if dup_paths:
-        shown = ", ".join(repr(p) for p in dup_paths[:5]) + (" ..." if len(dup_paths) > 5 else "")
-        raise LabelFileError(
-            f"Label file {path} lists {len(dup_paths)} path(s) more than once ({shown}). "
+            f"Label file {path} lists {len(dup)} path(s) more than once ({shown}). "
             f"Each image must appear on exactly one row; remove the duplicates."
         )
-    first_nl = raw.find(b"\n")
-    newline = "\r\n" if first_nl > 0 and raw[first_nl - 1:first_nl] == b"\r" else "\n"
-    return _LabelTable(frame=frame, raw=raw, newline=newline, bom=bom)
-
-
-def _with_review_columns(frame: pd.DataFrame) -> pd.DataFrame:
-    """Return a copy with the review columns present (appended if new) and original_label filled."""
-    out = frame.copy()
-    for col in REVIEW_COLUMNS:
-        if col not in out.columns:
-            out[col] = ""
-    unset = (out[ORIGINAL_LABEL_COL] == "") & (out[STATUS_COL] == "")
-    out.loc[unset, ORIGINAL_LABEL_COL] = out.loc[unset, LABEL_COL]
-    return out
-
-
-def _render(table: _LabelTable, frame: pd.DataFrame) -> bytes:
-    """Serialise a frame as UTF-8 CSV with the source file's newline and BOM."""
-    data = frame.to_csv(index=False, lineterminator=table.newline).encode("utf-8")
-    return codecs.BOM_UTF8 + data if table.bom else data
+    row = dict(zip(paths.tolist(), range(len(paths))))
+    known = frozenset(pd.unique(pd.concat([labels, frame[ORIGINAL_LABEL_COL].str.strip()]))) - {""}
+    cols = tuple(frame.columns.get_loc(c) for c in (PATH_COL, LABEL_COL, *REVIEW_COLUMNS))
+    return _FileState(stat=before, gen=gen, table=table, row=row, known_labels=known, cols=cols,
+                      raw=raw, starts=line_starts(raw), complete=complete, multiline=multiline)
 
 
 def is_read_only(label_file: str | os.PathLike[str]) -> bool:
@@ -291,6 +348,14 @@ CREATE TABLE IF NOT EXISTS decisions (
 CREATE INDEX IF NOT EXISTS decisions_by_path ON decisions(path, id);
 CREATE INDEX IF NOT EXISTS decisions_by_reviewer ON decisions(reviewer, id);
 """
+# Added later (older logs are migrated; their decisions were all written to the file):
+# applied = 0 while the label file may not hold the decision yet; new_reviewed_by = the
+# reviewed_by cell the decision sets (the reviewer, or for an undo the one it restores).
+_MIGRATIONS = (
+    ("applied", "ALTER TABLE decisions ADD COLUMN applied INTEGER NOT NULL DEFAULT 1"),
+    ("new_reviewed_by", "ALTER TABLE decisions ADD COLUMN new_reviewed_by TEXT"),
+)
+_PENDING_INDEX = "CREATE INDEX IF NOT EXISTS decisions_pending ON decisions(id) WHERE applied = 0"
 
 _COLUMNS = ("id, time, reviewer, path, action, old_label, new_label, old_status, "
             "new_status, sei, undone, undoes, old_reviewed_by")
@@ -305,16 +370,37 @@ def _decision_from_row(row: sqlite3.Row) -> Decision:
     )
 
 
+# Stores with decisions not yet in their label file, flushed when the interpreter exits.
+_OPEN_STORES: "weakref.WeakSet[ReviewStore]" = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_open_stores() -> None:
+    for store in list(_OPEN_STORES):
+        with contextlib.suppress(Exception):
+            store.close()
+
+
 # --------------------------------------------------------------------------- store
 
 
 class ReviewStore:
     """Applies and logs review decisions for one label CSV.
 
-    Safe to share between threads and to use from several processes at once:
-    every operation opens its own SQLite connection and takes the file lock.
-    ``classes`` lists the labels a relabel may use; if ``None``, any non-empty
-    label already present in the file (``label`` or ``original_label``) is allowed.
+    Safe to share between threads and to use from several processes at once: every
+    operation opens its own SQLite connection and takes the inter-process locks.
+
+    Parameters
+    ----------
+    label_file : the CSV (any dialect training reads; written back in its own dialect).
+    db_path : the decision log (default ``.sei_review/<stem>.decisions.sqlite`` beside it).
+    classes : the labels a relabel may use; if ``None``, any non-empty label already in the
+        file (``label`` or ``original_label``) is allowed.
+    lock_timeout : seconds to wait for a lock held by another process before
+        ``LockTimeoutError``.
+    coalesce_s, coalesce_min_bytes : a label file of at least ``coalesce_min_bytes`` is
+        rewritten at most once per ``coalesce_s`` seconds (see the module docstring); a
+        smaller one within every decision.
     """
 
     def __init__(
@@ -323,14 +409,32 @@ class ReviewStore:
         db_path: str | os.PathLike[str] | None = None,
         *,
         classes: Sequence[str] | None = None,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S,
+        coalesce_s: float = DEFAULT_COALESCE_S,
+        coalesce_min_bytes: int = DEFAULT_COALESCE_MIN_BYTES,
     ) -> None:
         self.label_file = Path(label_file).absolute()
         default_db = self.label_file.parent / ".sei_review" / f"{self.label_file.stem}.decisions.sqlite"
         self.db_path = Path(db_path).absolute() if db_path is not None else default_db
         self.lock_path = self.db_path.parent / f"{self.label_file.stem}.lock"
+        self.write_lock_path = self.db_path.parent / f"{self.label_file.stem}.write.lock"
         self.backup_path = Path(str(self.label_file) + _BACKUP_SUFFIX)
         self.classes: list[str] | None = None if classes is None else [str(c) for c in classes]
-        _read_label_file(self.label_file)  # fail early on a bad file
+        self.lock_timeout = float(lock_timeout)
+        self.coalesce_s = float(coalesce_s)
+        self.coalesce_min_bytes = int(coalesce_min_bytes)
+        #: The last error of a background rewrite (the decisions stay pending and are retried).
+        self.flush_error: Exception | None = None
+        # Guards the caches and the timer below; held only briefly and never while waiting
+        # for a file lock (file locks are always taken first), so it cannot deadlock.
+        self._mutex = threading.Lock()
+        self._state: _FileState | None = None
+        self._gen = 0
+        self._status: tuple[int, int, pd.DataFrame, pd.Series] | None = None
+        self._timer: threading.Timer | None = None
+        self._local = threading.local()  # per-thread SQLite connection
+        self._last_write = -float("inf")  # time.monotonic() at the end of the last rewrite
+        self._state = _load_file(self.label_file, 0)  # fail early on a bad file
         if is_read_only(self.label_file):
             raise LabelFileError(
                 f"{self.label_file} is read-only (the file or its folder has no write permission). "
@@ -340,6 +444,12 @@ class ReviewStore:
         with self._locked(), self._connect() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(_SCHEMA)
+            have = {r["name"] for r in conn.execute("PRAGMA table_info(decisions)")}
+            for col, sql in _MIGRATIONS:
+                if col not in have:
+                    conn.execute(sql)
+            conn.execute(_PENDING_INDEX)
+        self.flush()  # recovery: apply what a killed process left pending, remove its temp files
 
     # ----------------------------------------------------------------- actions
 
@@ -368,19 +478,53 @@ class ReviewStore:
         on it since, raises ``ConflictError`` (``force=True`` reverts anyway).
         """
         reviewer = _check_reviewer(reviewer)
-        with self._locked():
-            target = self._undo_target(reviewer, decision_id)
-            table = self._read()
-            idx = self._row_index(table.frame, target.path)
-            row = table.frame.loc[idx]
-            label, status = row[LABEL_COL], row[STATUS_COL]
+        with self._locked(), self._connect() as conn:
+            target = self._undo_target(conn, reviewer, decision_id)
+            state = self._current_file()
+            _, label, status, _ = self._row_now(conn, state, target.path)
             if not force and (label, status) != (target.new_label, target.new_status):
-                raise self._conflict(target.path, label, status, target.new_label, target.new_status,
-                                     undoing=target)
-            return self._record(table, idx, action="undo", reviewer=reviewer,
-                                new_label=target.old_label, new_status=target.old_status,
-                                new_reviewed_by=target.old_reviewed_by, sei=target.sei,
-                                undoes=target.id)
+                raise self._conflict(conn, target.path, label, status, target.new_label,
+                                     target.new_status, undoing=target)
+            d = self._log(conn, state, target.path, action="undo", reviewer=reviewer,
+                          new_label=target.old_label, new_status=target.old_status,
+                          new_reviewed_by=target.old_reviewed_by, sei=target.sei, undoes=target.id)
+        self._write_back()
+        return d
+
+    # ----------------------------------------------------------------- write-back
+
+    def flush(self) -> int:
+        """Write every pending decision (of any process) to the label file in one atomic
+        rewrite, then mark them applied. Returns how many were pending.
+
+        Also removes temporary files a killed rewrite left beside the label file.
+        Raises ``LabelFileError`` if the file cannot be written; the decisions stay pending.
+        """
+        with self._mutex:
+            self._cancel_timer()
+        with self._locked(self.write_lock_path):
+            return self._flush_locked()
+
+    def close(self) -> None:
+        """Write pending decisions to the label file, stop the background writer and close
+        this thread's connection to the log."""
+        self.flush()
+        _OPEN_STORES.discard(self)
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and self._local.pid == os.getpid():
+            self._local.conn = None
+            conn.close()
+
+    def __enter__(self) -> ReviewStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def pending(self) -> int:
+        """How many logged decisions the label file may not hold yet."""
+        with self._connect() as conn:
+            return conn.execute("SELECT COUNT(*) FROM decisions WHERE applied = 0").fetchone()[0]
 
     # ----------------------------------------------------------------- queries
 
@@ -401,27 +545,35 @@ class ReviewStore:
     def latest_decision(self, path: str) -> Decision | None:
         """The most recent decision still in effect for ``path`` (may be an ``undo`` entry), or None."""
         with self._connect() as conn:
-            row = conn.execute(
-                f"SELECT {_COLUMNS} FROM decisions WHERE path = ? AND undone = 0 ORDER BY id DESC LIMIT 1",
-                (path,),
-            ).fetchone()
-        return None if row is None else _decision_from_row(row)
+            return self._latest(conn, path)
 
     def status_table(self) -> pd.DataFrame:
-        """Fresh from disk: path, label, original_label, review_status, reviewed_by for every row."""
-        frame = _with_review_columns(_read_label_file(self.label_file).frame)
-        return frame[[PATH_COL, LABEL_COL, *REVIEW_COLUMNS]].reset_index(drop=True)
+        """path, label, original_label, review_status, reviewed_by of every row, as reviewed
+        (pending decisions included; path and label without surrounding spaces).
+
+        Cached per label-file version and log position, and brought up to date with only the
+        decisions logged since, so calling it on every page rerun is cheap. The frame is
+        shared between callers: do not modify it.
+        """
+        return self._status_now()[0]
 
     def progress(self, paths: Iterable[str]) -> tuple[int, int]:
         """(reviewed, total) over the distinct given paths; paths not in the file count as unreviewed."""
-        wanted = list(dict.fromkeys(paths))
-        frame = _with_review_columns(_read_label_file(self.label_file).frame)
-        status = dict(zip(frame[PATH_COL], frame[STATUS_COL]))
-        reviewed = sum(1 for p in wanted if status.get(p, "") != "")
+        wanted = pd.unique(pd.Series(list(paths), dtype=object))
+        status = self._status_now()[1]
+        got = status.reindex(wanted)
+        reviewed = int((got.fillna("") != "").sum())
         return reviewed, len(wanted)
 
     def export_clean(self, out_path: str | os.PathLike[str]) -> int:
-        """Write a label file without discarded rows (provenance columns kept); returns rows written."""
+        """Write a label file without discarded rows (provenance columns kept); returns rows written.
+
+        Written in the label file's dialect. Image paths relative to the label file's folder
+        are rewritten relative to the export's folder (absolute where no relative path exists,
+        e.g. another drive), so the export can be used where it is; the written paths are
+        checked to reach the same images (``ExportError`` otherwise). Cells that do not name
+        an existing file from the label file's folder (ids of an ``.npz``) are kept as they are.
+        """
         out = Path(out_path).absolute()
         protected = {self.label_file.resolve(): "the live label file",
                      self.backup_path.resolve(): "the backup of the original label file"}
@@ -431,12 +583,20 @@ class ReviewStore:
                     f"Refusing to export to {out}: that is {what}, and the export leaves out "
                     f"discarded rows. Choose a different output path, e.g. {self.label_file.with_suffix('.clean.csv')}."
                 )
-        table = _read_label_file(self.label_file)
-        frame = _with_review_columns(table.frame)
-        clean = frame[frame[STATUS_COL] != DISCARDED]
+        with self._locked(), self._connect() as conn:
+            state = self._current_file()
+            frame = state.frame.copy()
+            pending = self._pending(conn)
+        _apply(state, frame, pending)
+        clean = frame[frame[STATUS_COL].str.strip() != DISCARDED].copy()
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(out, _render(table, clean))
+        except OSError as exc:
+            raise ExportError(f"Could not create the folder of {out}: {exc}.") from exc
+        clean[PATH_COL] = _paths_for(clean[PATH_COL], self.label_file.parent, out.parent)
+        try:
+            data = render_table(state.table, clean)
+            atomic_write(out, lambda fh: fh.write(data))
         except OSError as exc:
             raise ExportError(f"Could not write the clean export to {out}: {exc}. "
                               f"Check that the folder is writable and has free space.") from exc
@@ -450,94 +610,206 @@ class ReviewStore:
         reviewer = _check_reviewer(reviewer)
         if expected_status not in STATUSES:
             raise ReviewError(f"expected_status must be one of {list(STATUSES)}, got {expected_status!r}.")
-        with self._locked():
-            table = self._read()
-            idx = self._row_index(table.frame, path)
-            row = table.frame.loc[idx]
-            label, status = row[LABEL_COL], row[STATUS_COL]
+        with self._locked(), self._connect() as conn:
+            state = self._current_file()
+            _, label, status, _ = self._row_now(conn, state, path)
             if new_label is not None:
-                self._check_label(new_label, table.frame)
+                self._check_label(new_label, state)
             if not force and (label != expected_label or status != expected_status):
-                raise self._conflict(path, label, status, expected_label, expected_status)
-            return self._record(table, idx, action=action, reviewer=reviewer,
-                                new_label=label if new_label is None else new_label,
-                                new_status=_STATUS_FOR_ACTION[action], new_reviewed_by=reviewer,
-                                sei=None if sei is None else float(sei), undoes=None)
+                raise self._conflict(conn, path, label, status, expected_label, expected_status)
+            d = self._log(conn, state, path, action=action, reviewer=reviewer,
+                          new_label=label if new_label is None else new_label,
+                          new_status=_STATUS_FOR_ACTION[action], new_reviewed_by=reviewer,
+                          sei=None if sei is None else float(sei), undoes=None)
+        self._write_back()
+        return d
 
-    def _record(self, table: _LabelTable, idx: int, *, action: str, reviewer: str, new_label: str,
-                new_status: str, new_reviewed_by: str, sei: float | None, undoes: int | None) -> Decision:
-        """Log the decision and rewrite the CSV; both happen or neither (caller holds the lock)."""
-        frame = table.frame
-        row = frame.loc[idx]
-        path = row[PATH_COL]
-        old_label, old_status, old_by = row[LABEL_COL], row[STATUS_COL], row[REVIEWER_COL]
-        frame.loc[idx, [LABEL_COL, STATUS_COL, REVIEWER_COL]] = [new_label, new_status, new_reviewed_by]
-        data = _render(table, frame)
+    def _log(self, conn: sqlite3.Connection, state: _FileState, path: str, *, action: str,
+             reviewer: str, new_label: str, new_status: str, new_reviewed_by: str,
+             sei: float | None, undoes: int | None) -> Decision:
+        """Commit the decision to the log as pending (caller holds the log lock)."""
+        _, old_label, old_status, old_by = self._row_now(conn, state, path)
         stamp = _utc_now()
-        with self._connect() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                cur = conn.execute(
-                    "INSERT INTO decisions (time, reviewer, path, action, old_label, new_label, "
-                    "old_status, new_status, sei, undone, undoes, old_reviewed_by) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
-                    (stamp, reviewer, path, action, old_label, new_label, old_status, new_status,
-                     sei, undoes, old_by),
-                )
-                decision_id = cur.lastrowid
-                if undoes is not None:
-                    conn.execute("UPDATE decisions SET undone = 1 WHERE id = ?", (undoes,))
-                self._write_csv(table, data)
-            except BaseException:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            cur = conn.execute(
+                "INSERT INTO decisions (time, reviewer, path, action, old_label, new_label, "
+                "old_status, new_status, sei, undone, undoes, old_reviewed_by, applied, new_reviewed_by) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, 0, ?)",
+                (stamp, reviewer, path, action, old_label, new_label, old_status, new_status,
+                 sei, undoes, old_by, new_reviewed_by),
+            )
+            decision_id = cur.lastrowid
+            if undoes is not None:
+                conn.execute("UPDATE decisions SET undone = 1 WHERE id = ?", (undoes,))
+            _fault("decide:before-commit")
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
-                raise
-            try:
-                conn.execute("COMMIT")
-            except BaseException:
-                # The CSV already holds the decision: put the previous bytes back so both agree.
-                with contextlib.suppress(OSError):
-                    atomic_write_bytes(self.label_file.resolve(), table.raw)
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-                raise
+            raise
+        _fault("decide:logged")
+        _OPEN_STORES.add(self)
         assert decision_id is not None
         return Decision(id=decision_id, time=stamp, reviewer=reviewer, path=path, action=action,
                         old_label=old_label, new_label=new_label, old_status=old_status,
                         new_status=new_status, sei=sei, undone=False, undoes=undoes,
                         old_reviewed_by=old_by)
 
-    def _write_csv(self, table: _LabelTable, data: bytes) -> None:
-        """Back up the untouched original once, then atomically replace the label file."""
+    def _write_back(self) -> None:
+        """After a logged decision: rewrite the label file now, or leave it to the background
+        writer if the file is large and was rewritten less than ``coalesce_s`` ago."""
+        with self._mutex:
+            wait = self._last_write + self.coalesce_s - time.monotonic()
+            state = self._state
+            large = state is not None and state.stat[1] >= self.coalesce_min_bytes
+            if large and wait > 0:
+                if self._timer is None:
+                    self._timer = threading.Timer(wait, self._background_flush)
+                    self._timer.daemon = True
+                    self._timer.start()
+                return
+        try:
+            self.flush()
+        except LabelFileError as exc:
+            raise LabelFileError(
+                f"{exc} The decision itself is saved in the decision log {self.db_path} and "
+                f"will be written to the label file as soon as it can be (the next decision, "
+                f"or reopening the file, retries).") from exc
+
+    def _background_flush(self) -> None:
+        with self._mutex:
+            self._timer = None
+        try:
+            self.flush()
+            self.flush_error = None
+        except Exception as exc:  # retried by the next decision, flush() or reopening
+            self.flush_error = exc
+            log.warning("could not write pending review decisions to %s: %s", self.label_file, exc)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _flush_locked(self) -> int:
+        """The rewrite itself; the caller holds the write lock (and so may remove temp files)."""
+        remove_temp_files(self.label_file.resolve())
+        remove_temp_files(self.backup_path)
+        with self._locked(), self._connect() as conn:
+            state = self._current_file()
+            pending = self._pending(conn)
+        if not pending:
+            return 0
+        last_id = pending[-1][0]
+        _apply(state, state.frame, pending)  # in place: see _FileState
+        data = _rewrite(state, pending)
+        target = self.label_file.resolve()
+        written: list[tuple[int, int, int]] = []
+
+        def write(fh) -> None:
+            half = len(data) // 2
+            fh.write(data[:half])
+            _fault("flush:writing")
+            fh.write(data[half:])
+            fh.flush()
+            st = os.fstat(fh.fileno())
+            written.append((st.st_ino, st.st_size, st.st_mtime_ns))
+
         try:
             if not self.backup_path.exists():
-                atomic_write_bytes(self.backup_path, table.raw)
-            atomic_write_bytes(self.label_file.resolve(), data)
+                with open(target, "rb") as src:
+                    atomic_write(self.backup_path, lambda fh: shutil.copyfileobj(src, fh, 1 << 20))
+            _fault("flush:backup")
+            atomic_write(target, write)
         except OSError as exc:
+            with self._mutex:  # the in-place frame no longer matches the file: re-read it next time
+                if self._state is state:
+                    self._state = None
             raise LabelFileError(
-                f"Could not write label file {self.label_file}: {exc}. Nothing was recorded; "
-                f"check that the folder is writable and has free space, then retry."
-            ) from exc
+                f"Could not write label file {self.label_file}: {exc}. Check that the folder is "
+                f"writable and has free space; {len(pending)} decision(s) are kept in the decision "
+                f"log until then.") from exc
+        _fault("flush:replaced")
+        with self._locked(), self._connect() as conn:
+            conn.execute("UPDATE decisions SET applied = 1 WHERE applied = 0 AND id <= ?", (last_id,))
+            with self._mutex:
+                if self._state is state:
+                    state.stat, state.raw, state.starts = written[0], data, line_starts(data)
+                    if not state.complete or state.multiline:  # written whole: one row per line now
+                        state.table.lines = np.arange(2, len(state.frame) + 2, dtype=np.int64)
+                    state.complete = True
+        _fault("flush:marked")
+        self._last_write = time.monotonic()
+        return len(pending)
 
-    def _read(self) -> _LabelTable:
-        table = _read_label_file(self.label_file)
-        table.frame = _with_review_columns(table.frame)
-        return table
+    def _current_file(self) -> _FileState:
+        """The label file's state, re-read only if the file changed on disk (caller holds the log lock)."""
+        try:
+            now = _file_stat(self.label_file)
+        except FileNotFoundError:
+            raise LabelFileError(f"Label file {self.label_file} no longer exists. Restore it (e.g. from "
+                                 f"{self.backup_path}) and reload.") from None
+        with self._mutex:
+            if self._state is not None and self._state.stat == now:
+                return self._state
+            self._gen += 1
+            self._state = _load_file(self.label_file, self._gen)
+            return self._state
 
-    def _row_index(self, frame: pd.DataFrame, path: str) -> int:
-        hits = frame.index[frame[PATH_COL] == path]
-        if len(hits) == 0:
+    @staticmethod
+    def _pending(conn: sqlite3.Connection) -> list[tuple[int, str, str, str, str]]:
+        return [tuple(r) for r in conn.execute(
+            "SELECT id, path, new_label, new_status, COALESCE(new_reviewed_by, reviewer) "
+            "FROM decisions WHERE applied = 0 ORDER BY id")]
+
+    def _row_now(self, conn: sqlite3.Connection, state: _FileState, path: str) -> tuple[int, str, str, str]:
+        """(row, label, status, reviewed_by) of ``path`` as reviewed: the file overlaid with
+        its latest pending decision."""
+        idx = state.row.get(path)
+        if idx is None:
             raise UnknownSampleError(
                 f"No row with path {path!r} in label file {self.label_file}. The file may have been "
                 f"replaced or the path spelled differently; reload the file and pick the sample again."
             )
-        return int(hits[0])
+        r = conn.execute(
+            "SELECT new_label, new_status, COALESCE(new_reviewed_by, reviewer) FROM decisions "
+            "WHERE path = ? AND applied = 0 ORDER BY id DESC LIMIT 1", (path,)).fetchone()
+        if r is not None:
+            return idx, r[0], r[1], r[2]
+        return idx, state.cell(idx, 1), state.cell(idx, 3), state.cell(idx, 4)
 
-    def _check_label(self, new_label: str, frame: pd.DataFrame) -> None:
+    def _status_now(self) -> tuple[pd.DataFrame, pd.Series]:
+        with self._locked(), self._connect() as conn:
+            state = self._current_file()
+            last = conn.execute("SELECT COALESCE(MAX(id), 0) FROM decisions").fetchone()[0]
+            with self._mutex:
+                cached = self._status
+                if cached is not None and cached[0] == state.gen and cached[1] == last:
+                    return cached[2], cached[3]
+                if cached is not None and cached[0] == state.gen and cached[1] < last:
+                    table = cached[2].copy()
+                    since = [tuple(r) for r in conn.execute(
+                        "SELECT id, path, new_label, new_status, COALESCE(new_reviewed_by, reviewer) "
+                        "FROM decisions WHERE id > ? ORDER BY id", (cached[1],))]
+                else:
+                    f = state.frame
+                    table = pd.DataFrame({
+                        PATH_COL: state.table.paths(), LABEL_COL: f[LABEL_COL].str.strip(),
+                        ORIGINAL_LABEL_COL: f[ORIGINAL_LABEL_COL].str.strip(),
+                        STATUS_COL: f[STATUS_COL].str.strip(), REVIEWER_COL: f[REVIEWER_COL],
+                    }).reset_index(drop=True)
+                    since = self._pending(conn)
+                _apply(state, table, since, columns=(1, 2, 3, 4))
+                status = pd.Series(table[STATUS_COL].to_numpy(), index=table[PATH_COL].to_numpy())
+                self._status = (state.gen, last, table, status)
+                return table, status
+
+    def _check_label(self, new_label: str, state: _FileState) -> None:
         if self.classes is not None:
             valid = list(dict.fromkeys(self.classes))
         else:
-            seen = pd.concat([frame[LABEL_COL], frame[ORIGINAL_LABEL_COL]])
-            valid = sorted(set(seen) - {""})
+            valid = sorted(state.known_labels)
         if new_label not in valid or new_label == "":
             hint = ("" if self.classes is not None else
                     " (taken from the labels already in the file; pass classes=[...] to "
@@ -547,9 +819,18 @@ class ReviewStore:
                 f"{', '.join(repr(c) for c in valid) or 'none'}. Pick one of them."
             )
 
-    def _conflict(self, path: str, label: str, status: str, expected_label: str,
-                  expected_status: str, undoing: Decision | None = None) -> ConflictError:
-        latest = self.latest_decision(path)
+    @staticmethod
+    def _latest(conn: sqlite3.Connection, path: str) -> Decision | None:
+        row = conn.execute(
+            f"SELECT {_COLUMNS} FROM decisions WHERE path = ? AND undone = 0 ORDER BY id DESC LIMIT 1",
+            (path,),
+        ).fetchone()
+        return None if row is None else _decision_from_row(row)
+
+    def _conflict(self, conn: sqlite3.Connection, path: str, label: str, status: str,
+                  expected_label: str, expected_status: str,
+                  undoing: Decision | None = None) -> ConflictError:
+        latest = self._latest(conn, path)
         if latest is not None:
             cause = latest.summary()
         else:
@@ -568,19 +849,19 @@ class ReviewStore:
                              current_status=status, expected_label=expected_label,
                              expected_status=expected_status)
 
-    def _undo_target(self, reviewer: str, decision_id: int | None) -> Decision:
-        with self._connect() as conn:
-            if decision_id is None:
-                row = conn.execute(
-                    f"SELECT {_COLUMNS} FROM decisions WHERE reviewer = ? AND action != 'undo' "
-                    f"AND undone = 0 ORDER BY id DESC LIMIT 1", (reviewer,)).fetchone()
-                if row is None:
-                    raise UndoError(f"{reviewer} has no decision left to undo.")
-            else:
-                row = conn.execute(f"SELECT {_COLUMNS} FROM decisions WHERE id = ?",
-                                   (int(decision_id),)).fetchone()
-                if row is None:
-                    raise UndoError(f"There is no decision #{decision_id}; check the id in the decision log.")
+    @staticmethod
+    def _undo_target(conn: sqlite3.Connection, reviewer: str, decision_id: int | None) -> Decision:
+        if decision_id is None:
+            row = conn.execute(
+                f"SELECT {_COLUMNS} FROM decisions WHERE reviewer = ? AND action != 'undo' "
+                f"AND undone = 0 ORDER BY id DESC LIMIT 1", (reviewer,)).fetchone()
+            if row is None:
+                raise UndoError(f"{reviewer} has no decision left to undo.")
+        else:
+            row = conn.execute(f"SELECT {_COLUMNS} FROM decisions WHERE id = ?",
+                               (int(decision_id),)).fetchone()
+            if row is None:
+                raise UndoError(f"There is no decision #{decision_id}; check the id in the decision log.")
         target = _decision_from_row(row)
         if target.action == "undo":
             raise UndoError(f"Decision #{target.id} is itself an undo; to redo, apply the decision again.")
@@ -589,17 +870,32 @@ class ReviewStore:
         return target
 
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        """Exclusive inter-process lock around a read-modify-write of CSV and DB.
+    def _locked(self, lock_path: Path | None = None) -> Iterator[None]:
+        """Exclusive inter-process lock (the log lock by default).
 
-        A blocking flock (not a polling loop): waiters are woken on release, so
-        concurrent writers take turns fairly. The kernel drops the lock if its
-        holder dies, and holders only do a few milliseconds of file I/O.
+        The kernel drops a lock when its holder dies, so only a live, stuck process can hold
+        it long; after ``lock_timeout`` seconds that is reported with the holder's process id,
+        which every holder writes into the lock file.
         """
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+        lock_path = self.lock_path if lock_path is None else lock_path
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            deadline = time.monotonic() + self.lock_timeout
+            pause = 0.001
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as exc:
+                    if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                        raise
+                if time.monotonic() >= deadline:
+                    raise LockTimeoutError(_lock_message(lock_path, fd, self.lock_timeout, self.label_file))
+                time.sleep(pause)
+                pause = min(pause * 2, 0.05)
             try:
+                with contextlib.suppress(OSError):  # fixed width: no truncate needed
+                    os.pwrite(fd, f"{os.getpid():>12}\n".encode(), 0)
                 yield
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
@@ -608,17 +904,109 @@ class ReviewStore:
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.db_path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
-        try:
+        """This thread's connection to the log, kept open: closing the last connection makes
+        SQLite checkpoint the WAL, which would cost a decision several fsyncs."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None or self._local.pid != os.getpid():  # none yet, or inherited by a fork
+            conn = sqlite3.connect(self.db_path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
             conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
+            self._local.conn, self._local.pid = conn, os.getpid()
+        try:
             yield conn
         finally:
-            conn.close()
+            if conn.in_transaction:  # an error left a transaction open: end it
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+
+
+def _apply(state: _FileState, frame: pd.DataFrame, decisions: Sequence[tuple], *,
+           columns: tuple[int, ...] | None = None) -> None:
+    """Set (label, status, reviewed_by) of each decision's row in ``frame``, in log order.
+
+    ``frame`` is the file's frame (positions from ``state.cols``) or a status table
+    (``columns`` = positions of label, original_label, status, reviewed_by). Idempotent.
+    """
+    if not decisions:
+        return
+    lab, orig, st, by = state.cols[1:] if columns is None else columns
+    for _, path, new_label, new_status, new_by in decisions:
+        i = state.row.get(path)
+        if i is None:  # the row left the file (edited outside the tool): nothing to apply to
+            continue
+        if str(frame.iat[i, orig]).strip() == "" and str(frame.iat[i, st]).strip() == "":
+            frame.iat[i, orig] = str(frame.iat[i, lab]).strip()
+        frame.iat[i, lab] = new_label
+        frame.iat[i, st] = new_status
+        frame.iat[i, by] = new_by or ""
+
+
+def _rewrite(state: _FileState, decisions: Sequence[tuple]) -> bytes:
+    """The new bytes of the label file, whose frame already holds ``decisions``.
+
+    Only the changed rows are rendered and spliced between the unchanged bytes when the file
+    allows it (``state.spliceable``), so a rewrite costs a copy of the file, not a render of
+    every row; otherwise (the first write, which adds the review columns) the whole table.
+    """
+    rows = sorted({state.row[d[1]] for d in decisions if d[1] in state.row})
+    if not state.spliceable or not rows:
+        return render_table(state.table)
+    lines = state.table.lines[rows]
+    pieces = render_rows(state.table, state.frame.iloc[rows])
+    if len(pieces) != len(rows) or any(p.count(b"\n") != 1 for p in pieces):
+        state.multiline = True  # a new cell holds a line break: rows are no longer lines
+        return render_table(state.table)
+    raw, starts = memoryview(state.raw), state.starts
+    out, prev = [], 0
+    for line, piece in zip(lines.tolist(), pieces):
+        out += [raw[prev:starts[line - 1]], piece]
+        prev = int(starts[line])
+    out.append(raw[prev:])
+    return b"".join(out)
+
+
+def _paths_for(paths: pd.Series, src_dir: Path, out_dir: Path) -> pd.Series:
+    """Path cells rewritten so that, read from ``out_dir``, they reach the files they reach
+    from ``src_dir``. Absolute paths and cells naming no existing file are kept."""
+    if out_dir.resolve() == src_dir.resolve():
+        return paths
+    out = paths.copy()
+    missing = []
+    for i, cell in enumerate(paths.tolist()):
+        p = cell.strip()
+        if not p or os.path.isabs(p):
+            continue
+        target = src_dir / p
+        if not target.exists():
+            continue
+        try:
+            new = Path(os.path.relpath(target, out_dir)).as_posix()
+        except ValueError:  # another drive: no relative path exists
+            new = str(target.absolute())
+        if not (out_dir / new).exists():
+            missing.append(p)
+        out.iat[i] = new
+    if missing:
+        raise ExportError(f"The export would name {len(missing)} image(s) it cannot reach from "
+                          f"{out_dir} (e.g. {missing[0]!r}). Export into the label file's folder instead.")
+    return out
+
+
+def _lock_message(lock_path: Path, fd: int, timeout: float, label_file: Path) -> str:
+    try:
+        holder = os.pread(fd, 32, 0).decode().strip()
+    except (OSError, UnicodeDecodeError):
+        holder = ""
+    who = f"process {holder}" if holder.isdigit() else "another process"
+    return (f"The label file {label_file} has been locked by {who} for more than {timeout:g} s "
+            f"(lock file {lock_path}). Another review or export of this file is still busy; wait and "
+            f"retry, or if {who} is stuck, stop it (its lock is released when it exits).")
 
 
 def _check_reviewer(reviewer: str) -> str:
     name = str(reviewer).strip()
     if not name:
         raise ReviewError("A reviewer name is required so every decision can be attributed; enter your name.")
+    if any(ch in name for ch in "\r\n\t"):
+        raise ReviewError("A reviewer name must be one line of text; remove the line breaks or tabs.")
     return name

@@ -173,8 +173,12 @@ class Run:
     def _lock_path(self) -> Path:
         return self.path / ".lock"
 
-    def acquire(self):
-        """Take the training lock, or raise RunError if another process holds it."""
+    def acquire(self, creating: bool = False):
+        """Take the training lock, or raise RunError if another process holds it.
+
+        ``creating``: the caller is about to create the run (the message then says that
+        another process is creating or training a run in the same folder).
+        """
         self.path.mkdir(parents=True, exist_ok=True)
         fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         if fcntl is not None:
@@ -182,6 +186,9 @@ class Run:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
+                if creating:
+                    raise RunError(f"{self.path} is being created or trained by another process "
+                                   f"(pid {self.locked_pid() or '?'}); choose another --out") from None
                 raise RunError(f"{self.path} is being trained by another process; "
                                "stop it first (`sei stop`) or wait for it to finish") from None
         os.ftruncate(fd, 0)

@@ -201,36 +201,52 @@ def choose_aux_sets(
 
 
 def combine_runs(
-    scores: np.ndarray, thresholds: np.ndarray, is_aux: np.ndarray
+    scores: np.ndarray, thresholds: np.ndarray, is_aux: np.ndarray, how: str = "mean"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Merge complementary runs into one score per sample.
 
-    Each sample takes its score from the first run in which it was *not* an auxiliary
-    sample, and is judged against that run's threshold (as in the paper's released code).
+    With ``how="mean"`` (the default, as the paper's released code does) a sample takes the
+    mean of its scores over the runs in which it was *not* an auxiliary sample, and is judged
+    against the mean of those runs' thresholds:
+
+        s_i = (1/|R_i|) Σ_{r∈R_i} s_{r,i},   τ_i = (1/|R_i|) Σ_{r∈R_i} τ_r,
+        R_i = {r : i not auxiliary in run r}.
+
+    With ``how="first"`` it takes the score and threshold of the first such run only.
 
     Parameters
     ----------
     scores : (R, N) score of every sample in each run.
     thresholds : (R,) threshold of each run.
     is_aux : (R, N) boolean, True where the sample was relabeled to the extra class.
+    how : ``"mean"`` or ``"first"``.
 
     Returns
     -------
     score : (N,) merged scores (NaN where the sample was auxiliary in every run).
     threshold : (N,) the threshold each sample is compared with.
-    source_run : (N,) index of the run each score comes from, -1 if none.
+    source_run : (N,) the first run in which the sample kept its label (whose per-epoch
+        records the app shows), -1 if none.
     """
+    if how not in ("mean", "first"):
+        raise ValueError(f"how must be 'mean' or 'first', got {how!r}")
     scores = np.asarray(scores, dtype=np.float64)
     thresholds = np.asarray(thresholds, dtype=np.float64)
     is_aux = np.asarray(is_aux, dtype=bool)
     usable = ~is_aux
     has = usable.any(axis=0)
     source = np.where(has, usable.argmax(axis=0), -1)
-    cols = np.arange(scores.shape[1])
-    pick = np.clip(source, 0, None)
-    score = np.where(has, scores[pick, cols], np.nan)
-    thr = np.where(has, thresholds[pick], np.nan)
-    return score, thr, source
+    if how == "first":
+        cols = np.arange(scores.shape[1])
+        pick = np.clip(source, 0, None)
+        score = np.where(has, scores[pick, cols], np.nan)
+        thr = np.where(has, thresholds[pick], np.nan)
+        return score, thr, source
+    runs = usable.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        score = np.where(usable, scores, 0.0).sum(axis=0) / runs
+        thr = (usable * thresholds[:, None]).sum(axis=0) / runs
+    return np.where(has, score, np.nan), np.where(has, thr, np.nan), source
 
 
 def suggested_labels(

@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -32,115 +32,30 @@ import torch
 import torch.nn.functional as F
 
 from . import dataset as ds_mod
+from . import feed as feed_mod
+# the configuration moved to sei_core.config; these names stay importable from here
+from .config import PAPER_EPOCHS, PAPER_MILESTONES, PRESETS, TrainConfig, pick_device  # noqa: F401
 from .models import ModelError, build_model
 from .files import atomic_write
 from .records import Recorder
 from .runs import Run, RunError, now
 from .scores import choose_aux_sets
 
-PAPER_EPOCHS = 150
-PAPER_MILESTONES = (75, 115)
 
-
-#: Named sets of overrides. "cpu-demo" trains the sample data end to end in about a minute
-#: on a 2-core CPU: a small CLIP (ResNet image tower) at 32 px with a higher learning rate.
-PRESETS: dict[str, dict] = {
-    "paper": {},
-    "cpu-demo": dict(model="SEI-Tiny-RN", image_size=32, epochs=30, batch_size=32, lr=0.02),
-}
-
-
-@dataclass
-class TrainConfig:
-    """Everything a run needs; defaults are the paper's (SGD, 150 epochs, lr 1e-3 …)."""
-
-    data: str
-    split: str = "train"
-    model: str = "ViT-B-16"
-    weights: str | None = None
-    image_size: int = 224
-    epochs: int = PAPER_EPOCHS
-    lr: float = 1e-3
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    batch_size: int = 128
-    #: epochs after which lr is multiplied by ``gamma``; None scales the paper's 75/115 of 150
-    milestones: list[int] | None = None
-    gamma: float = 0.1
-    seed: int = 0
-    device: str = "auto"
-    workers: int = 4
-    amp: bool = True
-    runs: int = 2
-    record: str = "train"  # "train": the training forward pass; "eval": an extra clean pass
-    keep_probs: int = 5
-    augment: str = "paper"  # "paper": random resized crop + flips; "flip"; "none"
-    template: str | None = None
-    aux_prompt: str | None = None
-    per_class_prompts: dict = field(default_factory=dict)
-    skip_unreadable: bool = False
-    max_pixels: int = ds_mod.DEFAULT_MAX_PIXELS
-    #: folder of the decoded-image cache; None keeps it in the run's ``cache/``. Runs on the
-    #: same images (benchmark cells) can share one folder and decode only once.
-    cache_dir: str | None = None
-    #: the class list, in output order; None: the sorted labels found in the data. A
-    #: benchmark fixes it so that every noisy copy of a data set has the same classes.
-    classes: list[str] | None = None
-
-    def resolved_milestones(self) -> list[int]:
-        if self.milestones is not None:
-            return sorted(int(m) for m in self.milestones)
-        return [max(1, round(self.epochs * m / PAPER_EPOCHS)) for m in PAPER_MILESTONES]
-
-    def validate(self) -> None:
-        problems = []
-        if self.epochs < 1:
-            problems.append("epochs must be at least 1")
-        if self.batch_size < 2:
-            problems.append("batch size must be at least 2")
-        if self.image_size < 8:
-            problems.append("image size must be at least 8 pixels")
-        if self.lr <= 0:
-            problems.append("learning rate must be positive")
-        if self.runs < 1:
-            problems.append("runs must be 1 (single) or more (complementary)")
-        if self.record not in ("train", "eval"):
-            problems.append("record must be 'train' or 'eval'")
-        if self.augment not in ("paper", "flip", "none"):
-            problems.append("augment must be 'paper', 'flip' or 'none'")
-        if problems:
-            raise ValueError("; ".join(problems))
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
-
-def pick_device(requested: str = "auto") -> torch.device:
-    """CUDA if present, then Apple MPS, then CPU; or exactly what was asked for."""
-    if requested != "auto":
-        dev = torch.device(requested)
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise RunError("device 'cuda' was requested but PyTorch sees no CUDA GPU; use --device cpu")
-        return dev
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def augment_batch(x: torch.Tensor, mode: str, gen: torch.Generator) -> torch.Tensor:
+def augment_batch(x: torch.Tensor, mode: str, gen: torch.Generator, rand: torch.Tensor | None = None) -> torch.Tensor:
     """Batched augmentation of images in [0, 1]: random resized crop (scale 0.7–1, aspect
     3/4–4/3) with horizontal and vertical flips ("paper"), flips only ("flip"), or none.
 
-    One ``affine_grid``/``grid_sample`` call for the whole batch; randomness from ``gen``.
+    One ``affine_grid``/``grid_sample`` call for the whole batch; randomness from ``gen``, or
+    ``rand`` ``(B, 6)`` uniforms drawn by the caller (a process of a multi-GPU run draws them
+    for the whole global batch and takes its rows, so every sample gets the augmentation it
+    would get in a single process).
     """
     if mode == "none":
         return x
     b = x.shape[0]
-    r = torch.rand((b, 6), generator=gen, device=gen.device).to(x.device)
+    r = rand if rand is not None else torch.rand((b, 6), generator=gen, device=gen.device)
+    r = r.to(x.device)
     fx = torch.where(r[:, 0] < 0.5, -1.0, 1.0)
     fy = torch.where(r[:, 1] < 0.5, -1.0, 1.0)
     if mode == "flip":
@@ -166,6 +81,10 @@ class Stopped(Exception):
     """Raised inside training when the process is asked to stop (SIGTERM/SIGINT)."""
 
 
+class PeerFailed(RunError):
+    """Raised in the other processes of a multi-process run when rank 0 failed (it reports why)."""
+
+
 #: Signals received; checked between batches so a stop never interrupts a file write.
 _STOP: list[str] = []
 
@@ -175,13 +94,111 @@ def _check_stop() -> None:
         raise Stopped(f"stopped by signal {_STOP[-1]}")
 
 
+# -- several processes (torchrun) ---------------------------------------------------------------
+
+@dataclass
+class Dist:
+    """Where this process stands in a ``torchrun`` job (one process: rank 0 of 1)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    local_world: int = 1
+    owns_group: bool = False  # this module initialised the process group (and destroys it)
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def under_torchrun() -> bool:
+    """True in a process started by ``torchrun`` with more than one process in the job."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def _setup_distributed(requested_device: str) -> tuple[Dist, torch.device]:
+    """Join the ``torchrun`` job of this process (``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` from the
+    environment): NCCL on CUDA, gloo on CPU; each process uses GPU ``LOCAL_RANK``."""
+    if not under_torchrun():
+        return Dist(), pick_device(requested_device)
+    import datetime
+
+    import torch.distributed as dist
+
+    d = Dist(rank=int(os.environ["RANK"]), world=int(os.environ["WORLD_SIZE"]),
+             local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+             local_world=int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"])))
+    device = pick_device(requested_device)
+    if device.type == "cuda":
+        device = torch.device("cuda", d.local_rank)
+        torch.cuda.set_device(device)
+    elif device.type != "cpu":
+        raise RunError(f"multi-process training runs on CUDA GPUs or CPUs, not on {device.type}; use --device cpu")
+    if not dist.is_initialized():
+        # a long timeout: the other processes wait while rank 0 decodes the images once
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
+                                timeout=datetime.timedelta(hours=int(os.environ.get("SEI_DIST_TIMEOUT_HOURS", "6"))))
+        d.owns_group = True
+    return d, device
+
+
+def _on_main(d: Dist, fn: Callable[[], object]):
+    """Run ``fn`` on rank 0 and hand its result to every process; if it fails there, the
+    others raise :class:`PeerFailed` (rank 0 raises the real error and reports it)."""
+    if not d.active:
+        return fn()
+    import torch.distributed as dist
+
+    box: list = [None]
+    error = None
+    if d.main:
+        try:
+            box = [("ok", fn())]
+        except BaseException as e:  # noqa: BLE001 — shared, then re-raised
+            error = e
+            box = [("error", f"{type(e).__name__}: {e}")]
+    dist.broadcast_object_list(box, src=0)
+    if error is not None:
+        raise error
+    kind, value = box[0]
+    if kind == "error":
+        raise PeerFailed(f"rank 0 failed ({value})")
+    return value
+
+
+def _any_stop(d: Dist, device: torch.device) -> None:
+    """Between batches: stop every process together if any was asked to stop."""
+    if d.active:
+        import torch.distributed as dist
+
+        flag = torch.tensor([1 if _STOP else 0], dtype=torch.int32, device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        if int(flag) and not _STOP:
+            _STOP.append("from another process")
+    _check_stop()
+
+
 @dataclass
 class Prepared:
     """What both complementary runs share: the validated data and its decoded images."""
 
     data: ds_mod.LabeledImages
-    images: np.ndarray  # (N, 3, S, S) uint8
+    images: np.ndarray  # (M, 3, S, S) uint8 cache, a read-only memory map of ``cache``
     prompts: list[str]
+    rows: np.ndarray | None = None  # cache row of each sample (None: row i is sample i)
+    cache: Path | None = None
+
+    def shareable(self) -> "Prepared":
+        """A copy without arrays to send to the other processes (they open ``cache`` themselves)."""
+        data = dataclasses.replace(self.data, array=None)
+        return dataclasses.replace(self, data=data, images=None)
+
+    def reopen(self) -> "Prepared":
+        return dataclasses.replace(self, images=np.load(self.cache, mmap_mode="r"))
 
 
 def prepare(config: TrainConfig, run: Run, log: Callable[[str], None] = print) -> Prepared:
@@ -192,20 +209,25 @@ def prepare(config: TrainConfig, run: Run, log: Callable[[str], None] = print) -
     for p in data.problems:
         log(f"warning: {p}")
     t0 = time.time()
+    reported = [0]
 
     def progress(done: int, total: int) -> None:
         _check_stop()
         run.update_status(phase=f"decoding images {done}/{total}")
+        if done == total or done - reported[0] >= max(1, total // 10):
+            reported[0] = done
+            log(f"decoding images: {done}/{total} ({time.time() - t0:.0f}s)")
 
     images, problems = ds_mod.decode_images(data, config.image_size, workers=config.workers,
                                             cache_dir=config.cache_dir or run.path / "cache",
                                             skip_unreadable=config.skip_unreadable, progress=progress)
+    rows = None
     if problems:
         bad = {p.where for p in problems}
         keep = [i for i in range(len(data)) if data.where(i) not in bad]
         for p in problems:
             log(f"warning: {p} — skipped")
-        data, images = ds_mod.subset(data, keep), images[keep]
+        data, rows = ds_mod.subset(data, keep), np.asarray(keep, dtype=np.int64)
     log(f"{len(data)} images of {len(data.classes)} classes decoded at {config.image_size}px "
         f"in {time.time() - t0:.1f}s")
     if (run.path / "samples.csv").is_file():
@@ -216,15 +238,13 @@ def prepare(config: TrainConfig, run: Run, log: Callable[[str], None] = print) -
             raise RunError(f"the data changed since this run started ({len(ids)} samples then, {len(data.ids)} "
                            f"now, {changed} differ); a resumed run must see the same samples and labels. "
                            "Start a new run on the current data instead")
-    base = data.prompts()
-    prompts = ds_mod.Prompts(template=config.template or base.template,
-                             aux_prompt=config.aux_prompt or base.aux_prompt,
-                             per_class={**base.per_class, **config.per_class_prompts})
+    prompts = config.resolve_prompts(data.prompts())
     cfg = run.config()
     cfg.update(classes=data.classes, prompts=prompts.for_classes(data.classes), n_samples=len(data))
     run.write_config(cfg)
     run.write_samples(data.ids, [data.classes[k] for k in data.labels], data.rows)
-    return Prepared(data, images, prompts.for_classes(data.classes))
+    cache = Path(images.filename) if isinstance(images, np.memmap) else None
+    return Prepared(data, images, prompts.for_classes(data.classes), rows, cache)
 
 
 def train(
@@ -237,26 +257,60 @@ def train(
 ) -> Run:
     """Train (or resume) a run in ``out`` and write its ranked scores at the end.
 
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) every process calls this: each trains on its shard
+    of every batch through DistributedDataParallel, and rank 0 alone holds the run's lock and
+    writes its status, records, checkpoints and scores.
+
     The status file always tells the outcome; errors are also raised to the caller
     (:class:`~sei_core.dataset.DataError`, :class:`~sei_core.models.ModelError`,
     :class:`RunError`, :class:`Stopped`).
     """
+    requested = config.device
+    if resume and Run(out).exists():
+        requested = Run(out).config().get("device", "auto")
+    d, device = _setup_distributed(requested)
+    try:
+        return _train(config, out, resume, progress_bar, log, d, device)
+    finally:
+        if d.owns_group:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _train(config, out, resume, progress_bar, log, d: Dist, device: torch.device) -> Run:
+    held: list[int] = []
+
+    def start() -> str:
+        if resume:
+            run = Run(out)
+            if not run.exists():
+                raise RunError(f"there is no run to resume in {run.path}")
+            held.append(run.acquire())
+        else:
+            run, fd = _create_run(config, out)
+            held.append(fd)
+        return str(run.path)
+
+    run = Run(_on_main(d, start))  # rank 0 takes the lock before anything is written
+    lock = held[0] if held else None
     if resume:
-        run = Run(out)
-        if not run.exists():
-            raise RunError(f"there is no run to resume in {run.path}")
         config = TrainConfig.from_dict(run.config())
-    else:
-        run = init_run(config, out)
-    lock = run.acquire()
     _STOP.clear()
-    logf = open(run.log_file, "a", encoding="utf-8")
+    logf = open(run.log_file, "a", encoding="utf-8") if d.main else None
+    echo = log
+    if echo is None and d.main and not _same_file(sys.stderr, run.log_file):
+        # a background process's stderr *is* log.txt (see jobs): echoing would write each line twice
+        echo = lambda m: print(m, file=sys.stderr)  # noqa: E731
 
     def say(msg: str) -> None:
+        if logf is None:
+            return
         line = f"[{time.strftime('%H:%M:%S')}] {msg}"
         logf.write(line + "\n")
         logf.flush()
-        (log or (lambda m: print(m, file=sys.stderr)))(msg)
+        if echo is not None:
+            echo(msg)
 
     previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
 
@@ -269,39 +323,52 @@ def train(
             signal.signal(s, on_signal)
         except ValueError:  # not the main thread: rely on the caller
             pass
+    main = d.main
     try:
-        run.update_status(state="running", pid=os.getpid(), error=None, started_at=now(),
-                          n_runs=config.runs, epochs=config.epochs)
-        say(f"{'resuming' if resume else 'starting'} run {run.path}")
-        device = pick_device(config.device)
-        prepared = prepare(config, run, say)
+        if main:
+            run.update_status(state="running", pid=os.getpid(), error=None, started_at=now(),
+                              n_runs=config.runs, epochs=config.epochs, world_size=d.world)
+            say(f"{'resuming' if resume else 'starting'} run {run.path}"
+                + (f" with {d.world} processes" if d.active else ""))
+        prepared = _on_main(d, lambda: prepare(config, run, say).shareable() if d.active
+                            else prepare(config, run, say))
+        if d.active:
+            prepared = prepared.reopen()
         n, k = len(prepared.data), len(prepared.data.classes)
-        aux_sets = _aux_sets(run, config, n, k)
+        aux_sets = _on_main(d, lambda: _aux_sets(run, config, n, k))
+        budget = feed_mod.memory_budget(config.memory_budget, d.local_world)
         for index in range(1, config.runs + 1):
-            if run.is_done(index):
+            if _on_main(d, lambda: run.is_done(index)):
                 continue
-            _train_one(run, config, prepared, aux_sets[index - 1], index, device, progress_bar, say)
-        from .ranking import write_scores  # late import: ranking reads what training wrote
+            _train_one(run, config, prepared, aux_sets[index - 1], index, device, progress_bar and main, say,
+                       d, budget)
+        if main:
+            from .ranking import write_scores  # late import: ranking reads what training wrote
 
-        write_scores(run)
-        run.update_status(state="finished", phase="finished", eta_seconds=0, finished_at=now())
-        say("finished; scores written to scores.csv")
+            write_scores(run)
+            run.update_status(state="finished", phase="finished", eta_seconds=0, finished_at=now())
+            say("finished; scores written to scores.csv")
         return run
+    except PeerFailed:
+        raise
     except Stopped as e:
-        run.update_status(state="stopped", phase="stopped", error=None, eta_seconds=None)
-        say(f"{e}; resume with `sei resume {run.path}`")
+        if main:
+            run.update_status(state="stopped", phase="stopped", error=None, eta_seconds=None)
+            say(f"{e}; resume with `sei resume {run.path}`")
         raise
     except (ds_mod.DataError, ModelError, RunError) as e:
-        run.update_status(state="failed", error=str(e), eta_seconds=None)
-        say(f"failed: {e}")
+        if main:
+            run.update_status(state="failed", error=str(e), eta_seconds=None)
+            say(f"failed: {e}")
         raise
     except BaseException as e:
         msg = f"{type(e).__name__}: {e}"
         if isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower():
             msg = f"out of memory ({e}); lower --batch-size or --image-size"
-        run.update_status(state="failed", error=msg, eta_seconds=None)
-        logf.write(traceback.format_exc())
-        say(f"failed: {msg}")
+        if main:
+            run.update_status(state="failed", error=msg, eta_seconds=None)
+            logf.write(traceback.format_exc())
+            say(f"failed: {msg}")
         raise
     finally:
         for s, h in previous.items():
@@ -309,25 +376,56 @@ def train(
                 signal.signal(s, h)
             except ValueError:
                 pass
-        logf.close()
-        Run.release(lock)
+        if logf is not None:
+            logf.close()
+        if lock is not None:
+            Run.release(lock)
+
+
+def _same_file(stream, path: Path) -> bool:
+    """True if the open ``stream`` writes to the file ``path``."""
+    try:
+        a, b = os.fstat(stream.fileno()), os.stat(path)
+    except (OSError, ValueError, AttributeError):  # no real file behind the stream (pytest capture …)
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def init_run(config: TrainConfig, out: str | Path) -> Run:
-    """Create the run directory with its config (resolved milestones included)."""
+    """Create the run directory with its config (resolved milestones included).
+
+    The run's lock is taken before anything is written and released on return, so of two
+    processes creating the same ``out`` at once exactly one writes its config; the other
+    gets a :class:`RunError` and writes nothing.
+    """
+    run, lock = _create_run(config, out)
+    Run.release(lock)
+    return run
+
+
+def _create_run(config: TrainConfig, out: str | Path) -> tuple[Run, int]:
+    """:func:`init_run` that keeps the lock (the caller trains, then releases it)."""
     config.validate()
     run = Run(out)
     if run.exists():
         raise RunError(f"{run.path} already holds a run; choose another --out, or resume it with "
                        f"`sei resume {run.path}`")
-    cfg = dataclasses.asdict(config)
-    if cfg["classes"] is None:  # written by prepare() once the data is read
-        del cfg["classes"]
-    cfg["milestones"] = config.resolved_milestones()
-    cfg["created_at"] = now()
-    run.write_config(cfg)
-    run.update_status(state="created", phase="waiting to start", epochs=config.epochs, n_runs=config.runs)
-    return run
+    lock = run.acquire(creating=True)
+    try:
+        if run.exists():  # created by a process that held the lock just before us
+            raise RunError(f"{run.path} already holds a run; choose another --out, or resume it with "
+                           f"`sei resume {run.path}`")
+        cfg = dataclasses.asdict(config)
+        if cfg["classes"] is None:  # written by prepare() once the data is read
+            del cfg["classes"]
+        cfg["milestones"] = config.resolved_milestones()
+        cfg["created_at"] = now()
+        run.write_config(cfg)
+        run.update_status(state="created", phase="waiting to start", epochs=config.epochs, n_runs=config.runs)
+    except BaseException:
+        Run.release(lock)
+        raise
+    return run, lock
 
 
 def _aux_sets(run: Run, config: TrainConfig, n: int, k: int) -> list[np.ndarray]:
@@ -347,20 +445,30 @@ def _batches(n: int, batch_size: int) -> int:
 
 
 def _train_one(run: Run, config: TrainConfig, prep: Prepared, aux: np.ndarray, index: int,
-               device: torch.device, progress_bar: bool, say: Callable[[str], None]) -> None:
+               device: torch.device, progress_bar: bool, say: Callable[[str], None],
+               d: Dist | None = None, budget: int | None = None) -> None:
+    d = d or Dist()
+    main = d.main
     n, k = len(prep.data), len(prep.data.classes)
     targets = prep.data.labels.copy()
     targets[aux] = k  # the auxiliary class is the extra output K
     torch.manual_seed(config.seed * 1000 + index)
     model = build_model(config.model, prep.prompts, weights=config.weights,
                         image_size=config.image_size).to(device)
+    if main:
+        _record_weights(run, model.weights_info, say)
     opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                           weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=config.resolved_milestones(),
                                                  gamma=config.gamma)
     order_gen = torch.Generator().manual_seed(config.seed * 1000 + index)
     aug_gen = torch.Generator(device=device).manual_seed(config.seed * 1000 + index + 1)
-    images = _images_on(device, prep.images)
+    if budget is None:
+        budget = feed_mod.memory_budget(config.memory_budget, d.local_world)
+    feed = feed_mod.ImageFeed(prep.images, device, budget, rows=prep.rows)
+    if main:
+        say(f"run {index}: {feed.describe()}")
+        run.update_status(image_feed=feed.mode, memory_budget=budget)
     y_all = torch.from_numpy(targets).to(device)
     store = run.records(index, config.keep_probs)
     recorder = Recorder(n, k + 1, device)
@@ -370,26 +478,38 @@ def _train_one(run: Run, config: TrainConfig, prep: Prepared, aux: np.ndarray, i
 
     start_epoch, history = 1, []
     ckpt_path = run.checkpoint(index)
-    if ckpt_path.is_file():
+    if _on_main(d, ckpt_path.is_file):  # every process reads the same checkpoint (shared run folder)
         ck = torch.load(ckpt_path, map_location=device, weights_only=False)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
         scaler.load_state_dict(ck["scaler"])
-        order_gen.set_state(ck["order_gen"])
-        aug_gen.set_state(ck["aug_gen"])
-        torch.set_rng_state(ck["torch_rng"])
+        order_gen.set_state(ck["order_gen"].cpu())  # generator states are CPU byte tensors
+        aug_gen.set_state(ck["aug_gen"].cpu())
+        torch.set_rng_state(ck["torch_rng"].cpu())
         if device.type == "cuda" and ck.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(ck["cuda_rng"], device)
+            torch.cuda.set_rng_state(ck["cuda_rng"].cpu(), device)
         start_epoch, history = ck["epoch"] + 1, ck["history"]
-        say(f"run {index}: resuming after epoch {ck['epoch']}")
-    store.truncate(start_epoch - 1)
-    for stale in list(run.sub_run(index).glob(".*.tmp")) + list(store.folder.glob(".*.tmp")):
-        stale.unlink(missing_ok=True)  # half-written files of a killed process
+        if main:
+            say(f"run {index}: resuming after epoch {ck['epoch']}")
+    if main:
+        store.truncate(start_epoch - 1)
+        for stale in list(run.sub_run(index).glob(".*.tmp")) + list(store.folder.glob(".*.tmp")):
+            stale.unlink(missing_ok=True)  # half-written files of a killed process
+    net = model
+    if d.active:
+        from torch.nn.parallel import DistributedDataParallel as DDP
 
-    step = Stepper(model, opt, scaler, device, config.augment, aug_gen, use_amp, amp_dtype)
+        if device.type == "cuda":
+            net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # BN statistics over the global batch
+        net = DDP(net, device_ids=[device.index] if device.type == "cuda" else None)
+        # DDP broadcast rank 0's parameters; the shared checkpoint made the optimiser states equal
+    step = Stepper(net, opt, scaler, device, config.augment, aug_gen, use_amp, amp_dtype, d.rank, d.world)
     saver = CheckpointWriter()
     n_batches = _batches(n, config.batch_size)
+    if d.active and n // n_batches < 2 * d.world:
+        raise RunError(f"batches of {n // n_batches} images cannot be split over {d.world} processes "
+                       f"(each needs at least 2 for BatchNorm); raise --batch-size to at least {2 * d.world}")
     bar = None
     if progress_bar:
         from tqdm import tqdm
@@ -397,22 +517,40 @@ def _train_one(run: Run, config: TrainConfig, prep: Prepared, aux: np.ndarray, i
         bar = tqdm(total=(config.epochs - start_epoch + 1) * n_batches, unit="batch", file=sys.stderr,
                    desc=f"run {index}/{config.runs}", dynamic_ncols=True)
     epoch_times = [h["seconds"] for h in history]
+    # batches still to train in this whole run (this sub-run and the complementary ones after it)
+    batches_left = (config.epochs - start_epoch + 1 + (config.runs - index) * config.epochs) * n_batches
+    sync = torch.cuda.synchronize if device.type == "cuda" else None  # GPU work is asynchronous
+    early = EarlyEstimate(batches_left, sync=sync) if main and not epoch_times else None
     try:
         for epoch in range(start_epoch, config.epochs + 1):
             t0 = time.time()
-            run.update_status(phase=f"training run {index}/{config.runs}", run_index=index, epoch=epoch - 1)
+            if main:
+                run.update_status(phase=f"training run {index}/{config.runs}", run_index=index, epoch=epoch - 1)
             perm = torch.randperm(n, generator=order_gen)
 
             def on_batch() -> None:
                 if bar is not None:
                     bar.update(1)
-                _check_stop()
+                if early is not None and not early.done:
+                    eta = early.batch_done()
+                    if eta is not None:
+                        run.update_status(eta_seconds=eta, eta_from="first batches")
+                        msg = (f"estimated training time: about {_fmt_duration(eta)} "
+                               f"({config.runs - index + 1} × {config.epochs} epochs of {n_batches} batches, "
+                               f"{early.seconds_per_batch:.2f} s per batch so far)")
+                        say(msg)
+                _any_stop(d, device)
 
-            loss_v, acc_v = step.epoch(images, y_all, perm, n_batches,
+            loss_v, acc_v = step.epoch(feed, y_all, perm, n_batches,
                                        recorder if config.record == "train" else None, on_batch)
             sched.step()
             if config.record == "eval":
-                _eval_pass(model, images, y_all, recorder, config, device, use_amp, amp_dtype)
+                _eval_pass(model, feed, y_all, recorder, config, device, use_amp, amp_dtype, d)
+            if d.active:
+                recorder.reduce()  # every sample's logits from the one process that trained on it
+            if not main:
+                recorder.reset()
+                continue
             stats, probs = recorder.finalize()
             seconds = time.time() - t0
             history.append({"run": index, "epoch": epoch, "loss": loss_v, "accuracy": acc_v, "seconds": seconds,
@@ -430,7 +568,7 @@ def _train_one(run: Run, config: TrainConfig, prep: Prepared, aux: np.ndarray, i
             eta = float(np.mean(epoch_times[-5:])) * remaining
             all_history = [h for h in run.status().get("history", []) if h["run"] != index] + history
             run.update_status(epoch=epoch, run_index=index, loss=loss_v, accuracy=acc_v, eta_seconds=eta,
-                              history=all_history, phase=f"training run {index}/{config.runs}")
+                              eta_from="epoch times", history=all_history, phase=f"training run {index}/{config.runs}")
             if bar is not None:
                 bar.set_postfix(loss=f"{loss_v:.3f}", acc=f"{acc_v:.3f}")
             else:
@@ -441,7 +579,63 @@ def _train_one(run: Run, config: TrainConfig, prep: Prepared, aux: np.ndarray, i
     saver.wait()
     if bar is not None:
         bar.close()
-    run.mark_done(index)
+    if main:
+        run.mark_done(index)
+    if d.active:  # the others wait until the checkpoint and records of the last epoch are written
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+class EarlyEstimate:
+    """The training time left, estimated from the first batches of a run (before any epoch
+    has finished): the mean time of batches 2 … ``measure + 1`` (the first one pays for
+    warm-up) times the batches left. ``sync`` waits for queued device work before a clock
+    is read (``torch.cuda.synchronize``; twice per run)."""
+
+    def __init__(self, batches_left: int, measure: int = 5, sync: Callable[[], None] | None = None):
+        self.sync = sync
+        self.left = batches_left
+        self.measure = max(1, min(measure, batches_left - 1))
+        self.count = 0
+        self.t_first: float | None = None
+        self.seconds_per_batch = float("nan")
+        self.done = batches_left < 2
+
+    def batch_done(self) -> float | None:
+        """Call after each batch; returns the estimate (seconds) once, when it is known."""
+        self.count += 1
+        if self.count == 1 or self.count - 1 >= self.measure:
+            if self.sync is not None:
+                self.sync()
+        if self.count == 1:
+            self.t_first = time.perf_counter()
+            return None
+        if self.count - 1 < self.measure:
+            return None
+        self.done = True
+        self.seconds_per_batch = (time.perf_counter() - self.t_first) / (self.count - 1)
+        return self.seconds_per_batch * (self.left - self.count)
+
+
+def _fmt_duration(seconds: float) -> str:
+    s = int(round(seconds))
+    if s >= 3600:
+        return f"{s // 3600} h {s % 3600 // 60:02d} min"
+    return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
+
+
+def _record_weights(run: Run, info: dict, say: Callable[[str], None]) -> None:
+    """Write what the model was initialised from into the run's config and status."""
+    cfg = run.config()
+    if cfg.get("weights_loaded") != info:
+        cfg["weights_loaded"] = info
+        run.write_config(cfg)
+    run.update_status(weights_loaded=info)
+    if info.get("source") == "random":
+        say("model initialised from random weights")
+    else:
+        say(f"model initialised from {info.get('tag') or 'the file'} {info['file']} (sha256 {info['sha256']}…)")
 
 
 def _detached_copy(obj):
@@ -495,7 +689,14 @@ class CheckpointWriter:
 
 @dataclass
 class Stepper:
-    """One epoch of SGD over the in-memory uint8 images, optionally feeding a recorder."""
+    """One epoch of SGD over the decoded images, optionally feeding a recorder.
+
+    In a multi-process run (``world`` > 1) every global batch is split into ``world``
+    contiguous parts and this process (``rank``) trains on its part: every sample is seen by
+    exactly one process per epoch, with no sampler padding. Augmentation uniforms are
+    drawn for the whole global batch, and the loss is weighted by the part's share, so each
+    sample gets the augmentation and the gradient weight it would get in one process.
+    """
 
     model: torch.nn.Module
     opt: torch.optim.Optimizer
@@ -505,23 +706,34 @@ class Stepper:
     aug_gen: torch.Generator
     use_amp: bool = False
     amp_dtype: torch.dtype = torch.bfloat16
+    rank: int = 0
+    world: int = 1
 
-    def epoch(self, images: torch.Tensor, y_all: torch.Tensor, order: torch.Tensor, n_batches: int,
+    def epoch(self, feed: feed_mod.ImageFeed, y_all: torch.Tensor, order: torch.Tensor, n_batches: int,
               recorder: Recorder | None = None, on_batch: Callable[[], None] | None = None) -> tuple[float, float]:
         """Train over ``order`` split into ``n_batches`` near-equal batches (never a batch of
-        one, which BatchNorm cannot train on); returns mean loss and accuracy."""
+        one, which BatchNorm cannot train on); returns mean loss and accuracy over all of
+        ``order`` (summed over the processes)."""
         self.model.train()
         total_loss = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.int64)
-        for idx_cpu in torch.tensor_split(order, n_batches):
+        batches = torch.tensor_split(order, n_batches)
+        parts = [shard(b, self.rank, self.world) for b in batches]
+        for b, (lo, _), (idx_cpu, x) in zip(batches, parts, feed.batches([idx for _, idx in parts])):
+            rand = None
+            if self.augment != "none":
+                rand = torch.rand((len(b), 6), generator=self.aug_gen, device=self.aug_gen.device)
+                rand = rand[lo:lo + len(idx_cpu)]
             idx = idx_cpu.to(self.device, non_blocking=True)
-            x = augment_batch(_gather(images, idx_cpu, idx, self.device), self.augment, self.aug_gen)
+            x = augment_batch(x, self.augment, self.aug_gen, rand)
             y = y_all[idx]
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
                 logits = self.model(x)
                 loss = F.cross_entropy(logits.float(), y)
+            # DDP averages gradients over processes: weight the part so the sum is the global mean
+            objective = loss * (len(idx) * self.world / len(b)) if self.world > 1 else loss
             self.opt.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
+            self.scaler.scale(objective).backward()
             self.scaler.step(self.opt)
             self.scaler.update()
             if recorder is not None:
@@ -530,39 +742,36 @@ class Stepper:
             correct += (logits.detach().argmax(1) == y).sum()
             if on_batch is not None:
                 on_batch()
+        if self.world > 1:
+            import torch.distributed as dist
+
+            both = torch.stack([total_loss.double(), correct.double()])
+            dist.all_reduce(both)
+            total_loss, correct = both[0], both[1]
         n = len(order)
         return float(total_loss) / n, float(correct) / n
 
 
-def _images_on(device: torch.device, images: np.ndarray) -> torch.Tensor:
-    """The uint8 image cache on the training device (GPU if it fits comfortably)."""
-    t = torch.from_numpy(images)
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        if t.numel() < free * 0.3:
-            return t.to(device)
-        return t.pin_memory()
-    if device.type == "mps":
-        return t.to(device)
-    return t
-
-
-def _gather(images: torch.Tensor, idx_cpu: torch.Tensor, idx: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """A batch of images as floats in [0, 1] on ``device``, wherever the cache lives."""
-    if images.device.type == device.type:
-        batch = images[idx]
-    else:
-        batch = images[idx_cpu].to(device, non_blocking=True)
-    return batch.float().div_(255)
+def shard(batch: torch.Tensor, rank: int, world: int) -> tuple[int, torch.Tensor]:
+    """The part of ``batch`` that process ``rank`` of ``world`` trains on, and its offset:
+    contiguous near-equal parts that together are exactly ``batch``."""
+    if world == 1:
+        return 0, batch
+    sizes = [len(p) for p in torch.tensor_split(batch, world)]
+    lo = sum(sizes[:rank])
+    return lo, batch[lo:lo + sizes[rank]]
 
 
 @torch.no_grad()
-def _eval_pass(model, images, y_all, recorder, config, device, use_amp, amp_dtype) -> None:
-    """Record logits without augmentation, in eval mode (the optional record source)."""
+def _eval_pass(model, feed, y_all, recorder, config, device, use_amp, amp_dtype, d: Dist | None = None) -> None:
+    """Record logits without augmentation, in eval mode (the optional record source); each
+    process of a multi-process run records its shard."""
+    d = d or Dist()
     model.eval()
     n = len(y_all)
-    for idx_cpu in torch.tensor_split(torch.arange(n), _batches(n, config.batch_size)):
+    batches = [shard(b, d.rank, d.world)[1] for b in torch.tensor_split(torch.arange(n), _batches(n, config.batch_size))]
+    for idx_cpu, x in feed.batches(batches):
         idx = idx_cpu.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-            logits = model(_gather(images, idx_cpu, idx, device))
+            logits = model(x)
         recorder.update(logits, y_all[idx], idx)

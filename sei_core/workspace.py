@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .files import atomic_write_bytes
+from .labels import TableError, read_truth, source_kind
 from .review import is_read_only
 from .runs import Run, list_runs
 
@@ -173,8 +174,8 @@ def new_run_name(data_path: str | Path, model: str, folder: Path | None = None) 
 # -- the label file a run is reviewed against ---------------------------------------------
 
 def is_csv_data(run: Run) -> bool:
-    data = Path(run.config().get("data", ""))
-    return data.is_file() and data.suffix.lower() not in (".npz",)
+    """True if ``run`` trained on a label file (not an image folder or ``.npz``)."""
+    return source_kind(run.config().get("data", "")) == "csv"
 
 
 def review_label_file(run: Run) -> Path:
@@ -188,7 +189,7 @@ def review_label_file(run: Run) -> Path:
     """
     data = Path(run.config().get("data", ""))
     target = run.path / REVIEW_LABEL_FILE
-    if data.is_file() and data.suffix.lower() != ".npz":
+    if source_kind(data) == "csv":
         if not is_read_only(data):
             return data
         if not target.is_file():  # a read-only label file: review a working copy of it
@@ -229,7 +230,7 @@ def request_review(run: Run, sample_id: str) -> list[str]:
 def truth_file(data_path: str | Path) -> Path | None:
     """``truth.csv`` (or ``<stem>.truth.csv``) beside a label file, if there is one."""
     p = Path(data_path)
-    if not p.is_file() or p.suffix.lower() == ".npz":
+    if source_kind(p) != "csv":
         return None
     for cand in (p.with_name(f"{p.stem}.truth.csv"), p.with_name("truth.csv")):
         if cand.is_file():
@@ -240,21 +241,20 @@ def truth_file(data_path: str | Path) -> Path | None:
 def load_truth(data_path: str | Path, ids: list[str]) -> np.ndarray | None:
     """Boolean ``is_noisy`` per sample id from the data set's truth file, or None.
 
-    The truth file has columns ``path`` and ``is_noisy`` (1/0 or True/False), as written
-    by ``sample_data/make_sample_data.py`` and :func:`sei_core.noise.write_noisy_label_file`.
-    Returns None when there is no truth file or it does not cover every sample.
+    The truth file has columns ``path`` and ``is_noisy`` (read by
+    :func:`sei_core.labels.read_truth`: 1/true/yes mean noisy), as written by
+    ``sample_data/make_sample_data.py`` and :func:`sei_core.bench.noise.write_noisy_label_file`.
+    Returns None when there is no truth file, it cannot be read, or it does not cover every sample.
     """
     f = truth_file(data_path)
     if f is None:
         return None
     try:
-        with open(f, newline="", encoding="utf-8-sig") as fh:
-            rows = {r["path"]: r["is_noisy"] for r in csv.DictReader(fh)}
-    except (OSError, KeyError, csv.Error, UnicodeDecodeError):
+        noisy = read_truth(f)
+    except TableError:
         return None
-    truthy = {"1", "true", "yes", "y", "t"}
     try:
-        return np.array([(rows[i] or "").strip().lower() in truthy for i in ids], dtype=bool)
+        return np.array([noisy[i] for i in ids], dtype=bool)
     except KeyError:
         return None
 

@@ -4,6 +4,8 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a hub download attempt must fail at once
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# pretrained weights: an empty folder of the test session's own, never the user's cache
+os.environ.setdefault("SEI_WEIGHTS_DIR", __import__("tempfile").mkdtemp(prefix="sei-weights-"))
 
 from pathlib import Path  # noqa: E402
 
@@ -96,23 +98,9 @@ def app_env(tiny_data, trained_run, tmp_path, monkeypatch):
 
 @pytest.fixture
 def open_app(app_env, monkeypatch):
-    """``open_app(page=None)``: an AppTest of app.py, run once (and switched to ``page``).
-
-    AppTest forgets before every run that the app uses ``st.navigation`` and, because a
-    ``pages/`` folder exists, starts each run in Streamlit's old pages-directory mode, where
-    the page would rerun itself once (see ``pages/_common.py``) and lose a button click.
-    A server decides this once per process; the tests do as the server does after its first run.
-    """
-    from streamlit.runtime.pages_manager import PagesManager
+    """``open_app(page=None)``: an AppTest of app.py, run once (and switched to ``page``)."""
     from streamlit.testing.v1 import AppTest
 
-    init = PagesManager.__init__
-
-    def init_as_after_navigation(self, *args, **kwargs):
-        init(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init_as_after_navigation)
     root = Path(__file__).resolve().parent.parent
 
     def _open(page: str | None = None):

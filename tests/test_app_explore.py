@@ -43,7 +43,14 @@ def test_every_figure_is_drawn_with_help_and_metrics(open_app, app_env):
         assert words in help_text
     hist = chart_json(charts(at)[0])
     names = {t.get("name") for t in hist["data"]}
-    assert {"flagged · truly mislabeled", "kept · label correct", "threshold"} <= names
+    # every part in the legend (even one with no image in the first class), a named line per run's threshold
+    assert {"flagged · truly mislabeled", "flagged · label correct", "kept · truly mislabeled",
+            "kept · label correct"} <= names
+    assert {f"threshold, run {r}" for r in (1, 2)} & names
+    # binned on the server: bars of counts, never one value per image
+    bars = [t for t in hist["data"] if t["type"] == "bar"]
+    assert bars and all(t["type"] != "histogram" for t in hist["data"])
+    assert sum(values(t["y"]).sum() for t in bars) == int(np.isfinite(s.score).sum())
     # one panel title per class
     assert len([a for a in hist["layout"]["annotations"]]) == len(s.classes)
 
@@ -109,3 +116,22 @@ def test_a_run_without_a_complete_epoch_gives_a_message(open_app, app_env):
     at.switch_page(EXPLORE).run()
     assert not at.exception
     assert at.error and "no" in at.error[0].value.lower()
+
+
+def test_the_class_grid_fits_forty_classes():
+    """Fixed-height panels for any number of classes (Plotly refuses too large a vertical spacing)."""
+    from sei_core import plots
+
+    rng = np.random.default_rng(0)
+    n, k = 4000, 40
+    labels = rng.integers(0, k, n)
+    score = rng.normal(size=n)
+    thr = np.where(rng.random(n) < 0.5, -1.0, -1.2)
+    fig = plots.sei_histograms(score, score < thr, labels, [f"class {c}" for c in range(k)], thr,
+                               rng.random(n) < 0.1, run_thresholds=[-1.0, -1.2])
+    assert len(fig.layout.annotations) == k
+    rows = -(-k // plots.PANEL_COLUMNS)
+    assert fig.layout.height >= rows * plots.PANEL_HEIGHT
+    counted = sum(int(np.sum(t.y)) for t in fig.data if t.type == "bar")
+    assert counted == n
+    assert {"threshold, run 1", "threshold, run 2"} <= {t.name for t in fig.data}

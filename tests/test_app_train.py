@@ -48,7 +48,10 @@ def start(at, name: str, **fields):
 def test_finished_run_shows_its_result_curve_and_the_run_list(open_app, app_env):
     at = open_app(TRAIN)
     assert not at.error
-    assert at.selectbox(key="tr_model").value == "SEI-Tiny-RN"  # the CPU preset
+    from sei_core.config import PRESETS, choose_preset
+
+    assert at.selectbox(key="tr_model").value == PRESETS[choose_preset().preset].settings["model"]  # this machine's
+    assert at.radio(key="tr_preset").value == choose_preset().preset
     assert any("Finished:" in s.value and "flagged" in s.value for s in at.success)
     assert at.get("plotly_chart")  # the training curve
     runs_table = at.dataframe[-1].value

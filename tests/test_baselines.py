@@ -15,7 +15,7 @@ from sei_core.baselines import (
     small_loss_gmm,
 )
 from sei_core.metrics import auroc
-from sei_core.noise import symmetric_noise
+from sei_core.bench.noise import symmetric_noise
 
 
 def test_aum_hand_case():

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from sei_core import bench, cli
-from sei_core.baselines import METHODS, method_names
-from sei_core.crossval import stratified_folds
+from sei_core.methods import COUNT_ESTIMATOR, COUNT_METHOD, METHODS, method_names
+from sei_core.bench.crossval import stratified_folds
 from sei_core.ranking import score_records
 from sei_core.runs import Run
 
@@ -29,17 +29,21 @@ def test_score_records_merges_runs_like_the_paper():
     aux = np.array([[True, False, False, False], [False, True, False, False]])
     r1 = _rec([[1.0, -1.0, -0.5, 0.2], [1.0, -1.0, -0.5, 0.2]], np.zeros((2, 4)), labels)
     r2 = _rec([[0.3, 2.0, 0.1, 0.1], [0.3, 2.0, 0.1, 0.1]], np.zeros((2, 4)), labels)
-    ms = score_records([r1, r2], aux, "sei")
+    ms = score_records([r1, r2], aux, "sei", how="first")
     # run 1: SEI [2, -2, -1, .4], threshold = mean over aux {0} = 2
     # run 2: SEI [.6, 4, .2, .2], threshold = mean over aux {1} = 4
     np.testing.assert_allclose(ms.score, [0.6, -2.0, -1.0, 0.4])
     np.testing.assert_allclose(ms.threshold, [4.0, 2.0, 2.0, 2.0])
     assert ms.flagged.tolist() == [True, True, True, True]
     assert ms.source_run.tolist() == [1, 0, 0, 0] and ms.run_thresholds == [2.0, 4.0]
+    # the released code's merge (the default): samples 2 and 3 kept their label in both runs
+    ms = score_records([r1, r2], aux, "sei")
+    np.testing.assert_allclose(ms.score, [0.6, -2.0, -0.4, 0.3])
+    np.testing.assert_allclose(ms.threshold, [4.0, 2.0, 3.0, 3.0])
     # a method with its own threshold rule: AUM's 99th percentile of the aux samples
     r1["margin"] = np.array([[3.0, -1.0, 0.5, 2.0], [1.0, -1.0, 0.5, 2.0]])
     r2["margin"] = np.array([[0.0, 1.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]])
-    ms = score_records([r1, r2], aux, "aum_p99")
+    ms = score_records([r1, r2], aux, "aum_p99", how="first")
     np.testing.assert_allclose(ms.score, [0.0, -1.0, 0.5, 2.0])
     assert ms.run_thresholds == pytest.approx([2.0, 1.0])
     assert ms.flagged.tolist() == [True, True, True, False]
@@ -125,9 +129,9 @@ def test_prepare_source_subset_and_its_record(tiny_data, tmp_path):
     again = bench.prepare_source(tiny_data, tmp_path / "b", max_samples=20)
     assert list(again.table["path"]) == list(sub.table["path"])
     spec = bench.BenchSpec(data=[str(tiny_data)], max_samples=20, train={"epochs": 1})
-    bench._check_bench_json(tmp_path / "b", spec)
+    bench.grid._check_bench_json(tmp_path / "b", spec)
     with pytest.raises(bench.BenchError, match="max samples 20"):
-        bench._check_bench_json(tmp_path / "b", bench.BenchSpec(data=[str(tiny_data)], train={"epochs": 1}))
+        bench.grid._check_bench_json(tmp_path / "b", bench.BenchSpec(data=[str(tiny_data)], train={"epochs": 1}))
     with pytest.raises(bench.BenchError, match="max-samples"):
         bench.BenchSpec(data=["x"], folds=5, max_samples=6).validate()
 
@@ -146,8 +150,15 @@ def test_sei_bench_end_to_end_and_resumable(tiny_bench, tiny_data, tiny_train, c
     out = tiny_bench
     name = bench.dataset_name(tiny_data)
     res = pd.read_csv(out / "results.csv")
-    assert set(res["method"]) == set(method_names())  # every method, confident learning included
-    assert len(res) == len(method_names())
+    # every method with its own rule and with the count rule, confident learning included
+    assert set(res["method"]) == set(method_names(bench.BENCH_RULES))
+    assert len(res) == len(method_names(bench.BENCH_RULES)) and "sei@count" in set(res["method"])
+    counts = bench.load_counts(out)
+    assert set(zip(counts["estimator"], counts["scores"])) == set(bench.COUNT_ESTIMATES)
+    assert (counts["n_noisy"] == 12).all() and (counts["low"] <= counts["high"]).all()
+    # the count rule flags as many as the app's estimate says
+    est = counts.set_index(["estimator", "scores"]).loc[(COUNT_ESTIMATOR, COUNT_METHOD), "count"]
+    assert (res[res["method"].str.endswith("@count")]["flagged"] == round(est)).all()
     assert (res[["dataset", "noise", "rate", "seed"]].drop_duplicates().values.tolist()
             == [[name, "symmetric", 0.25, 0]])
     for m in bench.METRICS:
@@ -245,3 +256,24 @@ def test_score_run_accepts_a_method(tiny_bench, tiny_data):
 
     assert auroc(a.score, truth) == pytest.approx(rows.loc["aum", "auroc"])
     assert set(METHODS) <= set(method_names())
+
+
+def test_results_api_reads_a_bench_folder_without_knowing_its_layout(tmp_path):
+    assert bench.settings(tmp_path) == {} and bench.load_counts(tmp_path).empty
+    before = bench.stamp(tmp_path)
+    cell = bench.cell_folder(tmp_path, "d", "symmetric", 0.2, 0)
+    rows = pd.DataFrame([{"dataset": "d", "noise": "symmetric", "rate": 0.2, "seed": 0, "method": "sei", "f1": 0.5}])
+    bench.results.write_csv(rows, cell / "results.csv")
+    counts = pd.DataFrame([
+        {"dataset": "d", "noise": "symmetric", "rate": 0.2, "seed": 0, "estimator": "bbe", "scores": "confidence",
+         "count": 110.0, "low": 90.0, "high": 130.0, "n_noisy": 100, "n_samples": 500},
+        {"dataset": "d", "noise": "symmetric", "rate": 0.4, "seed": 0, "estimator": "bbe", "scores": "confidence",
+         "count": 150.0, "low": 160.0 - 20, "high": 170.0, "n_noisy": 200, "n_samples": 500}])
+    bench.results.write_csv(counts[:1], cell / "counts.csv")
+    bench.results.write_csv(counts[1:], bench.cell_folder(tmp_path, "d", "symmetric", 0.4, 0) / "counts.csv")
+    assert bench.stamp(tmp_path) != before
+    assert bench.load_results(tmp_path)["method"].tolist() == ["sei"]
+    assert len(bench.load_counts(tmp_path)) == 2
+    t = bench.count_errors_table(bench.load_counts(tmp_path)).iloc[0]
+    assert t["cells"] == 2 and t["mare"] == pytest.approx((0.1 + 0.25) / 2)
+    assert t["bias"] == pytest.approx((0.1 - 0.25) / 2) and t["within_15"] == 1 and t["covered"] == 1

@@ -155,3 +155,56 @@ def test_missing_source(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         dataset.load(tmp_path / "nope.csv")
     shutil.rmtree(tmp_path)
+
+
+def test_every_problem_of_rows_and_images_comes_in_one_report(tmp_path):
+    f = _csv(tmp_path, "path,label\na.png,\nb.png,y\nmissing.png,x\nbroken.png,y\nc.png,x\n")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    with pytest.raises(DataError) as e:
+        dataset.load(f)
+    wheres = [p.where for p in e.value.problems]
+    assert wheres == ["labels.csv line 2", "labels.csv line 4 (missing.png)", "labels.csv line 5 (broken.png)"]
+    with pytest.raises(DataError) as e:  # leaving unreadable images out does not hide a bad row
+        dataset.load(f, skip_unreadable=True)
+    assert len(e.value.problems) == 3
+
+
+def test_two_spellings_of_one_file_with_different_labels_are_refused(tmp_path):
+    _img(tmp_path / "images" / "x.png")
+    f = _csv(tmp_path, "path,label\n./images/x.png,nevus\na.png,melanoma\nimages/x.png,melanoma\n")
+    with pytest.raises(DataError, match=r"line 4: 'images/x.png' is the same file as './images/x.png' on line 2, "
+                                        r"but labelled 'melanoma' there 'nevus'"):
+        dataset.load(f)
+
+
+def test_near_duplicates_case_variants_and_lonely_classes_are_warned_about(tmp_path):
+    _img(tmp_path / "images" / "x.png")
+    f = _csv(tmp_path, "path,label\n./images/x.png,nevus\nimages/x.png,nevus\na.png,Nevus\nb.png,NEVUS\n"
+                       "c.png,melanoma\nd.png,melanoma\n")
+    ds = dataset.load(f)
+    assert len(ds) == 6 and not ds.problems
+    text = "\n".join(str(w) for w in ds.warnings)
+    assert all(w.severity == "warning" for w in ds.warnings)
+    assert "line 3: 'images/x.png' is the same file as './images/x.png' on line 2" in text
+    assert ("class names differ only in case: 'nevus' (2 rows, first on line 2), 'Nevus' (1 row, first on "
+            "line 4), 'NEVUS' (1 row, first on line 5)") in text
+    assert "labels.csv line 4 (a.png): class of one image: 'Nevus'" in text
+    assert "labels.csv line 5 (b.png): class of one image: 'NEVUS'" in text
+    assert len(ds.warnings) == 4
+
+
+def test_semicolon_file_with_spaces_in_header_and_cells(tmp_path):
+    f = _csv(tmp_path, "path; label\n a.png ;x\nb.png; y\nc.png;x\n")
+    ds = dataset.load(f)
+    assert ds.ids == ["a.png", "b.png", "c.png"] and ds.classes == ["x", "y"]
+
+
+def test_cli_reports_a_failed_training_once(tmp_path, capsys):
+    from sei_core import cli
+
+    f = _csv(tmp_path, "path,label\na.png,\nb.png,y\nmissing.png,x\n")
+    assert cli.main(["train", str(f), "--out", str(tmp_path / "run")]) == 1
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert text.count("line 2: image 'a.png' has an empty label") == 1
+    assert text.count("line 4 (missing.png)") == 1

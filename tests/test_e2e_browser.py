@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -100,9 +101,52 @@ def screenshot(page, path: Path) -> None:
 
 
 def goto(page, title: str) -> None:
-    page.locator('[data-testid="stSidebarNav"]').get_by_text(title, exact=True).click()
+    page.locator('[data-testid="stSidebar"] [data-testid="stPageLink-NavLink"]').get_by_text(title, exact=True).click()
     page.get_by_role("heading", name=title, exact=True).wait_for(timeout=60_000)
     settle(page)
+
+
+def current_image(page) -> str:
+    return page.locator('[data-testid="stHeading"] h3').first.inner_text().strip()
+
+
+def review_steps(page, key: str, n: int) -> list[float]:
+    """Seconds from each key press until another image's name is shown (``n`` decisions)."""
+    times = []
+    for _ in range(n):
+        before = current_image(page)
+        t0 = time.perf_counter()
+        page.keyboard.press(key)
+        page.wait_for_function(
+            "old => { const h = document.querySelector('[data-testid=\"stHeading\"] h3');"
+            " return h && h.innerText.trim() !== old; }", arg=before, polling="raf", timeout=60_000)
+        times.append(time.perf_counter() - t0)
+        settle(page, 0.1)
+    return times
+
+
+def test_a_fresh_server_opens_any_page_by_its_address(server):
+    """Streamlit starts in its pages-directory mode because of pages/; the first request, for
+    /review, must still show app.py's Review page (and its menu), and /data the Data page."""
+    from playwright.sync_api import sync_playwright
+
+    url, _, _ = server
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        try:
+            for path, title in (("/review", "Review"), ("/data", "Data"), ("/explore", "Explore")):
+                page.goto(url + path)
+                page.get_by_role("heading", name=title, exact=True).wait_for(timeout=60_000)
+                settle(page)
+                assert page.get_by_text("Page not found").count() == 0
+                assert page.locator('[data-testid="stSidebarNav"]').count() == 0  # no automatic page list
+                links = page.locator('[data-testid="stSidebar"] [data-testid="stPageLink-NavLink"]')
+                assert [links.nth(i).inner_text().strip().split("\n")[-1] for i in range(5)] == \
+                    ["Data", "Train", "Explore", "Review", "Benchmark"]
+                assert page.locator('[data-testid="stException"]').count() == 0
+        finally:
+            browser.close()
 
 
 def test_train_explore_and_relabel_with_the_keyboard(server):
@@ -154,9 +198,8 @@ def test_train_explore_and_relabel_with_the_keyboard(server):
             goto(page, "Review")
             reviewer = page.get_by_role("textbox", name="Your name")
             reviewer.fill("Dr. E2E")
-            reviewer.press("Enter")
+            reviewer.press("Enter")  # leaves the field: the next key is a shortcut, not a letter of the name
             settle(page)
-            page.evaluate("() => document.activeElement && document.activeElement.blur()")  # leave the text field
             shown = page.locator('[data-testid="stHeading"] h3').first.inner_text().strip()
             before = pd.read_csv(labels, dtype=str, keep_default_na=False).set_index("path")
             path = next(p for p in before.index if p.endswith("/" + shown))
@@ -184,8 +227,26 @@ def test_train_explore_and_relabel_with_the_keyboard(server):
             settle(page, 1.0)
             page.get_by_text("Saved:", exact=False).first.wait_for()
             assert page.locator('[data-testid="stException"]').count() == 0
+            assert reviewer.input_value() == "Dr. E2E"  # the shortcut did not go into the name field
             if SCREENSHOTS:
                 screenshot(page, shots / "review.png")
+
+            # the review step: key press to the next image, over many decisions (printed, not asserted)
+            page.locator('[data-testid="stSelectbox"]').filter(has_text="Show").click()
+            page.get_by_role("option", name="all", exact=True).click()
+            settle(page)
+            times = review_steps(page, "Y", 20)
+            print(f"\nreview step, key press to the next image: median {1000 * statistics.median(times):.0f} ms "
+                  f"over {len(times)} decisions (min {1000 * min(times):.0f}, max {1000 * max(times):.0f})")
+            assert len(ReviewStore(labels).decisions()) == 1 + len(times)
+            assert page.locator('[data-testid="stException"]').count() == 0
+
+            # a new visit remembers the reviewer (localStorage, brought back as ?reviewer=)
+            page.goto(url + "/review")
+            page.get_by_role("heading", name="Review", exact=True).wait_for(timeout=60_000)
+            settle(page)
+            page.wait_for_function("() => document.querySelector('input[aria-label=\"Your name\"]')?.value"
+                                   " === 'Dr. E2E'", timeout=30_000)
 
             # Benchmark: the run's flags scored against the sample data's truth file, every method
             goto(page, "Benchmark")

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sei_core.noise import (
+from sei_core.bench.noise import (
     confusion_calibrated_noise,
     confusion_matrix,
     n_corrupted,

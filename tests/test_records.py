@@ -12,7 +12,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from sei_core.baselines import METHODS
+from sei_core.methods import METHODS
 from sei_core.ranking import load_run, method_scores, score_records, score_run
 from sei_core.records import MANIFEST, Columns, RecordStore, sample_range
 from sei_core.runs import Run

@@ -349,11 +349,12 @@ def test_reviewer_required(store: ReviewStore) -> None:
 
 
 @pytest.mark.parametrize("text, needle", [
-    ("path,klass\na.png,cat\n", r"no 'label' column.*\['path', 'klass'\]"),
-    ("file,label\na.png,cat\n", r"no 'path' column"),
+    ("path,klass\na.png,cat\n", r"no column 'label'; its columns are 'path', 'klass'"),
+    ("file,label\na.png,cat\n", r"no column 'path'"),
     ("", "empty"),
     ("path,label\na.png,cat\na.png,dog\n", "more than once"),
-    ("path,label\na.png,cat,extra\n", "well-formed"),
+    (" path ,label\na.png,cat\n a.png ,dog\n", "more than once"),
+    ("path,label\na.png,cat,extra\n", "line 2: has 3 fields but the header has 2"),
 ])
 def test_bad_label_file(tmp_path: Path, text: str, needle: str) -> None:
     with pytest.raises(LabelFileError, match=needle):
@@ -368,26 +369,33 @@ def test_missing_label_file(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- atomicity
 
 
-def test_csv_write_failure_rolls_back_db(store: ReviewStore, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_label_file_write_failure_keeps_the_decision_pending(store: ReviewStore,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     store.confirm("a.png", "ann", expected_label="cat")
     before = store.label_file.read_bytes()
-    real = review.atomic_write_bytes
+    real = review.atomic_write
 
-    def failing(target: Path, data: bytes) -> None:
-        if target == store.label_file:
+    def failing(target: Path, write) -> None:
+        if Path(target) == store.label_file:
             raise OSError("disk full")
-        real(target, data)
+        real(target, write)
 
-    monkeypatch.setattr(review, "atomic_write_bytes", failing)
-    with pytest.raises(LabelFileError, match="disk full"):
+    monkeypatch.setattr(review, "atomic_write", failing)
+    with pytest.raises(LabelFileError, match="disk full.*saved in the decision log"):
         store.relabel("b.png", "cat", "ann", expected_label="dog")
-    assert store.label_file.read_bytes() == before
-    assert len(db_rows(store)) == 1
+    assert store.label_file.read_bytes() == before  # the file is whole and unchanged
+    assert [r["applied"] for r in db_rows(store)] == [1, 0] and store.pending() == 1
     assert not list(store.label_file.parent.glob(".labels.csv.*.tmp"))
+    # what the store answers already includes the logged decision
+    assert store.status_table().set_index("path").loc["b.png", "label"] == "cat"
+    with pytest.raises(ConflictError):
+        store.relabel("b.png", "cat", "bob", expected_label="dog")
 
-    monkeypatch.setattr(review, "atomic_write_bytes", real)
-    d = store.relabel("b.png", "cat", "ann", expected_label="dog")
-    assert d.id == 2
+    monkeypatch.setattr(review, "atomic_write", real)
+    assert store.flush() == 1
+    assert rows(store.label_file)["b.png"]["label"] == "cat" and store.pending() == 0
+    d = store.confirm("b.png", "ann", expected_label="cat", expected_status="relabeled")
+    assert (d.id, d.old_label, d.old_status) == (3, "cat", "relabeled")
 
 
 def _worker(label_file: str, paths: list[str], reviewer: str, barrier) -> None:

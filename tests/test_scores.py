@@ -67,12 +67,25 @@ def test_aux_sets_are_disjoint_and_sized():
 def test_combine_runs_scores_every_sample_from_a_run_where_it_kept_its_label():
     scores = np.array([[1.0, 2.0, 3.0], [10.0, 20.0, 30.0]])
     aux = np.array([[True, False, False], [False, True, False]])
-    score, thr, src = S.combine_runs(scores, np.array([-1.0, -2.0]), aux)
+    score, thr, src = S.combine_runs(scores, np.array([-1.0, -2.0]), aux, how="first")
     assert score.tolist() == [10.0, 2.0, 3.0]
     assert thr.tolist() == [-2.0, -1.0, -1.0]
     assert src.tolist() == [1, 0, 0]
     score, _, src = S.combine_runs(scores[:1], np.array([-1.0]), aux[:1])
     assert math.isnan(score[0]) and src[0] == -1
+    with pytest.raises(ValueError, match="how"):
+        S.combine_runs(scores, np.array([-1.0, -2.0]), aux, how="max")
+
+
+def test_combine_runs_averages_the_runs_where_a_sample_kept_its_label():
+    # the released code's merge: a sample ordinary in both runs gets the mean of its two
+    # scores and of the two runs' thresholds; one auxiliary in a run takes the other's
+    scores = np.array([[1.0, 2.0, 3.0], [10.0, 20.0, 30.0]])
+    aux = np.array([[True, False, False], [False, True, False]])
+    score, thr, src = S.combine_runs(scores, np.array([-1.0, -2.0]), aux)
+    assert score.tolist() == [10.0, 2.0, 16.5]
+    assert thr.tolist() == [-2.0, -1.0, -1.5]
+    assert src.tolist() == [1, 0, 0]
 
 
 def test_suggested_label_is_most_frequent_recent_prediction():

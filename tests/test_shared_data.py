@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sei_core import dataset, noise
+from sei_core import dataset
+from sei_core.bench import noise
 from sei_core.metrics import auroc
 from sei_core.ranking import score_run
 from sei_core.train import TrainConfig, train

@@ -23,10 +23,11 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import dataset as ds_mod
-from .models import build_model
-from .files import atomic_write
-from .train import Stepper, TrainConfig, _batches, _gather, _images_on, pick_device
+from .. import dataset as ds_mod
+from .. import feed as feed_mod
+from ..models import build_model
+from ..files import atomic_write
+from ..train import Stepper, TrainConfig, _batches, pick_device
 
 
 @dataclass
@@ -96,16 +97,13 @@ def cross_val_probs(
     images, problems = ds_mod.decode_images(data, config.image_size, workers=config.workers,
                                             cache_dir=config.cache_dir or out / "cache",
                                             skip_unreadable=config.skip_unreadable)
+    rows = None
     if problems:
         bad = {p.where for p in problems}
         keep = [i for i in range(len(data)) if data.where(i) not in bad]
-        data, images = ds_mod.subset(data, keep), images[keep]
+        data, rows = ds_mod.subset(data, keep), np.asarray(keep, dtype=np.int64)
     n, k = len(data), len(data.classes)
-    base = data.prompts()
-    prompts = ds_mod.Prompts(template=config.template or base.template,
-                             aux_prompt=config.aux_prompt or base.aux_prompt,
-                             per_class={**base.per_class, **config.per_class_prompts})
-    class_prompts = prompts.for_classes(data.classes)[:k]  # no auxiliary class here
+    class_prompts = config.resolve_prompts(data.prompts()).for_classes(data.classes)[:k]  # no auxiliary class here
 
     fold_file = out / "folds.npy"
     if fold_file.is_file() and len(np.load(fold_file)) == n:
@@ -114,6 +112,7 @@ def cross_val_probs(
         fold = stratified_folds(data.labels, folds, seed=config.seed)
         atomic_write(fold_file, lambda f: np.save(f, fold))
     device = pick_device(config.device)
+    feed = feed_mod.ImageFeed(images, device, feed_mod.memory_budget(config.memory_budget), rows=rows)
     probs = np.zeros((n, k), dtype=np.float64)
     seconds = 0.0
     for f in range(int(fold.max()) + 1):
@@ -126,7 +125,7 @@ def cross_val_probs(
         t0 = time.time()
         train_idx, test_idx = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
         log(f"fold {f + 1}/{int(fold.max()) + 1}: training on {len(train_idx)}, predicting {len(test_idx)}")
-        p = _fit_predict(config, class_prompts, images, data.labels, train_idx, test_idx, device, f)
+        p = _fit_predict(config, class_prompts, feed, data.labels, train_idx, test_idx, device, f)
         dt = time.time() - t0
         probs[test_idx] = p
         seconds += dt
@@ -135,7 +134,29 @@ def cross_val_probs(
                           probs=probs, fold=fold, seconds=seconds)
 
 
-def _fit_predict(config: TrainConfig, prompts: list[str], images: np.ndarray, labels: np.ndarray,
+def saved_probs(out: str | Path, n: int) -> np.ndarray | None:
+    """The out-of-sample probabilities a finished :func:`cross_val_probs` saved in ``out``
+    (rows in the data file's order), or None while any fold is missing."""
+    out = Path(out)
+    fold_file = out / "folds.npy"
+    if not fold_file.is_file():
+        return None
+    fold = np.load(fold_file)
+    if len(fold) != n:
+        return None
+    probs = None
+    for f in range(int(fold.max()) + 1):
+        path = out / f"fold_{f + 1}.npz"
+        if not path.is_file():
+            return None
+        with np.load(path) as z:
+            if probs is None:
+                probs = np.zeros((n, z["probs"].shape[1]))
+            probs[z["idx"]] = z["probs"]
+    return probs
+
+
+def _fit_predict(config: TrainConfig, prompts: list[str], feed: feed_mod.ImageFeed, labels: np.ndarray,
                  train_idx: np.ndarray, test_idx: np.ndarray, device: torch.device, f: int) -> np.ndarray:
     """Train on ``train_idx`` with the schedule of ``config``; softmax of ``test_idx``."""
     seed = config.seed * 1000 + 100 + f
@@ -149,20 +170,19 @@ def _fit_predict(config: TrainConfig, prompts: list[str], images: np.ndarray, la
     use_amp = config.amp and device.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-    imgs = _images_on(device, images)
     y_all = torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(device)
     step = Stepper(model, opt, scaler, device, config.augment, aug_gen, use_amp, amp_dtype)
     train_t = torch.from_numpy(train_idx)
     n_batches = _batches(len(train_idx), config.batch_size)
     for _ in range(config.epochs):
-        step.epoch(imgs, y_all, train_t[torch.randperm(len(train_idx), generator=order_gen)], n_batches)
+        step.epoch(feed, y_all, train_t[torch.randperm(len(train_idx), generator=order_gen)], n_batches)
         sched.step()
     model.eval()
     out = []
     with torch.no_grad():
-        for idx_cpu in torch.tensor_split(torch.from_numpy(test_idx), _batches(len(test_idx), config.batch_size)):
-            idx = idx_cpu.to(device, non_blocking=True)
+        test_batches = torch.tensor_split(torch.from_numpy(test_idx), _batches(len(test_idx), config.batch_size))
+        for _, x in feed.batches(test_batches):
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                logits = model(_gather(imgs, idx_cpu, idx, device))
+                logits = model(x)
             out.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
     return np.concatenate(out).astype(np.float64)

@@ -6,11 +6,13 @@ The grid is data set × noise type × noise rate × seed. One *cell* of it:
    confusion-calibrated from a reference classifier's out-of-sample confusion matrix, eq. 5
    of the paper) and writes the noisy label file and a truth file;
 2. trains one SEI run (two complementary runs with auxiliary samples) on the noisy labels;
-3. scores that run with every record-based method of :data:`sei_core.baselines.METHODS`
+3. scores that run with every record-based method of :data:`sei_core.methods.METHODS`
    (SEI, its variants and ablations, AUM, mistakenness, small-loss GMM), each merged across
-   the complementary runs by :func:`sei_core.ranking.score_records`;
+   the complementary runs by :func:`sei_core.ranking.score_records` and flagged by its own
+   rule and by the error count's (``name@count``), and estimates the number of mislabeled
+   samples with every estimator of :mod:`sei_core.count`;
 4. trains ``k`` cross-validation models on the same noisy labels for Confident Learning
-   (:mod:`sei_core.crossval`), if that method is asked for;
+   (:mod:`sei_core.bench.crossval`), if that method is asked for;
 5. compares every flag set and ranking with the truth (:mod:`sei_core.metrics`) and writes
    one row per method.
 
@@ -28,20 +30,19 @@ reused. Layout of a bench directory::
         run/                   the SEI run (sei_core.runs layout; checkpoints removed when done)
         cv/                    the cross-validation folds of Confident Learning
         results.csv            this cell's rows
+        counts.csv             every error-count estimate beside the true count
     results.csv  results.md  plots/   everything gathered (rewritten after every cell)
 
 A MedMNIST ``.npz`` is turned into PNG files once per benchmark (lossless, the same pixels
 the ``.npz`` loader would give), so every data set is benchmarked through the same label-CSV
 path and every noisy label file is an ordinary CSV.
 
-:func:`load_results` reads the rows back (for the app); :func:`summarize`,
-:func:`markdown_report` and :func:`figures` turn them into tables and plots.
+Reading the rows back and reporting them is :mod:`sei_core.bench.results`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import os
 import re
@@ -55,25 +56,25 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from . import dataset as ds_mod
-from .baselines import METHODS, OUT_OF_SAMPLE_METHODS, confident_learning, method_names
-from .metrics import detection_report
+from .. import dataset as ds_mod
+from ..baselines import confident_learning
+from ..files import atomic_write
+from ..count import cleanlab_count
+from ..methods import METHODS, method_names, split_variant, threshold_text, variant
+from ..metrics import detection_report
+from ..runs import Run
 from .noise import confusion_calibrated_noise, confusion_matrix, symmetric_noise, write_noisy_label_file
-from .files import atomic_write
-from .runs import Run
+from ..labels import read_truth
+from .results import COUNT_COLUMNS, RESULT_COLUMNS, write_csv as _write_csv, write_report, write_results
 
 NOISE_TYPES = ("symmetric", "confusion")
 DEFAULT_RATES = (0.1, 0.2, 0.3, 0.4, 0.5)
 DEFAULT_SEEDS = (0, 1, 2)
-#: Metrics of a result row: of the flagged set (F1 first: the primary one), then of the ranking.
-METRICS = ("f1", "precision", "recall", "auroc", "ap")
-RESULT_COLUMNS = [
-    "dataset", "noise", "rate", "seed", "method", "f1", "precision", "recall", "auroc", "ap",
-    "flagged", "wall_seconds", "n_samples", "n_noisy", "train_seconds", "score_seconds",
-    "threshold_rule",
-]
+#: Threshold rules every record-based method is measured with (``name`` and ``name@count``).
+BENCH_RULES = ("own", "count")
 #: Training settings that must not change between calls on one bench directory.
-_TRAIN_KEYS_IGNORED = ("data", "seed", "device", "workers", "cache_dir", "classes")
+_TRAIN_KEYS_IGNORED = ("data", "seed", "device", "workers", "cache_dir", "classes", "memory_budget")
+
 
 
 class BenchError(Exception):
@@ -89,7 +90,7 @@ class BenchSpec:
     noise: list[str] = field(default_factory=lambda: ["symmetric"])
     rates: list[float] = field(default_factory=lambda: list(DEFAULT_RATES))
     seeds: list[int] = field(default_factory=lambda: list(DEFAULT_SEEDS))
-    methods: list[str] | None = None  # None: all of method_names()
+    methods: list[str] | None = None  # None: all of method_names(BENCH_RULES)
     folds: int = 5
     train: dict = field(default_factory=dict)
     max_samples: int | None = None  # a stratified random subset of each data set (None: all)
@@ -97,7 +98,7 @@ class BenchSpec:
     progress_bar: bool = False
 
     def method_list(self) -> list[str]:
-        names = method_names()
+        names = method_names(BENCH_RULES)
         chosen = list(names) if not self.methods else list(dict.fromkeys(self.methods))
         unknown = [m for m in chosen if m not in names]
         if unknown:
@@ -246,11 +247,6 @@ def prepare_source(data: str | Path, bench_dir: str | Path, *, name: str | None 
 # ------------------------------------------------------------------------------ the grid
 
 
-def _write_csv(frame: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda f: f.write(frame.to_csv(index=False).encode("utf-8")))
-
-
 def _check_bench_json(bench_dir: Path, spec: BenchSpec) -> None:
     """Record the training settings; refuse to mix results of different settings."""
     train = {k: v for k, v in sorted(spec.train.items()) if k not in _TRAIN_KEYS_IGNORED}
@@ -272,16 +268,15 @@ def _check_bench_json(bench_dir: Path, spec: BenchSpec) -> None:
 
 
 def _train_config(spec: BenchSpec, data: Path, seed: int, source: Source, bench_dir: Path):
-    from .train import TrainConfig
+    from ..config import TrainConfig
 
     kw = {k: v for k, v in spec.train.items() if k not in ("data", "seed")}
     kw.setdefault("cache_dir", str(bench_dir / "cache"))
     kw["classes"] = list(source.classes)  # the clean data's classes, whatever the noise
-    # the noisy label file lives in the bench, away from the data's prompts.json
-    kw["template"] = kw.get("template") or source.prompts.template
-    kw["aux_prompt"] = kw.get("aux_prompt") or source.prompts.aux_prompt
-    kw["per_class_prompts"] = {**source.prompts.per_class, **(kw.get("per_class_prompts") or {})}
-    return TrainConfig(data=str(data), seed=seed, **kw)
+    config = TrainConfig(data=str(data), seed=seed, **kw)
+    # the noisy label file lives in the bench, away from the data's prompts.json: fix them here
+    p = config.resolve_prompts(source.prompts)
+    return dataclasses.replace(config, template=p.template, aux_prompt=p.aux_prompt, per_class_prompts=p.per_class)
 
 
 def reference_confusion(source: Source, seed: int, spec: BenchSpec, bench_dir: Path,
@@ -333,8 +328,7 @@ def _evaluate(score: np.ndarray, flagged: np.ndarray, is_noisy: np.ndarray) -> d
             "n_samples": int(ok.sum()), "n_noisy": int(is_noisy[ok].sum())}
 
 
-def _truth_for(ids: Sequence[str], truth: pd.DataFrame) -> np.ndarray:
-    noisy = dict(zip(truth["path"], truth["is_noisy"].astype(str).str.lower() == "true"))
+def _truth_for(ids: Sequence[str], noisy: dict[str, bool]) -> np.ndarray:
     try:
         return np.array([noisy[i] for i in ids], dtype=bool)
     except KeyError as e:
@@ -348,8 +342,8 @@ def _train_seconds(run: Run) -> float:
 def run_cell(cell: Cell, source: Source, spec: BenchSpec, bench_dir: Path,
              log: Callable[[str], None] = print) -> tuple[str, list[str]]:
     """Measure one cell (resuming whatever it has); returns its state and the failures."""
-    from .ranking import load_run, score_method
-    from .train import train
+    from ..ranking import count_errors, load_run, score_method
+    from ..train import train
 
     folder = bench_dir / "cells" / cell.dataset / cell.noise / f"rate{cell.rate:.2f}" / f"seed{cell.seed}"
     results_csv = folder / "results.csv"
@@ -364,7 +358,7 @@ def run_cell(cell: Cell, source: Source, spec: BenchSpec, bench_dir: Path,
                      if cell.noise == "confusion" else None)
         noisy = make_noisy_labels(source, cell.noise, cell.rate, cell.seed, confusion)
         write_noisy_label_file(source.table, [source.classes[k] for k in noisy], labels_csv, truth_csv)
-    truth = pd.read_csv(truth_csv, dtype=str, keep_default_na=False)
+    truth = read_truth(truth_csv)
     config = _train_config(spec, labels_csv, cell.seed, source, bench_dir)
     base = {"dataset": cell.dataset, "noise": cell.noise, "rate": cell.rate, "seed": cell.seed}
     failures: list[str] = []
@@ -376,7 +370,7 @@ def run_cell(cell: Cell, source: Source, spec: BenchSpec, bench_dir: Path,
             done = new if done.empty else pd.concat([done, new], ignore_index=True)
             _write_csv(done[RESULT_COLUMNS], results_csv)
 
-    record_methods = [m for m in todo if m in METHODS]
+    record_methods = [m for m in todo if split_variant(m)[0] in METHODS]
     if record_methods:
         run = Run(folder / "run")
         if not run.exists():
@@ -391,11 +385,12 @@ def run_cell(cell: Cell, source: Source, spec: BenchSpec, bench_dir: Path,
         loaded = load_run(run)
         is_noisy = _truth_for(loaded.ids, truth)
         train_s = _train_seconds(run)
+        est = count_errors(loaded.records, loaded.is_aux, probs=loaded.probs)
         rows = []
         for m in record_methods:
             t0 = time.time()
             try:
-                ms = score_method(loaded, m)
+                ms = score_method(loaded, m, count=est)
             except Exception as e:  # a broken method must not stop the grid
                 failures.append(f"{cell.key} {m}: {type(e).__name__}: {e}")
                 log(f"warning: {failures[-1]}")
@@ -403,7 +398,7 @@ def run_cell(cell: Cell, source: Source, spec: BenchSpec, bench_dir: Path,
             dt = time.time() - t0
             rows.append({**base, "method": m, **_evaluate(ms.score, ms.flagged, is_noisy),
                          "wall_seconds": train_s + dt, "train_seconds": train_s, "score_seconds": dt,
-                         "threshold_rule": METHODS[m].threshold_rule})
+                         "threshold_rule": threshold_text(m)})
         save(rows)
 
     if "confident_learning" in todo:
@@ -422,7 +417,49 @@ def run_cell(cell: Cell, source: Source, spec: BenchSpec, bench_dir: Path,
         except Exception as e:
             failures.append(f"{cell.key} confident_learning: {type(e).__name__}: {e}")
             log(f"warning: {failures[-1]}")
+    if Run(folder / "run").exists():
+        _write_csv(cell_counts(folder, base), folder / "counts.csv")
     return "completed", failures
+
+
+#: The error-count estimates a cell records: (estimator, the scores or probabilities it reads).
+COUNT_ESTIMATES = (("bbe", "confidence"), ("bbe", "sei"), ("bbe", "aum"), ("mixture", "confidence"),
+                   ("mixture", "sei"), ("cleanlab", "run probabilities"), ("cleanlab", "cross-validation"))
+
+
+def cell_counts(folder: str | Path, base: dict | None = None) -> pd.DataFrame:
+    """Every error-count estimate of one cell beside its true count (columns
+    :data:`~sei_core.bench.results.COUNT_COLUMNS`): BBE and the score mixture on several
+    methods' scores, cleanlab's calibrated count on the run's recorded (in-sample)
+    probabilities and, once its cross-validation is complete, on the out-of-sample ones.
+    Reads the cell's ``run/``, ``truth.csv`` and ``cv/``; trains nothing."""
+    from .crossval import saved_probs
+    from ..ranking import count_errors, load_run
+
+    folder = Path(folder)
+    if base is None:
+        parts = folder.parts
+        base = {"dataset": parts[-4], "noise": parts[-3], "rate": float(parts[-2][4:]),
+                "seed": int(parts[-1][4:])}
+    loaded = load_run(Run(folder / "run"))
+    truth = pd.read_csv(folder / "truth.csv", dtype=str, keep_default_na=False)
+    n_noisy = int(_truth_for(loaded.ids, truth).sum())
+    rows = []
+    for estimator, scores in COUNT_ESTIMATES:
+        if estimator == "cleanlab" and scores == "cross-validation":
+            table = pd.read_csv(folder / "labels.csv", dtype=str, keep_default_na=False)
+            probs = saved_probs(folder / "cv", len(table))
+            if probs is None:
+                continue
+            index = {c: i for i, c in enumerate(loaded.classes)}
+            est = cleanlab_count(np.array([index[c] for c in table["label"]]), probs)
+        elif estimator == "cleanlab":
+            est = count_errors(loaded.records, loaded.is_aux, estimator="cleanlab", probs=loaded.probs)
+        else:
+            est = count_errors(loaded.records, loaded.is_aux, estimator=estimator, method=scores)
+        rows.append({**base, "estimator": estimator, "scores": scores, "count": est.count,
+                     "low": est.low, "high": est.high, "n_noisy": n_noisy, "n_samples": est.n_samples})
+    return pd.DataFrame(rows, columns=COUNT_COLUMNS)
 
 
 def cells_of(spec: BenchSpec, names: Sequence[str]) -> list[Cell]:
@@ -470,237 +507,8 @@ def run_bench(spec: BenchSpec, out: str | Path, *, log: Callable[[str], None] | 
 # ------------------------------------------------------------------------------ results
 
 
-def load_results(bench_dir: str | Path) -> pd.DataFrame:
-    """Every result row of a bench directory, one per data set, noise, rate, seed, method.
 
-    Gathers the cells' ``results.csv`` files (the source of truth while a benchmark runs);
-    a folder holding only a gathered ``results.csv`` (or that file itself) works too.
-    Columns: :data:`RESULT_COLUMNS`.
-    """
-    p = Path(bench_dir)
-    if p.is_file():
-        return _typed(pd.read_csv(p))
-    parts = sorted((p / "cells").glob("*/*/*/*/results.csv"))
-    if parts:
-        frames = [pd.read_csv(f) for f in parts]
-        return _typed(pd.concat(frames, ignore_index=True))
-    if (p / "results.csv").is_file():
-        return _typed(pd.read_csv(p / "results.csv"))
-    return pd.DataFrame(columns=RESULT_COLUMNS)
-
-
-def _typed(df: pd.DataFrame) -> pd.DataFrame:
-    df = df.reindex(columns=RESULT_COLUMNS)
-    df["rate"] = df["rate"].astype(float)
-    df["seed"] = df["seed"].astype(int)
-    order = {m: i for i, m in enumerate(method_names())}
-    df = df.assign(_o=df["method"].map(order).fillna(len(order)))
-    return (df.sort_values(["dataset", "noise", "rate", "seed", "_o"], kind="stable")
-              .drop(columns="_o").reset_index(drop=True))
-
-
-def write_results(bench_dir: str | Path) -> pd.DataFrame:
-    """Gather the cells' rows into ``results.csv`` (atomically) and return them."""
-    bench_dir = Path(bench_dir)
-    df = load_results(bench_dir)
-    _write_csv(df, bench_dir / "results.csv")
-    return df
-
-
-def summarize(results: pd.DataFrame, metrics: Sequence[str] = METRICS) -> pd.DataFrame:
-    """Mean and (sample) standard deviation over seeds per data set, noise, rate and method.
-
-    Columns ``<metric>_mean``, ``<metric>_std`` (NaN for a single seed) for each metric and
-    for ``wall_seconds``, and ``seeds`` (how many seeds the mean is over).
-    """
-    cols = list(metrics) + ["wall_seconds"]
-    if results.empty:
-        return pd.DataFrame(columns=["dataset", "noise", "rate", "method", "seeds"]
-                            + [f"{c}_{s}" for c in cols for s in ("mean", "std")])
-    g = results.groupby(["dataset", "noise", "rate", "method"], sort=False)
-    out = g[cols].agg(["mean", "std"])
-    out.columns = [f"{c}_{s}" for c, s in out.columns]
-    out["seeds"] = g.size()
-    return out.reset_index()
-
-
-def _fmt(mean: float, std: float, metric: str) -> str:
-    if pd.isna(mean):
-        return "–"
-    scale, digits = (1, 3) if metric == "auroc" else (100, 1)
-    text = f"{mean * scale:.{digits}f}"
-    if not pd.isna(std):
-        text += f" ± {std * scale:.{digits}f}"
-    return text
-
-
-#: How tables and plots name each metric (F1, precision, recall and AP are shown in %).
-METRIC_TITLES = {"f1": "F1 (%)", "precision": "Precision (%)", "recall": "Recall (%)",
-                  "auroc": "AUROC", "ap": "Average precision (%)"}
-
-
-def method_order(methods) -> list[str]:
-    """Registry order (:func:`~sei_core.baselines.method_names`), unknown names last."""
-    present = set(methods)
-    return [m for m in method_names() if m in present] + sorted(present - set(method_names()))
-
-
-def metric_table(summary: pd.DataFrame, metric: str, *, bold_best: bool = False) -> pd.DataFrame:
-    """One metric of a :func:`summarize` result (one data set and noise type) as text:
-    a row per method, a column per noise rate ("20%"), "mean ± std" (F1/precision/recall/AP
-    in %, AUROC as a fraction); ``bold_best`` wraps the best mean of each rate in ``**``."""
-    rates = sorted(summary["rate"].unique())
-    order = method_order(summary["method"])
-    out = pd.DataFrame("", index=pd.Index(order, name="method"), columns=[f"{r:.0%}" for r in rates])
-    for r in rates:
-        part = summary[summary["rate"] == r]
-        best = part[f"{metric}_mean"].max()
-        for _, row in part.iterrows():
-            mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
-            text = _fmt(mean, std, metric)
-            if bold_best and not pd.isna(mean) and mean == best:
-                text = f"**{text}**"
-            out.loc[row["method"], f"{r:.0%}"] = text
-    return out
-
-
-def markdown_report(results: pd.DataFrame, metrics: Sequence[str] = METRICS, note: str = "") -> str:
-    """Markdown tables, mean ± std over seeds: per data set and noise type, one table per
-    metric with a row per method and a column per noise rate (best mean in bold)."""
-    lines = ["# Benchmark results", ""]
-    if note:
-        lines += [note, ""]
-    if results.empty:
-        return "\n".join(lines + ["No results yet.", ""])
-    summary = summarize(results, metrics)
-    lines += ["F1, precision and recall are of the flagged set; AUROC and average precision of "
-              "the ranking. Mean ± standard deviation over seeds (no ± for a single seed).", ""]
-    for (dataset, noise), part in summary.groupby(["dataset", "noise"], sort=False):
-        seeds = int(part["seeds"].max())
-        lines += [f"## {dataset}, {noise} noise ({seeds} seed{'s' if seeds != 1 else ''})", ""]
-        for metric in metrics:
-            table = metric_table(part, metric, bold_best=True)
-            lines += [f"### {METRIC_TITLES.get(metric, metric)}", "",
-                      "| method | " + " | ".join(table.columns) + " |",
-                      "|---|" + "---:|" * len(table.columns)]
-            lines += [f"| {m} | " + " | ".join(row) + " |" for m, row in table.iterrows()]
-            lines.append("")
-    order = method_order(results["method"])
-    wall = results.groupby("method", sort=False)["wall_seconds"].mean()
-    lines += ["## Wall time per cell (mean over all cells, seconds)", "",
-              "Record-based methods share one SEI run: their time is that run's training time "
-              "(sum of epoch times) plus their own scoring. Confident learning's is its k "
-              "cross-validation trainings plus cleanlab.", "",
-              "| method | seconds |", "|---|---:|"]
-    lines += [f"| {m} | {wall[m]:.1f} |" for m in order if m in wall.index]
-    return "\n".join(lines) + "\n"
-
-
-def wins(results: pd.DataFrame, method: str, metric: str = "f1") -> pd.DataFrame:
-    """Where ``method`` stands against the best *other* method, per data set, noise and rate
-    (means over seeds). Columns: ``dataset, noise, rate, mean, best_other, best_other_mean,
-    gap`` (``mean − best_other_mean``) and ``at_or_above_all`` (``gap >= 0``)."""
-    cols = ["dataset", "noise", "rate", "mean", "best_other", "best_other_mean", "gap", "at_or_above_all"]
-    summary = summarize(results, [metric])
-    rows = []
-    for (d, n, r), part in summary.groupby(["dataset", "noise", "rate"], sort=True):
-        mine = part[part["method"] == method]
-        others = part[(part["method"] != method) & part[f"{metric}_mean"].notna()]
-        if mine.empty or others.empty:
-            continue
-        best = others.loc[others[f"{metric}_mean"].idxmax()]
-        mean = float(mine[f"{metric}_mean"].iloc[0])
-        gap = mean - float(best[f"{metric}_mean"])
-        rows.append([d, n, r, mean, best["method"], float(best[f"{metric}_mean"]), gap, gap >= -1e-12])
-    return pd.DataFrame(rows, columns=cols)
-
-
-def overall(results: pd.DataFrame, metric: str = "f1") -> pd.DataFrame:
-    """Each method over every cell of the grid (data set × noise × rate), best first.
-
-    A cell's value is the method's mean over seeds. Columns: ``method``, ``mean`` (over
-    cells), ``cells`` (how many it was measured in), ``best_in`` (cells where it is at or
-    above every other method), ``worst_gap`` (its largest shortfall to the best method of a
-    cell, ≤ 0) and ``rank`` (1 = highest mean). This is how the app's default ranking is chosen.
-    """
-    cols = ["method", "mean", "cells", "best_in", "worst_gap", "rank"]
-    summary = summarize(results, [metric])
-    if summary.empty:
-        return pd.DataFrame(columns=cols)
-    wide = summary.pivot_table(index="method", columns=["dataset", "noise", "rate"], values=f"{metric}_mean")
-    best = wide.max(axis=0)
-    out = pd.DataFrame({
-        "mean": wide.mean(axis=1),
-        "cells": wide.notna().sum(axis=1),
-        "best_in": wide.ge(best - 1e-12, axis=1).sum(axis=1),
-        "worst_gap": wide.sub(best, axis=1).min(axis=1),
-    }).sort_values("mean", ascending=False, kind="stable")
-    out["rank"] = np.arange(1, len(out) + 1)
-    return out.rename_axis("method").reset_index()[cols]
-
-
-def figures(results: pd.DataFrame, metrics: Sequence[str] = ("f1", "auroc", "ap")) -> dict:
-    """Plotly figures, one per metric: mean ± std over seeds against the noise rate, a line
-    per method, a panel per data set (rows) and noise type (columns)."""
-    import plotly.express as px
-
-    summary = summarize(results)
-    if summary.empty:
-        return {}
-    order = method_order(summary["method"])
-    figs = {}
-    for metric in metrics:
-        fig = px.line(summary, x="rate", y=f"{metric}_mean", error_y=f"{metric}_std", color="method",
-                      facet_row="dataset", facet_col="noise", markers=True,
-                      category_orders={"method": order},
-                      labels={"rate": "noise rate", f"{metric}_mean": METRIC_TITLES.get(metric, metric)},
-                      title=f"{METRIC_TITLES.get(metric, metric).replace(' (%)', '')} of mislabeled-sample "
-                            "detection (mean ± std over seeds)")
-        fig.update_xaxes(tickformat=".0%")
-        figs[metric] = fig
-    return figs
-
-
-def write_report(bench_dir: str | Path, results: pd.DataFrame | None = None) -> list[Path]:
-    """Write ``results.md`` and ``plots/<metric>.html`` (plus PNGs if kaleido is installed)."""
-    bench_dir = Path(bench_dir)
-    results = load_results(bench_dir) if results is None else results
-    plots = bench_dir / "plots"
-    written = []
-    figs = figures(results)
-    png_note = ""
-    if figs:
-        plots.mkdir(parents=True, exist_ok=True)
-        have_kaleido = importlib.util.find_spec("kaleido") is not None
-        if not have_kaleido:
-            png_note = "PNG plots were skipped: kaleido is not installed (the HTML plots are complete)."
-        for metric, fig in figs.items():
-            html = plots / f"{metric}.html"
-            fig.write_html(html, include_plotlyjs="directory")
-            written.append(html)
-            if have_kaleido:
-                try:
-                    fig.write_image(plots / f"{metric}.png", width=1200, height=800)
-                    written.append(plots / f"{metric}.png")
-                except Exception as e:  # kaleido present but no browser for it
-                    png_note = f"PNG plots were skipped: {type(e).__name__}: {e}"
-    info = bench_dir / "bench.json"
-    settings = json.loads(info.read_text()) if info.is_file() else {}
-    note = ""
-    if settings:
-        t = settings.get("train", {})
-        note = (f"Training: model {t.get('model', '?')}, {t.get('epochs', '?')} epochs, "
-                f"{t.get('image_size', '?')} px, lr {t.get('lr', '?')}, batch {t.get('batch_size', '?')}; "
-                f"confident learning on {settings.get('folds')}-fold cross-validation.")
-        if settings.get("max_samples"):
-            note += (f" Each data set is a stratified random subset of {settings['max_samples']} "
-                     "images (seed 0).")
-    if png_note:
-        note = (note + "\n\n" + png_note).strip()
-    md = bench_dir / "results.md"
-    text = markdown_report(results, note=note)
-    atomic_write(md, lambda f: f.write(text.encode("utf-8")))
-    return [md] + written
+# ------------------------------------------------------------------------------ one run
 
 
 def evaluate_run(run: Run | object, is_noisy: np.ndarray, methods: Sequence[str] | None = None) -> pd.DataFrame:
@@ -712,25 +520,18 @@ def evaluate_run(run: Run | object, is_noisy: np.ndarray, methods: Sequence[str]
     ``method, f1, precision, recall, auroc, ap, flagged, n_samples, n_noisy, threshold_rule``,
     best F1 first — the same numbers :func:`run_cell` records for a benchmark cell.
     """
-    from .ranking import LoadedRun, load_run, score_method
+    from ..ranking import LoadedRun, count_errors, load_run, score_method
 
     loaded = run if isinstance(run, LoadedRun) else load_run(run)
     is_noisy = np.asarray(is_noisy, dtype=bool)
     if is_noisy.shape != (len(loaded.ids),):
         raise ValueError(f"the truth has {is_noisy.shape[0]} samples, the run {len(loaded.ids)}")
     rows = []
-    for m in methods or list(METHODS):
-        ms = score_method(loaded, m)
-        rows.append({"method": m, **_evaluate(ms.score, ms.flagged, is_noisy),
-                     "threshold_rule": METHODS[m].threshold_rule})
+    est = count_errors(loaded.records, loaded.is_aux, probs=loaded.probs)
+    for m in methods or [variant(m, r) for r in BENCH_RULES for m in METHODS]:
+        ms = score_method(loaded, m, count=est)
+        rows.append({"method": m, **_evaluate(ms.score, ms.flagged, is_noisy), "threshold_rule": threshold_text(m)})
     return pd.DataFrame(rows).sort_values("f1", ascending=False, kind="stable").reset_index(drop=True)
-
-
-def describe_methods() -> dict[str, str]:
-    """What each method is computed on, by name (for docs and the app)."""
-    out = {name: f"{m.computed_on} (threshold: {m.threshold_rule})" for name, m in METHODS.items()}
-    out.update(OUT_OF_SAMPLE_METHODS)
-    return out
 
 
 def spec_from_train_config(config, **kw) -> BenchSpec:

@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .files import atomic_write_bytes
+from ..files import atomic_write_bytes
+from ..labels import read_table
 
 #: Tolerance on a confusion-matrix row summing to 1.
 _ROW_SUM_TOL = 1e-6
@@ -188,12 +189,12 @@ def confusion_matrix(
 
 
 def read_label_table(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a ``path,label[,...]`` CSV with every column as text (no NA conversion)."""
-    table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    missing = {"path", "label"} - set(table.columns)
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {sorted(missing)}")
-    return table
+    """A ``path,label[,...]`` CSV (any dialect :func:`sei_core.labels.read_table` reads) with
+    every column as text and ``path``/``label`` without surrounding spaces.
+
+    Raises :class:`sei_core.labels.TableError` (a ``ValueError``) naming the file and line."""
+    table = read_table(path)
+    return table.frame.assign(path=table.paths(), label=table.labels())
 
 
 def _atomic_write_csv(frame: pd.DataFrame, path: Path) -> None:

@@ -1,0 +1,70 @@
+"""The one reader and writer of label tables (sei_core.labels), the truth reader and source kinds."""
+
+import numpy as np
+import pytest
+
+from sei_core.labels import TableError, read_table, read_truth, render_table, source_kind
+
+
+def _f(tmp_path, raw: bytes, name="labels.csv"):
+    f = tmp_path / name
+    f.write_bytes(raw)
+    return f
+
+
+@pytest.mark.parametrize("raw, delimiter, quote_all, newline, bom", [
+    (b"path,label\na.png,cat\nb.png,dog\n", ",", False, "\n", False),
+    (b"path;label;note\na.png;cat;\"x;y\"\nb.png;dog;z\n", ";", False, "\n", False),
+    (b"path\tlabel\r\na.png\tcat\r\nb.png\tdog\r\n", "\t", False, "\r\n", False),
+    (b'"path","label"\n"a.png","cat"\n"b.png","dog"\n', ",", True, "\n", False),
+    (b"\xef\xbb\xbfpath, label\r\n a.png , cat\r\nb.png,dog \r\n", ",", False, "\r\n", True),
+])
+def test_dialects_are_read_and_written_back_byte_for_byte(tmp_path, raw, delimiter, quote_all, newline, bom):
+    t = read_table(_f(tmp_path, raw))
+    d = t.dialect
+    assert (d.delimiter, d.quote_all, d.newline, d.bom) == (delimiter, quote_all, newline, bom)
+    assert t.paths().tolist() == ["a.png", "b.png"] and t.labels().tolist() == ["cat", "dog"]
+    assert t.lines.tolist() == [2, 3]
+    assert render_table(t) == raw  # nothing changed: the same bytes
+
+
+def test_every_row_with_the_wrong_number_of_cells_is_reported(tmp_path):
+    f = _f(tmp_path, b"path,label\na.png,cat,extra\nb.png\n\nc.png,dog\n")
+    with pytest.raises(TableError) as e:
+        read_table(f)
+    assert [p[0] for p in e.value.problems] == ["labels.csv line 2", "labels.csv line 3"]
+    t = read_table(f, strict=False)  # or the good rows, with the problems listed
+    assert t.paths().tolist() == ["c.png"] and t.lines.tolist() == [5] and len(t.problems) == 2
+
+
+@pytest.mark.parametrize("raw, needle", [
+    (b"", "is empty"),
+    (b"file,label\na,b\n", "no column 'path'"),
+    (b"path,label,path\na,b,c\n", "duplicate column"),
+    (b"path,label\na,caf\xe9\n", "line 2: is not valid UTF-8"),
+])
+def test_unreadable_tables_say_where_and_how_to_fix(tmp_path, raw, needle):
+    with pytest.raises(TableError, match=needle) as e:
+        read_table(_f(tmp_path, raw))
+    assert e.value.fix
+
+
+def test_blank_lines_are_skipped_and_numbered_as_in_the_file(tmp_path):
+    t = read_table(_f(tmp_path, b"path,label\n\na.png,cat\n,\nb.png,dog\n"))
+    assert t.paths().tolist() == ["a.png", "b.png"] and t.lines.tolist() == [3, 5]
+
+
+def test_read_truth_one_rule_for_every_spelling(tmp_path):
+    f = _f(tmp_path, b"path;is_noisy;given\na;1;x\nb;True;x\nc; yes ;x\nd;0;x\ne;False;x\nf;;x\n", "truth.csv")
+    assert read_truth(f) == {"a": True, "b": True, "c": True, "d": False, "e": False, "f": False}
+    with pytest.raises(TableError, match="is_noisy"):
+        read_truth(_f(tmp_path, b"path,label\na,b\n", "t2.csv"))
+
+
+def test_source_kind(tmp_path):
+    (tmp_path / "folder").mkdir()
+    with open(tmp_path / "x.NPZ", "wb") as fh:
+        np.savez(fh, a=np.zeros(1))
+    _f(tmp_path, b"path,label\n", "l.tsv")
+    assert [source_kind(tmp_path / n) for n in ("folder", "x.NPZ", "l.tsv", "nope.csv")] == \
+        ["folder", "npz", "csv", "missing"]

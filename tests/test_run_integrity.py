@@ -1,0 +1,73 @@
+"""The run directory under concurrency: one creator per --out, one copy of each log line."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from sei_core import jobs
+from sei_core.runs import Run, RunError
+from sei_core.train import TrainConfig, init_run
+
+
+def _train_cmd(data, out, seed, tiny):
+    args = [sys.executable, "-m", "sei_core.cli", "train", str(data), "--out", str(out), "--no-progress",
+            "--seed", str(seed)]
+    for k, v in {**tiny, "epochs": 1}.items():
+        args += [f"--{k.replace('_', '-')}", str(v)]
+    return args
+
+
+def test_lock_is_taken_before_anything_is_written(tiny_data, tiny_train, tmp_path):
+    out = tmp_path / "run"
+    holder = Run(out).acquire()  # another process creating the run holds the lock
+    try:
+        with pytest.raises(RunError, match="being created or trained by another process"):
+            init_run(TrainConfig(data=str(tiny_data), **tiny_train), out)
+        assert not (out / "config.json").exists() and not (out / "status.json").exists()
+    finally:
+        Run.release(holder)
+    init_run(TrainConfig(data=str(tiny_data), **tiny_train), out)  # free again: creates it
+    assert Run(out).exists()
+
+
+def test_two_trains_on_one_out_started_at_once(tiny_data, tiny_train, tmp_path):
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    procs = {seed: subprocess.Popen(_train_cmd(tiny_data, out, seed, tiny_train), env=env,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for seed in (11, 22)}
+    results = {seed: (p.wait(timeout=300), p.stderr.read()) for seed, p in procs.items()}
+    for p in procs.values():
+        p.stdout.close()
+        p.stderr.close()
+    winners = [s for s, (rc, _) in results.items() if rc == 0]
+    losers = [s for s, (rc, _) in results.items() if rc != 0]
+    assert len(winners) == 1 and len(losers) == 1, results
+    rc, err = results[losers[0]]
+    assert rc == 1 and "sei: error:" in err and "Traceback" not in err
+    assert ("already holds a run" in err) or ("being created or trained by another process" in err)
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["seed"] == winners[0]  # the loser wrote nothing over the winner's config
+    assert Run(out).status()["state"] == "finished"
+
+
+def test_background_run_writes_each_log_line_once(tiny_data, tiny_train, tmp_path):
+    run = jobs.start(TrainConfig(data=str(tiny_data), **{**tiny_train, "epochs": 1}), tmp_path / "bg")
+    deadline = time.time() + 240
+    while run.status()["state"] not in ("finished", "failed", "interrupted"):
+        assert time.time() < deadline, "background training did not finish"
+        time.sleep(0.2)
+    while run.is_locked() and time.time() < deadline:
+        time.sleep(0.1)
+    assert run.status()["state"] == "finished", run.status()
+    lines = [ln for ln in run.log_file.read_text().splitlines() if ln.strip()]
+    starting = [ln for ln in lines if "starting run" in ln or "resuming run" in ln]
+    assert len(starting) == 1, lines
+    finished = [ln for ln in lines if "scores written to scores.csv" in ln]
+    assert len(finished) == 1, lines
+    bare = [ln.split("] ", 1)[1] for ln in lines if ln.startswith("[") and "] " in ln]
+    assert not set(bare) & set(lines), "a line was written both with and without its time stamp"
