@@ -55,12 +55,21 @@ def _ranges(n: int, n_epochs: int, chunk: int | None = None):
 
 def method_scores(m: Method, records, n: int, chunk: int | None = None) -> np.ndarray:
     """``m(records)`` as a float64 ``(N,)`` array, computed over ranges of samples when the
-    method is per-sample (the same numbers, in bounded memory)."""
+    method is per-sample (the same numbers, in bounded memory). Scores of memory-mapped
+    records (:class:`~sei_core.records.Columns`) are kept with them, so a second use of the
+    same method on the same records (and the same labels …) reads nothing again."""
+    memo = records.memo if isinstance(records, Columns) else None
+    key = (m, records.extra_key()) if memo is not None else None
+    if memo is not None and key in memo:  # e.g. the count rule's scores, then the ranking's
+        return memo[key].copy()
     if not m.per_sample:
-        return np.asarray(m(records), dtype=np.float64)
-    out = np.empty(n, dtype=np.float64)
-    for a, b in _ranges(n, _n_epochs(records), chunk):
-        out[a:b] = m(sample_range(records, a, b, n))
+        out = np.asarray(m(records), dtype=np.float64)
+    else:
+        out = np.empty(n, dtype=np.float64)
+        for a, b in _ranges(n, _n_epochs(records), chunk):
+            out[a:b] = m(sample_range(records, a, b, n))
+    if memo is not None:
+        memo[key] = out.copy()
     return out
 
 

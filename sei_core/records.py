@@ -140,9 +140,12 @@ def decode(name: str, stored) -> np.ndarray:
     float32 (exact, and several times faster for NumPy to widen to float64 than float16),
     ``prediction`` as stored (the memory map itself)."""
     if name == "entropy":
-        return np.abs(np.asarray(stored("signed_entropy"), dtype=np.float32))
+        h = np.array(stored("signed_entropy"), dtype=np.float32)
+        return np.abs(h, out=h)
     if name == "p_label":
-        return np.exp(-np.asarray(stored("nll"), dtype=np.float32))
+        p = np.array(stored("nll"), dtype=np.float32)
+        np.negative(p, out=p)
+        return np.exp(p, out=p)
     if name == "prediction":
         return stored(name)
     if name in STORED:
@@ -172,6 +175,12 @@ class Columns(MutableMapping):
         self._extra = dict(extra or {})
         self._range = samples
         self._maps: dict[str, np.ndarray] = {}
+        #: results computed from these records (see :func:`sei_core.ranking.method_scores`)
+        self.memo: dict = {}
+
+    def extra_key(self) -> tuple:
+        """Identifies the non-record entries (labels …): a memo key changes when one is replaced."""
+        return tuple(sorted((k, id(v)) for k, v in self._extra.items()))
 
     def _stored(self, name: str) -> np.ndarray:
         if name not in self._maps:

@@ -132,10 +132,10 @@ class Run:
 
     def samples(self) -> tuple[list[str], list[str]]:
         """Sample ids and given label names, in training order."""
-        import pandas as pd  # its C parser reads a million rows in well under a second
+        import pandas as pd
 
-        try:
-            df = pd.read_csv(self.path / "samples.csv", usecols=["id", "label"], dtype=str,
+        try:  # pandas' C parser, Python strings (object): a million rows in about half a second
+            df = pd.read_csv(self.path / "samples.csv", usecols=["id", "label"], dtype=object,
                              keep_default_na=False, encoding="utf-8")
         except FileNotFoundError:
             raise RunError(f"{self.path} has no samples yet: training has not loaded the data") from None
