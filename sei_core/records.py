@@ -24,7 +24,8 @@ process killed mid-epoch leaves the rows of that epoch behind as garbage that no
 and the next writer overwrites. Rows are written by sample-id ranges (or index arrays), so
 several ranks of a sharded run can fill one epoch (:meth:`RecordStore.begin_epoch`,
 :meth:`~RecordStore.write_rows`, :meth:`~RecordStore.commit_epoch`). Readers memory-map
-only the columns they ask for (:meth:`RecordStore.load` returns :class:`Columns`).
+only the columns they ask for (:meth:`RecordStore.load` returns :class:`Columns`), and
+:mod:`sei_core.ranking` scores them range by range of samples.
 
 Run directories of earlier versions (one ``epoch_XXXX.npz`` per epoch) are read as they are;
 the first write to such a store (a resumed run) converts it once to the columnar layout
@@ -135,22 +136,30 @@ def encode(stats: EpochStatistics, n_outputs: int) -> dict[str, np.ndarray]:
 
 def decode(name: str, stored) -> np.ndarray:
     """Field ``name`` of :data:`EPOCH_FIELDS` from ``stored(column)`` (a stored column's array):
-    ``entropy = |signed_entropy|``, ``p_label = exp(−nll)``, the others as stored."""
+    ``entropy = |signed_entropy|``, ``p_label = exp(−nll)``; float16 columns come back as
+    float32 (exact, and several times faster for NumPy to widen to float64 than float16),
+    ``prediction`` as stored (the memory map itself)."""
     if name == "entropy":
-        return np.abs(stored("signed_entropy"))
+        h = np.array(stored("signed_entropy"), dtype=np.float32)
+        return np.abs(h, out=h)
     if name == "p_label":
-        return np.exp(-np.asarray(stored("nll"), dtype=np.float32))
-    if name in STORED:
+        p = np.array(stored("nll"), dtype=np.float32)
+        np.negative(p, out=p)
+        return np.exp(p, out=p)
+    if name == "prediction":
         return stored(name)
+    if name in STORED:
+        return np.asarray(stored(name), dtype=np.float32)
     raise KeyError(f"unknown record field {name!r}; fields are {EPOCH_FIELDS}")
 
 
 class Columns(MutableMapping):
     """The records of one run as a mapping of ``(T, N)`` arrays, read on access.
 
-    Stored columns come back as read-only memory maps; derived fields (``entropy``,
-    ``p_label``) are computed from them each time they are asked for, so nothing is held in
-    memory between uses. Other keys (``labels``, ``probs_last`` …) may be set as in a dict.
+    Fields are read from the stored columns' memory maps each time they are asked for
+    (``prediction`` is the memory map itself; float fields are widened to float32, and
+    ``entropy``, ``p_label`` derived, see :func:`decode`), so nothing is held in memory
+    between uses and a range of samples reads only that range. Other keys (``labels``, ``probs_last`` …) may be set as in a dict.
     :meth:`samples` restricts everything to a range of samples, which is how scores over a
     million samples are computed in bounded memory. Pickling keeps the folder, not the data.
     """
@@ -166,6 +175,12 @@ class Columns(MutableMapping):
         self._extra = dict(extra or {})
         self._range = samples
         self._maps: dict[str, np.ndarray] = {}
+        #: results computed from these records (see :func:`sei_core.ranking.method_scores`)
+        self.memo: dict = {}
+
+    def extra_key(self) -> tuple:
+        """Identifies the non-record entries (labels …): a memo key changes when one is replaced."""
+        return tuple(sorted((k, id(v)) for k, v in self._extra.items()))
 
     def _stored(self, name: str) -> np.ndarray:
         if name not in self._maps:
@@ -185,6 +200,9 @@ class Columns(MutableMapping):
         if key in self.fields:
             return decode(key, self._stored)
         raise KeyError(key)
+
+    def __contains__(self, key) -> bool:  # without reading the field
+        return key in self._extra or key in self.fields
 
     def __setitem__(self, key: str, value) -> None:
         self._extra[key] = value

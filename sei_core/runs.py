@@ -132,12 +132,14 @@ class Run:
 
     def samples(self) -> tuple[list[str], list[str]]:
         """Sample ids and given label names, in training order."""
-        try:
-            with open(self.path / "samples.csv", newline="", encoding="utf-8") as f:
-                rows = list(csv.DictReader(f))
+        import pandas as pd
+
+        try:  # pandas' C parser, Python strings (object): a million rows in about half a second
+            df = pd.read_csv(self.path / "samples.csv", usecols=["id", "label"], dtype=object,
+                             keep_default_na=False, encoding="utf-8")
         except FileNotFoundError:
             raise RunError(f"{self.path} has no samples yet: training has not loaded the data") from None
-        return [r["id"] for r in rows], [r["label"] for r in rows]
+        return df["id"].tolist(), df["label"].tolist()
 
     # -- status ----------------------------------------------------------------------
     def status(self) -> dict:

@@ -12,7 +12,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from sei_core.baselines import METHODS
+from sei_core.methods import METHODS
 from sei_core.ranking import load_run, method_scores, score_records, score_run
 from sei_core.records import MANIFEST, Columns, RecordStore, sample_range
 from sei_core.runs import Run
@@ -59,7 +59,7 @@ def test_round_trip_and_derived_fields(tmp_path):
     assert store.scalars()[2] == {"loss": 3.0, "accuracy": 0.5}
     rec = store.load()
     assert isinstance(rec, Columns) and set(rec) == set(EpochStatistics.FIELDS)
-    assert isinstance(rec["margin"], np.memmap) and rec["margin"].shape == (5, 60)
+    assert isinstance(rec["prediction"], np.memmap) and rec["margin"].shape == (5, 60)
     se_old = _stack(stats, "signed_entropy")
     se = rec["signed_entropy"]
     np.testing.assert_allclose(se, se_old, rtol=F16, atol=1e-7)
@@ -267,3 +267,20 @@ def test_score_run_on_old_and_new_records(tmp_path):
     assert all(isinstance(r, Columns) for r in loaded.records)
     ms = score_records(loaded.records, loaded.is_aux, "confidence", chunk=11)
     np.testing.assert_array_equal(ms.score, new.score)
+
+
+def test_scores_of_mapped_records_are_kept_until_an_input_is_replaced(tmp_path):
+    rec = _records()
+    store = RecordStore(tmp_path / "rec")
+    for e in range(rec["prediction"].shape[0]):
+        store.write_epoch(e + 1, EpochStatistics(**{f: rec[f][e] for f in EpochStatistics.FIELDS}), rec["probs_last"])
+    cols = store.load()
+    cols.update(probs_last=rec["probs_last"], labels=rec["labels"], is_aux=rec["is_aux"])
+    sci = METHODS["sci"]
+    first = method_scores(sci, cols, 50)
+    first[:] = 0  # callers get their own copy
+    again = method_scores(sci, cols, 50)
+    assert len(cols.memo) == 1 and np.array_equal(again, method_scores(sci, dict(cols), 50))
+    cols["labels"] = (rec["labels"] + 1) % 4  # other labels: other agreement signs, other scores
+    changed = method_scores(sci, cols, 50)
+    assert not np.array_equal(changed, again) and len(cols.memo) == 2
