@@ -163,8 +163,18 @@ def _fmt_seconds(s) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
+def _weights_first(config: TrainConfig) -> None:
+    """Fetch a pretrained tag before the data is decoded, so that missing weights fail at once."""
+    from . import models
+
+    if config.weights and not Path(config.weights).expanduser().is_file() \
+            and config.weights in models.known_weights(config.model):
+        models.fetch_weights(config.model, config.weights)
+
+
 def cmd_train(a) -> int:
     config = _config_from(a)
+    _weights_first(config)
     if config.nproc_per_node > 1 and not under_torchrun() and not a.background:
         config.validate()
         return _torchrun(config.nproc_per_node, a.argv, Path(a.out))

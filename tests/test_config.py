@@ -108,3 +108,10 @@ def test_a_run_records_the_checkpoint_it_started_from(tiny_data, tmp_path, tiny_
     assert info == {"source": "file", "tag": None, "file": str(ckpt),
                     "sha256": hashlib.sha256(ckpt.read_bytes()).hexdigest()[:16]}
     assert run.status()["weights_loaded"] == info
+
+
+def test_the_paper_preset_offline_fails_at_once_with_the_way_out(tiny_data, tmp_path, capsys):
+    assert cli.main(["train", str(tiny_data), "--out", str(tmp_path / "run"), "--preset", "paper"]) == 1
+    err = capsys.readouterr().err
+    assert "RN50/openai.bin" in err and "--weights none" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()  # nothing started

@@ -122,3 +122,26 @@ def test_lightning_callback_records_a_fit(tmp_path):
     run = Run(tmp_path / "run")
     assert run.status()["state"] == "finished" and run.records(1).epochs() == [1, 2, 3]
     assert (run.path / "scores.csv").is_file()
+
+
+def test_the_app_opens_a_run_written_from_an_own_loop(open_app, app_env):
+    """A RunWriter run on the app's data set: Explore and Review show it like a `sei train` run."""
+    import shutil
+
+    from sei_core import dataset
+
+    shutil.rmtree(app_env.run)  # only the own-loop run is left to select
+    data = dataset.load(str(app_env.labels))
+    torch.manual_seed(0)
+    writer = RunWriter(app_env.runs / "own-loop", data.ids, [data.classes[k] for k in data.labels], data.classes,
+                       data=app_env.labels, epochs=3)
+    g = torch.Generator().manual_seed(0)
+    _loop(writer, lambda idx: torch.randn(len(idx), writer.n_outputs, generator=g))
+    writer.finish()
+    s = score_run(Run(writer.run.path))
+    for page in ("pages/explore.py", "pages/review.py"):
+        at = open_app(page)
+        assert not at.error, [e.value for e in at.error]
+    at = open_app("pages/explore.py")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Images"] == str(len(s.ids)) and metrics["Flagged"] == str(int(s.flagged.sum()))
