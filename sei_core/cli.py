@@ -161,6 +161,11 @@ def cmd_resume(a) -> int:
         return 0
     nproc = int(Run(a.run).config().get("nproc_per_node", 1)) if Run(a.run).exists() else 1
     if nproc > 1 and not under_torchrun():
+        world = int(Run(a.run).status().get("world_size") or nproc)
+        if world > nproc:
+            raise RunError(f"{a.run} was trained by {world} processes on {world // nproc} machines; resume it "
+                           f"the same way: on each machine `torchrun --nnodes {world // nproc} --nproc-per-node "
+                           f"{nproc} --rdzv-backend c10d --rdzv-endpoint HOST:PORT -m sei_core.cli resume {a.run}`")
         return _torchrun(nproc, ["resume", str(a.run), *(["--no-progress"] if a.no_progress else [])], Path(a.run))
     run = train(TrainConfig(data=""), a.run, resume=True, progress_bar=not a.no_progress)
     return _print_summary(run) if _reports() else 0

@@ -385,6 +385,8 @@ def train(
 
 def _train(config, out, resume, progress_bar, log, d: Dist, device: torch.device) -> Run:
     held: list[int] = []
+    if d.active and not resume:  # `sei resume` restarts torchrun with as many processes per machine
+        config = dataclasses.replace(config, nproc_per_node=d.local_world)
 
     def start() -> str:
         if resume:
