@@ -101,3 +101,48 @@ def test_two_processes_killed_resumed_agree_with_one(tiny_data, tmp_path):
     assert np.array_equal(a.flagged[~near], b.flagged[~near])
     ra, rb = Run(single).records(1).load(), run.records(1).load()
     np.testing.assert_allclose(rb["entropy"], ra["entropy"], atol=TOLERANCE)
+
+
+def _reduce_worker(rank: int, world: int, port: int, results) -> None:
+    import torch
+    import torch.distributed as dist
+
+    from sei_core.records import Recorder
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        torch.manual_seed(0)
+        logits, targets = torch.randn(10, 3), torch.randint(0, 3, (10,))
+        rec = Recorder(10, 3)
+        rec.update(torch.full((10, 3), 99.0), targets, torch.arange(10))  # a stale epoch, reset below
+        rec.reset()
+        for overlap in (False, True):
+            mine = torch.arange(rank, 10, world)  # each process owns every other sample
+            if overlap and rank == 1:
+                mine = torch.cat([mine, torch.tensor([0])])  # like DistributedSampler padding
+            rec.update(logits[mine], targets[mine], mine)
+            try:
+                rec.reduce()
+                stats, probs = rec.finalize()
+                results[(rank, overlap)] = ("ok", np.allclose(rec.logits.numpy(), logits.numpy()), probs.shape)
+            except RuntimeError as e:
+                results[(rank, overlap)] = ("error", str(e), None)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_recorder_reduce_gathers_each_sample_exactly_once():
+    import socket
+
+    import torch.multiprocessing as tmp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    results = tmp.Manager().dict()
+    tmp.spawn(_reduce_worker, args=(2, port, results), nprocs=2)
+    for rank in (0, 1):
+        assert results[(rank, False)] == ("ok", True, (10, 3))  # gathered, stale rows gone
+        kind, msg, _ = results[(rank, True)]
+        assert kind == "error" and "more than one process" in msg  # a padded duplicate is refused
