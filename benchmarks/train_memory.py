@@ -11,10 +11,17 @@ judged by: growth of the peak RssAnon between the smallest and the largest N div
 growth of the decoded data (goal: under 1/3 with a small budget; with a budget the cache
 fits in, the in-RAM path is taken and the ratio is about 1).
 
-Usage (HAM10000, 224 px, a tiny model, one epoch; a few minutes on 2 cores)::
+``--mode feed`` measures the same data path without the model, for machines where training
+at 224 px is too slow to repeat: the same kind of process loads and validates the label file,
+decodes into the same on-disk cache (parallel, resumable), builds the same
+:class:`~sei_core.feed.ImageFeed` from the budget and reads one epoch of shuffled batches
+through it, augmented as in training, plus a :class:`~sei_core.records.Recorder` of the
+run's size. What training adds on top (model, optimiser, activations) does not depend on N.
+
+Usage (HAM10000, 224 px, a tiny model, one epoch)::
 
     nice python benchmarks/train_memory.py --data ../shared/data/derm-ham10000/labels.csv \\
-        --sizes 1000 7496 --image-size 224 --memory-budget 64M
+        --sizes 1000 7496 --image-size 224 --memory-budget 64M [--mode feed]
 """
 
 from __future__ import annotations
@@ -91,6 +98,27 @@ def measure(cmd: list[str]) -> dict:
     return {**peak, "seconds": time.time() - t0, "log": "".join(err)}
 
 
+FEED_SCRIPT = """
+import sys, numpy as np, torch
+from sei_core import dataset, feed
+from sei_core.records import Recorder
+from sei_core.train import augment_batch
+labels, cache, size, budget, batch, workers = sys.argv[1:7]
+size, batch = int(size), int(batch)
+ds = dataset.load(labels)
+images, _ = dataset.decode_images(ds, size, workers=int(workers), cache_dir=cache)
+f = feed.ImageFeed(images, torch.device("cpu"), feed.memory_budget(budget))
+print("run 1: image cache " + f.describe().split("image cache ", 1)[1], file=sys.stderr)
+rec = Recorder(len(ds), len(ds.classes) + 1)
+gen = torch.Generator().manual_seed(0)
+perm = torch.randperm(len(ds), generator=gen)
+for idx, x in f.batches(torch.split(perm, batch)):
+    x = augment_batch(x, "paper", gen)
+    rec.update(torch.randn(len(idx), len(ds.classes) + 1), torch.from_numpy(ds.labels[idx.numpy()]), idx)
+rec.finalize()
+"""
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[1] / "sample_data" / "labels.csv"))
@@ -101,6 +129,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--keep", default=None, help="keep the runs and caches in this folder")
+    ap.add_argument("--mode", choices=["train", "feed"], default="train",
+                    help="train: a real `sei train` (1 epoch, one run); feed: its data path without the model")
     a = ap.parse_args()
 
     work = Path(a.keep) if a.keep else Path(tempfile.mkdtemp(prefix="sei-train-memory-"))
@@ -115,13 +145,17 @@ def main() -> None:
                "--model", a.model, "--image-size", str(a.image_size), "--epochs", "1", "--single-run",
                "--batch-size", str(a.batch_size), "--workers", str(a.workers), "--device", "cpu",
                "--memory-budget", a.memory_budget, "--no-amp"]
+        if a.mode == "feed":
+            cmd = [sys.executable, "-c", FEED_SCRIPT, str(labels), str(out / "cache"), str(a.image_size),
+                   a.memory_budget, str(a.batch_size), str(a.workers)]
         r = measure(cmd)
         feed = next((ln.split(": ", 1)[1] for ln in r["log"].splitlines() if ln.startswith("run 1: image cache")), "?")
         results.append({"n": n, "decoded": n * 3 * a.image_size ** 2, **r, "feed": feed})
         print(f"N={n}: peak RssAnon {r['main'] / 2**20:.0f} MiB (tree {r['tree'] / 2**20:.0f} MiB), "
               f"{r['seconds']:.0f}s — {feed}", flush=True)
 
-    print(f"\n`sei train` at {a.image_size}px, budget {a.memory_budget}, {a.model}, 1 epoch, {env_note}")
+    what = f"`sei train` ({a.model}, 1 epoch)" if a.mode == "train" else "the training data path (no model)"
+    print(f"\n{what} at {a.image_size}px, budget {a.memory_budget}, batch {a.batch_size}, {env_note}")
     print("      N   decoded MiB   peak RssAnon MiB   tree peak MiB   wall s")
     for r in results:
         print(f"{r['n']:7d}   {r['decoded'] / 2**20:11.0f}   {r['main'] / 2**20:16.0f}   "
