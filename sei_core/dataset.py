@@ -535,7 +535,7 @@ def decode_images(
     memory does not grow with N; later runs, resumes and other processes of a multi-GPU run
     open the same file. Decoding runs in ``workers`` processes, chunk by chunk
     (:func:`decode_chunk_size`), each chunk written straight into the file; a chunk-completion
-    file beside it (``….progress.json``) is updated after every chunk, so a killed decode
+    file beside it (``….progress.json``, a bitmap of finished chunks) is updated after every chunk, so a killed decode
     continues where it stopped instead of starting again. ``progress(done, total)`` is
     called after each chunk (it may raise to stop the decode; the work done is kept).
 
@@ -577,9 +577,11 @@ def decode_images(
     if state is None:  # fresh start: a sparse file of the right shape, nothing done yet
         mm = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=(n, 3, size, size))
         del mm
-        state = {"n": n, "size": size, "chunk": chunk, "done": [], "problems": []}
+        state = {"n": n, "size": size, "chunk": chunk, "done": _pack_bits(np.zeros(len(chunks), bool)),
+                 "problems": []}
         atomic_write(state_file, lambda fh: fh.write(json.dumps(state).encode()))
-    done_set = set(state["done"])
+    done_mask = decode_progress(state, len(chunks))
+    done_set = set(np.flatnonzero(done_mask).tolist())
     todo = [c for c in range(len(chunks)) if c not in done_set]
     offset = _npy_data_offset(partial)
     done_images = sum(hi - lo for c, (lo, hi) in enumerate(chunks) if c in done_set)
@@ -588,7 +590,8 @@ def decode_images(
 
     def mark(c: int, probs: list[tuple[int, Problem]]) -> None:
         nonlocal done_images
-        state["done"].append(c)
+        done_mask[c] = True
+        state["done"] = _pack_bits(done_mask)
         state["problems"] += [{"i": i, **_problem_dict(p)} for i, p in probs]
         atomic_write(state_file, lambda fh: fh.write(json.dumps(state).encode()))
         done_images += chunks[c][1] - chunks[c][0]
@@ -628,6 +631,21 @@ def decode_images(
     return _finish(ds, np.load(cache, mmap_mode="r"), problems, skip_unreadable)
 
 
+def decode_progress(state: dict, n_chunks: int) -> np.ndarray:
+    """The finished-chunk mask ``(n_chunks,)`` of a decode's ``….progress.json`` contents
+    (``done`` is a base64 bitmap: 1M images at 224 px are ~19k chunks, 2.4 KB)."""
+    import base64
+
+    bits = np.unpackbits(np.frombuffer(base64.b64decode(state["done"]), dtype=np.uint8))
+    return bits[:n_chunks].astype(bool)
+
+
+def _pack_bits(mask: np.ndarray) -> str:
+    import base64
+
+    return base64.b64encode(np.packbits(mask).tobytes()).decode("ascii")
+
+
 def _problem_dict(p: Problem) -> dict:
     return {"where": p.where, "message": p.message, "fix": p.fix, "severity": p.severity}
 
@@ -643,6 +661,7 @@ def _decode_state(state_file: Path, partial: Path, n: int, size: int, chunk: int
     try:
         state = json.loads(state_file.read_text())
         ok = (state["n"], state["size"], state["chunk"]) == (n, size, chunk)
+        decode_progress(state, -(-n // chunk))
         arr = np.load(partial, mmap_mode="r")
         ok = ok and arr.shape == (n, 3, size, size)
         del arr
