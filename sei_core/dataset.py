@@ -535,8 +535,8 @@ def decode_images(
     memory does not grow with N; later runs, resumes and other processes of a multi-GPU run
     open the same file. Decoding runs in ``workers`` processes, chunk by chunk
     (:func:`decode_chunk_size`), each chunk written straight into the file; a chunk-completion
-    file beside it (``….progress.json``, a bitmap of finished chunks) is updated after every chunk, so a killed decode
-    continues where it stopped instead of starting again. ``progress(done, total)`` is
+    file beside it (``….progress.json``, a bitmap of finished chunks) is updated after every
+    chunk, so a killed decode continues where it stopped instead of starting again. ``progress(done, total)`` is
     called after each chunk (it may raise to stop the decode; the work done is kept).
 
     Without ``cache_dir`` the array is decoded into memory by threads (small data, notebooks).

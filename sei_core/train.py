@@ -811,7 +811,8 @@ def _eval_pass(model, feed, y_all, recorder, config, device, use_amp, amp_dtype,
     d = d or Dist()
     model.eval()
     n = len(y_all)
-    batches = [shard(b, d.rank, d.world)[1] for b in torch.tensor_split(torch.arange(n), _batches(n, config.batch_size))]
+    whole = torch.tensor_split(torch.arange(n), _batches(n, config.batch_size))
+    batches = [shard(b, d.rank, d.world)[1] for b in whole]
     for idx_cpu, x in feed.batches(batches):
         idx = idx_cpu.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
