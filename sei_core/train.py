@@ -6,11 +6,16 @@ code). Each relabels its own random ``N/(K+1)`` samples to an extra, meaningless
 auxiliary sets are disjoint so that every sample is scored by a run in which it kept its
 label.
 
-The images are decoded once into a uint8 tensor (on the GPU when it fits), so epochs never
-touch JPEG decoding; augmentation runs batched on the training device. Every epoch writes
-its records, a checkpoint (model, optimiser, scheduler, RNG states) and the status, so a
-killed run resumes from its last complete epoch and ends with the same scores as an
-uninterrupted one.
+The images are decoded once into a uint8 cache file, read from the GPU or RAM when it fits
+(the memory budget) and otherwise through a memory map with prefetch (:mod:`sei_core.feed`),
+so epochs never touch JPEG decoding and memory does not grow with N; augmentation runs
+batched on the training device. Every epoch writes its records, a checkpoint (model,
+optimiser, scheduler, RNG states) and the status, so a killed run resumes from its last
+complete epoch and ends with the same scores as an uninterrupted one.
+
+Under ``torchrun`` every process runs :func:`train`: each trains on its part of every
+global batch through DistributedDataParallel, the per-sample records are gathered by
+sample id (:meth:`Recorder.reduce`), and rank 0 alone locks and writes the run.
 """
 
 from __future__ import annotations
