@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import contextlib
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,11 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+try:
+    import fcntl
+except ImportError:  # Windows: one decoder per cache is then up to the caller
+    fcntl = None
 
 from .files import atomic_write
 
@@ -561,16 +567,49 @@ def decode_images(
         return _finish(ds, out, [p for _, p in sorted(found, key=lambda t: t[0])], skip_unreadable)
 
     cache = Path(cache_dir) / f"images_{ds.fingerprint()}_{size}.npy"
+    hit = _cached(cache, n, size)
+    if hit is None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        with _exclusive(cache.with_name(cache.stem + ".lock")):  # one decoder per cache file
+            hit = _cached(cache, n, size)  # another process may have finished it meanwhile
+            if hit is None:
+                _decode_to_cache(ds, size, workers, progress, chunks, chunk, cache)
+                hit = _cached(cache, n, size)
+    return _finish(ds, *hit, skip_unreadable)
+
+
+def _cached(cache: Path, n: int, size: int) -> tuple[np.ndarray, list[Problem]] | None:
+    """The finished cache file (memory map) and its decode problems, or None."""
+    if not cache.is_file():
+        return None
     meta = cache.with_suffix(".json")
-    if cache.is_file():
-        try:
-            arr = np.load(cache, mmap_mode="r")
-            problems = [Problem(**p) for p in json.loads(meta.read_text())["problems"]] if meta.is_file() else []
-        except (OSError, ValueError, KeyError, TypeError):
-            arr = None
-        if arr is not None and arr.shape == (n, 3, size, size) and arr.dtype == np.uint8:
-            return _finish(ds, arr, problems, skip_unreadable)
-    cache.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        arr = np.load(cache, mmap_mode="r")
+        problems = [Problem(**p) for p in json.loads(meta.read_text())["problems"]] if meta.is_file() else []
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if arr.shape != (n, 3, size, size) or arr.dtype != np.uint8:
+        return None
+    return arr, problems
+
+
+@contextlib.contextmanager
+def _exclusive(lock_file: Path):
+    """Hold an exclusive ``flock`` on ``lock_file`` (waiting for another holder) while inside."""
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _decode_to_cache(ds: LabeledImages, size: int, workers: int, progress, chunks: list[tuple[int, int]],
+                     chunk: int, cache: Path) -> None:
+    """Decode into ``….partial.npy`` (resuming a killed decode), then rename it to ``cache``."""
+    n = len(ds)
+    meta = cache.with_suffix(".json")
     partial = cache.with_name(cache.stem + ".partial.npy")
     state_file = cache.with_name(cache.stem + ".progress.json")
     state = _decode_state(state_file, partial, n, size, chunk)
@@ -628,7 +667,6 @@ def decode_images(
     atomic_write(meta, lambda fh: fh.write(json.dumps({"problems": [_problem_dict(p) for p in problems]}).encode()))
     os.replace(partial, cache)
     state_file.unlink(missing_ok=True)
-    return _finish(ds, np.load(cache, mmap_mode="r"), problems, skip_unreadable)
 
 
 def decode_progress(state: dict, n_chunks: int) -> np.ndarray:
