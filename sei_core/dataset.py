@@ -614,8 +614,8 @@ def _decode_to_cache(ds: LabeledImages, size: int, workers: int, progress, chunk
     state_file = cache.with_name(cache.stem + ".progress.json")
     state = _decode_state(state_file, partial, n, size, chunk)
     if state is None:  # fresh start: a sparse file of the right shape, nothing done yet
-        mm = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=(n, 3, size, size))
-        del mm
+        # a sparse file of the right shape: disk is used as chunks arrive
+        np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=(n, 3, size, size)).flush()
         state = {"n": n, "size": size, "chunk": chunk, "done": _pack_bits(np.zeros(len(chunks), bool)),
                  "problems": []}
         atomic_write(state_file, lambda fh: fh.write(json.dumps(state).encode()))

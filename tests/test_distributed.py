@@ -15,7 +15,6 @@ import time
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from sei_core.ranking import score_run
 from sei_core.runs import Run
