@@ -145,15 +145,18 @@ def _torchrun(nproc: int, argv: list[str], run: Path) -> int:
     except KeyboardInterrupt:  # the processes got the SIGINT too and stop at their next batch
         rc = proc.wait()
     st = Run(run).status() if Run(run).exists() else {}
-    if st.get("state") == "finished" and rc == 0:
+    state = st.get("state")
+    if state == "finished" and rc == 0:
         return _print_summary(Run(run))
-    if st.get("state") == "stopped":
+    if state == "stopped":
         print(f"sei: stopped; resume with `sei resume {run}`", file=sys.stderr)
         return 130
-    if rc != 0:
+    if state in ("created", "running"):  # resumed by another process meanwhile: its report, not ours
+        return rc
+    if rc != 0 or state != "finished":
         print(f"sei: error: training with {nproc} processes failed (exit code {rc}); "
               + (f"{st['error']}" if st.get("error") else f"see {Path(run) / 'log.txt'}"), file=sys.stderr)
-    return 1 if rc else 0
+    return rc or 1
 
 
 def _fmt_seconds(s) -> str:
@@ -192,6 +195,11 @@ def cmd_resume(a) -> int:
         return 0
     nproc = int(Run(a.run).config().get("nproc_per_node", 1)) if Run(a.run).exists() else 1
     if nproc > 1 and not under_torchrun():
+        world = int(Run(a.run).status().get("world_size") or nproc)
+        if world > nproc:
+            raise RunError(f"{a.run} was trained by {world} processes on {world // nproc} machines; resume it "
+                           f"the same way: on each machine `torchrun --nnodes {world // nproc} --nproc-per-node "
+                           f"{nproc} --rdzv-backend c10d --rdzv-endpoint HOST:PORT -m sei_core.cli resume {a.run}`")
         return _torchrun(nproc, ["resume", str(a.run), *(["--no-progress"] if a.no_progress else [])], Path(a.run))
     return _train_reporting_once(TrainConfig(data=""), a.run, resume=True, progress_bar=not a.no_progress)
 
@@ -489,9 +497,11 @@ def main(argv: list[str] | None = None) -> int:
     except PeerFailed:  # another process of a torchrun job; rank 0 reports the reason
         return 1
     except Stopped as e:
-        if not under_torchrun() or os.environ.get("RANK") == "0":
+        if not under_torchrun():
             print(f"sei: {e}", file=sys.stderr)
-        return 130
+            return 130
+        # a clean, shared stop: exit 0 so torchrun does not report a failure; status.json says "stopped"
+        return 0
     except (dataset.DataError, ModelError, RunError, ValueError, _BenchError) as e:
         if not under_torchrun() or os.environ.get("RANK") == "0":  # one report per torchrun job
             print(f"sei: error: {e}", file=sys.stderr)

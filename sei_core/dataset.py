@@ -15,6 +15,7 @@ Nothing here ever writes to the user's data.
 from __future__ import annotations
 
 import hashlib
+import contextlib
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +25,11 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+try:
+    import fcntl
+except ImportError:  # Windows: one decoder per cache is then up to the caller
+    fcntl = None
 
 from .files import atomic_write
 from .labels import TableError, read_table, source_kind
@@ -550,8 +556,8 @@ def decode_images(
     memory does not grow with N; later runs, resumes and other processes of a multi-GPU run
     open the same file. Decoding runs in ``workers`` processes, chunk by chunk
     (:func:`decode_chunk_size`), each chunk written straight into the file; a chunk-completion
-    file beside it (``….progress.json``) is updated after every chunk, so a killed decode
-    continues where it stopped instead of starting again. ``progress(done, total)`` is
+    file beside it (``….progress.json``, a bitmap of finished chunks) is updated after every
+    chunk, so a killed decode continues where it stopped instead of starting again. ``progress(done, total)`` is
     called after each chunk (it may raise to stop the decode; the work done is kept).
 
     Without ``cache_dir`` the array is decoded into memory by threads (small data, notebooks).
@@ -576,25 +582,60 @@ def decode_images(
         return _finish(ds, out, [p for _, p in sorted(found, key=lambda t: t[0])], skip_unreadable)
 
     cache = Path(cache_dir) / f"images_{ds.fingerprint()}_{size}.npy"
+    hit = _cached(cache, n, size)
+    if hit is None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        with _exclusive(cache.with_name(cache.stem + ".lock")):  # one decoder per cache file
+            hit = _cached(cache, n, size)  # another process may have finished it meanwhile
+            if hit is None:
+                _decode_to_cache(ds, size, workers, progress, chunks, chunk, cache)
+                hit = _cached(cache, n, size)
+    return _finish(ds, *hit, skip_unreadable)
+
+
+def _cached(cache: Path, n: int, size: int) -> tuple[np.ndarray, list[Problem]] | None:
+    """The finished cache file (memory map) and its decode problems, or None."""
+    if not cache.is_file():
+        return None
     meta = cache.with_suffix(".json")
-    if cache.is_file():
-        try:
-            arr = np.load(cache, mmap_mode="r")
-            problems = [Problem(**p) for p in json.loads(meta.read_text())["problems"]] if meta.is_file() else []
-        except (OSError, ValueError, KeyError, TypeError):
-            arr = None
-        if arr is not None and arr.shape == (n, 3, size, size) and arr.dtype == np.uint8:
-            return _finish(ds, arr, problems, skip_unreadable)
-    cache.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        arr = np.load(cache, mmap_mode="r")
+        problems = [Problem(**p) for p in json.loads(meta.read_text())["problems"]] if meta.is_file() else []
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if arr.shape != (n, 3, size, size) or arr.dtype != np.uint8:
+        return None
+    return arr, problems
+
+
+@contextlib.contextmanager
+def _exclusive(lock_file: Path):
+    """Hold an exclusive ``flock`` on ``lock_file`` (waiting for another holder) while inside."""
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _decode_to_cache(ds: LabeledImages, size: int, workers: int, progress, chunks: list[tuple[int, int]],
+                     chunk: int, cache: Path) -> None:
+    """Decode into ``….partial.npy`` (resuming a killed decode), then rename it to ``cache``."""
+    n = len(ds)
+    meta = cache.with_suffix(".json")
     partial = cache.with_name(cache.stem + ".partial.npy")
     state_file = cache.with_name(cache.stem + ".progress.json")
     state = _decode_state(state_file, partial, n, size, chunk)
     if state is None:  # fresh start: a sparse file of the right shape, nothing done yet
-        mm = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=(n, 3, size, size))
-        del mm
-        state = {"n": n, "size": size, "chunk": chunk, "done": [], "problems": []}
+        # a sparse file of the right shape: disk is used as chunks arrive
+        np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=(n, 3, size, size)).flush()
+        state = {"n": n, "size": size, "chunk": chunk, "done": _pack_bits(np.zeros(len(chunks), bool)),
+                 "problems": []}
         atomic_write(state_file, lambda fh: fh.write(json.dumps(state).encode()))
-    done_set = set(state["done"])
+    done_mask = decode_progress(state, len(chunks))
+    done_set = set(np.flatnonzero(done_mask).tolist())
     todo = [c for c in range(len(chunks)) if c not in done_set]
     offset = _npy_data_offset(partial)
     done_images = sum(hi - lo for c, (lo, hi) in enumerate(chunks) if c in done_set)
@@ -603,7 +644,8 @@ def decode_images(
 
     def mark(c: int, probs: list[tuple[int, Problem]]) -> None:
         nonlocal done_images
-        state["done"].append(c)
+        done_mask[c] = True
+        state["done"] = _pack_bits(done_mask)
         state["problems"] += [{"i": i, **_problem_dict(p)} for i, p in probs]
         atomic_write(state_file, lambda fh: fh.write(json.dumps(state).encode()))
         done_images += chunks[c][1] - chunks[c][0]
@@ -640,7 +682,21 @@ def decode_images(
     atomic_write(meta, lambda fh: fh.write(json.dumps({"problems": [_problem_dict(p) for p in problems]}).encode()))
     os.replace(partial, cache)
     state_file.unlink(missing_ok=True)
-    return _finish(ds, np.load(cache, mmap_mode="r"), problems, skip_unreadable)
+
+
+def decode_progress(state: dict, n_chunks: int) -> np.ndarray:
+    """The finished-chunk mask ``(n_chunks,)`` of a decode's ``….progress.json`` contents
+    (``done`` is a base64 bitmap: 1M images at 224 px are ~19k chunks, 2.4 KB)."""
+    import base64
+
+    bits = np.unpackbits(np.frombuffer(base64.b64decode(state["done"]), dtype=np.uint8))
+    return bits[:n_chunks].astype(bool)
+
+
+def _pack_bits(mask: np.ndarray) -> str:
+    import base64
+
+    return base64.b64encode(np.packbits(mask).tobytes()).decode("ascii")
 
 
 def _problem_dict(p: Problem) -> dict:
@@ -658,6 +714,7 @@ def _decode_state(state_file: Path, partial: Path, n: int, size: int, chunk: int
     try:
         state = json.loads(state_file.read_text())
         ok = (state["n"], state["size"], state["chunk"]) == (n, size, chunk)
+        decode_progress(state, -(-n // chunk))
         arr = np.load(partial, mmap_mode="r")
         ok = ok and arr.shape == (n, 3, size, size)
         del arr

@@ -6,11 +6,16 @@ code). Each relabels its own random ``N/(K+1)`` samples to an extra, meaningless
 auxiliary sets are disjoint so that every sample is scored by a run in which it kept its
 label.
 
-The images are decoded once into a uint8 tensor (on the GPU when it fits), so epochs never
-touch JPEG decoding; augmentation runs batched on the training device. Every epoch writes
-its records, a checkpoint (model, optimiser, scheduler, RNG states) and the status, so a
-killed run resumes from its last complete epoch and ends with the same scores as an
-uninterrupted one.
+The images are decoded once into a uint8 cache file, read from the GPU or RAM when it fits
+(the memory budget) and otherwise through a memory map with prefetch (:mod:`sei_core.feed`),
+so epochs never touch JPEG decoding and memory does not grow with N; augmentation runs
+batched on the training device. Every epoch writes its records, a checkpoint (model,
+optimiser, scheduler, RNG states) and the status, so a killed run resumes from its last
+complete epoch and ends with the same scores as an uninterrupted one.
+
+Under ``torchrun`` every process runs :func:`train`: each trains on its part of every
+global batch through DistributedDataParallel, the per-sample records are gathered by
+sample id (:meth:`Recorder.reduce`), and rank 0 alone locks and writes the run.
 """
 
 from __future__ import annotations
@@ -280,6 +285,8 @@ def train(
 
 def _train(config, out, resume, progress_bar, log, d: Dist, device: torch.device) -> Run:
     held: list[int] = []
+    if d.active and not resume:  # `sei resume` restarts torchrun with as many processes per machine
+        config = dataclasses.replace(config, nproc_per_node=d.local_world)
 
     def start() -> str:
         if resume:
@@ -760,7 +767,8 @@ def _eval_pass(model, feed, y_all, recorder, config, device, use_amp, amp_dtype,
     d = d or Dist()
     model.eval()
     n = len(y_all)
-    batches = [shard(b, d.rank, d.world)[1] for b in torch.tensor_split(torch.arange(n), _batches(n, config.batch_size))]
+    whole = torch.tensor_split(torch.arange(n), _batches(n, config.batch_size))
+    batches = [shard(b, d.rank, d.world)[1] for b in whole]
     for idx_cpu, x in feed.batches(batches):
         idx = idx_cpu.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
