@@ -305,19 +305,29 @@ def image_view(src, sid: str) -> None:
         st.slider("Top ↕ bottom", 0, 100, 50, key="review_pan_y")
 
 
-def strip(src, s, idx: np.ndarray, title: str) -> None:
+@st.cache_resource(max_entries=256, show_spinner=False)
+def thumbnail(data: str, split: str, sid: str, side: int, stamp: tuple) -> np.ndarray | None:
+    """A small copy of an example image (the same examples come back for every image of a class)."""
+    try:
+        return np.asarray(fit(images_of(data, split).open(sid, max_side=4 * side), side))
+    except ImageAccessError:
+        return None
+
+
+def strip(cfg: dict, s, idx: np.ndarray, title: str) -> None:
     st.markdown(title)
     if not len(idx):
         st.caption("No confidently clean examples of this class in the run.")
         return
     cols = st.columns(6)
+    stamp = file_stamp(cfg["data"])
     for j, i in enumerate(idx[:6]):
         with cols[j]:
-            try:
-                st.image(fit(src.open(s.ids[i], max_side=512), 160), width="stretch",
-                         caption=f"{100 * s.suggested_probability[i]:.0f}%")
-            except ImageAccessError:
+            th = thumbnail(cfg["data"], cfg.get("split", "train"), s.ids[i], 160, stamp)
+            if th is None:
                 st.caption("(not shown)")
+            else:
+                st.image(th, width="stretch", caption=f"{100 * s.suggested_probability[i]:.0f}%")
 
 
 def action_bar(store: ReviewStore, queue: ReviewQueue, classes: list[str], path: str, label: str, status: str,
@@ -479,10 +489,10 @@ def decision_panel(run, store: ReviewStore, queue: ReviewQueue, state_filter: st
                         key="review_curve", **CHART)
     with c2:
         given_k = int(s.labels[i])
-        strip(src, s, _without(ctx["clean"][given_k], i),
+        strip(cfg, s, _without(ctx["clean"][given_k], i),
               f"Confidently clean examples of **{md(s.classes[given_k])}** (the label it was given)")
         if suggested is not None and s.suggested[i] != given_k:
-            strip(src, s, _without(ctx["clean"][int(s.suggested[i])], i),
+            strip(cfg, s, _without(ctx["clean"][int(s.suggested[i])], i),
                   f"Confidently clean examples of **{md(suggested)}** (the model's suggestion)")
         st.caption("Percentages: how sure the model is of each example's label over the last epochs.")
 
