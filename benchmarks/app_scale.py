@@ -55,13 +55,15 @@ def make_data(folder: Path, n: int, k: int, noise: float, seed: int) -> tuple[Pa
     given[wrong] = (true[wrong] + rng.integers(1, k, int(wrong.sum()))) % k
     images = folder / "images"
     images.mkdir(parents=True, exist_ok=True)
-    one = folder / "one.png"
-    Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(one)
     paths = [f"images/img_{i:07d}.png" for i in range(n)]
-    for p in paths:
-        dst = folder / p
-        if not dst.exists():
-            os.link(one, dst)
+    per_file = 50_000  # file systems cap the links to one file (ext4: 65,000)
+    for start in range(0, n, per_file):
+        one = folder / f"source_{start // per_file}.png"
+        Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(one)
+        for p in paths[start:start + per_file]:
+            dst = folder / p
+            if not dst.exists():
+                os.link(one, dst)
     names = np.array(CLASSES[:k] if k <= len(CLASSES) else [f"class_{c}" for c in range(k)])
     labels = folder / "labels.csv"
     labels.write_text("path,label\n" + "".join(f"{p},{c}\n" for p, c in zip(paths, names[given])))
