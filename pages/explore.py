@@ -76,7 +76,7 @@ def summary(s, truth, mask, status: dict) -> None:
     c[1].metric("Flagged", f"{int((s.flagged & mask).sum()):,}",
                 help=f"{name} below the threshold: likely mislabeled. Review them on the Review page.")
     c[2].metric("Threshold" + ("s" if len(s.run_thresholds) > 1 else ""),
-                " / ".join(f"{t:.3g}" for t in s.run_thresholds),
+                " / ".join(f"{t:.2g}" for t in s.run_thresholds),
                 help=f"Threshold rule of {name}: {METHODS[s.method].threshold_rule}; one per run.")
     c[3].metric("Epochs recorded", s.epochs)
     if truth is not None and scored.any():

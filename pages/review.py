@@ -333,7 +333,7 @@ def strip(cfg: dict, s, idx: np.ndarray, title: str) -> None:
 def action_bar(store: ReviewStore, queue: ReviewQueue, classes: list[str], path: str, label: str, status: str,
                sei: float, suggested: str | None, disabled: bool) -> None:
     args = dict(store=store, queue=queue, path=path, shown_label=label, shown_status=status, sei=sei)
-    b = st.columns(4)
+    b = st.columns(3)
     b[0].button("Confirm label", type="primary", icon=":material/check:", shortcut="Y", key="act_confirm",
                 on_click=act, kwargs=dict(action="confirm", **args), disabled=disabled, width="stretch",
                 help="The given label is right.")
@@ -341,9 +341,7 @@ def action_bar(store: ReviewStore, queue: ReviewQueue, classes: list[str], path:
                 kwargs=dict(action="discard", **args), disabled=disabled, width="stretch",
                 help="Unusable (wrong kind of image, unreadable, duplicate…). The row stays in the file, marked "
                      "discarded, and is left out of the cleaned export.")
-    b[2].button("Previous", icon=":material/skip_previous:", shortcut="left", key="act_previous", on_click=previous,
-                args=(path,), width="stretch", help="Back to the image before this one; nothing is written.")
-    b[3].button("Skip", icon=":material/skip_next:", shortcut="S", key="act_skip", on_click=skip, args=(path,),
+    b[2].button("Skip", icon=":material/skip_next:", shortcut="S", key="act_skip", on_click=skip, args=(path,),
                 width="stretch", help="Decide later; nothing is written.")
     st.markdown("**Relabel as**")
     n_keys = min(len(classes), MAX_KEY_CLASSES)
@@ -465,9 +463,13 @@ def decision_panel(run, store: ReviewStore, queue: ReviewQueue, state_filter: st
         if status == "discarded":
             st.info("This image is discarded: it is left out of the cleaned export.", icon=":material/delete:")
         action_bar(store, queue, s.classes, current, label, status, float(s.sei[i]), suggested, disabled=not reviewer)
-        st.button("Undo my last decision", icon=":material/undo:", shortcut="U", key="act_undo", on_click=undo,
-                  args=(store, queue), disabled=not reviewer,
-                  help="Restores the previous label and status in the label file and logs the undo.")
+        b = st.columns(2)
+        b[0].button("Undo my last decision", icon=":material/undo:", shortcut="U", key="act_undo", on_click=undo,
+                    args=(store, queue), disabled=not reviewer, width="stretch",
+                    help="Restores the previous label and status in the label file and logs the undo.")
+        b[1].button("Previous image", icon=":material/skip_previous:", shortcut="left", key="act_previous",
+                    on_click=previous, args=(current,), width="stretch",
+                    help="Back to the image before this one (also one you just decided); nothing is written.")
         st.caption("Keyboard: Y confirm · 1–%d relabel as that class (the image's own class confirms) · D discard · "
                    "S skip · ← previous · U undo%s. The star marks the model's suggestion: the class it predicted "
                    "most often over the last epochs, with its average probability."

@@ -156,6 +156,7 @@ def sei_histograms(
         return hit[0] if hit else None
 
     lines_used: dict[str, str] = {}
+    in_legend: dict[str, tuple[str, str]] = {}  # every part's name, listed once even if empty everywhere
     for n, c in enumerate(show):
         r, col = n // cols + 1, n % cols + 1
         in_c = ok & (labels == c)
@@ -163,15 +164,25 @@ def sei_histograms(
             m = in_c & (flagged == flag_value)
             subsets = [(m, name, "")] if noisy is None else [
                 (m & ~noisy, f"{name} · label correct", ""), (m & noisy, f"{name} · truly mislabeled", "/")]
-            for mask, label, pattern in subsets:  # every part on the first panel, so the legend lists all
-                fig.add_trace(_bars(binned(score[mask], edges), edges, label, color, score_name, pattern=pattern,
-                                    showlegend=n == 0), row=r, col=col)
+            for mask, label, pattern in subsets:
+                counts = binned(score[mask], edges)
+                first = label not in in_legend and counts.any()
+                in_legend.setdefault(label, (color, pattern))
+                if first:
+                    in_legend[label] = ("", "")  # listed by this trace
+                fig.add_trace(_bars(counts, edges, label, color, score_name, pattern=pattern, showlegend=bool(first)),
+                              row=r, col=col)
         for t in np.unique(np.round(threshold[in_c & np.isfinite(threshold)], 9)):
             k = run_of(float(t))
             name = "threshold" if k is None or len(runs) < 2 else f"threshold, run {k + 1}"
             dash = THRESHOLD_DASHES[(k or 0) % len(THRESHOLD_DASHES)]
             lines_used[name] = dash
             fig.add_vline(x=float(t), line=dict(color=THRESHOLD_COLOR, dash=dash, width=1.5), row=r, col=col)
+    for label, (color, pattern) in in_legend.items():
+        if color:  # no image in any panel: a legend entry only, so every part is explained
+            fig.add_trace(go.Bar(x=[None], y=[None], name=label, legendgroup=label, showlegend=True,
+                                 marker=dict(color=color, pattern=dict(shape=pattern, fgcolor="#1f1f1f",
+                                                                       fillmode="overlay", solidity=0.3))))
     for name, dash in sorted(lines_used.items()):
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=name,
                                  line=dict(color=THRESHOLD_COLOR, dash=dash)))
