@@ -179,17 +179,42 @@ def truth_of(run: Run, ids=None):
 # -- the shared choice of data set and run --------------------------------------------------------
 
 def current_data() -> dict:
-    """This browser session's data choice: ``{"path", "split"}`` (newest recent one at first)."""
+    """This browser session's data choice: ``{"path", "split"}``.
+
+    Per session, never shared between tabs: the page address carries it (``?data=…&split=…``,
+    so a reload keeps it); a new session without one starts on the most recently opened data
+    set that opened successfully (or the bundled sample data).
+    """
     if "data" not in st.session_state:
-        st.session_state["data"] = workspace.current_data()
-    return st.session_state["data"]
+        path = st.query_params.get("data")
+        st.session_state["data"] = ({"path": workspace.normalise_data_path(path),
+                                     "split": st.query_params.get("split", "train")}
+                                    if path else workspace.current_data())
+    data = st.session_state["data"]
+    if st.query_params.get("data") != data["path"]:
+        st.query_params["data"] = data["path"]
+    if data.get("split", "train") != "train":
+        st.query_params["split"] = data["split"]
+    elif "split" in st.query_params:
+        del st.query_params["split"]
+    return data
 
 
 def choose_data(path: str, split: str = "train") -> None:
-    """Switch this session to a data set and remember it on disk."""
-    items = workspace.remember_data(path, split)
-    st.session_state["data"] = items[0]
+    """Switch this session (only) to a data set; it joins "recently opened" once it opens
+    (:func:`opened_data`)."""
+    st.session_state["data"] = {"path": workspace.normalise_data_path(path), "split": split}
     st.session_state.pop("run_name", None)
+
+
+def opened_data(data: dict, ok: bool) -> None:
+    """Remember a data set that opened in "recently opened"; forget one that failed."""
+    recent = workspace.recent_data()
+    entry = {"path": data["path"], "split": data.get("split", "train")}
+    if ok and (not recent or recent[0] != entry):
+        workspace.remember_data(entry["path"], entry["split"])
+    elif not ok and entry in recent:
+        workspace.forget_data(entry["path"], entry["split"])
 
 
 def select_run(name: str) -> None:

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pages._common import (choose_data, current_data, data_set, file_stamp, guard, images_of, md, page_setup,
-                           show_problems)
+from pages._common import (choose_data, current_data, data_set, file_stamp, guard, images_of, md, opened_data,
+                           page_setup, show_problems)
 from sei_core import plots, workspace
 from sei_core.dataset import DataError, Prompts
 from sei_core.gallery import ImageAccessError, fit
@@ -195,10 +195,12 @@ with guard("the Data page"):
     try:
         ds = data_set(data["path"], data.get("split", "train"))
     except DataError as e:
+        opened_data(data, ok=False)
         st.error(f"This data cannot be used yet: {len(e.problems)} problem(s), listed below with where they are "
                  "and how to fix them. Fix the file, then press Open again.", icon=":material/error:")
         show_problems(e.problems)
         st.stop()
+    opened_data(data, ok=True)
     summary(ds)
     report(ds)
     gallery(ds, data)

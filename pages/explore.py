@@ -8,12 +8,13 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pages._common import (DEFAULT_METHOD, PAPER_METHOD, REVIEW_PAGE, _scores, facts, guard, images_of, md, need_run,
-                           page_setup, score_name, scores_of, truth_of)
+from pages._common import (DEFAULT_METHOD, PAPER_METHOD, REVIEW_PAGE, _scores, facts, file_stamp, guard, images_of, md,
+                           need_run, page_setup, score_name, scores_of, truth_of)
 from sei_core.count import ESTIMATOR_TEXT
 from sei_core.methods import DEFAULT_RULE, METHODS, threshold_text
 from sei_core import dynamics, metrics, plots, workspace
 from sei_core.gallery import ImageAccessError, fit
+from sei_core.runs import Run
 
 ALL = -1
 PAGE_ROWS = 100  # rows of the image table sent to the browser at a time
@@ -110,18 +111,35 @@ def overview(run_path: str, stamp: tuple, method: str) -> dict:
 
 
 @st.cache_resource(max_entries=16, show_spinner="Preparing the view…")
-def class_view(run_path: str, stamp: tuple, method: str, k: int) -> dict:
-    """The arrays behind the figures for one class (or all): per run version, method and class."""
+def class_view(run_path: str, stamp: tuple, method: str, k: int, truth_stamp: tuple | None) -> dict:
+    """The arrays and figures for one class (or all): built once per run version, method, class
+    and truth-file version, so a rerun only sends them again (figures are shared: read only)."""
     s = _scores(run_path, stamp, method)
     o = overview(run_path, stamp, method)
+    truth = truth_of(Run(run_path)) if truth_stamp is not None else None
+    name = score_name(s.method)
     mask = np.ones(len(s.ids), dtype=bool) if k == ALL else s.labels == k
     g = np.where(mask, o["groups"], dynamics.UNSCORED)
     mean, std, count = dynamics.group_mean_curves(s.signed_entropy, g)
     order = o["order"][mask[o["order"]]]
-    return dict(mask=mask, se_mean=mean, se_std=std, count=count, order=order,
-                flagged_order=order[s.flagged[order]],
-                align=dynamics.alignment_timeline(s.prediction, s.labels, g),
-                n=int(mask.sum()), n_flagged=int((s.flagged & mask).sum()))
+    align = dynamics.alignment_timeline(s.prediction, s.labels, g)
+    scored, ints = o["scored"], o["integrals"]
+    m = mask & scored
+    auroc = None
+    if truth is not None and truth[m].any() and (~truth[m]).any():
+        auroc = {key: metrics.auroc(val[m], truth[m]) for key, val in ints.items()}
+    figures = dict(
+        hist=plots.sei_histograms(s.score, s.flagged, s.labels, s.classes, s.threshold, truth,
+                                  show_classes=None if k == ALL else [k], score_name=name,
+                                  run_thresholds=s.run_thresholds),
+        group_curves=plots.group_curves(mean, std, count, dynamics.GROUP_NAMES, "signed entropy"),
+        alignment=plots.alignment_plot(align, dynamics.GROUP_NAMES, count),
+        entropy=plots.entropy_trajectories(s.entropy, s.flagged, m),
+        integrals=plots.integral_comparison(ints["signed"][m], ints["unsigned"][m], s.sei_flagged[m],
+                                            None if truth is None else truth[m],
+                                            thresholds=s.sei_run_thresholds, auroc=auroc))
+    return dict(mask=mask, se_mean=mean, count=count, order=order, flagged_order=order[s.flagged[order]],
+                figures=figures)
 
 
 def sample_table(s, truth, groups, order) -> None:
@@ -252,9 +270,10 @@ def body() -> None:
                         "It was chosen because it found injected label noise best in this project's benchmark "
                         "(the Benchmark page and docs/benchmarks.md show the numbers, SEI beside it).")
     truth = truth_of(run)
+    f = workspace.truth_file(run.config().get("data", ""))
     o = overview(str(run.path), stamp, method)
-    v = class_view(str(run.path), stamp, method, k)
-    scored, groups, mask = o["scored"], o["groups"], v["mask"]
+    v = class_view(str(run.path), stamp, method, k, None if f is None else file_stamp(f))
+    groups, mask, fig = o["groups"], v["mask"], v["figures"]
     summary(s, truth, mask, status)
 
     st.subheader(f"{name} by class", anchor=False)
@@ -264,15 +283,12 @@ def body() -> None:
                + (" Two threshold lines: the data set was trained twice (two complementary runs, each with its own "
                   "threshold); every image is judged by the run in which it kept its label, so a class shows the "
                   "threshold of each run that scored some of its images." if two else ""))
-    shown = None if k == ALL else [k]
-    hist = plots.sei_histograms(s.score, s.flagged, s.labels, s.classes, s.threshold, truth, show_classes=shown,
-                                score_name=name, run_thresholds=s.run_thresholds)
     if k == ALL and len(s.classes) > SCROLL_CLASSES:
         st.caption(f"{len(s.classes)} classes: scroll inside the box, or choose one class above.")
         with st.container(height=760):
-            st.plotly_chart(hist, key="hist", **CHART)
+            st.plotly_chart(fig["hist"], key="hist", **CHART)
     else:
-        st.plotly_chart(hist, key="hist", **CHART)
+        st.plotly_chart(fig["hist"], key="hist", **CHART)
 
     st.subheader("Images", anchor=False)
     only_flagged = st.toggle("Only flagged images", value=False, key="explore_only_flagged")
@@ -287,20 +303,19 @@ def body() -> None:
     with c1:
         st.caption("Mean signed entropy of each group (band: ± one standard deviation). Flagged images sit below "
                    "zero for many epochs: the model keeps disagreeing with their label.")
-        st.plotly_chart(plots.group_curves(v["se_mean"], v["se_std"], v["count"], dynamics.GROUP_NAMES,
-                                           "signed entropy"), key="group_curves", **CHART)
+        st.plotly_chart(fig["group_curves"], key="group_curves", **CHART)
     with c2:
         st.caption("Label–prediction alignment: the share of each group whose prediction equals the given label, "
                    "per epoch. Mislabeled images are predicted as their true class until the model starts to "
                    "memorise the wrong label.")
-        st.plotly_chart(plots.alignment_plot(v["align"], dynamics.GROUP_NAMES, v["count"]), key="alignment", **CHART)
+        st.plotly_chart(fig["alignment"], key="alignment", **CHART)
 
     c1, c2 = st.columns(2)
     with c1:
         st.subheader("Entropy: kept vs flagged", anchor=False)
         st.caption("How unsure the model is about each image over training (thin lines: a few individual images; "
                    "thick: the mean, band ± one standard deviation).")
-        st.plotly_chart(plots.entropy_trajectories(s.entropy, s.flagged, scored & mask), key="entropy", **CHART)
+        st.plotly_chart(fig["entropy"], key="entropy", **CHART)
     with c2:
         st.subheader("Signed vs unsigned integral", anchor=False)
         st.caption("The same entropy summed with and without the sign. "
@@ -308,15 +323,7 @@ def body() -> None:
                       "perfectly, 0.5 = chance)." if truth is not None else
                       "Colours: flagged vs kept. With a truth file the plot shows which score separates the truly "
                       "mislabeled images."))
-        ints = o["integrals"]
-        m = mask & scored
-        auroc = None
-        if truth is not None and truth[m].any() and (~truth[m]).any():
-            auroc = {key: metrics.auroc(val[m], truth[m]) for key, val in ints.items()}
-        st.plotly_chart(plots.integral_comparison(ints["signed"][m], ints["unsigned"][m], s.sei_flagged[m],
-                                                  None if truth is None else truth[m],
-                                                  thresholds=s.sei_run_thresholds, auroc=auroc),
-                        key="integrals", **CHART)
+        st.plotly_chart(fig["integrals"], key="integrals", **CHART)
 
 
 with guard("the Explore page"):

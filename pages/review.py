@@ -303,25 +303,35 @@ def image_view(src, sid: str) -> None:
         st.slider("Top ↕ bottom", 0, 100, 50, key="review_pan_y")
 
 
-def strip(src, s, idx: np.ndarray, title: str) -> None:
+@st.cache_resource(max_entries=256, show_spinner=False)
+def thumbnail(data: str, split: str, sid: str, side: int, stamp: tuple) -> np.ndarray | None:
+    """A small copy of an example image (the same examples come back for every image of a class)."""
+    try:
+        return np.asarray(fit(images_of(data, split).open(sid, max_side=4 * side), side))
+    except ImageAccessError:
+        return None
+
+
+def strip(cfg: dict, s, idx: np.ndarray, title: str) -> None:
     st.markdown(title)
     if not len(idx):
         st.caption("No confidently clean examples of this class in the run.")
         return
     cols = st.columns(6)
+    stamp = file_stamp(cfg["data"])
     for j, i in enumerate(idx[:6]):
         with cols[j]:
-            try:
-                st.image(fit(src.open(s.ids[i], max_side=512), 160), width="stretch",
-                         caption=f"{100 * s.suggested_probability[i]:.0f}%")
-            except ImageAccessError:
+            th = thumbnail(cfg["data"], cfg.get("split", "train"), s.ids[i], 160, stamp)
+            if th is None:
                 st.caption("(not shown)")
+            else:
+                st.image(th, width="stretch", caption=f"{100 * s.suggested_probability[i]:.0f}%")
 
 
 def action_bar(store: ReviewStore, queue: ReviewQueue, classes: list[str], path: str, label: str, status: str,
                sei: float, suggested: str | None, disabled: bool) -> None:
     args = dict(store=store, queue=queue, path=path, shown_label=label, shown_status=status, sei=sei)
-    b = st.columns(4)
+    b = st.columns(3)
     b[0].button("Confirm label", type="primary", icon=":material/check:", shortcut="Y", key="act_confirm",
                 on_click=act, kwargs=dict(action="confirm", **args), disabled=disabled, width="stretch",
                 help="The given label is right.")
@@ -329,9 +339,7 @@ def action_bar(store: ReviewStore, queue: ReviewQueue, classes: list[str], path:
                 kwargs=dict(action="discard", **args), disabled=disabled, width="stretch",
                 help="Unusable (wrong kind of image, unreadable, duplicate…). The row stays in the file, marked "
                      "discarded, and is left out of the cleaned export.")
-    b[2].button("Previous", icon=":material/skip_previous:", shortcut="left", key="act_previous", on_click=previous,
-                args=(path,), width="stretch", help="Back to the image before this one; nothing is written.")
-    b[3].button("Skip", icon=":material/skip_next:", shortcut="S", key="act_skip", on_click=skip, args=(path,),
+    b[2].button("Skip", icon=":material/skip_next:", shortcut="S", key="act_skip", on_click=skip, args=(path,),
                 width="stretch", help="Decide later; nothing is written.")
     st.markdown("**Relabel as**")
     n_keys = min(len(classes), MAX_KEY_CLASSES)
@@ -371,9 +379,10 @@ def body() -> None:
         st.info("This run has not finished training: the queue uses the epochs recorded so far and may change.",
                 icon=":material/hourglass_top:")
     queue = review_queue(str(run.path), stamp, str(label_file), file_stamp(run.path / workspace.REVIEW_REQUESTS_FILE))
-    table = store.status_table()
-    if queue.synced_with is not table:  # the label file changed since (another tab, reviewer or program)
-        queue.sync(table)
+    version = file_stamp(label_file)
+    if queue.synced_with != version:  # the label file changed (a decision, another tab or program)
+        queue.sync(store.status_table())
+        queue.synced_with = version
     if not len(queue):
         st.success("Nothing to review: the model flagged no image in this run.", icon=":material/check_circle:")
         export(store, label_file)
@@ -457,9 +466,13 @@ def decision_panel(run, store: ReviewStore, queue: ReviewQueue, state_filter: st
         if status == "discarded":
             st.info("This image is discarded: it is left out of the cleaned export.", icon=":material/delete:")
         action_bar(store, queue, s.classes, current, label, status, float(s.sei[i]), suggested, disabled=not reviewer)
-        st.button("Undo my last decision", icon=":material/undo:", shortcut="U", key="act_undo", on_click=undo,
-                  args=(store, queue), disabled=not reviewer,
-                  help="Restores the previous label and status in the label file and logs the undo.")
+        b = st.columns(2)
+        b[0].button("Undo my last decision", icon=":material/undo:", shortcut="U", key="act_undo", on_click=undo,
+                    args=(store, queue), disabled=not reviewer, width="stretch",
+                    help="Restores the previous label and status in the label file and logs the undo.")
+        b[1].button("Previous image", icon=":material/skip_previous:", shortcut="left", key="act_previous",
+                    on_click=previous, args=(current,), width="stretch",
+                    help="Back to the image before this one (also one you just decided); nothing is written.")
         st.caption("Keyboard: Y confirm · 1–%d relabel as that class (the image's own class confirms) · D discard · "
                    "S skip · ← previous · U undo%s. The star marks the model's suggestion: the class it predicted "
                    "most often over the last epochs, with its average probability."
@@ -482,10 +495,10 @@ def decision_panel(run, store: ReviewStore, queue: ReviewQueue, state_filter: st
                         key="review_curve", **CHART)
     with c2:
         given_k = int(s.labels[i])
-        strip(src, s, _without(ctx["clean"][given_k], i),
+        strip(cfg, s, _without(ctx["clean"][given_k], i),
               f"Confidently clean examples of **{md(s.classes[given_k])}** (the label it was given)")
         if suggested is not None and s.suggested[i] != given_k:
-            strip(src, s, _without(ctx["clean"][int(s.suggested[i])], i),
+            strip(cfg, s, _without(ctx["clean"][int(s.suggested[i])], i),
                   f"Confidently clean examples of **{md(suggested)}** (the model's suggestion)")
         st.caption("Percentages: how sure the model is of each example's label over the last epochs.")
 

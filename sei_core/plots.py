@@ -38,6 +38,17 @@ def _layout(fig: go.Figure, height: int = 360, top: int = 50, right: int = 20, *
     return fig
 
 
+_AXIS = dict(showgrid=True, gridcolor="#eeeeee", zeroline=False, linecolor="#bbbbbb")
+
+
+def _look(height: int, top: int, right: int = 20) -> dict:
+    """:func:`_layout`'s look as a layout dict, for figures built in one constructor call
+    (Plotly's ``update_*`` calls cost tens of milliseconds each; a per-decision figure avoids them)."""
+    return dict(height=height, margin=dict(l=55, r=right, t=top, b=45), font=FONT, plot_bgcolor="white",
+                legend=dict(orientation="h", yref="container", y=0.995, yanchor="top", xanchor="left", x=0,
+                            font=dict(size=12)))
+
+
 def _epoch_axis(fig: go.Figure, n_epochs: int) -> None:
     """Whole-number epoch ticks (no 1.5 for a two-epoch run)."""
     fig.update_xaxes(title_text="epoch", tick0=1, dtick=max(1, int(np.ceil(n_epochs / 8))) if n_epochs <= 16 else None)
@@ -145,6 +156,7 @@ def sei_histograms(
         return hit[0] if hit else None
 
     lines_used: dict[str, str] = {}
+    in_legend: dict[str, tuple[str, str]] = {}  # every part's name, listed once even if empty everywhere
     for n, c in enumerate(show):
         r, col = n // cols + 1, n % cols + 1
         in_c = ok & (labels == c)
@@ -152,15 +164,25 @@ def sei_histograms(
             m = in_c & (flagged == flag_value)
             subsets = [(m, name, "")] if noisy is None else [
                 (m & ~noisy, f"{name} · label correct", ""), (m & noisy, f"{name} · truly mislabeled", "/")]
-            for mask, label, pattern in subsets:  # every part on the first panel, so the legend lists all
-                fig.add_trace(_bars(binned(score[mask], edges), edges, label, color, score_name, pattern=pattern,
-                                    showlegend=n == 0), row=r, col=col)
+            for mask, label, pattern in subsets:
+                counts = binned(score[mask], edges)
+                first = label not in in_legend and counts.any()
+                in_legend.setdefault(label, (color, pattern))
+                if first:
+                    in_legend[label] = ("", "")  # listed by this trace
+                fig.add_trace(_bars(counts, edges, label, color, score_name, pattern=pattern, showlegend=bool(first)),
+                              row=r, col=col)
         for t in np.unique(np.round(threshold[in_c & np.isfinite(threshold)], 9)):
             k = run_of(float(t))
             name = "threshold" if k is None or len(runs) < 2 else f"threshold, run {k + 1}"
             dash = THRESHOLD_DASHES[(k or 0) % len(THRESHOLD_DASHES)]
             lines_used[name] = dash
             fig.add_vline(x=float(t), line=dict(color=THRESHOLD_COLOR, dash=dash, width=1.5), row=r, col=col)
+    for label, (color, pattern) in in_legend.items():
+        if color:  # no image in any panel: a legend entry only, so every part is explained
+            fig.add_trace(go.Bar(x=[None], y=[None], name=label, legendgroup=label, showlegend=True,
+                                 marker=dict(color=color, pattern=dict(shape=pattern, fgcolor="#1f1f1f",
+                                                                       fillmode="overlay", solidity=0.3))))
     for name, dash in sorted(lines_used.items()):
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=name,
                                  line=dict(color=THRESHOLD_COLOR, dash=dash)))
@@ -181,31 +203,38 @@ def signed_entropy_curve(
     """One sample's signed entropy per epoch (and its running integral on a second axis).
 
     ``group_means`` maps a group name to its mean curve, drawn faintly for comparison.
+    Built in one go (no ``make_subplots``): the Review page draws it for every decision.
     """
     se = np.asarray(signed_entropy, dtype=np.float64)
     epochs = np.arange(1, len(se) + 1)
-    fig = make_subplots(specs=[[{"secondary_y": cumulative is not None}]])
+    traces = []
     if group_means:
         for (name, curve), color in zip(group_means.items(), GROUP_COLORS):
             if curve is None or not np.isfinite(curve).any():
                 continue
-            fig.add_trace(go.Scatter(x=epochs, y=curve, name=f"mean of {text(name)}", mode="lines",
-                                     line=dict(color=_rgba(color, 0.55), width=1.5, dash="dot")))
-    fig.add_trace(go.Scatter(x=epochs, y=se, name="this image", mode="lines+markers",
+            traces.append(go.Scatter(x=epochs, y=curve, name=f"mean of {text(name)}", mode="lines",
+                                     line=dict(color=_rgba(color, 0.55), width=1.5, dash="dot"),
+                                     hovertemplate="epoch %{x}<br>group mean %{y:.3g}<extra></extra>"))
+    traces.append(go.Scatter(x=epochs, y=se, name="this image", mode="lines+markers",
                              line=dict(color="#222222", width=2.5), marker=dict(size=5),
                              hovertemplate="epoch %{x}<br>signed entropy %{y:.3g}<extra></extra>"))
+    layout = dict(
+        _look(360 if title else 330, top=95 if title else 70, right=60 if cumulative is not None else 20),
+        shapes=[dict(type="line", xref="paper", x0=0, x1=1, y0=0, y1=0, yref="y",
+                     line=dict(color="#999999", width=1))],
+        xaxis=dict(_AXIS, title=dict(text="epoch"), tick0=1,
+                   dtick=max(1, int(np.ceil(len(se) / 8))) if len(se) <= 16 else None),
+        yaxis=dict(_AXIS, title=dict(text="signed entropy")),
+    )
     if cumulative is not None:
-        fig.add_trace(go.Scatter(x=epochs, y=np.asarray(cumulative), name="running SEI", mode="lines",
+        traces.append(go.Scatter(x=epochs, y=np.asarray(cumulative), name="running SEI", mode="lines", yaxis="y2",
                                  line=dict(color="#8E6BB5", width=1.5),
-                                 hovertemplate="epoch %{x}<br>running SEI %{y:.3g}<extra></extra>"),
-                      secondary_y=True)
-        fig.update_yaxes(title_text="running SEI", secondary_y=True, showgrid=False, tickformat=".0f")
-    fig.add_hline(y=0, line=dict(color="#999999", width=1))
-    _epoch_axis(fig, len(se))
-    fig.update_yaxes(title_text="signed entropy", secondary_y=False)
+                                 hovertemplate="epoch %{x}<br>running SEI %{y:.3g}<extra></extra>"))
+        layout["yaxis2"] = dict(title=dict(text="running SEI"), overlaying="y", side="right", showgrid=False,
+                                zeroline=False, tickformat=".0f")
     if title:
-        fig.update_layout(title=dict(text=text(title), font=dict(size=13), y=0.80, yref="container"))
-    return _layout(fig, 360 if title else 330, top=95 if title else 70, right=60 if cumulative is not None else 20)
+        layout["title"] = dict(text=text(title), font=dict(size=13), y=0.80, yref="container")
+    return go.Figure(data=traces, layout=layout)
 
 
 def group_curves(mean: np.ndarray, std: np.ndarray, count: np.ndarray, names: Sequence[str],

@@ -55,7 +55,7 @@ class ReviewQueue:
         self.original = np.full(q, "", dtype=object)
         self.reviewer = np.full(q, "", dtype=object)
         self.status = np.full(q, MISSING, dtype=np.int8)
-        self.synced_with: object = None
+        self.synced_with: object = None  # a version tag of the label file, kept by the caller
         if status_table is not None:
             self.sync(status_table)
 
@@ -71,7 +71,6 @@ class ReviewQueue:
         self.reviewer = t["reviewed_by"].fillna("").to_numpy(dtype=object)
         codes = t["review_status"].fillna("").map(lambda v: _CODE.get(str(v).strip(), np.int8(0)))
         self.status = np.where(present, codes.to_numpy(dtype=np.int8), MISSING).astype(np.int8)
-        self.synced_with = status_table
 
     def apply(self, path: str, label: str, status: str, reviewer: str) -> None:
         """One decision (or undo) taken: update that row only."""

@@ -117,6 +117,22 @@ def remember_data(path: str | Path, split: str = "train", folder: Path | None = 
     return items
 
 
+def forget_data(path: str | Path, split: str = "train", folder: Path | None = None) -> list[dict]:
+    """Remove a data choice from the recent list (e.g. one that no longer opens)."""
+    folder = folder or runs_dir()
+    entry = {"path": normalise_data_path(path), "split": split}
+    items = [it for it in recent_data(folder) if it != entry]
+    try:
+        old = json.loads((folder / RECENT_FILE).read_text(encoding="utf-8"))
+        if not isinstance(old, dict):
+            old = {}
+    except (OSError, ValueError):
+        return items
+    old["data"] = items
+    _write_json(folder / RECENT_FILE, old)
+    return items
+
+
 def current_data(folder: Path | None = None) -> dict:
     """The most recent data choice, or the bundled sample data (generated if missing)."""
     items = recent_data(folder)

@@ -98,7 +98,8 @@ def app_env(tiny_data, trained_run, tmp_path, monkeypatch):
 
 @pytest.fixture
 def open_app(app_env, monkeypatch):
-    """``open_app(page=None)``: an AppTest of app.py, run once (and switched to ``page``)."""
+    """``open_app(page=None)``: an AppTest of app.py, run once and switched to ``page`` (default:
+    the Data page, where the app's address ``/`` forwards a browser)."""
     from streamlit.testing.v1 import AppTest
 
     root = Path(__file__).resolve().parent.parent
@@ -106,8 +107,7 @@ def open_app(app_env, monkeypatch):
     def _open(page: str | None = None):
         at = AppTest.from_file(str(root / "app.py"), default_timeout=120)
         at.run()
-        if page:
-            at.switch_page(page).run()
+        at.switch_page(page or "pages/data.py").run()
         assert not at.exception, [e.value for e in at.exception]
         return at
 

@@ -99,3 +99,20 @@ def test_bundled_sample_data_is_generated_when_nothing_was_chosen(open_app, app_
 def test_markdown_is_escaped():
     assert md("**x** <b>y</b> :red[z] $a$") == r"\*\*x\*\* \<b\>y\</b\> \:red\[z\] \$a\$"
     assert md("a\nb") == "a  \nb"
+
+
+def test_a_broken_file_in_one_tab_leaves_other_tabs_and_the_recent_list_alone(open_app, app_env):
+    """The data choice belongs to a browser session (carried in the page address); only data
+    sets that opened are remembered."""
+    bad = app_env.data / "bad.csv"
+    bad.write_text("path,label\nimages/a.png,\n")
+    one, other = open_app(), open_app()
+    one.text_input(key="data_path_input").input(str(bad)).run()
+    one.button[0].click().run()
+    assert any("problem(s)" in e.value for e in one.error)
+    assert one.query_params["data"] == str(bad)
+    recent = json.loads((app_env.runs / "recent.json").read_text())["data"]
+    assert [r["path"] for r in recent] == [str(app_env.labels)]  # the broken file is not remembered
+    other.run()  # the other tab, and a new one, still show the data set that opened
+    assert not other.error and other.session_state["data"]["path"] == str(app_env.labels)
+    assert open_app().session_state["data"]["path"] == str(app_env.labels)

@@ -50,7 +50,7 @@ def test_every_figure_is_drawn_with_help_and_metrics(open_app, app_env):
     # binned on the server: bars of counts, never one value per image
     bars = [t for t in hist["data"] if t["type"] == "bar"]
     assert bars and all(t["type"] != "histogram" for t in hist["data"])
-    assert sum(values(t["y"]).sum() for t in bars) == int(np.isfinite(s.score).sum())
+    assert sum(np.nansum(values(t["y"]).astype(float)) for t in bars) == int(np.isfinite(s.score).sum())
     # one panel title per class
     assert len([a for a in hist["layout"]["annotations"]]) == len(s.classes)
 
@@ -132,6 +132,9 @@ def test_the_class_grid_fits_forty_classes():
     assert len(fig.layout.annotations) == k
     rows = -(-k // plots.PANEL_COLUMNS)
     assert fig.layout.height >= rows * plots.PANEL_HEIGHT
-    counted = sum(int(np.sum(t.y)) for t in fig.data if t.type == "bar")
+    counted = sum(int(np.nansum(np.asarray(t.y, dtype=float))) for t in fig.data if t.type == "bar")
     assert counted == n
     assert {"threshold, run 1", "threshold, run 2"} <= {t.name for t in fig.data}
+    listed = {t.name for t in fig.data if t.type == "bar" and t.showlegend}
+    assert listed == {"kept · label correct", "kept · truly mislabeled", "flagged · label correct",
+                      "flagged · truly mislabeled"}

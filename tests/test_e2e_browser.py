@@ -121,6 +121,7 @@ def review_steps(page, key: str, n: int) -> list[float]:
             "old => { const h = document.querySelector('[data-testid=\"stHeading\"] h3');"
             " return h && h.innerText.trim() !== old; }", arg=before, polling="raf", timeout=60_000)
         times.append(time.perf_counter() - t0)
+        assert page.locator('[data-testid="stException"]').count() == 0
         settle(page, 0.1)
     return times
 
@@ -235,6 +236,7 @@ def test_train_explore_and_relabel_with_the_keyboard(server):
             page.locator('[data-testid="stSelectbox"]').filter(has_text="Show").click()
             page.get_by_role("option", name="all", exact=True).click()
             settle(page)
+            page.evaluate("() => document.activeElement && document.activeElement.blur()")  # leave the picker
             times = review_steps(page, "Y", 20)
             print(f"\nreview step, key press to the next image: median {1000 * statistics.median(times):.0f} ms "
                   f"over {len(times)} decisions (min {1000 * min(times):.0f}, max {1000 * max(times):.0f})")
