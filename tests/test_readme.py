@@ -34,7 +34,7 @@ def readme_commands() -> list[str]:
     blocks = re.findall(r"```bash\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S)
     commands = []
     for block in blocks:
-        for line in block.splitlines():
+        for line in block.replace("\\\n", " ").splitlines():  # a trailing backslash continues the line
             for part in line.split(";"):
                 words = shlex.split(part, comments=True)
                 if words and words[0] == "sei":
