@@ -238,6 +238,13 @@ def test_score_run_accepts_a_method(tiny_bench, tiny_data):
     run = Run(tiny_bench / "cells" / bench.dataset_name(tiny_data) / "symmetric" / "rate0.25" / "seed0" / "run")
     s = score_run(run)
     assert s.method == DEFAULT_METHOD and {DEFAULT_METHOD, "sei"} <= set(s.table().columns)
+    # the run's error count comes with every scoring, and the variant name picks the count rule
+    from sei_core.methods import DEFAULT_RULE
+
+    assert s.rule == DEFAULT_RULE and s.count is not None and s.count.n_samples == 48
+    assert s.count.low <= s.count.count <= s.count.high
+    c = score_run(run, "sei@count")
+    assert c.method == "sei" and c.rule == "count" and c.flagged.sum() == s.count.k
     np.testing.assert_allclose(s.score, score_method(run, DEFAULT_METHOD).score)
     a = score_run(run, method="aum")
     table = a.table()
