@@ -17,7 +17,7 @@ convert, and the benchmark reports variants as rows of their own.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence  # noqa: F401
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
