@@ -27,7 +27,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sei_core import bench  # noqa: E402
-from sei_core.methods import DEFAULT_METHOD, METHODS, PAPER_METHOD  # noqa: E402
+from sei_core.methods import COUNT_ESTIMATOR, COUNT_METHOD, DEFAULT_METHOD, METHODS, PAPER_METHOD  # noqa: E402
 from sei_core.metrics import detection_report  # noqa: E402
 from sei_core.ranking import count_errors, load_run, score_records  # noqa: E402
 from sei_core.runs import Run  # noqa: E402
@@ -88,12 +88,36 @@ def measure_cell(folder: Path) -> tuple[list[dict], pd.DataFrame]:
     return rows, counts
 
 
+def md(df: pd.DataFrame, index: bool = True, digits: int = 1) -> str:
+    """A DataFrame as a Markdown table (numbers rounded to ``digits``)."""
+    d = df.reset_index() if index else df
+    d.columns = [" ".join(str(x) for x in c if str(x)) if isinstance(c, tuple) else str(c) for c in d.columns]
+
+    def cell(v):
+        if isinstance(v, float):
+            return "–" if np.isnan(v) else f"{v:.{digits}f}"
+        return str(v)
+
+    lines = ["| " + " | ".join(d.columns) + " |", "|" + "---|" * len(d.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in d.itertuples(index=False)]
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("bench_dirs", nargs="+")
+    ap.add_argument("bench_dirs", nargs="*")
     ap.add_argument("--out", default=None, help="write every F1 row here (CSV)")
+    ap.add_argument("--methods", nargs="+", default=[DEFAULT_METHOD, PAPER_METHOD, "aum"],
+                    help="methods of the per-cell table")
+    ap.add_argument("--count-from", default=f"{COUNT_ESTIMATOR}/{COUNT_METHOD}",
+                    help="the estimate behind the count rule in the per-cell table (estimator/scores)")
+    ap.add_argument("--from-csv", default=None, help="re-print the tables from an --out file instead of measuring")
     a = ap.parse_args(argv)
     rows, counts = [], []
+    if a.from_csv:
+        rows = pd.read_csv(a.from_csv, keep_default_na=False).to_dict("records")
+        counts = [pd.read_csv(Path(a.from_csv).with_suffix(".counts.csv"))]
+        a.bench_dirs = []
     for d in a.bench_dirs:
         for cell in sorted(Path(d).glob(bench.CELL_GLOB)):
             if not (cell / "run" / "status.json").is_file() or Run(cell / "run").status().get("state") != "finished":
@@ -113,34 +137,37 @@ def main(argv=None) -> int:
     print(f"{len(cells)} cells: " + ", ".join(f"{r.dataset} {r.noise} {r.rate:.0%} s{r.seed}"
                                              for r in cells.itertuples()))
     print("\n## Error counts (estimate vs true number of mislabeled samples)\n")
-    t = cnt.assign(rel=(cnt["count"] - cnt["n_noisy"]) / cnt["n_noisy"])
+    t = cnt.assign(rel=(cnt["count"] - cnt["n_noisy"]) / cnt["n_noisy"], rate=cnt["rate"].map("{:.0%}".format))
     wide = t.pivot_table(index=["dataset", "noise", "rate"], columns=["estimator", "scores"], values="count")
+    wide.columns = [f"{e} {s}" for e, s in wide.columns]
     wide.insert(0, "true", t.groupby(["dataset", "noise", "rate"])["n_noisy"].first())
-    print(wide.round(0).to_markdown())
+    print(md(wide, digits=0))
     print()
-    print(bench.count_errors_table(cnt).round(3).to_markdown(index=False))
+    print(md(bench.count_errors_table(cnt), index=False, digits=3))
     print("\nAuxiliary vs truly mislabeled samples, median "
           f"{DEFAULT_METHOD} score (per run, before merging):\n")
-    print(cnt.groupby(["dataset", "noise", "rate"])[["aux_median", "noisy_median"]].first().round(3).to_markdown())
+    print(md(t.groupby(["dataset", "noise", "rate"])[["aux_median", "noisy_median"]].first(), digits=3))
 
     print("\n## Mean F1 over cells by method, rule and merge (%)\n")
-    g = (df.groupby(["method", "rule", "count_from", "how"])["f1"].mean() * 100).unstack("how")
-    print(g.round(1).to_markdown())
-    print("\n## Per cell: default and paper's SEI, own rule vs count rule (averaged runs, F1 %)\n")
+    g = (df.groupby(["method", "rule", "count_from", "how"], sort=False)["f1"].mean() * 100).unstack("how")
+    print(md(g))
+    print("\n## Per cell: methods with the old rule (own rule, first run) and the new ones (runs averaged; "
+          f"own rule, count rule with k̂ from {a.count_from}), and the best F1 any threshold could give (F1 %)\n")
     key = ["dataset", "noise", "rate"]
-    mean = df[df["how"] == "mean"]
     out = []
-    for (d, n, r), part in mean.groupby(key):
+    for (d, n, r), part in df.groupby(key):
         row = {"cell": f"{d} {n} {r:.0%}"}
-        for m in (DEFAULT_METHOD, PAPER_METHOD):
-            pm = part[part["method"] == m]
+        for m in a.methods:
+            old = part[(part["method"] == m) & (part["how"] == "first") & (part["rule"] == "own")]
+            row[f"{m} old"] = 100 * old["f1"].mean()
+            pm = part[(part["method"] == m) & (part["how"] == "mean")]
             row[f"{m} own"] = 100 * pm[pm["rule"] == "own"]["f1"].mean()
             for rule in ("count", "count per class"):
-                sel = pm[(pm["rule"] == rule) & (pm["count_from"] == "bbe/confidence")]
+                sel = pm[(pm["rule"] == rule) & (pm["count_from"] == a.count_from)]
                 row[f"{m} {rule}"] = 100 * sel["f1"].mean()
             row[f"{m} best"] = 100 * pm["best_f1"].mean()
         out.append(row)
-    print(pd.DataFrame(out).round(1).to_markdown(index=False))
+    print(md(pd.DataFrame(out), index=False))
     return 0
 
 

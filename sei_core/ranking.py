@@ -369,13 +369,18 @@ def score_run(run: Run, method: str = DEFAULT_METHOD, rule: str | None = None) -
     :data:`DEFAULT_METHOD`), flagged by ``rule`` (default: :data:`DEFAULT_RULE` for the
     default method, ``"own"`` for any other); the paper's SEI is scored beside it with the
     paper's rule (``sei*`` fields). ``count`` is the run's estimated number of mislabeled
-    samples (:func:`count_errors`), whatever the rule.
+    samples (:func:`count_errors`), whatever the rule; where none can be made (no auxiliary
+    sample) it is None and the method's own rule flags.
     """
     loaded = load_run(run)
     method, vrule = split_variant(method)
     if rule is None:
         rule = vrule if vrule != "own" else (DEFAULT_RULE if method == DEFAULT_METHOD else "own")
-    est = count_errors(loaded.records, loaded.is_aux, probs=loaded.probs, labels=loaded.labels)
+    try:
+        est = count_errors(loaded.records, loaded.is_aux, probs=loaded.probs, labels=loaded.labels)
+    except ValueError:  # e.g. no auxiliary or no ordinary sample recorded: nothing to count from
+        est = None
+        rule = "own"
     ms = score_records(loaded.records, loaded.is_aux, method, rule, count=est)
     paper = (ms if (ms.method, ms.rule) == (PAPER_METHOD, PAPER_RULE)
              else score_records(loaded.records, loaded.is_aux, PAPER_METHOD, PAPER_RULE, count=est))

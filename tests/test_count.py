@@ -102,7 +102,7 @@ def test_count_rule_in_score_records_flags_the_k_lowest():
     recs = [{"p_label": s[None, :], "labels": np.where(a, 4, labels), "probs_last": np.zeros((500, 5))}
             for s, a in zip(scores, aux)]
     est = count_errors(recs, aux, method="confidence")
-    ms = score_records(recs, aux, "confidence@count", count=est)
+    ms = score_records(recs, aux, "confidence@count", count=est, per_class=False)
     assert ms.rule == "count" and ms.method == "confidence" and ms.count is est
     assert ms.flagged.sum() == est.k
     assert ms.score[ms.flagged].max() < ms.score[~ms.flagged].min()
