@@ -66,9 +66,9 @@ class ReviewQueue:
         """Take every queue row's label and status from the label file's review columns."""
         t = status_table.drop_duplicates("path").set_index("path").reindex(self.ids)
         present = t["label"].notna().to_numpy()
-        self.label = t["label"].fillna("").to_numpy(dtype=object)
-        self.original = t["original_label"].fillna("").to_numpy(dtype=object)
-        self.reviewer = t["reviewed_by"].fillna("").to_numpy(dtype=object)
+        self.label = t["label"].fillna("").to_numpy(dtype=object, copy=True)
+        self.original = t["original_label"].fillna("").to_numpy(dtype=object, copy=True)
+        self.reviewer = t["reviewed_by"].fillna("").to_numpy(dtype=object, copy=True)
         codes = t["review_status"].fillna("").map(lambda v: _CODE.get(str(v).strip(), np.int8(0)))
         self.status = np.where(present, codes.to_numpy(dtype=np.int8), MISSING).astype(np.int8)
 
