@@ -442,7 +442,7 @@ def cell_counts(folder: str | Path, base: dict | None = None) -> pd.DataFrame:
         base = {"dataset": parts[-4], "noise": parts[-3], "rate": float(parts[-2][4:]),
                 "seed": int(parts[-1][4:])}
     loaded = load_run(Run(folder / "run"))
-    truth = pd.read_csv(folder / "truth.csv", dtype=str, keep_default_na=False)
+    truth = read_truth(folder / "truth.csv")
     n_noisy = int(_truth_for(loaded.ids, truth).sum())
     rows = []
     for estimator, scores in COUNT_ESTIMATES:
