@@ -16,6 +16,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from sei_core.records import RecordStore
 from sei_core.ranking import score_run
 from sei_core.runs import Run
 from sei_core.train import TrainConfig, train
@@ -62,7 +63,7 @@ def test_two_processes_killed_resumed_agree_with_one(tiny_data, tmp_path):
                              "-m", "sei_core.cli", "train", str(tiny_data), "--out", str(out), *_opts()],
                             env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300
-    while not (out / "run1" / "records" / "epoch_0002.npz").exists():
+    while len(RecordStore(out / "run1" / "records").epochs()) < 2:
         assert proc.poll() is None, "training ended before it could be killed"
         assert time.time() < deadline, "training made no progress"
         time.sleep(0.05)
@@ -106,7 +107,7 @@ def _reduce_worker(rank: int, world: int, port: int, results) -> None:
     import torch
     import torch.distributed as dist
 
-    from sei_core.records import Recorder
+    from sei_core.records import Recorder, RecordStore
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
