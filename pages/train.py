@@ -219,9 +219,19 @@ def _progress(run_path: str) -> None:
         _draw_progress(run_path)
 
 
+def _control(action, run: Run) -> None:
+    """Stop or resume ``run`` from a button's callback; a refusal is shown, not raised."""
+    try:
+        action(run)
+    except RunError as e:
+        st.session_state["_train_control_error"] = str(e)
+
+
 def _draw_progress(run_path: str) -> None:
     run = Run(run_path)
     st_ = run.status()
+    if (refused := st.session_state.pop("_train_control_error", None)) is not None:
+        st.error(md(refused), icon=":material/error:")
     state = st_.get("state", "missing")
     # a state change (e.g. finished) refreshes the whole page: sidebar, run list, buttons
     key = f"_last_state::{run_path}"
@@ -249,10 +259,9 @@ def _draw_progress(run_path: str) -> None:
     st.plotly_chart(plots.training_curves(st_.get("history") or [], epochs), width="stretch",
                     config={"displayModeBar": False}, key=f"curve::{run_path}")
     if state == "running":
-        if st.button("Stop", icon=":material/stop:", key="stop_run",
-                     help="Stops at once; the run keeps its last complete epoch and can be resumed."):
-            jobs.stop(run)
-            st.rerun(scope="app")
+        # a callback runs before any part of the page reruns, whichever rerun the click starts
+        st.button("Stop", icon=":material/stop:", key="stop_run", on_click=_control, args=(jobs.stop, run),
+                  help="Stops at once; the run keeps its last complete epoch and can be resumed.")
     elif state == "created":
         st.info("Starting… (loading the data and the model)", icon=":material/hourglass_top:")
     elif state in ("stopped", "interrupted", "failed"):
@@ -264,9 +273,8 @@ def _draw_progress(run_path: str) -> None:
                        icon=":material/warning:")
         else:
             st.info("Stopped. Resume continues from the last complete epoch.", icon=":material/pause:")
-        if st.button("Resume", type="primary", icon=":material/play_arrow:", key="resume_run"):
-            jobs.resume(run)
-            st.rerun(scope="app")
+        st.button("Resume", type="primary", icon=":material/play_arrow:", key="resume_run", on_click=_control,
+                  args=(jobs.resume, run))
     elif state == "finished":
         n = flagged_count(run)
         total = cfg.get("n_samples")
