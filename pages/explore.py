@@ -129,7 +129,7 @@ def class_view(run_path: str, stamp: tuple, method: str, k: int, truth_stamp: tu
     if truth is not None and truth[m].any() and (~truth[m]).any():
         auroc = {key: metrics.auroc(val[m], truth[m]) for key, val in ints.items()}
     figures = dict(
-        hist=plots.sei_histograms(s.score, s.flagged, s.labels, s.classes, s.threshold, truth,
+        hist=plots.score_histograms(s.score, s.flagged, s.labels, s.classes, s.threshold, truth,
                                   show_classes=None if k == ALL else [k], score_name=name,
                                   run_thresholds=s.run_thresholds),
         group_curves=plots.group_curves(mean, std, count, dynamics.GROUP_NAMES, "signed entropy"),

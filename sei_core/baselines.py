@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from sei_core import scores as _scores
-from sei_core.scores import _EPS, entropy
+from sei_core.scores import EPS, entropy
 
 
 def aum(margins: np.ndarray) -> np.ndarray:
@@ -100,7 +100,7 @@ def mistakenness(
 
 def cross_entropy_loss(p_label: np.ndarray) -> np.ndarray:
     """Per-sample cross-entropy loss ``-log p_y`` (elementwise, ``p_y`` clipped at 1e-12)."""
-    return -np.log(np.clip(np.asarray(p_label, dtype=np.float64), _EPS, None))
+    return -np.log(np.clip(np.asarray(p_label, dtype=np.float64), EPS, None))
 
 
 def small_loss_gmm(

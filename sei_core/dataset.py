@@ -31,7 +31,7 @@ try:
 except ImportError:  # Windows: one decoder per cache is then up to the caller
     fcntl = None
 
-from .files import atomic_write
+from .files import atomic_write_json
 from .labels import TableError, read_table, source_kind
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
@@ -633,7 +633,7 @@ def _decode_to_cache(ds: LabeledImages, size: int, workers: int, progress, chunk
         np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=(n, 3, size, size)).flush()
         state = {"n": n, "size": size, "chunk": chunk, "done": _pack_bits(np.zeros(len(chunks), bool)),
                  "problems": []}
-        atomic_write(state_file, lambda fh: fh.write(json.dumps(state).encode()))
+        atomic_write_json(state_file, state, indent=None)
     done_mask = decode_progress(state, len(chunks))
     done_set = set(np.flatnonzero(done_mask).tolist())
     todo = [c for c in range(len(chunks)) if c not in done_set]
@@ -647,7 +647,7 @@ def _decode_to_cache(ds: LabeledImages, size: int, workers: int, progress, chunk
         done_mask[c] = True
         state["done"] = _pack_bits(done_mask)
         state["problems"] += [{"i": i, **_problem_dict(p)} for i, p in probs]
-        atomic_write(state_file, lambda fh: fh.write(json.dumps(state).encode()))
+        atomic_write_json(state_file, state, indent=None)
         done_images += chunks[c][1] - chunks[c][0]
         if progress is not None:
             progress(done_images, n)
@@ -679,7 +679,7 @@ def _decode_to_cache(ds: LabeledImages, size: int, workers: int, progress, chunk
                 raise
     problems = [Problem(p["where"], p["message"], p["fix"], p["severity"])
                 for p in sorted(state["problems"], key=lambda p: p["i"])]
-    atomic_write(meta, lambda fh: fh.write(json.dumps({"problems": [_problem_dict(p) for p in problems]}).encode()))
+    atomic_write_json(meta, {"problems": [_problem_dict(p) for p in problems]}, indent=None)
     os.replace(partial, cache)
     state_file.unlink(missing_ok=True)
 
@@ -775,6 +775,19 @@ def _decode_worker_init(ds: LabeledImages, size: int, path: str, offset: int) ->
 def _decode_worker_chunk(lo: int, hi: int):
     w = _WORKER
     return _decode_chunk_to_file(w["ds"], lo, hi, w["size"], w["path"], w["offset"])
+
+
+def drop_undecodable(ds: LabeledImages, problems: Sequence[Problem]) -> tuple[LabeledImages, np.ndarray | None]:
+    """The samples of ``ds`` that decoded, and their rows in the decoded-image cache.
+
+    ``problems`` are what :func:`decode_images` returned with ``skip_unreadable``; with none,
+    ``ds`` comes back unchanged and the rows are None (every cache row, in order).
+    """
+    if not problems:
+        return ds, None
+    bad = {p.where for p in problems}
+    keep = [i for i in range(len(ds)) if ds.where(i) not in bad]
+    return subset(ds, keep), np.asarray(keep, dtype=np.int64)
 
 
 def subset(ds: LabeledImages, keep: Iterable[int]) -> LabeledImages:

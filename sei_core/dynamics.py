@@ -33,7 +33,7 @@ EASY_CLEAN, HARD_CLEAN, FLAGGED, UNSCORED = 0, 1, 2, -1
 GROUP_NAMES = ("easy clean", "hard clean", "flagged")
 
 
-def agreement(prediction: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def agrees(prediction: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Boolean ``(T, N)``: ``prediction[t, i] == labels[i]``."""
     prediction = np.asarray(prediction)
     labels = np.asarray(labels)
@@ -57,7 +57,7 @@ def learned_epoch(prediction: np.ndarray, labels: np.ndarray) -> np.ndarray:
     -------
     (N,) int array in ``[0, T]``; lower means learned earlier (easier).
     """
-    agree = agreement(prediction, labels)
+    agree = agrees(prediction, labels)
     t = agree.shape[0]
     # reverse cumulative AND: all_after[s, i] is True when epochs s..T-1 all agree
     all_after = np.flip(np.logical_and.accumulate(np.flip(agree, axis=0), axis=0), axis=0)
@@ -168,7 +168,7 @@ def alignment_timeline(prediction: np.ndarray, labels: np.ndarray, groups: np.nd
     they are learned; mislabeled ones start low (the model predicts their true class) and
     rise only when the network starts memorising the wrong label.
     """
-    mean, _, _ = group_mean_curves(agreement(prediction, labels), groups, n_groups)
+    mean, _, _ = group_mean_curves(agrees(prediction, labels), groups, n_groups)
     return mean
 
 

@@ -49,6 +49,13 @@ def atomic_write_bytes(target: str | os.PathLike, data: bytes) -> None:
     atomic_write(target, lambda fh: fh.write(data))
 
 
+def atomic_write_json(target: str | os.PathLike, obj, *, indent: int | None = 1, default=None) -> None:
+    """Replace ``target`` with ``obj`` as UTF-8 JSON atomically (``default`` as in :func:`json.dumps`)."""
+    import json
+
+    atomic_write_bytes(target, json.dumps(obj, indent=indent, default=default).encode("utf-8"))
+
+
 def temp_files(target: str | os.PathLike) -> list[Path]:
     """The temporary files :func:`atomic_write` makes beside ``target`` (``.<name>.*.tmp``).
 

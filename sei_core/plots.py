@@ -102,7 +102,7 @@ def _edges(values: np.ndarray, n_bins: int) -> np.ndarray:
     return np.linspace(lo, hi, n_bins + 1)
 
 
-def sei_histograms(
+def score_histograms(
     score: np.ndarray,
     flagged: np.ndarray,
     labels: np.ndarray,

@@ -17,6 +17,7 @@ the CLI show (suggested labels, per-epoch curves).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -81,7 +82,10 @@ class MethodScores:
     score: np.ndarray  # NaN where no run could score the sample
     threshold: np.ndarray  # the threshold each sample was compared with (NaN if unscored)
     flagged: np.ndarray  # score < threshold (False where unscored)
-    source_run: np.ndarray  # 0-based position in the list of scored runs, -1 if none
+    #: which run scored each sample: from :func:`score_records` the 0-based position in its
+    #: ``records`` (-1: none); from :func:`score_method` the run's own number, 1-based (0: none),
+    #: as :attr:`RunScores.source_run`
+    source_run: np.ndarray
     run_thresholds: list[float]
     rule: str = "own"
     count: CountEstimate | None = None  # the error count the ``count`` rule flagged by
@@ -243,8 +247,8 @@ def score_method(run: Run | LoadedRun, method: str | Method = DEFAULT_METHOD, ru
     1-based (0 = unscored) as in :class:`RunScores`. ``kw`` go to :func:`score_records`."""
     loaded = run if isinstance(run, LoadedRun) else load_run(run)
     ms = score_records(loaded.records, loaded.is_aux, method, rule, **kw)
-    ms.source_run = np.where(ms.source_run >= 0, np.array(loaded.runs)[np.clip(ms.source_run, 0, None)], 0)
-    return ms
+    number = np.where(ms.source_run >= 0, np.array(loaded.runs)[np.clip(ms.source_run, 0, None)], 0)
+    return dataclasses.replace(ms, source_run=number)
 
 
 class _PerEpoch:

@@ -44,8 +44,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .files import atomic_write
-from .scores import _EPS, EpochStatistics, epoch_statistics, softmax
+from .files import atomic_write_json
+from .scores import EPS, EpochStatistics, epoch_statistics, softmax
 
 
 class Recorder:
@@ -124,7 +124,7 @@ def _prediction_dtype(n_outputs: int) -> np.dtype:
 
 def encode(stats: EpochStatistics, n_outputs: int) -> dict[str, np.ndarray]:
     """The stored columns of one epoch's statistics (see the module docstring)."""
-    p = np.clip(np.asarray(stats.p_label, dtype=np.float64), _EPS, 1.0)
+    p = np.clip(np.asarray(stats.p_label, dtype=np.float64), EPS, 1.0)
     margin = np.clip(np.asarray(stats.margin, dtype=np.float32), -_F16_MAX, _F16_MAX)
     return {
         "signed_entropy": np.asarray(stats.signed_entropy).astype(np.float16),
@@ -393,7 +393,7 @@ class RecordStore:
 
     # -- writing ---------------------------------------------------------------------
     def _write_manifest(self, m: dict) -> None:
-        atomic_write(self.folder / MANIFEST, lambda f: f.write(json.dumps(m, indent=1).encode()))
+        atomic_write_json(self.folder / MANIFEST, m)
 
     def _allocate(self, n_samples: int, n_outputs: int, capacity: int) -> dict:
         dtypes = {"signed_entropy": "float16", "prediction": _prediction_dtype(n_outputs).name,

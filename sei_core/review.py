@@ -84,7 +84,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .files import atomic_write, atomic_write_bytes, remove_temp_files
+from .files import atomic_write, atomic_write_bytes, atomic_write_json, remove_temp_files
 from .labels import (LABEL_COL, PATH_COL, LabelTable, TableError, line_starts, read_table, render_rows,
                      render_table, source_kind)
 
@@ -1038,7 +1038,7 @@ def request_review(run: "Run", sample_id: str) -> list[str]:
     items = review_requests(run)
     if sample_id not in items:
         items.append(sample_id)
-        atomic_write_bytes(run.path / REVIEW_REQUESTS_FILE, json.dumps(items, indent=1).encode("utf-8"))
+        atomic_write_json(run.path / REVIEW_REQUESTS_FILE, items)
     return items
 
 

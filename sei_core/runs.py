@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .files import atomic_write
+from .files import atomic_write, atomic_write_json
 from .records import RecordStore
 
 try:
@@ -49,7 +49,7 @@ def now() -> str:
 
 
 def _write_json(path: Path, obj) -> None:
-    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1, default=_json_default).encode()))
+    atomic_write_json(path, obj, default=_json_default)
 
 
 def _json_default(o):

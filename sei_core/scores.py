@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 #: Probabilities are clipped to this before taking logarithms, so 0·log 0 counts as 0.
-_EPS = 1e-12
+EPS = 1e-12
 
 
 def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -38,7 +38,7 @@ def entropy(probs: np.ndarray) -> np.ndarray:
     Ranges from 0 (one-hot) to ``log K`` (uniform).
     """
     p = np.asarray(probs, dtype=np.float64)
-    return -(p * np.log(np.clip(p, _EPS, None))).sum(axis=-1)
+    return -(p * np.log(np.clip(p, EPS, None))).sum(axis=-1)
 
 
 def signed_entropy(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:

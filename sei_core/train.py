@@ -226,13 +226,9 @@ def prepare(config: TrainConfig, run: Run, log: Callable[[str], None] = print) -
     images, problems = ds_mod.decode_images(data, config.image_size, workers=config.workers,
                                             cache_dir=config.cache_dir or run.path / "cache",
                                             skip_unreadable=config.skip_unreadable, progress=progress)
-    rows = None
-    if problems:
-        bad = {p.where for p in problems}
-        keep = [i for i in range(len(data)) if data.where(i) not in bad]
-        for p in problems:
-            log(f"warning: {p} — skipped")
-        data, rows = ds_mod.subset(data, keep), np.asarray(keep, dtype=np.int64)
+    for p in problems:
+        log(f"warning: {p} — skipped")
+    data, rows = ds_mod.drop_undecodable(data, problems)
     log(f"{len(data)} images of {len(data.classes)} classes decoded at {config.image_size}px "
         f"in {time.time() - t0:.1f}s")
     if (run.path / "samples.csv").is_file():

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .files import atomic_write_bytes
+from .files import atomic_write_bytes, atomic_write_json
 from .labels import TableError, read_truth, source_kind
 from .review import (REVIEW_LABEL_FILE, REVIEW_REQUESTS_FILE, is_read_only,  # noqa: F401 (pages use them here)
                      request_review, review_label_file, review_requests)
@@ -59,7 +59,7 @@ def bench_dirs(root: str | Path | None = None) -> list[Path]:
 
 
 def _write_json(path: Path, obj) -> None:
-    atomic_write_bytes(path, json.dumps(obj, indent=1).encode("utf-8"))
+    atomic_write_json(path, obj)
 
 
 # -- the bundled sample data --------------------------------------------------------

@@ -127,7 +127,7 @@ def test_the_class_grid_fits_forty_classes():
     labels = rng.integers(0, k, n)
     score = rng.normal(size=n)
     thr = np.where(rng.random(n) < 0.5, -1.0, -1.2)
-    fig = plots.sei_histograms(score, score < thr, labels, [f"class {c}" for c in range(k)], thr,
+    fig = plots.score_histograms(score, score < thr, labels, [f"class {c}" for c in range(k)], thr,
                                rng.random(n) < 0.1, run_thresholds=[-1.0, -1.2])
     assert len(fig.layout.annotations) == k
     rows = -(-k // plots.PANEL_COLUMNS)

@@ -85,7 +85,7 @@ def test_figures_build_and_escape_labels():
     flagged = score < -0.5
     labels = np.arange(n) % 2
     classes = ["<b>nevus</b>", "melanoma"]
-    fig = plots.sei_histograms(score, flagged, labels, classes, np.full(n, -0.5), rng.random(n) < 0.2)
+    fig = plots.score_histograms(score, flagged, labels, classes, np.full(n, -0.5), rng.random(n) < 0.2)
     titles = [a.text for a in fig.layout.annotations]
     assert "&lt;b&gt;nevus&lt;/b&gt;" in titles and "<b>nevus</b>" not in titles
     se = rng.normal(size=(t, n))
@@ -101,5 +101,5 @@ def test_figures_build_and_escape_labels():
               plots.training_curves([{"run": 1, "epoch": 1, "loss": 1.0, "accuracy": 0.5}], 3),
               plots.class_counts({"a": 3, "b": 4})):
         assert f.data or f.layout.annotations
-    assert plots.sei_histograms(np.full(3, np.nan), np.zeros(3, bool), np.zeros(3, int), ["a"],
+    assert plots.score_histograms(np.full(3, np.nan), np.zeros(3, bool), np.zeros(3, int), ["a"],
                                 np.zeros(3)).layout.annotations[0].text == "No scored samples yet"

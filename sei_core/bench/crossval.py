@@ -97,11 +97,7 @@ def cross_val_probs(
     images, problems = ds_mod.decode_images(data, config.image_size, workers=config.workers,
                                             cache_dir=config.cache_dir or out / "cache",
                                             skip_unreadable=config.skip_unreadable)
-    rows = None
-    if problems:
-        bad = {p.where for p in problems}
-        keep = [i for i in range(len(data)) if data.where(i) not in bad]
-        data, rows = ds_mod.subset(data, keep), np.asarray(keep, dtype=np.int64)
+    data, rows = ds_mod.drop_undecodable(data, problems)
     n, k = len(data), len(data.classes)
     class_prompts = config.resolve_prompts(data.prompts()).for_classes(data.classes)[:k]  # no auxiliary class here
 

@@ -58,7 +58,7 @@ import pandas as pd
 
 from .. import dataset as ds_mod
 from ..baselines import confident_learning
-from ..files import atomic_write
+from ..files import atomic_write, atomic_write_json
 from ..count import cleanlab_count
 from ..methods import METHODS, method_names, split_variant, threshold_text, variant
 from ..metrics import detection_report
@@ -264,7 +264,7 @@ def _check_bench_json(bench_dir: Path, spec: BenchSpec) -> None:
                 f"max samples {old.get('max_samples') or 'all'}")
         return
     bench_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda f: f.write(json.dumps(info, indent=1).encode()))
+    atomic_write_json(path, info)
 
 
 def _train_config(spec: BenchSpec, data: Path, seed: int, source: Source, bench_dir: Path):
@@ -301,7 +301,7 @@ def reference_confusion(source: Source, seed: int, spec: BenchSpec, bench_dir: P
     t = confusion_matrix(cv.labels, pred, len(source.classes), normalize=True)
     info = {"accuracy": float((pred == cv.labels).mean()), "seconds": cv.seconds,
             "classes": source.classes, "confusion": t.tolist()}
-    atomic_write(folder / "reference.json", lambda f: f.write(json.dumps(info, indent=1).encode()))
+    atomic_write_json(folder / "reference.json", info)
     atomic_write(path, lambda f: np.save(f, t))
     return t
 
