@@ -1,7 +1,6 @@
 """The columnar record store: round trip, crash safety, sharded writes, old run directories,
 size on disk, and scores computed range by range equal to scores over all samples."""
 
-import json
 import multiprocessing
 import os
 import pickle
@@ -11,10 +10,11 @@ import textwrap
 
 import numpy as np
 import pytest
+import torch
 
 from sei_core.methods import METHODS
 from sei_core.ranking import load_run, method_scores, score_records, score_run
-from sei_core.records import MANIFEST, Columns, RecordStore, sample_range
+from sei_core.records import MANIFEST, Columns, Recorder, RecordStore, sample_range
 from sei_core.runs import Run
 from sei_core.scores import EpochStatistics, epoch_statistics, softmax
 
@@ -284,3 +284,20 @@ def test_scores_of_mapped_records_are_kept_until_an_input_is_replaced(tmp_path):
     cols["labels"] = (rec["labels"] + 1) % 4  # other labels: other agreement signs, other scores
     changed = method_scores(sci, cols, 50)
     assert not np.array_equal(changed, again) and len(cols.memo) == 2
+
+
+def test_recorder_update_finalize_matches_direct_statistics():
+    torch.manual_seed(0)
+    logits = torch.randn(10, 4)
+    targets = torch.randint(0, 4, (10,))
+    rec = Recorder(10, 4)
+    for ids in (torch.tensor([7, 2, 9]), torch.tensor([0, 1, 3, 4, 5, 6, 8])):
+        rec.update(logits[ids], targets[ids], ids)
+    stats, probs = rec.finalize()
+    want = epoch_statistics(logits.numpy(), targets.numpy())
+    assert np.allclose(stats.signed_entropy, want.signed_entropy)
+    assert np.array_equal(stats.prediction, want.prediction)
+    assert probs.shape == (10, 4)
+    with pytest.raises(RuntimeError, match="not recorded"):
+        rec.update(logits[:2], targets[:2], torch.tensor([0, 1]))
+        rec.finalize()

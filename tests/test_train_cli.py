@@ -9,13 +9,10 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from sei_core import cli
 from sei_core.ranking import DEFAULT_METHOD, score_run
-from sei_core.records import Recorder
 from sei_core.runs import Run
-from sei_core.scores import epoch_statistics
 
 
 TINY = {}
@@ -93,23 +90,6 @@ def test_flags_and_status_commands(finished_run, capsys, tmp_path):
     assert (df["flagged"] == (df["sei"] < df["threshold"])).all() and df["sei"].is_monotonic_increasing
     assert cli.main(["flags", str(finished_run.path), "--method", "magic"]) == 1
     assert "unknown method 'magic'" in capsys.readouterr().err
-
-
-def test_recorder_update_finalize_matches_direct_statistics():
-    torch.manual_seed(0)
-    logits = torch.randn(10, 4)
-    targets = torch.randint(0, 4, (10,))
-    rec = Recorder(10, 4)
-    for ids in (torch.tensor([7, 2, 9]), torch.tensor([0, 1, 3, 4, 5, 6, 8])):
-        rec.update(logits[ids], targets[ids], ids)
-    stats, probs = rec.finalize()
-    want = epoch_statistics(logits.numpy(), targets.numpy())
-    assert np.allclose(stats.signed_entropy, want.signed_entropy)
-    assert np.array_equal(stats.prediction, want.prediction)
-    assert probs.shape == (10, 4)
-    with pytest.raises(RuntimeError, match="not recorded"):
-        rec.update(logits[:2], targets[:2], torch.tensor([0, 1]))
-        rec.finalize()
 
 
 def test_killed_run_resumes_to_the_same_scores(tiny_data, tmp_path):
