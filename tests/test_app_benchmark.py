@@ -1,5 +1,7 @@
 """AppTest: the Benchmark page — the selected run scored against its truth file, and a `sei bench` grid."""
 
+import json
+
 import numpy as np
 import pandas as pd
 
@@ -57,7 +59,8 @@ def test_bench_grid_tables_plot_and_wins(open_app, tiny_bench, monkeypatch):
     for _, row in table.iterrows():
         assert row["25%"] == f"{100 * f1[row['method'].split(' (')[0]]:.1f}"
     assert any("is at or above every other method" in m.value for m in at.markdown)
-    assert at.get("plotly_chart")
+    plotted = {t.get("name") for el in at.get("plotly_chart") for t in json.loads(el.proto.spec)["data"]}
+    assert plotted >= set(results["method"])  # every measured method is in the plot
     allc = next(d.value for d in at.dataframe if "best_in" in d.value.columns)
     assert len(allc) == len(results) and allc["rank"].tolist() == list(range(1, len(results) + 1))
     at.selectbox(key="bench_metric").select("auroc").run()

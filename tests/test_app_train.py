@@ -1,6 +1,7 @@
 """AppTest: the Train page — settings, starting a background run, live progress, stop, resume,
 a failed run's error in words, and the list of runs."""
 
+import json
 import time
 
 import pytest
@@ -53,7 +54,10 @@ def test_finished_run_shows_its_result_curve_and_the_run_list(open_app, app_env)
     assert at.selectbox(key="tr_model").value == PRESETS[choose_preset().preset].settings["model"]  # this machine's
     assert at.radio(key="tr_preset").value == choose_preset().preset
     assert any("Finished:" in s.value and "flagged" in s.value for s in at.success)
-    assert at.get("plotly_chart")  # the training curve
+    curve = json.loads(at.get("plotly_chart")[0].proto.spec)  # the training curve: loss and accuracy per run
+    history = Run(app_env.run).status()["history"]
+    losses = [t for t in curve["data"] if t.get("yaxis", "y") == "y"]
+    assert sum(len(t["x"]) for t in losses) == len(history)  # one point per finished epoch
     runs_table = at.dataframe[-1].value
     assert list(runs_table["run"]) == [app_env.run.name] and list(runs_table["state"]) == ["finished"]
 
