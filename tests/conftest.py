@@ -60,18 +60,25 @@ def tiny_bench(tiny_data, tiny_train, tmp_path_factory):
     return out
 
 
-# -- the app: one trained run shared by the app tests ---------------------------------------------
+# -- the one trained run of the test session ---------------------------------------------------
 
-APP_TRAIN = dict(TINY_TRAIN, epochs=3)
+
+def train_args(data, out, **over) -> list[str]:
+    """`sei train` arguments for :data:`TINY_TRAIN` (``over`` replaces any of its settings)."""
+    args = ["train", str(data), "--out", str(out), "--no-progress"]
+    for k, v in {**TINY_TRAIN, **over}.items():
+        args += [f"--{k.replace('_', '-')}", str(v)]
+    return args
 
 
 @pytest.fixture(scope="session")
 def trained_run(tiny_data, tmp_path_factory):
-    """A finished run (3 epochs, two complementary runs) on ``tiny_data``; treat as read-only."""
-    from sei_core.train import TrainConfig, train
+    """The finished run the CLI and app tests share: `sei train` on ``tiny_data`` with
+    :data:`TINY_TRAIN` (4 epochs, two complementary runs). Treat it as read-only."""
+    from sei_core import cli
 
-    out = tmp_path_factory.mktemp("app_runs") / "tiny-run"
-    train(TrainConfig(data=str(tiny_data), **APP_TRAIN), out, progress_bar=False, log=lambda m: None)
+    out = tmp_path_factory.mktemp("runs") / "first"
+    assert cli.main(train_args(tiny_data, out)) == 0
     return out
 
 

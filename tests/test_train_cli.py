@@ -14,28 +14,15 @@ from sei_core import cli
 from sei_core.ranking import DEFAULT_METHOD, score_run
 from sei_core.runs import Run
 
-
-TINY = {}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _tiny(tiny_train):
-    TINY.update(tiny_train)
+from conftest import train_args
 
 
-def _args(data, out, **over):
-    cfg = {**TINY, **over}
-    args = ["train", str(data), "--out", str(out), "--no-progress"]
-    for k, v in cfg.items():
-        args += [f"--{k.replace('_', '-')}", str(v)]
-    return args
+_args = train_args
 
 
-@pytest.fixture(scope="module")
-def finished_run(tiny_data, tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "first"
-    assert cli.main(_args(tiny_data, out)) == 0
-    return Run(out)
+@pytest.fixture
+def finished_run(trained_run):
+    return Run(trained_run)
 
 
 def test_training_writes_a_complete_run(finished_run, tiny_data):
