@@ -13,8 +13,8 @@ from pages._common import (DEFAULT_METHOD, PAPER_METHOD, _scores, facts, file_st
 from sei_core import dynamics, plots, workspace
 from sei_core.count import review_progress
 from sei_core.gallery import ImageAccessError, fit, zoom
-from sei_core.review import STATE_FILTERS, ConflictError, ReviewError, ReviewStore, review_label_file
-from sei_core.review_queue import STATUSES as REVIEW_STATUSES, ReviewQueue
+from sei_core.review import (STATE_FILTERS, STATUSES as REVIEW_STATUSES, ConflictError, ReviewError, ReviewQueue,
+                             ReviewStore, review_label_file)
 from sei_core.runs import Run
 
 STATUS_WORDS = {"": "not reviewed yet", "confirmed": "confirmed", "relabeled": "relabeled", "discarded": "discarded"}

@@ -1,9 +1,9 @@
-"""sei_core.review_queue: order, filters, next/previous and one-row updates, without the app."""
+"""sei_core.review.ReviewQueue: order, filters, next/previous and one-row updates, without the app."""
 
 import numpy as np
 import pandas as pd
 
-from sei_core.review_queue import ReviewQueue
+from sei_core.review import ReviewQueue
 
 IDS = ["a.png", "b.png", "c.png", "d.png", "e.png"]
 LABELS = np.array([0, 1, 0, 1, 0])
