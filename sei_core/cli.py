@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from . import dataset, jobs
-from .files import stream_writes_to
+from .files import atomic_write_csv, stream_writes_to
 from .models import ModelError, available_models
 from .runs import Run, RunError
 from .bench import BenchError as _BenchError
@@ -284,9 +284,7 @@ def cmd_flags(a) -> int:
         df = df.head(a.top)
     out = Path(a.out) if a.out else None
     if out:
-        tmp = out.with_name(f".{out.name}.tmp")
-        df.to_csv(tmp, index=False)
-        tmp.replace(out)
+        atomic_write_csv(out, df)
         print(f"wrote {len(df)} rows to {out}")
     else:
         import pandas as pd

@@ -56,6 +56,11 @@ def atomic_write_json(target: str | os.PathLike, obj, *, indent: int | None = 1,
     atomic_write_bytes(target, json.dumps(obj, indent=indent, default=default).encode("utf-8"))
 
 
+def atomic_write_csv(target: str | os.PathLike, frame) -> None:
+    """Replace ``target`` with the pandas ``frame`` as a UTF-8, comma-separated CSV (no index) atomically."""
+    atomic_write_bytes(target, frame.to_csv(index=False).encode("utf-8"))
+
+
 def temp_files(target: str | os.PathLike) -> list[Path]:
     """The temporary files :func:`atomic_write` makes beside ``target`` (``.<name>.*.tmp``).
 

@@ -26,7 +26,7 @@ import pandas as pd
 
 from . import count as count_mod
 from .count import CountEstimate
-from .files import atomic_write
+from .files import atomic_write_csv
 from .methods import (COUNT_ESTIMATOR, COUNT_METHOD, COUNT_PER_CLASS, DEFAULT_METHOD, DEFAULT_RULE,
                       PAPER_METHOD, PAPER_RULE, METHODS, Method, Records, get_method, split_variant)
 from .records import EPOCH_FIELDS, Columns, sample_range
@@ -408,5 +408,5 @@ def score_run(run: Run, method: str = DEFAULT_METHOD, rule: str | None = None) -
 def write_scores(run: Run) -> pd.DataFrame:
     """Write ``scores.csv`` (the ranked table) into the run atomically and return it."""
     df = score_run(run).table()
-    atomic_write(run.path / "scores.csv", lambda f: f.write(df.to_csv(index=False).encode("utf-8")))
+    atomic_write_csv(run.path / "scores.csv", df)
     return df

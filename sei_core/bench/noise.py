@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..files import atomic_write_bytes
+from ..files import atomic_write_csv
 from ..labels import read_table
 
 #: Tolerance on a confusion-matrix row summing to 1.
@@ -197,10 +197,6 @@ def read_label_table(path: str | os.PathLike) -> pd.DataFrame:
     return table.frame.assign(path=table.paths(), label=table.labels())
 
 
-def _atomic_write_csv(frame: pd.DataFrame, path: Path) -> None:
-    atomic_write_bytes(path, frame.to_csv(index=False).encode("utf-8"))
-
-
 def write_noisy_label_file(
     table: pd.DataFrame,
     noisy_labels: Sequence[str],
@@ -248,6 +244,6 @@ def write_noisy_label_file(
     )
     noisy_table = table.copy()
     noisy_table["label"] = noisy
-    _atomic_write_csv(truth, truth_out)
-    _atomic_write_csv(noisy_table, labels_out)
+    atomic_write_csv(truth_out, truth)
+    atomic_write_csv(labels_out, noisy_table)
     return truth

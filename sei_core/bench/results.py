@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..files import atomic_write
+from ..files import atomic_write, atomic_write_csv
 from ..methods import method_order
 
 #: Metrics of a result row: of the flagged set (F1 first: the primary one), then of the ranking.
@@ -42,7 +42,7 @@ def cell_folder(bench_dir: str | Path, dataset: str, noise: str, rate: float, se
 def write_csv(frame: pd.DataFrame, path: Path) -> None:
     """Write a table atomically (folders made as needed)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda f: f.write(frame.to_csv(index=False).encode("utf-8")))
+    atomic_write_csv(path, frame)
 
 
 def settings(bench_dir: str | Path) -> dict:
