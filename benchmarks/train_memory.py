@@ -38,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sei_core.jobs import descendants
+
 
 def rss_anon(pid: int) -> int:
     """``RssAnon`` of ``pid`` in bytes (0 once it has exited)."""
@@ -49,20 +51,6 @@ def rss_anon(pid: int) -> int:
     except OSError:
         pass
     return 0
-
-
-def descendants(pid: int) -> list[int]:
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            with open(f"/proc/{p}/task/{p}/children") as f:
-                kids = [int(x) for x in f.read().split()]
-        except OSError:
-            kids = []
-        out += kids
-        todo += kids
-    return out
 
 
 def subset_csv(labels: Path, n: int, out: Path) -> int:

@@ -70,3 +70,19 @@ def stop(run: Run | str | Path, timeout: float = 10.0) -> bool:
             time.sleep(0.1)
         run.update_status(state="stopped", phase="stopped")
     return True
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process started, directly or not, by ``pid`` (Linux ``/proc``; empty elsewhere):
+    a torchrun job's training processes, say, which run in sessions of their own."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                kids = [int(x) for x in f.read().split()]
+        except OSError:
+            kids = []
+        out += kids
+        todo += kids
+    return out

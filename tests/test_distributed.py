@@ -16,6 +16,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from sei_core.jobs import descendants
 from sei_core.records import RecordStore
 from sei_core.ranking import score_run
 from sei_core.runs import Run
@@ -38,21 +39,6 @@ def _opts():
     return args
 
 
-def _descendants(pid: int) -> list[int]:
-    """Every process started (transitively) by ``pid``, from /proc."""
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            with open(f"/proc/{p}/task/{p}/children") as f:
-                kids = [int(x) for x in f.read().split()]
-        except OSError:
-            kids = []
-        out += kids
-        todo += kids
-    return out
-
-
 def test_two_processes_killed_resumed_agree_with_one(tiny_data, tmp_path):
     single = tmp_path / "single"
     train(TrainConfig(data=str(tiny_data), **DIST), single, progress_bar=False, log=lambda m: None)
@@ -67,7 +53,7 @@ def test_two_processes_killed_resumed_agree_with_one(tiny_data, tmp_path):
         assert proc.poll() is None, "training ended before it could be killed"
         assert time.time() < deadline, "training made no progress"
         time.sleep(0.05)
-    victims = _descendants(proc.pid)  # torchrun puts each training process in a session of its own
+    victims = descendants(proc.pid)  # torchrun puts each training process in a session of its own
     assert len(victims) >= 2
     for pid in [proc.pid, *victims]:
         os.kill(pid, signal.SIGKILL)
@@ -107,7 +93,7 @@ def _reduce_worker(rank: int, world: int, port: int, results) -> None:
     import torch
     import torch.distributed as dist
 
-    from sei_core.records import Recorder, RecordStore
+    from sei_core.records import Recorder
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
