@@ -12,13 +12,14 @@ import os
 import sys
 from pathlib import Path
 
-from . import dataset, jobs
+from . import dataset
 from .files import atomic_write_csv, stream_writes_to
-from .models import ModelError, available_models
 from .runs import Run, RunError
 from .bench import BenchError as _BenchError
-from .config import PAPER_EPOCHS, PRESETS, TrainConfig, choose_preset, preset_settings
-from .train import PeerFailed, Stopped, train, under_torchrun
+from .config import PAPER_EPOCHS, PRESETS, TrainConfig, choose_preset, preset_settings, under_torchrun
+
+# Training, models and background jobs import torch (~1.5 s): commands that need them import
+# them when they run, so that `sei flags`, `sei status` and `sei validate` start at once.
 
 DEFAULTS = TrainConfig(data="")
 
@@ -176,6 +177,8 @@ def _weights_first(config: TrainConfig) -> None:
 
 
 def cmd_train(a) -> int:
+    from . import jobs
+
     config = _config_from(a)
     _weights_first(config)
     if config.nproc_per_node > 1 and not under_torchrun() and not a.background:
@@ -189,6 +192,8 @@ def cmd_train(a) -> int:
 
 
 def cmd_resume(a) -> int:
+    from . import jobs
+
     if a.background:
         run = jobs.resume(a.run)
         print(f"resumed in the background: {run.path}")
@@ -207,6 +212,9 @@ def cmd_resume(a) -> int:
 def _train_reporting_once(config: TrainConfig, out, *, resume: bool, progress_bar: bool) -> int:
     """Train and print the summary. A failure training has already reported (``failed: …``
     on stderr and in the run's log) is not printed a second time by :func:`main`."""
+    from .models import ModelError
+    from .train import train
+
     said: list[str] = []
     # a background job's stderr is the run's log.txt, which training writes itself
     quiet = stream_writes_to(sys.stderr, Run(out).log_file)
@@ -277,9 +285,7 @@ def cmd_flags(a) -> int:
 
     from .ranking import DEFAULT_METHOD
 
-    df = score_run(Run(a.run), a.method or DEFAULT_METHOD).table()
-    if not a.all:
-        df = df[df["flagged"]]
+    df = score_run(Run(a.run), a.method or DEFAULT_METHOD).table(flagged_only=not a.all)
     if a.top:
         df = df.head(a.top)
     out = Path(a.out) if a.out else None
@@ -295,6 +301,8 @@ def cmd_flags(a) -> int:
 
 
 def cmd_stop(a) -> int:
+    from . import jobs
+
     print(f"stopped {a.run}" if jobs.stop(a.run) else f"{a.run} was not training")
     return 0
 
@@ -310,6 +318,8 @@ def cmd_validate(a) -> int:
 
 
 def cmd_models(a) -> int:
+    from .models import available_models
+
     print("\n".join(available_models()))
     return 0
 
@@ -321,7 +331,7 @@ def cmd_weights(a) -> int:
     folder = models.weights_dir()
     if a.fetch:
         if not a.model:
-            raise ModelError("name the model whose weights to fetch, e.g. `sei weights RN50 --fetch openai`")
+            raise models.ModelError("name the model whose weights to fetch, e.g. `sei weights RN50 --fetch openai`")
         print(f"{a.model} {a.fetch}: {models.fetch_weights(a.model, a.fetch)}")
         return 0
     print(f"weights folder: {folder} (set ${models.WEIGHTS_ENV} to move it)")
@@ -334,7 +344,7 @@ def cmd_weights(a) -> int:
         print("`sei weights MODEL` lists a model's pretrained tags; `--fetch TAG` downloads one.")
         return 0
     if a.model not in models.available_models():
-        raise ModelError(f"unknown model {a.model!r}; `sei models` lists them")
+        raise models.ModelError(f"unknown model {a.model!r}; `sei models` lists them")
     tags = models.known_weights(a.model)
     if not tags:
         print(f"{a.model} has no pretrained tags: train it from random weights (--weights none) or pass a "
@@ -361,6 +371,8 @@ def cmd_sample_data(a) -> int:
 def cmd_demo(a) -> int:
     """Generate the sample data if needed, train the cpu-demo preset on it, print the flags."""
     from sample_data.make_sample_data import generate
+
+    from .train import train
 
     labels = Path(__file__).resolve().parent.parent / "sample_data" / "labels.csv"
     if not labels.is_file():
@@ -492,20 +504,29 @@ def main(argv: list[str] | None = None) -> int:
             if note:
                 print(f"sei: {note}", file=sys.stderr)
         return args.func(args)
-    except PeerFailed:  # another process of a torchrun job; rank 0 reports the reason
-        return 1
-    except Stopped as e:
-        if not under_torchrun():
-            print(f"sei: {e}", file=sys.stderr)
-            return 130
-        # a clean, shared stop: exit 0 so torchrun does not report a failure; status.json says "stopped"
-        return 0
-    except (dataset.DataError, ModelError, RunError, ValueError, _BenchError) as e:
-        if not under_torchrun() or os.environ.get("RANK") == "0":  # one report per torchrun job
-            print(f"sei: error: {e}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as e:
+        if isinstance(e, _loaded("train", "PeerFailed")):  # another process of a torchrun job
+            return 1  # rank 0 reports the reason
+        if isinstance(e, _loaded("train", "Stopped")):
+            if not under_torchrun():
+                print(f"sei: {e}", file=sys.stderr)
+                return 130
+            # a clean, shared stop: exit 0 so torchrun does not report a failure; status.json says "stopped"
+            return 0
+        if isinstance(e, (dataset.DataError, RunError, ValueError, _BenchError, *_loaded("models", "ModelError"))):
+            if not under_torchrun() or os.environ.get("RANK") == "0":  # one report per torchrun job
+                print(f"sei: error: {e}", file=sys.stderr)
+            return 1
+        raise
+
+
+def _loaded(module: str, *names: str) -> tuple[type, ...]:
+    """Exception classes of a ``sei_core`` module that a command imported (one that was not
+    imported raised nothing), without importing it — and torch with it — here."""
+    mod = sys.modules.get(f"{__package__}.{module}")
+    return tuple(getattr(mod, n) for n in names) if mod is not None else ()
 
 
 if __name__ == "__main__":

@@ -15,10 +15,10 @@ here and says why:
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 
 from . import dataset as ds_mod
-from . import feed as feed_mod
 from .runs import RunError
 
 PAPER_EPOCHS = 150
@@ -103,6 +103,8 @@ class TrainConfig:
             problems.append("augment must be 'paper', 'flip' or 'none'")
         if self.nproc_per_node < 1:
             problems.append("nproc-per-node must be at least 1")
+        from . import feed as feed_mod  # imports torch: only when a config is checked
+
         try:
             feed_mod.memory_budget(self.memory_budget)
         except ValueError as e:
@@ -153,6 +155,11 @@ def preset_settings(name: str) -> dict:
         return dict(PRESETS[name].settings)
     except KeyError:
         raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}") from None
+
+
+def under_torchrun() -> bool:
+    """True in a process started by ``torchrun`` with more than one process in the job."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 def pick_device(requested: str = "auto"):

@@ -40,30 +40,37 @@ import re
 import sys
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from .files import atomic_write_json
 from .scores import EPS, EpochStatistics, epoch_statistics, softmax
 
+if TYPE_CHECKING:
+    import torch
+
 
 class Recorder:
-    """Collects the logits of every sample during one epoch."""
+    """Collects the logits of every sample during one epoch.
+
+    (torch is imported where it is used, so that reading and scoring records — ``sei
+    flags``, the app — never pays for importing it.)
+    """
 
     def __init__(self, n_samples: int, n_outputs: int, device: torch.device | str = "cpu"):
+        import torch
+
         self.logits = torch.zeros((n_samples, n_outputs), dtype=torch.float32, device=device)
         self.targets = torch.zeros(n_samples, dtype=torch.int64, device=device)
         self.seen = torch.zeros(n_samples, dtype=torch.bool, device=device)
 
-    @torch.no_grad()
     def update(self, logits: torch.Tensor, targets: torch.Tensor, sample_ids: torch.Tensor) -> None:
         """Store a batch: ``logits (B, K)``, ``targets (B,)``, ``sample_ids (B,)``."""
         self.logits[sample_ids] = logits.detach().float()
-        self.targets[sample_ids] = targets
+        self.targets[sample_ids] = targets.detach()
         self.seen[sample_ids] = True
 
-    @torch.no_grad()
     def reduce(self, group=None) -> None:
         """Gather the shards of a multi-process epoch (``torch.distributed``, every process calls it).
 
@@ -72,6 +79,7 @@ class Recorder:
         recorded for a sample, and a sample recorded by two processes (e.g. the padding of a
         ``DistributedSampler``) raises instead of being counted twice.
         """
+        import torch
         import torch.distributed as dist
 
         self.logits.masked_fill_(~self.seen[:, None], 0.0)  # stale rows of earlier epochs
@@ -175,6 +183,10 @@ class Columns(MutableMapping):
         self._extra = dict(extra or {})
         self._range = samples
         self._maps: dict[str, np.ndarray] = {}
+        #: each column file's (data offset, dtype, shape), read once and shared with the
+        #: ranges of :meth:`samples`, which map the file again without parsing its header
+        #: (and unmap it when they are dropped, so the pages read do not stay resident)
+        self._layouts: dict[str, tuple[int, np.dtype, tuple[int, ...], bool]] = {}
         #: results computed from these records (see :func:`sei_core.ranking.method_scores`)
         self.memo: dict = {}
 
@@ -184,7 +196,17 @@ class Columns(MutableMapping):
 
     def _stored(self, name: str) -> np.ndarray:
         if name not in self._maps:
-            mm = np.load(self.folder / f"{name}.npy", mmap_mode="r")[: self.n_epochs]
+            path = self.folder / f"{name}.npy"
+            if name not in self._layouts:
+                with open(path, "rb") as fh:
+                    version = np.lib.format.read_magic(fh)
+                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                   else np.lib.format.read_array_header_2_0)
+                    shape, fortran, dtype = read_header(fh)
+                    self._layouts[name] = (fh.tell(), dtype, shape, fortran)
+            offset, dtype, shape, fortran = self._layouts[name]
+            mm = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape,
+                           order="F" if fortran else "C")[: self.n_epochs]
             if self._range is not None:
                 mm = mm[:, self._range[0]: self._range[1]]
             self._maps[name] = mm
@@ -227,7 +249,9 @@ class Columns(MutableMapping):
         start, stop = max(0, start), min(stop, n)
         base = 0 if self._range is None else self._range[0]
         extra = {k: _slice_per_sample(v, start, stop, n) for k, v in self._extra.items()}
-        return Columns(self.folder, self.n_epochs, self.fields, extra, (base + start, base + stop))
+        part = Columns(self.folder, self.n_epochs, self.fields, extra, (base + start, base + stop))
+        part._layouts = self._layouts
+        return part
 
     def __reduce__(self):
         return (Columns, (self.folder, self.n_epochs, self.fields, self._extra, self._range))

@@ -39,7 +39,8 @@ import torch.nn.functional as F
 from . import dataset as ds_mod
 from . import feed as feed_mod
 # the configuration moved to sei_core.config; these names stay importable from here
-from .config import PAPER_EPOCHS, PAPER_MILESTONES, PRESETS, TrainConfig, pick_device  # noqa: F401
+from .config import (PAPER_EPOCHS, PAPER_MILESTONES, PRESETS, TrainConfig, pick_device,  # noqa: F401
+                     under_torchrun)
 from .models import ModelError, build_model
 from .files import atomic_write, stream_writes_to
 from .records import Recorder
@@ -118,11 +119,6 @@ class Dist:
     @property
     def main(self) -> bool:
         return self.rank == 0
-
-
-def under_torchrun() -> bool:
-    """True in a process started by ``torchrun`` with more than one process in the job."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 def _setup_distributed(requested_device: str) -> tuple[Dist, torch.device]:

@@ -7,8 +7,10 @@ import pickle
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -301,3 +303,28 @@ def test_recorder_update_finalize_matches_direct_statistics():
     with pytest.raises(RuntimeError, match="not recorded"):
         rec.update(logits[:2], targets[:2], torch.tensor([0, 1]))
         rec.finalize()
+
+
+def test_flags_table_and_csv_of_a_run_without_importing_torch(tmp_path):
+    """`sei flags` reads and scores records without torch (importing it is most of a cold
+    start); its flagged-only table is the full table's flagged rows in the same order, and
+    the CSV reads back as the table."""
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 4, 60)
+    stats = [[_epoch(rng, 60, 4, labels) for _ in range(6)] for _ in range(2)]
+    run = _synthetic_run(tmp_path / "run", [[s for s, _ in r] for r in stats], [[p for _, p in r] for r in stats])
+    out = tmp_path / "flags.csv"
+    code = ("import sys; from sei_core import cli; rc = cli.main(['flags', sys.argv[1], '--out', sys.argv[2]]); "
+            "assert rc == 0; assert 'torch' not in sys.modules, 'sei flags imported torch'")
+    proc = subprocess.run([sys.executable, "-c", code, str(run.path), str(out)], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr
+    s = score_run(run)
+    full, flagged = s.table(), s.table(flagged_only=True)
+    assert 0 < len(flagged) < len(full)
+    pd.testing.assert_frame_equal(flagged, full[full["flagged"]].reset_index(drop=True), check_dtype=False)
+    back = pd.read_csv(out, keep_default_na=False, na_values=[""])
+    assert list(back.columns) == list(flagged.columns)
+    assert back["path"].tolist() == flagged["path"].tolist()
+    np.testing.assert_array_equal(back["flagged"].to_numpy(bool), flagged["flagged"].to_numpy(bool))
+    np.testing.assert_array_equal(back[s.method].to_numpy(float), flagged[s.method].to_numpy(float))
