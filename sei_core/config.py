@@ -34,6 +34,10 @@ class TrainConfig:
 
     data: str
     split: str = "train"
+    #: the label file's columns of image path and label (part of the data set's identity:
+    #: review writes decisions back to this label column)
+    path_column: str = ds_mod.PATH_COL
+    label_column: str = ds_mod.LABEL_COL
     model: str = "RN50"
     #: None: random initialisation; a local checkpoint file; or a pretrained tag of the
     #: model (``openai`` …, see ``sei weights MODEL``)

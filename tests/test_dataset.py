@@ -68,8 +68,8 @@ def test_medmnist_npz(tmp_path):
 
 
 @pytest.mark.parametrize("text,expect", [
-    ("file,label\na.png,x\n", "rename column|no column 'path'"),
-    ("Path,Label\na.png,x\n", "rename column 'Path' to 'path'"),
+    ("file,label\na.png,x\n", "no column 'path'; its columns are 'file' and 'label'"),
+    ("Path,Label\na.png,x\n", "--path-column Path --label-column Label"),
     ("path,label\na.png,\nb.png,y\n", "line 2: image 'a.png' has an empty label"),
     ("path,label\na.png,x\na.png,y\nb.png,y\n", "line 3: repeats path 'a.png' \\(first on line 2\\)"),
     ("path,label\na.png,x\nb.png,x\n", "single class"),

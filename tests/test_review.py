@@ -349,7 +349,7 @@ def test_reviewer_required(store: ReviewStore) -> None:
 
 
 @pytest.mark.parametrize("text, needle", [
-    ("path,klass\na.png,cat\n", r"no column 'label'; its columns are 'path', 'klass'"),
+    ("path,klass\na.png,cat\n", r"no column 'label'; its columns are 'path' and 'klass'"),
     ("file,label\na.png,cat\n", r"no column 'path'"),
     ("", "empty"),
     ("path,label\na.png,cat\na.png,dog\n", "more than once"),
