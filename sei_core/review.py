@@ -1203,9 +1203,11 @@ def _apply(state: _FileState, frame: pd.DataFrame, decisions: Sequence[tuple]) -
         i = state.row.get(path)
         if i is None:  # the row left the file (edited outside the tool): nothing to apply to
             continue
+        cell = str(frame.iat[i, lab])
         if str(frame.iat[i, orig]).strip() == "" and str(frame.iat[i, st]).strip() == "":
-            frame.iat[i, orig] = str(frame.iat[i, lab]).strip()
-        frame.iat[i, lab] = new_label
+            frame.iat[i, orig] = cell.strip()
+        if cell.strip() != new_label:  # a confirm keeps the cell's own spelling (" nevus ")
+            frame.iat[i, lab] = new_label
         frame.iat[i, st] = new_status
         frame.iat[i, by] = new_by or ""
 
