@@ -11,6 +11,7 @@ from pages._common import (page_setup, EXPLORE_PAGE, REVIEW_PAGE, current_data, 
                            guard, md, scores_of, select_run, short_path, show_problems)
 from sei_core import jobs, plots, workspace
 from sei_core.dataset import DataError
+from sei_core.labels import LABEL_COL, PATH_COL
 from sei_core.runs import Run, RunError, list_runs
 from sei_core.config import PRESETS, TrainConfig, choose_preset
 
@@ -105,7 +106,7 @@ def new_run_form(data: dict) -> None:
             st.error("The chosen data set has problems; fix them first (see the Data page).", icon=":material/error:")
             show_problems(e.problems)
             return
-        columns = ("" if (ds.path_column, ds.label_column) == ("path", "label") else
+        columns = ("" if (ds.path_column, ds.label_column) == (PATH_COL, LABEL_COL) else
                    f" (image paths from column “{md(ds.path_column)}”, labels from “{md(ds.label_column)}”)")
         st.caption(f"On {len(ds):,} images of {len(ds.classes)} classes{columns} from")
         st.text(data["path"])

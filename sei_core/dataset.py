@@ -33,7 +33,7 @@ except ImportError:  # Windows: one decoder per cache is then up to the caller
     fcntl = None
 
 from .files import atomic_write_json
-from .labels import LABEL_COL, PATH_COL, TableError, read_table, source_kind
+from .labels import LABEL_COL, PATH_COL, TableError, in_words, read_table, source_kind
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 #: Images larger than this many pixels are refused: decoding them could exhaust memory.
@@ -350,7 +350,8 @@ def _read_folder(src: Path) -> LabeledImages:
                        and not f.name.startswith("."))
         if not files:
             problems.append(Problem(f"{src.name}/{d.name}", "class folder has no images",
-                                    f"add images or remove the folder; images need one of {sorted(IMAGE_EXTENSIONS)}"))
+                                    "add images or remove the folder; images need one of the extensions "
+                                    + in_words(sorted(IMAGE_EXTENSIONS), "or")))
         ids += [f.relative_to(src).as_posix() for f in files]
         labels += [k] * len(files)
     if problems:
@@ -365,7 +366,7 @@ def _read_npz(src: Path, split: str) -> LabeledImages:
             keys = set(z.files)
             ik, lk = f"{split}_images", f"{split}_labels"
             if ik not in keys or lk not in keys:
-                raise DataError([Problem(src.name, f"has no arrays {ik!r}/{lk!r}; it has {sorted(keys)}",
+                raise DataError([Problem(src.name, f"has no arrays '{ik}' and '{lk}'; it has {in_words(sorted(keys))}",
                                          "choose a split that exists (train, val or test)")])
             images, raw_labels = z[ik], z[lk]
     except (OSError, ValueError) as e:
