@@ -42,7 +42,7 @@ def _train_parser(sub) -> None:
 
 
 def add_column_options(p: argparse.ArgumentParser) -> None:
-    """Which columns of a label CSV hold the image path and the label (`sei train`, `sei validate`)."""
+    """Which columns of a label CSV hold the image path and the label (`sei train`, `validate`, `bench`)."""
     p.add_argument("--path-column", default=DEFAULTS.path_column, metavar="NAME",
                    help="the label file's column of image paths, e.g. image_id (default: path)")
     p.add_argument("--label-column", default=DEFAULTS.label_column, metavar="NAME",
@@ -400,6 +400,7 @@ def _bench_parser(sub) -> None:
                     "same command skips finished cells and resumes interrupted ones. The training options "
                     "are those of `sei train`; --seed is replaced by each cell's seed.")
     p.add_argument("--data", nargs="+", default=[], help="label CSV(s), image folder(s) or .npz file(s)")
+    add_column_options(p)
     p.add_argument("--noise", nargs="+", choices=NOISE_TYPES, default=["symmetric"],
                    help="symmetric, and/or confusion (calibrated on a k-fold reference classifier's "
                         "confusion matrix, eq. 5 of the paper)")
@@ -436,6 +437,7 @@ def cmd_bench(a) -> int:
     spec = bench.BenchSpec(data=[str(Path(d).expanduser().resolve()) for d in a.data], noise=a.noise,
                            rates=a.rates, seeds=a.seeds, methods=a.methods, folds=a.folds, train=settings,
                            max_samples=a.max_samples, keep_checkpoints=a.keep_checkpoints,
+                           path_column=a.path_column, label_column=a.label_column,
                            progress_bar=a.progress)
     report = bench.run_bench(spec, a.out)
     done = sum(s == "completed" for s in report.cells.values())
