@@ -169,3 +169,21 @@ def test_a_label_file_with_other_column_names_is_mapped_and_trained_with_them(op
         while not run.is_locked() and run.status().get("state") in (None, "created") and time.time() < deadline:
             time.sleep(0.1)
         jobs.stop(run)
+
+
+def test_the_page_address_carries_the_columns(app_env):
+    """A reload (or a shared link) with ``?data=…&path_column=…&label_column=…`` opens the data set
+    with its columns, without asking again."""
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from conftest import write_mapped_labels
+
+    f = write_mapped_labels(app_env.labels, app_env.data / "derm.csv")
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=120)
+    at.query_params.update(data=str(f), path_column="image_id", label_column="diagnosis")
+    at.switch_page("pages/data.py").run()  # straight to /data?data=…, as a reload of the page
+    assert not at.exception and not at.error and not at.info
+    assert {m.label: m.value for m in at.metric}["Images"] == "48"
+    assert at.session_state["data"]["label_column"] == "diagnosis"
