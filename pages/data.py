@@ -13,7 +13,7 @@ from pages._common import (choose_data, current_data, data_columns, data_set, fi
 from sei_core import plots, workspace
 from sei_core.dataset import DataError, Prompts
 from sei_core.gallery import ImageAccessError, fit
-from sei_core.labels import TableError, in_words, read_table, source_kind, suggest_columns
+from sei_core.labels import LABEL_COL, PATH_COL, TableError, in_words, read_table, source_kind, suggest_columns
 
 THUMBS_PER_CLASS = 12
 THUMB_SIDE = 128
@@ -55,6 +55,15 @@ def thumbnails(path: str, split: str, ids: tuple, side: int, stamp: tuple) -> li
     return out
 
 
+def recent_label(entry: dict) -> str:
+    """A recently opened data set as the menu shows it: path, split, and chosen columns."""
+    text = entry["path"] + ("" if entry["split"] == "train" else f" [{entry['split']}]")
+    columns = data_columns(entry)
+    if tuple(columns.values()) != (PATH_COL, LABEL_COL):
+        text += f" (paths: {columns['path_column']}, labels: {columns['label_column']})"
+    return text
+
+
 def chooser(data: dict) -> None:
     with st.container(border=True):
         st.subheader("Choose the data", anchor=False)
@@ -82,9 +91,7 @@ def chooser(data: dict) -> None:
         recent = [it for it in workspace.recent_data() if it["path"] != data["path"]]
         c1, c2 = st.columns([5, 1], vertical_alignment="bottom")
         if recent:
-            pick = c1.selectbox("Recently opened", range(len(recent)),
-                                format_func=lambda k: recent[k]["path"] + (
-                                    "" if recent[k]["split"] == "train" else f" [{recent[k]['split']}]"))
+            pick = c1.selectbox("Recently opened", range(len(recent)), format_func=lambda k: recent_label(recent[k]))
             c2.button("Open recent", on_click=open_data, args=(recent[pick]["path"], recent[pick]["split"]),
                       width="stretch")
         st.button("Use the bundled sample data", on_click=open_sample, icon=":material/science:",

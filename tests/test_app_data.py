@@ -171,9 +171,9 @@ def test_a_label_file_with_other_column_names_is_mapped_and_trained_with_them(op
         jobs.stop(run)
 
 
-def test_the_page_address_carries_the_columns(app_env):
+def test_the_page_address_carries_the_columns(app_env, open_app):
     """A reload (or a shared link) with ``?data=…&path_column=…&label_column=…`` opens the data set
-    with its columns, without asking again."""
+    with its columns, without asking again; so does a new session, and the recent list shows them."""
     from pathlib import Path
 
     from streamlit.testing.v1 import AppTest
@@ -187,3 +187,10 @@ def test_the_page_address_carries_the_columns(app_env):
     assert not at.exception and not at.error and not at.info
     assert {m.label: m.value for m in at.metric}["Images"] == "48"
     assert at.session_state["data"]["label_column"] == "diagnosis"
+    fresh = open_app()  # a new session starts on the data set that opened last, with its columns
+    assert not fresh.info and fresh.session_state["data"]["label_column"] == "diagnosis"
+    fresh.text_input(key="data_path_input").input(str(app_env.labels)).run()
+    fresh.button[0].click().run()
+    assert fresh.session_state["data"]["label_column"] == "label" and not fresh.error
+    menu = [b for b in fresh.selectbox if b.label == "Recently opened"][0]
+    assert f"{f} (paths: image_id, labels: diagnosis)" in menu.options
