@@ -13,7 +13,7 @@ from pages._common import (choose_data, current_data, data_columns, data_set, fi
 from sei_core import plots, workspace
 from sei_core.dataset import DataError, Prompts
 from sei_core.gallery import ImageAccessError, fit
-from sei_core.labels import LABEL_COL, PATH_COL, TableError, in_words, read_table, source_kind, suggest_columns
+from sei_core.labels import LABEL_COL, PATH_COL, TableError, column_choices, in_words, source_kind
 
 THUMBS_PER_CLASS = 12
 THUMB_SIDE = 128
@@ -102,9 +102,7 @@ def chooser(data: dict) -> None:
 @st.cache_data(max_entries=16, show_spinner=False)
 def table_columns(path: str, stamp: tuple) -> tuple[list[str], list[str], list[str]]:
     """A label file's columns, and the same ordered as likely path and likely label column."""
-    table = read_table(path, required=())
-    paths, labels = suggest_columns(table)
-    return list(table.frame.columns), paths, labels
+    return column_choices(path)
 
 
 def use_columns(data: dict) -> None:

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from sei_core.labels import TableError, read_table, read_truth, render_table, source_kind, suggest_columns
+from sei_core.labels import (TableError, column_choices, read_table, read_truth, render_table, source_kind,
+                             suggest_columns)
 
 
 def _f(tmp_path, raw: bytes, name="labels.csv"):
@@ -103,3 +104,14 @@ def test_suggested_columns_put_image_files_and_classes_first(tmp_path):
     # columns already named path and label stay first
     paths, labels = suggest_columns(read_table(_f(tmp_path, b"label,path\nx,a.png\n", "std.csv"), required=()))
     assert (paths[0], labels[0]) == ("path", "label")
+
+
+def test_column_choices_reads_only_the_start_of_the_file(tmp_path):
+    rows = b"".join(f"images/{i}.png;{('nv', 'mel')[i % 2]};{i}\n".encode() for i in range(50))
+    f = _f(tmp_path, b"image_id;diagnosis;age\n" + rows + b"broken;row\n" * 20)  # bad rows past the sample
+    names, paths, labels = column_choices(f, sample=10)
+    assert names == ["image_id", "diagnosis", "age"] and paths[0] == "image_id" and labels[0] == "diagnosis"
+    whole = read_table(f, required=(), strict=False)
+    assert whole.problems and (paths, labels) == suggest_columns(whole, 10)  # the same guess as a full read
+    with pytest.raises(TableError, match="does not exist"):
+        column_choices(tmp_path / "nowhere.csv")
