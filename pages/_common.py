@@ -17,6 +17,7 @@ import streamlit as st
 from sei_core import workspace
 from sei_core.dataset import DataError, LabeledImages, load
 from sei_core.gallery import ImageAccessError, ImageSource
+from sei_core.labels import LABEL_COL, PATH_COL
 from sei_core.models import ModelError
 from sei_core.methods import DEFAULT_METHOD, DISPLAY_NAMES, PAPER_METHOD, display_name  # noqa: F401  (re-exported for the pages)
 from sei_core.review import ReviewError
@@ -124,13 +125,21 @@ def file_stamp(path: str | Path) -> tuple:
 
 
 @st.cache_resource(show_spinner="Reading and checking the data…", max_entries=6)
-def load_data(path: str, split: str, stamp: tuple) -> LabeledImages:
+def load_data(path: str, split: str, stamp: tuple, path_column: str = PATH_COL,
+              label_column: str = LABEL_COL) -> LabeledImages:
     """The validated data set (unreadable images become warnings in ``.problems``)."""
-    return load(path, split=split, skip_unreadable=True)
+    return load(path, split=split, skip_unreadable=True, path_column=path_column, label_column=label_column)
 
 
-def data_set(path: str, split: str = "train") -> LabeledImages:
-    return load_data(path, split, file_stamp(path))
+def data_set(data: dict) -> LabeledImages:
+    """The data set of a data choice (:func:`current_data`), validated, cached per file version."""
+    path = data["path"]
+    return load_data(path, data.get("split", "train"), file_stamp(path), *data_columns(data).values())
+
+
+def data_columns(data: dict) -> dict:
+    """``{"path_column", "label_column"}`` of a data choice (keyword arguments of the library)."""
+    return {"path_column": data.get("path_column") or PATH_COL, "label_column": data.get("label_column") or LABEL_COL}
 
 
 @st.cache_resource(max_entries=6)
@@ -179,41 +188,57 @@ def truth_of(run: Run, ids=None):
 # -- the shared choice of data set and run --------------------------------------------------------
 
 def current_data() -> dict:
-    """This browser session's data choice: ``{"path", "split"}``.
+    """This browser session's data choice (:func:`sei_core.workspace.data_choice`: path,
+    split, and the label file's path and label columns).
 
     Per session, never shared between tabs: the page address carries it (``?data=…&split=…``,
-    so a reload keeps it); a new session without one starts on the most recently opened data
-    set that opened successfully (or the bundled sample data).
+    and ``path_column``/``label_column`` where not the defaults, so a reload keeps it); a new
+    session without one starts on the most recently opened data set that opened successfully
+    (or the bundled sample data).
     """
     if "data" not in st.session_state:
         path = st.query_params.get("data")
-        st.session_state["data"] = ({"path": workspace.normalise_data_path(path),
-                                     "split": st.query_params.get("split", "train")}
-                                    if path else workspace.current_data())
+        if path:
+            split = st.query_params.get("split", "train")
+            known = workspace.remembered_columns(path, split)
+            st.session_state["data"] = workspace.data_choice(
+                path, split, st.query_params.get("path_column", known["path_column"]),
+                st.query_params.get("label_column", known["label_column"]))
+        else:
+            st.session_state["data"] = workspace.current_data()
     data = st.session_state["data"]
     if st.query_params.get("data") != data["path"]:
         st.query_params["data"] = data["path"]
-    if data.get("split", "train") != "train":
-        st.query_params["split"] = data["split"]
-    elif "split" in st.query_params:
-        del st.query_params["split"]
+    defaults = {"split": "train", "path_column": PATH_COL, "label_column": LABEL_COL}
+    for key, default in defaults.items():
+        value = data.get(key, default)
+        if value != default:
+            if st.query_params.get(key) != value:
+                st.query_params[key] = value
+        elif key in st.query_params:
+            del st.query_params[key]
     return data
 
 
-def choose_data(path: str, split: str = "train") -> None:
+def choose_data(path: str, split: str = "train", columns: dict | None = None) -> None:
     """Switch this session (only) to a data set; it joins "recently opened" once it opens
-    (:func:`opened_data`)."""
-    st.session_state["data"] = {"path": workspace.normalise_data_path(path), "split": split}
-    st.session_state.pop("run_name", None)
+    (:func:`opened_data`). ``columns`` (``path_column``, ``label_column``): default, the
+    ones last used with this data set."""
+    columns = columns or workspace.remembered_columns(path, split)
+    same = st.session_state.get("data", {}).get("path") == workspace.normalise_data_path(path)
+    st.session_state["data"] = workspace.data_choice(path, split, **columns)
+    if not same:
+        st.session_state.pop("run_name", None)
 
 
 def opened_data(data: dict, ok: bool) -> None:
-    """Remember a data set that opened in "recently opened"; forget one that failed."""
+    """Remember a data set that opened (with its columns) in "recently opened"; forget one
+    that failed."""
     recent = workspace.recent_data()
-    entry = {"path": data["path"], "split": data.get("split", "train")}
+    entry = workspace.data_choice(data["path"], data.get("split", "train"), **data_columns(data))
     if ok and (not recent or recent[0] != entry):
-        workspace.remember_data(entry["path"], entry["split"])
-    elif not ok and entry in recent:
+        workspace.remember_data(entry["path"], entry["split"], **data_columns(entry))
+    elif not ok and any(it["path"] == entry["path"] and it["split"] == entry["split"] for it in recent):
         workspace.forget_data(entry["path"], entry["split"])
 
 

@@ -8,11 +8,12 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pages._common import (choose_data, current_data, data_set, file_stamp, guard, images_of, md, opened_data,
-                           page_setup, show_problems)
+from pages._common import (choose_data, current_data, data_columns, data_set, file_stamp, guard, images_of, md,
+                           opened_data, page_setup, show_problems)
 from sei_core import plots, workspace
 from sei_core.dataset import DataError, Prompts
 from sei_core.gallery import ImageAccessError, fit
+from sei_core.labels import LABEL_COL, PATH_COL, TableError, column_choices, in_words, source_kind
 
 THUMBS_PER_CLASS = 12
 THUMB_SIDE = 128
@@ -54,14 +55,24 @@ def thumbnails(path: str, split: str, ids: tuple, side: int, stamp: tuple) -> li
     return out
 
 
+def recent_label(entry: dict) -> str:
+    """A recently opened data set as the menu shows it: path, split, and chosen columns."""
+    text = entry["path"] + ("" if entry["split"] == "train" else f" [{entry['split']}]")
+    columns = data_columns(entry)
+    if tuple(columns.values()) != (PATH_COL, LABEL_COL):
+        text += f" (paths: {columns['path_column']}, labels: {columns['label_column']})"
+    return text
+
+
 def chooser(data: dict) -> None:
     with st.container(border=True):
         st.subheader("Choose the data", anchor=False)
         with st.expander("What can I open?"):
             st.markdown(
-                "- **A label file (CSV)** with a header and at least the columns `path` and `label`; "
-                "`path` is the image file, relative to the CSV's folder. Other columns are kept. "
-                "Review decisions are written back to this file (a backup of the original is made first).\n"
+                "- **A label file (CSV)** with a header, a column with each image's file (relative to the "
+                "CSV's folder) and a column with its label: named `path` and `label`, or any others, which you "
+                "pick after opening it (e.g. `image_id` and `diagnosis`). Other columns are kept. Review "
+                "decisions are written back to the label column (a backup of the original is made first).\n"
                 "- **An image folder** with one sub-folder per class, named after the class.\n"
                 "- **A MedMNIST `.npz` file** as downloaded (choose the split).\n\n"
                 "Paths are on the machine that runs the app. Only images inside the data set's folder are shown.")
@@ -80,14 +91,68 @@ def chooser(data: dict) -> None:
         recent = [it for it in workspace.recent_data() if it["path"] != data["path"]]
         c1, c2 = st.columns([5, 1], vertical_alignment="bottom")
         if recent:
-            pick = c1.selectbox("Recently opened", range(len(recent)),
-                                format_func=lambda k: recent[k]["path"] + (
-                                    "" if recent[k]["split"] == "train" else f" [{recent[k]['split']}]"))
+            pick = c1.selectbox("Recently opened", range(len(recent)), format_func=lambda k: recent_label(recent[k]))
             c2.button("Open recent", on_click=open_data, args=(recent[pick]["path"], recent[pick]["split"]),
                       width="stretch")
         st.button("Use the bundled sample data", on_click=open_sample, icon=":material/science:",
                   help="Synthetic skin-lesion images with 15% known wrong labels (truth.csv); "
                        "generated on first use.")
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def table_columns(path: str, stamp: tuple) -> tuple[list[str], list[str], list[str]]:
+    """A label file's columns, and the same ordered as likely path and likely label column."""
+    return column_choices(path)
+
+
+def use_columns(data: dict) -> None:
+    path_column = st.session_state.get("pick_path_column")
+    label_column = st.session_state.get("pick_label_column")
+    if path_column == label_column:
+        st.session_state["_columns_msg"] = (f"The image paths and the labels must come from two different columns; "
+                                            f"both are “{path_column}” now.")
+        return
+    choose_data(data["path"], data.get("split", "train"),
+                {"path_column": path_column, "label_column": label_column})
+
+
+def column_picker(data: dict) -> bool:
+    """For a label file: which column holds the image path and which the label. Returns False
+    (after asking the user to pick) when the file lacks the columns chosen now."""
+    if source_kind(data["path"]) != "csv":
+        return True
+    try:
+        names, path_order, label_order = table_columns(data["path"], file_stamp(data["path"]))
+    except TableError:
+        return True  # the data set's report says what is wrong with the file
+    chosen = data_columns(data)
+    missing = [c for c in chosen.values() if c not in names]
+    shown_for = (data["path"], *chosen.values())
+    if st.session_state.get("_columns_for") != shown_for:  # another file or choice: start from it
+        st.session_state["_columns_for"] = shown_for
+        st.session_state["pick_path_column"] = chosen["path_column"] if not missing else path_order[0]
+        st.session_state["pick_label_column"] = chosen["label_column"] if not missing else label_order[0]
+    if missing:
+        box = st.container(border=True)
+        box.info(f"This label file has no column {md(in_words(missing, 'or'))}. Its columns are "
+                 f"{md(in_words(names))}: pick the one that names each image's file and the one that holds "
+                 "its label (our guesses are selected). Your file is not changed; review decisions will be "
+                 "written to the label column you pick.", icon=":material/view_column:")
+    else:
+        box = st.expander(f"Columns: image paths from “{chosen['path_column']}”, labels from "
+                          f"“{chosen['label_column']}”", icon=":material/view_column:")
+    with box:
+        c1, c2, c3 = st.columns([2, 2, 1], vertical_alignment="bottom")
+        c1.selectbox("Column with the image path", path_order, key="pick_path_column",
+                     help="The image file of each row, relative to the label file's folder (or absolute).")
+        c2.selectbox("Column with the label", label_order, key="pick_label_column",
+                     help="The class of each row; review decisions are written back to this column.")
+        c3.button("Use these columns", type="primary" if missing else "secondary", on_click=use_columns,
+                  args=(data,), key="use_columns", width="stretch")
+        msg = st.session_state.pop("_columns_msg", None)
+        if msg:
+            st.error(md(msg), icon=":material/error:")
+    return not missing
 
 
 def summary(ds) -> None:
@@ -192,8 +257,10 @@ with guard("the Data page"):
     st.subheader("Current data set", anchor=False)
     st.code(data["path"] + ("" if data.get("split", "train") == "train" else f"  (split: {data['split']})"),
             language=None)
+    if not column_picker(data):
+        st.stop()
     try:
-        ds = data_set(data["path"], data.get("split", "train"))
+        ds = data_set(data)
     except DataError as e:
         opened_data(data, ok=False)
         st.error(f"This data cannot be used yet: {len(e.problems)} problem(s), listed below with where they are "

@@ -14,7 +14,7 @@ from sei_core import dynamics, plots, workspace
 from sei_core.count import review_progress
 from sei_core.gallery import ImageAccessError, fit, zoom
 from sei_core.review import (STATE_FILTERS, STATUSES as REVIEW_STATUSES, ConflictError, ReviewError, ReviewQueue,
-                             ReviewStore, review_label_file)
+                             ReviewStore, review_columns, review_label_file)
 from sei_core.runs import Run
 
 STATUS_WORDS = {"": "not reviewed yet", "confirmed": "confirmed", "relabeled": "relabeled", "discarded": "discarded"}
@@ -26,8 +26,8 @@ page_setup("Review")
 
 
 @st.cache_resource(max_entries=8)
-def review_store(label_file: str, classes: tuple) -> ReviewStore:
-    return ReviewStore(label_file, classes=list(classes))
+def review_store(label_file: str, classes: tuple, path_column: str, label_column: str) -> ReviewStore:
+    return ReviewStore(label_file, classes=list(classes), path_column=path_column, label_column=label_column)
 
 
 @st.cache_resource(max_entries=4, show_spinner="Building the review queue…")
@@ -169,9 +169,10 @@ def header(run, label_file: Path, store: ReviewStore) -> None:
                         "Decisions are written at once to a working copy of it (same rows, same paths, plus the "
                         "review columns); use that copy, or the cleaned export, in place of the original.")
         elif workspace.is_csv_data(run):
-            st.markdown("Every decision is written **at once** to the label file below (the original label is kept "
-                        "in the column `original_label`, the decision in `review_status`; discarded rows stay in the "
-                        "file, marked). Before the first change a backup of the untouched file is made.")
+            st.markdown("Every decision is written **at once** to the label file below, in its label column "
+                        f"`{md(store.label_column)}` (the original label is kept in the column `original_label`, the "
+                        "decision in `review_status`; discarded rows stay in the file, marked; nothing else changes). "
+                        "Before the first change a backup of the untouched file is made.")
         else:
             st.markdown("This run was trained on an image folder or a .npz file, which have no label file to "
                         "write to. Decisions go to a label file made for this run (path, label, and the review "
@@ -369,7 +370,8 @@ def body() -> None:
     s = scores_of(run)
     stamp = workspace.run_stamp(run)
     label_file = review_label_file(run)
-    store = review_store(str(label_file), tuple(s.classes))
+    columns = review_columns(run)
+    store = review_store(str(label_file), tuple(s.classes), columns["path_column"], columns["label_column"])
     header(run, label_file, store)
     state_filter, k = controls(s.classes)
     reviewer = st.session_state.get("reviewer", "").strip()

@@ -7,10 +7,11 @@ import re
 import pandas as pd
 import streamlit as st
 
-from pages._common import (page_setup, EXPLORE_PAGE, REVIEW_PAGE, current_data, current_run, data_set, guard, md,
-                           scores_of, select_run, short_path, show_problems)
+from pages._common import (page_setup, EXPLORE_PAGE, REVIEW_PAGE, current_data, current_run, data_columns, data_set,
+                           guard, md, scores_of, select_run, short_path, show_problems)
 from sei_core import jobs, plots, workspace
 from sei_core.dataset import DataError
+from sei_core.labels import LABEL_COL, PATH_COL
 from sei_core.runs import Run, RunError, list_runs
 from sei_core.config import PRESETS, TrainConfig, choose_preset
 
@@ -100,12 +101,14 @@ def new_run_form(data: dict) -> None:
     with st.container(border=True):
         st.subheader("New run", anchor=False)
         try:
-            ds = data_set(data["path"], data.get("split", "train"))
+            ds = data_set(data)
         except DataError as e:
             st.error("The chosen data set has problems; fix them first (see the Data page).", icon=":material/error:")
             show_problems(e.problems)
             return
-        st.caption(f"On {len(ds):,} images of {len(ds.classes)} classes from")
+        columns = ("" if (ds.path_column, ds.label_column) == (PATH_COL, LABEL_COL) else
+                   f" (image paths from column “{md(ds.path_column)}”, labels from “{md(ds.label_column)}”)")
+        st.caption(f"On {len(ds):,} images of {len(ds.classes)} classes{columns} from")
         st.text(data["path"])
         choice = machine_choice()
         st.radio("Settings", PAGE_PRESETS, key="tr_preset", format_func=lambda k: PRESETS[k].title,
@@ -184,7 +187,7 @@ def new_run_form(data: dict) -> None:
                 lr=float(lr), momentum=float(momentum), weight_decay=float(wd), batch_size=int(batch),
                 milestones=parse_milestones(milestones), gamma=float(gamma), seed=int(seed), device=device,
                 runs=int(runs), record=record, augment=augment, skip_unreadable=bool(skip),
-                workers=2,
+                workers=2, **data_columns(data),
             )
             out = workspace.runs_dir() / name
             if Run(out).exists() or out.exists():

@@ -32,6 +32,7 @@ def _train_parser(sub) -> None:
                                    "weights, 224 px) on a GPU, a small model at 32 px on a CPU.")
     p.add_argument("data", help="label CSV, image folder or .npz file")
     p.add_argument("--out", required=True, help="run directory to create, e.g. runs/first")
+    add_column_options(p)
     add_training_options(p)
     p.add_argument("--nproc-per-node", type=int, default=DEFAULTS.nproc_per_node, metavar="N",
                    help="train with N processes on this machine (one per GPU; gloo on CPU): starts "
@@ -39,6 +40,15 @@ def _train_parser(sub) -> None:
                         "`torchrun ... -m sei_core.cli train ...` on each instead")
     p.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
     p.add_argument("--background", action="store_true", help="start in a background process and return")
+
+
+def add_column_options(p: argparse.ArgumentParser) -> None:
+    """Which columns of a label CSV hold the image path and the label (`sei train`, `validate`, `bench`)."""
+    p.add_argument("--path-column", default=DEFAULTS.path_column, metavar="NAME",
+                   help="the label file's column of image paths, e.g. image_id (default: path)")
+    p.add_argument("--label-column", default=DEFAULTS.label_column, metavar="NAME",
+                   help="the label file's column of labels, e.g. diagnosis (default: label); review "
+                        "decisions are written back to this column")
 
 
 def add_training_options(p: argparse.ArgumentParser) -> None:
@@ -130,7 +140,7 @@ def training_settings(a: argparse.Namespace) -> dict:
 
 def _config_from(a: argparse.Namespace) -> TrainConfig:
     return TrainConfig(data=str(Path(a.data).expanduser().resolve()), nproc_per_node=a.nproc_per_node,
-                       **training_settings(a))
+                       path_column=a.path_column, label_column=a.label_column, **training_settings(a))
 
 
 def _torchrun(nproc: int, argv: list[str], run: Path) -> int:
@@ -308,8 +318,11 @@ def cmd_stop(a) -> int:
 
 
 def cmd_validate(a) -> int:
-    data = dataset.load(a.data, split=a.split, skip_unreadable=True, max_pixels=a.max_pixels)
-    print(f"{a.data}: {len(data)} images, {len(data.classes)} classes")
+    data = dataset.load(a.data, split=a.split, skip_unreadable=True, max_pixels=a.max_pixels,
+                        path_column=a.path_column, label_column=a.label_column)
+    columns = ("" if (a.path_column, a.label_column) == (DEFAULTS.path_column, DEFAULTS.label_column)
+               else f" (image paths from column '{a.path_column}', labels from '{a.label_column}')")
+    print(f"{a.data}: {len(data)} images, {len(data.classes)} classes{columns}")
     for c, n in data.class_counts().items():
         print(f"  {n:6d}  {c}")
     for p in [*data.warnings, *data.problems]:
@@ -399,6 +412,7 @@ def _bench_parser(sub) -> None:
                     "same command skips finished cells and resumes interrupted ones. The training options "
                     "are those of `sei train`; --seed is replaced by each cell's seed.")
     p.add_argument("--data", nargs="+", default=[], help="label CSV(s), image folder(s) or .npz file(s)")
+    add_column_options(p)
     p.add_argument("--noise", nargs="+", choices=NOISE_TYPES, default=["symmetric"],
                    help="symmetric, and/or confusion (calibrated on a k-fold reference classifier's "
                         "confusion matrix, eq. 5 of the paper)")
@@ -435,6 +449,7 @@ def cmd_bench(a) -> int:
     spec = bench.BenchSpec(data=[str(Path(d).expanduser().resolve()) for d in a.data], noise=a.noise,
                            rates=a.rates, seeds=a.seeds, methods=a.methods, folds=a.folds, train=settings,
                            max_samples=a.max_samples, keep_checkpoints=a.keep_checkpoints,
+                           path_column=a.path_column, label_column=a.label_column,
                            progress_bar=a.progress)
     report = bench.run_bench(spec, a.out)
     done = sum(s == "completed" for s in report.cells.values())
@@ -473,6 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data")
     p.add_argument("--split", default="train")
     p.add_argument("--max-pixels", type=int, default=dataset.DEFAULT_MAX_PIXELS)
+    add_column_options(p)
     sub.add_parser("models", help="list the model names")
     p = sub.add_parser("weights", help="pretrained weights: where they are kept, a model's tags, fetch one",
                        description="Pretrained weights are kept in one folder (~/.cache/sei-review/weights, or "

@@ -72,6 +72,10 @@ class TrainConfig:
     memory_budget: str | None = None
     #: processes (GPUs) on this machine; > 1 makes ``sei train``/``sei resume`` start torchrun
     nproc_per_node: int = 1
+    #: the label file's columns of image path and label (part of the data set's identity:
+    #: review writes decisions back to this label column)
+    path_column: str = ds_mod.PATH_COL
+    label_column: str = ds_mod.LABEL_COL
 
     def resolved_milestones(self) -> list[int]:
         if self.milestones is not None:

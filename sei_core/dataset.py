@@ -2,8 +2,9 @@
 
 Three sources are understood:
 
-- a **label file**: CSV with at least ``path,label`` (``path`` relative to the CSV's folder
-  or absolute); extra columns are kept untouched;
+- a **label file**: CSV with a path column and a label column (``path`` and ``label``, or any
+  two the user names with ``path_column``/``label_column``; the path is relative to the
+  CSV's folder or absolute); extra columns are kept untouched;
 - an **image folder** with one sub-folder per class (torchvision's ImageFolder layout);
 - a **MedMNIST** ``.npz`` file (``train_images``/``train_labels`` and so on).
 
@@ -32,7 +33,7 @@ except ImportError:  # Windows: one decoder per cache is then up to the caller
     fcntl = None
 
 from .files import atomic_write_json
-from .labels import TableError, read_table, source_kind
+from .labels import LABEL_COL, PATH_COL, TableError, in_words, read_table, source_kind
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 #: Images larger than this many pixels are refused: decoding them could exhaust memory.
@@ -111,8 +112,9 @@ class Prompts:
 class LabeledImages:
     """A validated labelled image set.
 
-    ``ids`` identify samples as the source names them (the CSV's ``path`` cell, the path
+    ``ids`` identify samples as the source names them (the CSV's path cell, the path
     inside the class folder, or ``split/index`` for an ``.npz``); ``labels`` index ``classes``.
+    ``path_column``/``label_column`` are the label file's columns they were read from.
     """
 
     kind: str  # "csv", "folder" or "npz"
@@ -127,6 +129,8 @@ class LabeledImages:
     warnings: list[Problem] = field(default_factory=list)
     rows: np.ndarray | None = None  # CSV line number of each sample (header = line 1)
     array: np.ndarray | None = None  # in-memory images of an .npz, (N, H, W, C) uint8
+    path_column: str = PATH_COL
+    label_column: str = LABEL_COL
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -193,6 +197,8 @@ def load(
     skip_unreadable: bool = False,
     check_images: bool = True,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    path_column: str = PATH_COL,
+    label_column: str = LABEL_COL,
 ) -> LabeledImages:
     """Read and validate a label file, image folder or MedMNIST ``.npz``.
 
@@ -205,6 +211,8 @@ def load(
     skip_unreadable : drop missing/unreadable images with a warning instead of failing.
     check_images : open each image's header to find missing, corrupt or huge files.
     max_pixels : refuse images with more pixels than this.
+    path_column, label_column : the label file's columns of image path and label (see
+        :func:`sei_core.labels.read_table`); only for a label file.
 
     Raises
     ------
@@ -214,12 +222,16 @@ def load(
     kind = source_kind(src)
     if kind == "missing":
         raise DataError([Problem(str(src), "does not exist", "check the path; it may be relative to the folder you started from")])
+    if kind != "csv" and (path_column, label_column) != (PATH_COL, LABEL_COL):
+        raise DataError([Problem(str(src), f"is {'an image folder' if kind == 'folder' else 'a MedMNIST .npz file'}, "
+                                 f"not a label file, so it has no columns '{path_column}' and '{label_column}'",
+                                 "choose columns only for a CSV label file (leave them at 'path' and 'label')")])
     if kind == "folder":
         ds, errors = _read_folder(src), []
     elif kind == "npz":
         ds, errors = _read_npz(src, split), []
     else:
-        ds, errors = _read_csv(src)
+        ds, errors = _read_csv(src, path_column, label_column)
     # Every problem at once: rows, then image files of the rows that could be read; the class
     # checks only when the rows are sound (a class may look empty because its rows were bad).
     if check_images and ds.kind != "npz":
@@ -233,7 +245,8 @@ def load(
     return _check_classes(ds, classes)
 
 
-def _read_csv(src: Path) -> tuple[LabeledImages, list[Problem]]:
+def _read_csv(src: Path, path_column: str = PATH_COL,
+              label_column: str = LABEL_COL) -> tuple[LabeledImages, list[Problem]]:
     """The rows of a label file that can be used, and a problem for each row that cannot.
 
     Read with :func:`sei_core.labels.read_table` (the reader review uses too). Besides empty
@@ -242,7 +255,7 @@ def _read_csv(src: Path) -> tuple[LabeledImages, list[Problem]]:
     differing only in case (``nevus``/``Nevus``) are a warning (``ds.warnings``).
     """
     try:
-        table = read_table(src, strict=False)
+        table = read_table(src, path_column=path_column, label_column=label_column, strict=False)
     except TableError as e:
         raise DataError([Problem(*p) for p in e.problems]) from e
     problems = [Problem(*p) for p in table.problems]
@@ -257,10 +270,12 @@ def _read_csv(src: Path) -> tuple[LabeledImages, list[Problem]]:
                                     "check for an unclosed quote (\") on that line"))
             continue
         if not path:
-            problems.append(Problem(where, "has an empty path", "fill in the image path or delete the row"))
+            problems.append(Problem(where, "has an empty path" + _column_note(path_column, PATH_COL),
+                                    "fill in the image path or delete the row"))
             continue
         if not label:
-            problems.append(Problem(where, f"image {path!r} has an empty label", "fill in its class name or delete the row"))
+            problems.append(Problem(where, f"image {path!r} has an empty label" + _column_note(label_column, LABEL_COL),
+                                    "fill in its class name or delete the row"))
             continue
         if path in first_line:
             problems.append(Problem(where, f"repeats path {path!r} (first on line {first_line[path]})",
@@ -290,8 +305,14 @@ def _read_csv(src: Path) -> tuple[LabeledImages, list[Problem]]:
         kind="csv", source=src, root=src.parent, ids=ids,
         labels=np.array([index[c] for c in names], dtype=np.int64), classes=classes,
         rows=np.array(lines, dtype=np.int64), warnings=warnings,
+        path_column=table.path_column, label_column=table.label_column,
     )
     return ds, problems
+
+
+def _column_note(column: str, default: str) -> str:
+    """`` (column 'diagnosis')`` where the user chose a column of another name."""
+    return "" if column == default else f" (column '{column}')"
 
 
 def _case_variants(name: str, labels: list[str], lines: list[int]) -> list[Problem]:
@@ -329,7 +350,8 @@ def _read_folder(src: Path) -> LabeledImages:
                        and not f.name.startswith("."))
         if not files:
             problems.append(Problem(f"{src.name}/{d.name}", "class folder has no images",
-                                    f"add images or remove the folder; images need one of {sorted(IMAGE_EXTENSIONS)}"))
+                                    "add images or remove the folder; images need one of the extensions "
+                                    + in_words(sorted(IMAGE_EXTENSIONS), "or")))
         ids += [f.relative_to(src).as_posix() for f in files]
         labels += [k] * len(files)
     if problems:
@@ -344,7 +366,7 @@ def _read_npz(src: Path, split: str) -> LabeledImages:
             keys = set(z.files)
             ik, lk = f"{split}_images", f"{split}_labels"
             if ik not in keys or lk not in keys:
-                raise DataError([Problem(src.name, f"has no arrays {ik!r}/{lk!r}; it has {sorted(keys)}",
+                raise DataError([Problem(src.name, f"has no arrays '{ik}' and '{lk}'; it has {in_words(sorted(keys))}",
                                          "choose a split that exists (train, val or test)")])
             images, raw_labels = z[ik], z[lk]
     except (OSError, ValueError) as e:
@@ -799,4 +821,5 @@ def subset(ds: LabeledImages, keep: Iterable[int]) -> LabeledImages:
         warnings=list(ds.warnings),
         rows=None if ds.rows is None else ds.rows[keep],
         array=None if ds.array is None else ds.array[keep],
+        path_column=ds.path_column, label_column=ds.label_column,
     )

@@ -4,8 +4,14 @@ Training, review and benchmarking all read a user's label file through :func:`re
 so a file that trains can be reviewed: the delimiter (``,`` ``;`` or tab) is found from the
 header, header cells may carry surrounding spaces (``path, label``), a UTF-8 byte-order mark
 and Windows line ends are understood. Every cell is kept as the exact text of the file;
-:meth:`LabelTable.paths` and :meth:`LabelTable.labels` give the stripped ``path``/``label``
-values that identify a sample and its class.
+:meth:`LabelTable.paths` and :meth:`LabelTable.labels` give the stripped values of the path
+and label columns that identify a sample and its class.
+
+Which columns those are is the user's choice: ``path`` and ``label`` by default, any other
+two (``image_id`` and ``diagnosis``) with ``path_column``/``label_column``. The mapping is
+part of a data set's identity (recorded in a run's config, used by review to write back);
+the user's columns are never renamed. :func:`suggest_columns` guesses a mapping for a file
+that has no ``path``/``label`` columns.
 
 :func:`render_table` writes a table back *in the file's own dialect* (delimiter, quote
 character, quote-all or minimal quoting, line ends, BOM, the header cells as they were
@@ -26,11 +32,14 @@ import pandas as pd
 
 __all__ = [
     "PATH_COL", "LABEL_COL", "Dialect", "LabelTable", "TableError", "read_table", "render_table",
-    "source_kind", "read_truth", "TRUTHY",
+    "source_kind", "read_truth", "TRUTHY", "suggest_columns", "column_choices", "in_words", "COLUMN_FIX",
 ]
 
+#: The default names of the path and label columns.
 PATH_COL = "path"
 LABEL_COL = "label"
+#: Where a user chooses other columns (said by every "no such column" message).
+COLUMN_FIX = "pick the path and label columns on the Data page, or pass --path-column and --label-column"
 DELIMITERS = (",", ";", "\t")
 #: Cell values :func:`read_truth` takes as "this label is wrong".
 TRUTHY = frozenset({"1", "true", "yes", "y", "t"})
@@ -65,6 +74,8 @@ class LabelTable:
 
     ``header`` keeps the header cells exactly as spelled (written back unchanged); ``lines``
     is the record number of each row as the data set's messages count it (header = line 1).
+    ``path_column``/``label_column`` name the columns that hold each row's image path and
+    label (stripped header names).
     """
 
     frame: pd.DataFrame
@@ -73,14 +84,24 @@ class LabelTable:
     lines: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     #: ``(where, message, fix)`` of rows left out (wrong number of cells), with ``strict=False``.
     problems: list[tuple[str, str, str]] = field(default_factory=list)
+    path_column: str = PATH_COL
+    label_column: str = LABEL_COL
 
     def paths(self) -> pd.Series:
-        """The ``path`` cell of every row, surrounding spaces removed."""
-        return self.frame[PATH_COL].str.strip()
+        """The path cell of every row, surrounding spaces removed."""
+        return self.frame[self.path_column].str.strip()
 
     def labels(self) -> pd.Series:
-        """The ``label`` cell of every row, surrounding spaces removed."""
-        return self.frame[LABEL_COL].str.strip()
+        """The label cell of every row, surrounding spaces removed."""
+        return self.frame[self.label_column].str.strip()
+
+
+def in_words(names, conjunction: str = "and") -> str:
+    """Column names for a sentence: ``'a'``, ``'a' and 'b'``, ``'a', 'b' and 'c'``."""
+    quoted = [f"'{n}'" for n in names]
+    if len(quoted) <= 1:
+        return "".join(quoted) or "none"
+    return ", ".join(quoted[:-1]) + f" {conjunction} " + quoted[-1]
 
 
 def _decode(raw: bytes, name: str) -> tuple[str, bool]:
@@ -96,8 +117,8 @@ def _decode(raw: bytes, name: str) -> tuple[str, bool]:
         ) from None
 
 
-def _sniff(text: str, name: str) -> Dialect:
-    """Pick the delimiter whose header holds ``path`` and ``label``; else the sniffed one."""
+def _sniff(text: str, name: str, wanted: tuple[str, ...]) -> Dialect:
+    """Pick the delimiter whose header holds the ``wanted`` columns; else the sniffed one."""
     first = text.split("\n", 1)[0].rstrip("\r")
     quotechar = '"'
     try:
@@ -110,7 +131,7 @@ def _sniff(text: str, name: str) -> Dialect:
     chosen = None
     for delim in dict.fromkeys(order):
         cells = [c.strip() for c in next(csv.reader([first], delimiter=delim, quotechar=quotechar), [])]
-        if PATH_COL in cells and LABEL_COL in cells:
+        if len(cells) > 1 and all(c in cells for c in wanted):
             chosen = delim
             break
     if chosen is None:
@@ -123,14 +144,18 @@ def _sniff(text: str, name: str) -> Dialect:
     return Dialect(delimiter=chosen, quotechar=quotechar, quote_all=quote_all, newline=newline)
 
 
-def read_table(source: str | Path, *, required: tuple[str, ...] = (PATH_COL, LABEL_COL),
-               raw: bytes | None = None, strict: bool = True) -> LabelTable:
+def read_table(source: str | Path, *, path_column: str = PATH_COL, label_column: str = LABEL_COL,
+               required: tuple[str, ...] | None = None, raw: bytes | None = None,
+               strict: bool = True) -> LabelTable:
     """Read a label CSV in any dialect training accepts.
 
     Parameters
     ----------
     source : the CSV file (its name is used in messages).
-    required : columns that must exist (matched after stripping header cells).
+    path_column, label_column : the columns that hold each row's image path and label
+        (header names without surrounding spaces); the file's own names are kept.
+    required : columns that must exist; default ``(path_column, label_column)``. ``()``
+        reads any table (e.g. to offer its columns to pick from).
     raw : the file's bytes if already read (saves a second read).
     strict : raise on rows with the wrong number of cells; if False, leave them out and
         list them in ``LabelTable.problems`` (so a caller can report them with its own).
@@ -141,11 +166,17 @@ def read_table(source: str | Path, *, required: tuple[str, ...] = (PATH_COL, LAB
 
     Raises
     ------
-    TableError naming the file and line, with a fix; for rows with the wrong number of
-    cells every such row is listed in ``problems``.
+    TableError naming the file and line, with a fix; a missing column names the file's
+    columns; for rows with the wrong number of cells every such row is listed in ``problems``.
     """
     src = Path(source)
     name = src.name
+    path_column, label_column = str(path_column).strip(), str(label_column).strip()
+    if required is None:
+        required = (path_column, label_column)
+        if not path_column or not label_column or path_column == label_column:
+            raise TableError(name, f"the path column ('{path_column}') and the label column "
+                                   f"('{label_column}') must be two different, named columns", COLUMN_FIX)
     if raw is None:
         try:
             raw = src.read_bytes()
@@ -157,20 +188,17 @@ def read_table(source: str | Path, *, required: tuple[str, ...] = (PATH_COL, LAB
     text, bom = _decode(raw, name)
     if not text.strip():
         raise TableError(name, "is empty", "add a header line `path,label` and one row per image")
-    dialect = replace(_sniff(text, name), bom=bom)
+    dialect = replace(_sniff(text, name, tuple(required)), bom=bom)
     reader = csv.reader(io.StringIO(text.split("\n", 1)[0].rstrip("\r")),
                         delimiter=dialect.delimiter, quotechar=dialect.quotechar)
     header = next(reader, [])
     names = [h.strip() for h in header]
     missing = [c for c in required if c not in names]
     if missing:
-        lower = {h.lower(): h for h in names}
-        hints = [f"rename column '{lower[m]}' to '{m}'" for m in missing if m in lower]
         raise TableError(
             f"{name} line 1",
-            f"has no column {' or '.join(repr(m) for m in missing)}; its columns are "
-            f"{', '.join(repr(n) for n in names)}",
-            "; ".join(hints) if hints else "the first line must name the columns, e.g. `path,label`",
+            f"has no column {in_words(missing, 'or')}; its columns are {in_words(names)}",
+            _missing_fix(missing, names, path_column, label_column),
         )
     dupes = sorted({c for c in names if names.count(c) > 1})
     if dupes:
@@ -190,7 +218,8 @@ def read_table(source: str | Path, *, required: tuple[str, ...] = (PATH_COL, LAB
         problems, frame, lines = _slow_rows(text, dialect, names, name)
         if problems and strict:
             raise TableError(*problems[0], problems=problems)
-        return LabelTable(frame=frame, dialect=dialect, header=header, lines=lines, problems=problems)
+        return LabelTable(frame=frame, dialect=dialect, header=header, lines=lines, problems=problems,
+                          path_column=path_column, label_column=label_column)
     lines = np.arange(2, len(frame) + 2, dtype=np.int64)
     first_empty = (frame.iloc[:, 0].str.strip() == "").to_numpy()
     blank = first_empty.copy()
@@ -198,7 +227,20 @@ def read_table(source: str | Path, *, required: tuple[str, ...] = (PATH_COL, LAB
         blank[first_empty] = (frame[first_empty].apply(lambda c: c.str.strip()) == "").all(axis=1).to_numpy()
     if blank.any():
         frame, lines = frame[~blank].reset_index(drop=True), lines[~blank]
-    return LabelTable(frame=frame, dialect=dialect, header=header, lines=lines)
+    return LabelTable(frame=frame, dialect=dialect, header=header, lines=lines,
+                      path_column=path_column, label_column=label_column)
+
+
+def _missing_fix(missing: list[str], names: list[str], path_column: str, label_column: str) -> str:
+    """How to name the columns: a column spelled in another case is offered by name."""
+    lower = {n.lower(): n for n in names}
+    flags = {path_column: "--path-column", label_column: "--label-column"}
+    offers = [f"{flags[m]} {lower[m.lower()]}" for m in missing if m in flags and m.lower() in lower]
+    if offers:
+        return f"{COLUMN_FIX} (e.g. {' '.join(offers)})"
+    if any(m in flags for m in missing):
+        return COLUMN_FIX
+    return f"add the column{'s' * (len(missing) > 1)} {in_words(missing)} to the first line"
 
 
 def _field_counts_ok(text: str, dialect: Dialect, n: int) -> bool:
@@ -277,6 +319,81 @@ def line_starts(raw: bytes) -> np.ndarray:
     if len(raw) and (not len(ends) or ends[-1] != len(raw)):
         ends = np.append(ends, len(raw))
     return np.concatenate([[0], ends]).astype(np.int64)
+
+
+#: Header names that suggest a label column (in this order), after the default ``label``.
+_LABEL_NAMES = ("label", "class", "diagnosis", "dx", "category", "target", "y")
+#: Header names that suggest a path column.
+_PATH_NAMES = ("path", "file", "filename", "file_name", "image", "image_path", "img", "image_id")
+
+
+def suggest_columns(table: LabelTable, sample: int = 2000) -> tuple[list[str], list[str]]:
+    """Every column of ``table`` ordered twice, most likely first: as the path column and
+    as the label column (for a user to pick from when the file has no ``path``/``label``).
+
+    Judged on the first ``sample`` rows. A path column's cells look like image files (an
+    image extension, then a folder separator); a label column holds text (not numbers) with
+    few distinct values (at most half the rows), a name like ``diagnosis`` first. Columns
+    already named ``path``/``label`` come first. Costs O(columns × sample), whatever N.
+    """
+    from .dataset import IMAGE_EXTENSIONS  # the image kinds training reads
+
+    head = table.frame.head(sample)
+    names = list(head.columns)
+    exts = tuple(sorted(IMAGE_EXTENSIONS))
+
+    def path_score(c: str) -> tuple:
+        v = head[c].str.strip()
+        v = v[v != ""]
+        image = float(v.str.lower().str.endswith(exts).mean()) if len(v) else 0.0
+        folder = float(v.str.contains("/", regex=False).mean()) if len(v) else 0.0
+        hint = c.lower() in _PATH_NAMES
+        return (c != PATH_COL, -round(image, 1), not hint, -round(folder, 1))
+
+    paths = sorted(names, key=lambda c: (path_score(c), names.index(c)))
+
+    def label_score(c: str) -> tuple:
+        v = head[c].str.strip()
+        v = v[v != ""]
+        numeric = len(v) > 0 and bool(pd.to_numeric(v, errors="coerce").notna().all())
+        distinct = v.nunique()
+        text_classes = len(v) > 0 and not numeric and 1 <= distinct <= max(2, len(v) // 2)
+        hint = _LABEL_NAMES.index(c.lower()) if c.lower() in _LABEL_NAMES else len(_LABEL_NAMES)
+        return (c != LABEL_COL, c == paths[0], not text_classes, hint)
+
+    labels = sorted(names, key=lambda c: (label_score(c), names.index(c)))
+    return paths, labels
+
+
+def column_choices(source: str | Path, sample: int = 2000) -> tuple[list[str], list[str], list[str]]:
+    """A label file's columns, then the same ordered as likely path and likely label column
+    (:func:`suggest_columns`), judged on its first ``sample`` rows.
+
+    Reads only the start of the file (a megabyte at a time until ``sample`` rows are in), so
+    offering the columns of a million-row file costs milliseconds, not a full read.
+
+    Raises
+    ------
+    TableError if the file cannot be read (missing, not UTF-8, empty).
+    """
+    src = Path(source)
+    try:
+        with open(src, "rb") as fh:
+            raw = b""
+            while raw.count(b"\n") <= sample:
+                more = fh.read(1 << 20)
+                if not more:
+                    break
+                raw += more
+            else:  # more rows follow: keep whole lines only
+                raw = raw[: raw.rindex(b"\n") + 1]
+    except FileNotFoundError:
+        raise TableError(str(src), "does not exist", "check the path") from None
+    except OSError as e:
+        raise TableError(str(src), f"cannot be read ({e})", "check its permissions") from None
+    table = read_table(src, required=(), raw=raw, strict=False)
+    paths, labels = suggest_columns(table, sample)
+    return list(table.frame.columns), paths, labels
 
 
 # --------------------------------------------------------------------------- sources

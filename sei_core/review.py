@@ -85,8 +85,8 @@ import numpy as np
 import pandas as pd
 
 from .files import atomic_write, atomic_write_bytes, atomic_write_json, remove_temp_files
-from .labels import (LABEL_COL, PATH_COL, LabelTable, TableError, line_starts, read_table, render_rows,
-                     render_table, source_kind)
+from .labels import (COLUMN_FIX, LABEL_COL, PATH_COL, LabelTable, TableError, in_words, line_starts, read_table,
+                     render_rows, render_table, source_kind)
 
 if TYPE_CHECKING:
     from .runs import Run
@@ -107,6 +107,7 @@ __all__ = [
     "UnknownLabelError",
     "UnknownSampleError",
     "request_review",
+    "review_columns",
     "review_label_file",
     "review_requests",
 ]
@@ -287,8 +288,9 @@ def _file_stat(path: Path) -> tuple[int, int, int]:
     return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def _load_file(path: Path, gen: int) -> _FileState:
-    """Read and validate the label file (any dialect :func:`sei_core.labels.read_table` reads)."""
+def _load_file(path: Path, gen: int, path_column: str = PATH_COL, label_column: str = LABEL_COL) -> _FileState:
+    """Read and validate the label file (any dialect :func:`sei_core.labels.read_table` reads),
+    its image paths and labels in ``path_column`` and ``label_column``."""
     try:
         before = _file_stat(path)
         raw = path.read_bytes()
@@ -299,8 +301,12 @@ def _load_file(path: Path, gen: int) -> _FileState:
         ) from None
     except OSError as exc:
         raise LabelFileError(f"Cannot read label file {path}: {exc}. Check its permissions.") from None
+    taken = [c for c in (path_column, label_column) if c in REVIEW_COLUMNS]
+    if taken:
+        raise LabelFileError(f"Label file {path}: the review writes its own column {in_words(taken)}, so it "
+                             f"cannot be the path or label column. {COLUMN_FIX[0].upper() + COLUMN_FIX[1:]}.")
     try:
-        table = read_table(path, raw=raw)
+        table = read_table(path, raw=raw, path_column=path_column, label_column=label_column)
     except TableError as exc:
         raise LabelFileError(f"Label file {path}: {exc}") from None
     frame = table.frame
@@ -311,9 +317,9 @@ def _load_file(path: Path, gen: int) -> _FileState:
     for col in REVIEW_COLUMNS:
         if col not in frame.columns:
             frame[col] = ""
-    for col in (LABEL_COL, *REVIEW_COLUMNS):  # set cell by cell on every decision: O(1) as objects
+    for col in (table.label_column, *REVIEW_COLUMNS):  # set cell by cell on every decision: O(1) as objects
         frame[col] = frame[col].astype(object)
-    labels = frame[LABEL_COL].str.strip()
+    labels = table.labels()
     unset = (frame[ORIGINAL_LABEL_COL].str.strip() == "") & (frame[STATUS_COL].str.strip() == "")
     if unset.any():
         frame.loc[unset, ORIGINAL_LABEL_COL] = labels[unset]
@@ -327,7 +333,7 @@ def _load_file(path: Path, gen: int) -> _FileState:
         )
     row = dict(zip(paths.tolist(), range(len(paths))))
     known = frozenset(pd.unique(pd.concat([labels, frame[ORIGINAL_LABEL_COL].str.strip()]))) - {""}
-    cols = tuple(frame.columns.get_loc(c) for c in (PATH_COL, LABEL_COL, *REVIEW_COLUMNS))
+    cols = tuple(frame.columns.get_loc(c) for c in (table.path_column, table.label_column, *REVIEW_COLUMNS))
     return _FileState(stat=before, gen=gen, table=table, row=row, known_labels=known, cols=cols,
                       raw=raw, starts=line_starts(raw), complete=complete, multiline=multiline)
 
@@ -449,6 +455,9 @@ class ReviewStore:
     coalesce_s, coalesce_min_bytes : a label file of at least ``coalesce_min_bytes`` is
         rewritten at most once per ``coalesce_s`` seconds (see the module docstring); a
         smaller one within every decision.
+    path_column, label_column : the file's columns of image path and label (a run's are
+        :func:`review_columns`). Decisions change only cells of the label column and the
+        review columns; every other byte of the file stays as it was.
     """
 
     def __init__(
@@ -460,8 +469,11 @@ class ReviewStore:
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S,
         coalesce_s: float = DEFAULT_COALESCE_S,
         coalesce_min_bytes: int = DEFAULT_COALESCE_MIN_BYTES,
+        path_column: str = PATH_COL,
+        label_column: str = LABEL_COL,
     ) -> None:
         self.label_file = Path(label_file).absolute()
+        self.path_column, self.label_column = str(path_column).strip(), str(label_column).strip()
         default_db = self.label_file.parent / ".sei_review" / f"{self.label_file.stem}.decisions.sqlite"
         self.db_path = Path(db_path).absolute() if db_path is not None else default_db
         self.lock_path = self.db_path.parent / f"{self.label_file.stem}.lock"
@@ -483,7 +495,7 @@ class ReviewStore:
         self._local = threading.local()  # per-thread SQLite connection
         self._retry_s = _RETRY_S
         self._last_write = -float("inf")  # time.monotonic() at the end of the last rewrite
-        self._state = _load_file(self.label_file, 0)  # fail early on a bad file
+        self._state = self._load(0)  # fail early on a bad file
         if is_read_only(self.label_file):
             raise LabelFileError(
                 f"{self.label_file} is read-only (the file or its folder has no write permission). "
@@ -598,7 +610,8 @@ class ReviewStore:
 
     def status_table(self) -> pd.DataFrame:
         """path, label, original_label, review_status, reviewed_by of every row, as reviewed
-        (pending decisions included; path and label without surrounding spaces).
+        (pending decisions included; path and label without surrounding spaces). ``path`` and
+        ``label`` are the cells of the store's path and label columns, whatever their names.
 
         Cached per label-file version and log position, and brought up to date with only the
         decisions logged since, so calling it on every page rerun is cheap. The frame is
@@ -648,7 +661,8 @@ class ReviewStore:
             out.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ExportError(f"Could not create the folder of {out}: {exc}.") from exc
-        clean[PATH_COL] = _paths_for(clean[PATH_COL], self.label_file.parent, out.parent)
+        pc = state.table.path_column
+        clean[pc] = _paths_for(clean[pc], self.label_file.parent, out.parent)
         try:
             data = render_table(state.table, clean)
             atomic_write(out, lambda fh: fh.write(data))
@@ -822,8 +836,11 @@ class ReviewStore:
             if self._state is not None and self._state.stat == now:
                 return self._state
             self._gen += 1
-            self._state = _load_file(self.label_file, self._gen)
+            self._state = self._load(self._gen)
             return self._state
+
+    def _load(self, gen: int) -> _FileState:
+        return _load_file(self.label_file, gen, self.path_column, self.label_column)
 
     @staticmethod
     def _pending(conn: sqlite3.Connection) -> list[tuple[int, str, str, str, str]]:
@@ -859,9 +876,10 @@ class ReviewStore:
                     f = state.frame
                     st = _Status(gen=state.gen, last=0, paths=pd.Index(state.table.paths().to_numpy(dtype=object),
                                                                        dtype=object),
-                                 cols={c: (f[c] if c == REVIEWER_COL else f[c].str.strip())
+                                 cols={c: (f[col] if c == REVIEWER_COL else f[col].str.strip())
                                        .to_numpy(dtype=object, copy=True)
-                                       for c in (LABEL_COL, *REVIEW_COLUMNS)})
+                                       for c, col in ((LABEL_COL, state.table.label_column),
+                                                      *((r, r) for r in REVIEW_COLUMNS))})
                     since = self._pending(conn)
                 elif st.last < last:
                     since = [tuple(r) for r in conn.execute(
@@ -996,6 +1014,18 @@ class ReviewStore:
 REVIEW_LABEL_FILE = "labels.csv"
 #: Sample ids sent to a run's review queue by hand (JSON list), beside the flagged ones.
 REVIEW_REQUESTS_FILE = "review_requests.json"
+
+
+def review_columns(run: "Run") -> dict[str, str]:
+    """The ``path_column`` and ``label_column`` of the run's review label file
+    (:func:`review_label_file`): those the run was trained with for a CSV data set, ``path``
+    and ``label`` for the label file made for an image folder or ``.npz``. Keyword arguments
+    of :class:`ReviewStore`."""
+    cfg = run.config()
+    if source_kind(cfg.get("data", "")) == "csv":
+        return {"path_column": str(cfg.get("path_column") or PATH_COL),
+                "label_column": str(cfg.get("label_column") or LABEL_COL)}
+    return {"path_column": PATH_COL, "label_column": LABEL_COL}
 
 
 def review_label_file(run: "Run") -> Path:
@@ -1173,9 +1203,11 @@ def _apply(state: _FileState, frame: pd.DataFrame, decisions: Sequence[tuple]) -
         i = state.row.get(path)
         if i is None:  # the row left the file (edited outside the tool): nothing to apply to
             continue
+        cell = str(frame.iat[i, lab])
         if str(frame.iat[i, orig]).strip() == "" and str(frame.iat[i, st]).strip() == "":
-            frame.iat[i, orig] = str(frame.iat[i, lab]).strip()
-        frame.iat[i, lab] = new_label
+            frame.iat[i, orig] = cell.strip()
+        if cell.strip() != new_label:  # a confirm keeps the cell's own spelling (" nevus ")
+            frame.iat[i, lab] = new_label
         frame.iat[i, st] = new_status
         frame.iat[i, by] = new_by or ""
 

@@ -53,7 +53,9 @@ class RunWriter:
     aux : indices of the auxiliary samples; None chooses ``N/(K+1)`` at random (``seed``).
     data : the label file (or image folder) the ids come from, so that the app can show
         the images and review them; None if there is none.
-    config : anything else worth keeping in ``config.json`` (model, learning rate …).
+    config : anything else worth keeping in ``config.json`` (model, learning rate …); with
+        ``path_column``/``label_column`` when ``data`` names its columns otherwise than
+        ``path``/``label``, so the run's review writes back to the right column.
     epochs : the number of epochs planned, for the progress shown (optional).
     keep_probs : keep the full probabilities of this many last epochs.
     device : where the recorder keeps its per-epoch table (the training device is fastest).

@@ -206,7 +206,8 @@ def prepare(config: TrainConfig, run: Run, log: Callable[[str], None] = print) -
     """Load and validate the data, decode it once (cached in the run), save the sample list."""
     run.update_status(phase="loading data")
     data = ds_mod.load(config.data, split=config.split, skip_unreadable=config.skip_unreadable,
-                       max_pixels=config.max_pixels, classes=run.config().get("classes"))
+                       max_pixels=config.max_pixels, classes=run.config().get("classes"),
+                       path_column=config.path_column, label_column=config.label_column)
     for p in data.problems:
         log(f"warning: {p}")
     t0 = time.time()

@@ -4,7 +4,8 @@ ground truth if it has one.
 No Streamlit here (the CLI and tests use it too). Every write is atomic.
 
 - Runs live under ``$SEI_RUNS_DIR`` (default ``./runs``).
-- ``<runs>/recent.json`` remembers the data sets opened recently, newest first.
+- ``<runs>/recent.json`` remembers the data sets opened recently, newest first, each with
+  the columns of its label file that hold the image path and the label.
 - Which label file a run is reviewed against, and the samples sent to review by hand, are
   :func:`sei_core.review.review_label_file` and :func:`sei_core.review.review_requests`
   (importable from here too, where the pages look for them).
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .files import atomic_write_bytes, atomic_write_json
-from .labels import TableError, read_truth, source_kind
+from .labels import LABEL_COL, PATH_COL, TableError, read_truth, source_kind
 from .review import (REVIEW_LABEL_FILE, REVIEW_REQUESTS_FILE, is_read_only,  # noqa: F401 (pages use them here)
                      request_review, review_label_file, review_requests)
 from .runs import Run, list_runs
@@ -86,8 +87,22 @@ def normalise_data_path(path: str | Path) -> str:
     return str(Path(str(path).strip().strip('"').strip("'")).expanduser().absolute())
 
 
+def data_choice(path: str | Path, split: str = "train", path_column: str = PATH_COL,
+                label_column: str = LABEL_COL) -> dict:
+    """A data choice as the app keeps it: ``{"path", "split", "path_column", "label_column"}``
+    (the path normalised; the columns say which of a label file's columns hold the image path
+    and the label, part of the data set's identity)."""
+    return {"path": normalise_data_path(path), "split": str(split or "train"),
+            "path_column": str(path_column or PATH_COL).strip(),
+            "label_column": str(label_column or LABEL_COL).strip()}
+
+
+def _same_data(a: dict, b: dict) -> bool:
+    return a["path"] == b["path"] and a["split"] == b["split"]
+
+
 def recent_data(folder: Path | None = None) -> list[dict]:
-    """Recently opened data sets, newest first: ``[{"path": ..., "split": ...}, ...]``."""
+    """Recently opened data sets, newest first, as :func:`data_choice` dicts."""
     f = (folder or runs_dir()) / RECENT_FILE
     try:
         items = json.loads(f.read_text(encoding="utf-8")).get("data", [])
@@ -96,16 +111,13 @@ def recent_data(folder: Path | None = None) -> list[dict]:
     out = []
     for it in items:
         if isinstance(it, dict) and isinstance(it.get("path"), str):
-            out.append({"path": it["path"], "split": str(it.get("split", "train"))})
+            out.append({"path": it["path"], "split": str(it.get("split", "train")),
+                        "path_column": str(it.get("path_column") or PATH_COL),
+                        "label_column": str(it.get("label_column") or LABEL_COL)})
     return out
 
 
-def remember_data(path: str | Path, split: str = "train", folder: Path | None = None) -> list[dict]:
-    """Put a data choice at the front of the recent list (kept to :data:`MAX_RECENT`)."""
-    folder = folder or runs_dir()
-    entry = {"path": normalise_data_path(path), "split": split}
-    items = [entry] + [it for it in recent_data(folder) if it != entry]
-    items = items[:MAX_RECENT]
+def _write_recent(folder: Path, items: list[dict]) -> None:
     try:
         old = json.loads((folder / RECENT_FILE).read_text(encoding="utf-8"))
         if not isinstance(old, dict):
@@ -114,23 +126,39 @@ def remember_data(path: str | Path, split: str = "train", folder: Path | None = 
         old = {}
     old["data"] = items
     _write_json(folder / RECENT_FILE, old)
+
+
+def remember_data(path: str | Path, split: str = "train", folder: Path | None = None, *,
+                  path_column: str = PATH_COL, label_column: str = LABEL_COL) -> list[dict]:
+    """Put a data choice, with its columns, at the front of the recent list (one entry per
+    data set and split; kept to :data:`MAX_RECENT`)."""
+    folder = folder or runs_dir()
+    entry = data_choice(path, split, path_column, label_column)
+    items = [entry] + [it for it in recent_data(folder) if not _same_data(it, entry)]
+    items = items[:MAX_RECENT]
+    _write_recent(folder, items)
     return items
 
 
 def forget_data(path: str | Path, split: str = "train", folder: Path | None = None) -> list[dict]:
     """Remove a data choice from the recent list (e.g. one that no longer opens)."""
     folder = folder or runs_dir()
-    entry = {"path": normalise_data_path(path), "split": split}
-    items = [it for it in recent_data(folder) if it != entry]
-    try:
-        old = json.loads((folder / RECENT_FILE).read_text(encoding="utf-8"))
-        if not isinstance(old, dict):
-            old = {}
-    except (OSError, ValueError):
-        return items
-    old["data"] = items
-    _write_json(folder / RECENT_FILE, old)
-    return items
+    entry = data_choice(path, split)
+    items = recent_data(folder)
+    keep = [it for it in items if not _same_data(it, entry)]
+    if len(keep) != len(items):
+        _write_recent(folder, keep)
+    return keep
+
+
+def remembered_columns(path: str | Path, split: str = "train", folder: Path | None = None) -> dict:
+    """``{"path_column", "label_column"}`` last used with this data set (the defaults if it
+    was never opened with others)."""
+    entry = data_choice(path, split)
+    for it in recent_data(folder):
+        if _same_data(it, entry):
+            return {"path_column": it["path_column"], "label_column": it["label_column"]}
+    return {"path_column": PATH_COL, "label_column": LABEL_COL}
 
 
 def current_data(folder: Path | None = None) -> dict:
@@ -138,7 +166,7 @@ def current_data(folder: Path | None = None) -> dict:
     items = recent_data(folder)
     if items:
         return items[0]
-    return {"path": str(ensure_sample_data()), "split": "train"}
+    return data_choice(ensure_sample_data())
 
 
 # -- runs ----------------------------------------------------------------------------

@@ -119,3 +119,15 @@ def open_app(app_env, monkeypatch):
         return at
 
     return _open
+
+
+def write_mapped_labels(labels_csv: Path, out: Path) -> Path:
+    """``labels_csv`` (``path,label,…``) rewritten as a dermatologist's file would be:
+    ``image_id;diagnosis;age`` with ``;`` delimiters, image paths relative to ``out``'s folder."""
+    from sei_core.labels import read_table
+
+    t = read_table(labels_csv)
+    images = [os.path.relpath(labels_csv.parent / p, out.parent) for p in t.paths()]
+    rows = [f"{p};{lab};{30 + i % 50}" for i, (p, lab) in enumerate(zip(images, t.labels()))]
+    out.write_text("image_id;diagnosis;age\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    return out

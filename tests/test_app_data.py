@@ -1,6 +1,7 @@
 """AppTest: the Data page (choose, validate, thumbnails, prompts) and the shared sidebar."""
 
 import json
+import time
 
 from PIL import Image
 
@@ -116,3 +117,80 @@ def test_a_broken_file_in_one_tab_leaves_other_tabs_and_the_recent_list_alone(op
     other.run()  # the other tab, and a new one, still show the data set that opened
     assert not other.error and other.session_state["data"]["path"] == str(app_env.labels)
     assert open_app().session_state["data"]["path"] == str(app_env.labels)
+
+
+def test_a_label_file_with_other_column_names_is_mapped_and_trained_with_them(open_app, app_env):
+    """`image_id;diagnosis;age`: the page offers the file's columns (guesses first), and once they
+    are picked the data set is valid, remembered with its columns, and trained with them."""
+    from conftest import write_mapped_labels
+    from sei_core import jobs
+    from sei_core.runs import Run
+
+    f = write_mapped_labels(app_env.labels, app_env.data / "derm.csv")
+    at = open_app()
+    at.text_input(key="data_path_input").input(str(f)).run()
+    at.button[0].click().run()
+    assert not at.exception and not at.error
+    said = " ".join(i.value for i in at.info).replace("\\", "")  # markdown escapes removed
+    assert "no column 'path' or 'label'" in said and "'image_id', 'diagnosis' and 'age'" in said
+    assert "[" not in said  # column names in words, not Python lists
+    pick_path, pick_label = at.selectbox(key="pick_path_column"), at.selectbox(key="pick_label_column")
+    assert pick_path.options[0] == "image_id" and pick_label.options[0] == "diagnosis"  # the guesses
+    assert sorted(pick_path.options) == sorted(pick_label.options) == ["age", "diagnosis", "image_id"]
+    assert not at.metric  # nothing loaded until the columns are picked
+    pick_label.select("age").run()  # the user's pick survives reruns
+    assert at.selectbox(key="pick_label_column").value == "age"
+    at.selectbox(key="pick_label_column").select("diagnosis")
+    at.button(key="use_columns").click().run()
+    assert not at.exception and not at.error
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Images"] == "48" and metrics["Classes"] == "4" and metrics["Problems"] == "0"
+    assert any("No problems found" in s.value for s in at.success)
+    assert at.query_params["label_column"] == "diagnosis"
+    recent = json.loads((app_env.runs / "recent.json").read_text())["data"]
+    assert recent[0] == {"path": str(f), "split": "train", "path_column": "image_id", "label_column": "diagnosis"}
+    assert workspace.remembered_columns(f) == {"path_column": "image_id", "label_column": "diagnosis"}
+    # the same two columns picked twice are refused in words
+    at.selectbox(key="pick_path_column").select("diagnosis")
+    at.button(key="use_columns").click().run()
+    assert any("two different columns" in e.value for e in at.error)
+    # the Train page starts a run with the columns (recorded in its config.json)
+    at.switch_page("pages/train.py").run()
+    assert not at.exception
+    at.number_input(key="tr_epochs").set_value(1)
+    at.text_input(key="tr_name").input("mapped")
+    [b for b in at.button if b.label == "Start training"][0].click().run()
+    run = Run(app_env.runs / "mapped")
+    try:
+        cfg = run.config()
+        assert (cfg["data"], cfg["path_column"], cfg["label_column"]) == (str(f), "image_id", "diagnosis")
+    finally:  # the background process: stopped once it holds the run (or has finished)
+        deadline = time.time() + 120
+        while not run.is_locked() and run.status().get("state") in (None, "created") and time.time() < deadline:
+            time.sleep(0.1)
+        jobs.stop(run)
+
+
+def test_the_page_address_carries_the_columns(app_env, open_app):
+    """A reload (or a shared link) with ``?data=…&path_column=…&label_column=…`` opens the data set
+    with its columns, without asking again; so does a new session, and the recent list shows them."""
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from conftest import write_mapped_labels
+
+    f = write_mapped_labels(app_env.labels, app_env.data / "derm.csv")
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=120)
+    at.query_params.update(data=str(f), path_column="image_id", label_column="diagnosis")
+    at.switch_page("pages/data.py").run()  # straight to /data?data=…, as a reload of the page
+    assert not at.exception and not at.error and not at.info
+    assert {m.label: m.value for m in at.metric}["Images"] == "48"
+    assert at.session_state["data"]["label_column"] == "diagnosis"
+    fresh = open_app()  # a new session starts on the data set that opened last, with its columns
+    assert not fresh.info and fresh.session_state["data"]["label_column"] == "diagnosis"
+    fresh.text_input(key="data_path_input").input(str(app_env.labels)).run()
+    fresh.button[0].click().run()
+    assert fresh.session_state["data"]["label_column"] == "label" and not fresh.error
+    menu = [b for b in fresh.selectbox if b.label == "Recently opened"][0]
+    assert f"{f} (paths: image_id, labels: diagnosis)" in menu.options

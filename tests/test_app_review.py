@@ -257,3 +257,36 @@ def test_the_undo_conflict_offers_buttons_not_code_words(open_app, app_env, flag
     assert at.button(key="force_undo") and at.button(key="leave_undo")
     at.button(key="leave_undo").click().run()
     assert labels(app_env.labels).loc[first, "review_status"] == "discarded"
+
+
+def test_a_run_on_chosen_columns_is_reviewed_in_its_label_column(open_app, app_env, flagged):
+    """The data set's file says `image_id;diagnosis;age` and the run was trained with those columns:
+    a relabel changes only the diagnosis cell (and the review columns), undo puts it back, and the
+    export keeps the user's columns."""
+    from conftest import write_mapped_labels
+
+    f = write_mapped_labels(app_env.labels, app_env.labels.with_name("derm.csv"))
+    cfg = json.loads((app_env.run / "config.json").read_text())
+    cfg.update(data=str(f), path_column="image_id", label_column="diagnosis")
+    (app_env.run / "config.json").write_text(json.dumps(cfg))
+    original = f.read_text().splitlines()
+    at = open_review(open_app)
+    first = current(at)
+    assert first == flagged[0]
+    line = next(k for k, text in enumerate(original) if text.startswith(first + ";"))
+    image, old, age = original[line].split(";")
+    s = score_run(Run(app_env.run))
+    k = next(j for j, c in enumerate(s.classes) if c != old)
+    at.button(key=f"relabel_to_{k}").click().run()
+    assert not at.exception and not at.error
+    after = f.read_text().splitlines()
+    assert after[0] == "image_id;diagnosis;age;original_label;review_status;reviewed_by"
+    assert after[line] == f"{image};{s.classes[k]};{age};{old};relabeled;{ME}"
+    assert all(a.startswith(b + ";") for n, (a, b) in enumerate(zip(after, original)) if n != line)
+    at.button(key="act_undo").click().run()
+    assert not at.exception and not at.error
+    assert f.read_text().splitlines()[line] == f"{image};{old};{age};{old};;"
+    at.text_input(key="export_path").input(str(app_env.root / "clean.csv")).run()
+    at.button(key="export").click().run()
+    assert not at.exception and not at.error
+    assert (app_env.root / "clean.csv").read_text().splitlines()[0].startswith("image_id;diagnosis;age;")

@@ -244,3 +244,21 @@ def test_results_api_reads_a_bench_folder_without_knowing_its_layout(tmp_path):
     t = bench.count_errors_table(bench.load_counts(tmp_path)).iloc[0]
     assert t["cells"] == 2 and t["mare"] == pytest.approx((0.1 + 0.25) / 2)
     assert t["bias"] == pytest.approx((0.1 - 0.25) / 2) and t["within_15"] == 1 and t["covered"] == 1
+
+
+def test_a_label_file_with_other_columns_is_benchmarked_from_them(tiny_data, tmp_path):
+    from conftest import write_mapped_labels
+    from sei_core.config import TrainConfig
+
+    f = write_mapped_labels(tiny_data, tmp_path / "derm.csv")
+    with pytest.raises(bench.grid.ds_mod.DataError, match="its columns are 'image_id', 'diagnosis' and 'age'"):
+        bench.prepare_source(f, tmp_path / "a")
+    src = bench.prepare_source(f, tmp_path / "a", path_column="image_id", label_column="diagnosis")
+    plain = bench.prepare_source(tiny_data, tmp_path / "b")
+    assert list(src.table.columns) == ["path", "label"]  # the bench's own copy: path,label
+    assert list(src.table["label"]) == list(plain.table["label"]) and src.classes == plain.classes
+    # a run config's columns go to the source, not to the cells (which train on that path,label copy)
+    spec = bench.grid.spec_from_train_config(TrainConfig(data=str(f), path_column="image_id",
+                                                         label_column="diagnosis"), data=[str(f)])
+    assert (spec.path_column, spec.label_column) == ("image_id", "diagnosis")
+    assert "path_column" not in spec.train and "label_column" not in spec.train

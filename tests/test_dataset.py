@@ -68,8 +68,8 @@ def test_medmnist_npz(tmp_path):
 
 
 @pytest.mark.parametrize("text,expect", [
-    ("file,label\na.png,x\n", "rename column|no column 'path'"),
-    ("Path,Label\na.png,x\n", "rename column 'Path' to 'path'"),
+    ("file,label\na.png,x\n", "no column 'path'; its columns are 'file' and 'label'"),
+    ("Path,Label\na.png,x\n", "--path-column Path --label-column Label"),
     ("path,label\na.png,\nb.png,y\n", "line 2: image 'a.png' has an empty label"),
     ("path,label\na.png,x\na.png,y\nb.png,y\n", "line 3: repeats path 'a.png' \\(first on line 2\\)"),
     ("path,label\na.png,x\nb.png,x\n", "single class"),
@@ -218,3 +218,23 @@ def test_cli_validate_prints_the_warnings(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "warning: labels.csv: class names differ only in case: 'nevus' (2 rows" in out
     assert out.count("class of one image") == 2  # 'Nevus' and 'mel'
+
+
+def test_chosen_columns_validate_and_are_required(tmp_path):
+    f = _csv(tmp_path, "image_id;diagnosis;age\na.png;nevus;30\nb.png;melanoma;41\nc.png;;52\nd.png;nevus;60\n")
+    with pytest.raises(DataError) as e:  # without the mapping: the file's columns are named
+        dataset.load(f)
+    assert "its columns are 'image_id', 'diagnosis' and 'age'" in str(e.value)
+    assert "--label-column" in e.value.problems[0].fix
+    with pytest.raises(DataError, match=r"line 4: image 'c.png' has an empty label \(column 'diagnosis'\)"):
+        dataset.load(f, path_column="image_id", label_column="diagnosis")
+    f.write_text("image_id;diagnosis;age\na.png;nevus;30\nb.png;melanoma;41\nc.png;nevus;52\n")
+    ds = dataset.load(f, path_column="image_id", label_column="diagnosis")
+    assert ds.ids == ["a.png", "b.png", "c.png"] and ds.classes == ["melanoma", "nevus"]
+    assert (ds.path_column, ds.label_column) == ("image_id", "diagnosis")
+    assert (dataset.subset(ds, [0]).path_column, dataset.subset(ds, [0]).label_column) == ("image_id", "diagnosis")
+    folder = tmp_path / "folder"
+    for c in ("x", "y"):
+        _img(folder / c / "1.png")
+    with pytest.raises(DataError, match="not a label file"):
+        dataset.load(folder, label_column="diagnosis")

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from sei_core.labels import TableError, read_table, read_truth, render_table, source_kind
+from sei_core.labels import (TableError, column_choices, read_table, read_truth, render_table, source_kind,
+                             suggest_columns)
 
 
 def _f(tmp_path, raw: bytes, name="labels.csv"):
@@ -68,3 +69,49 @@ def test_source_kind(tmp_path):
     _f(tmp_path, b"path,label\n", "l.tsv")
     assert [source_kind(tmp_path / n) for n in ("folder", "x.NPZ", "l.tsv", "nope.csv")] == \
         ["folder", "npz", "csv", "missing"]
+
+
+MAPPED = b"image_id;diagnosis;age\nimg/a.jpg;nevus;30\nimg/b.jpg;melanoma;41\n img/c.jpg ; nevus ;52\n"
+
+
+def test_chosen_path_and_label_columns(tmp_path):
+    f = _f(tmp_path, MAPPED)
+    with pytest.raises(TableError) as e:  # without the mapping: the file's columns, in words, and the fix
+        read_table(f)
+    assert "has no column 'path' or 'label'; its columns are 'image_id', 'diagnosis' and 'age'" in str(e.value)
+    assert "--path-column" in e.value.fix and "Data page" in e.value.fix
+    t = read_table(f, path_column="image_id", label_column="diagnosis")
+    assert t.dialect.delimiter == ";"
+    assert t.paths().tolist() == ["img/a.jpg", "img/b.jpg", "img/c.jpg"]
+    assert t.labels().tolist() == ["nevus", "melanoma", "nevus"]
+    assert list(t.frame.columns) == ["image_id", "diagnosis", "age"]  # the user's columns, never renamed
+    assert render_table(t) == MAPPED
+    with pytest.raises(TableError, match="no column 'dx'; its columns are"):
+        read_table(f, path_column="image_id", label_column="dx")
+    with pytest.raises(TableError, match="two different"):
+        read_table(f, path_column="image_id", label_column="image_id")
+
+
+def test_suggested_columns_put_image_files_and_classes_first(tmp_path):
+    paths, labels = suggest_columns(read_table(_f(tmp_path, MAPPED), required=()))
+    assert paths[0] == "image_id" and labels[0] == "diagnosis"
+    assert sorted(paths) == sorted(labels) == ["age", "diagnosis", "image_id"]
+    # a file with many columns: the image column is found by its cells, the label by few distinct texts
+    raw = b"lesion_id,file,sex,dx\n" + b"".join(
+        f"L{i},images/{i}.png,{'mf'[i % 2]},{('nv', 'mel', 'bkl')[i % 3]}\n".encode() for i in range(12))
+    paths, labels = suggest_columns(read_table(_f(tmp_path, raw, "other.csv"), required=()))
+    assert paths[0] == "file" and labels[0] == "dx"
+    # columns already named path and label stay first
+    paths, labels = suggest_columns(read_table(_f(tmp_path, b"label,path\nx,a.png\n", "std.csv"), required=()))
+    assert (paths[0], labels[0]) == ("path", "label")
+
+
+def test_column_choices_reads_only_the_start_of_the_file(tmp_path):
+    rows = b"".join(f"images/{i}.png;{('nv', 'mel')[i % 2]};{i}\n".encode() for i in range(50))
+    f = _f(tmp_path, b"image_id;diagnosis;age\n" + rows + b"broken;row\n" * 20)  # bad rows past the sample
+    names, paths, labels = column_choices(f, sample=10)
+    assert names == ["image_id", "diagnosis", "age"] and paths[0] == "image_id" and labels[0] == "diagnosis"
+    whole = read_table(f, required=(), strict=False)
+    assert whole.problems and (paths, labels) == suggest_columns(whole, 10)  # the same guess as a full read
+    with pytest.raises(TableError, match="does not exist"):
+        column_choices(tmp_path / "nowhere.csv")

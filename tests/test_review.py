@@ -349,7 +349,7 @@ def test_reviewer_required(store: ReviewStore) -> None:
 
 
 @pytest.mark.parametrize("text, needle", [
-    ("path,klass\na.png,cat\n", r"no column 'label'; its columns are 'path', 'klass'"),
+    ("path,klass\na.png,cat\n", r"no column 'label'; its columns are 'path' and 'klass'"),
     ("file,label\na.png,cat\n", r"no column 'path'"),
     ("", "empty"),
     ("path,label\na.png,cat\na.png,dog\n", "more than once"),
@@ -480,3 +480,49 @@ def _page_queue(ids, score, flagged, requested):
 def test_statuses_of_paths(store: ReviewStore) -> None:
     store.discard("b.png", "ann", expected_label="dog")
     assert store.statuses(["b.png", "a.png", "zz.png"]).tolist() == ["discarded", "", None]
+
+
+# --------------------------------------------------------------------------- chosen columns
+
+MAPPED = "image_id;diagnosis;age\nimg/a.png;nevus;30\nimg/b.png;melanoma;41\n img/c.png ; nevus ;52\n"
+
+
+def test_decisions_change_only_the_chosen_label_column(tmp_path: Path) -> None:
+    from sei_core.labels import read_table
+
+    f = write(tmp_path, MAPPED)
+    for name in ("a", "b", "c"):
+        (tmp_path / "img").mkdir(exist_ok=True)
+        (tmp_path / "img" / f"{name}.png").write_bytes(b"png")
+    with pytest.raises(LabelFileError, match="its columns are 'image_id', 'diagnosis' and 'age'"):
+        ReviewStore(f)
+    with pytest.raises(LabelFileError, match="review writes its own column 'original_label'"):
+        ReviewStore(f, path_column="image_id", label_column="original_label")
+    store = ReviewStore(f, path_column="image_id", label_column="diagnosis")
+    before = MAPPED.splitlines()
+    store.relabel("img/a.png", "melanoma", "ann", expected_label="nevus")
+    after = f.read_text().splitlines()
+    assert after[0] == before[0] + ";original_label;review_status;reviewed_by"  # columns added, none renamed
+    assert after[1] == "img/a.png;melanoma;30;nevus;relabeled;ann"  # only the diagnosis cell changed
+    assert after[2] == before[2] + ";melanoma;;" and after[3] == before[3] + ";nevus;;"  # byte for byte
+    assert store.status_table().set_index("path").loc["img/a.png", "label"] == "melanoma"
+    # a later decision splices its one row: every other byte stays
+    first = f.read_bytes()
+    store.confirm("img/c.png", "bob", expected_label="nevus")
+    changed = [(x, y) for x, y in zip(first.splitlines(), f.read_bytes().splitlines()) if x != y]
+    assert changed == [(b" img/c.png ; nevus ;52;nevus;;", b" img/c.png ; nevus ;52;nevus;confirmed;bob")]
+    # undo puts the diagnosis back; export keeps the user's columns and rewrites image_id for its folder
+    store.undo("ann")
+    assert f.read_text().splitlines()[1] == "img/a.png;nevus;30;nevus;;"
+    store.discard("img/b.png", "ann", expected_label="melanoma")
+    out = tmp_path / "export" / "clean.csv"
+    assert store.export_clean(out) == 2
+    t = read_table(out, path_column="image_id", label_column="diagnosis")
+    assert t.dialect.delimiter == ";" and list(t.frame.columns)[:3] == ["image_id", "diagnosis", "age"]
+    assert t.paths().tolist() == ["../img/a.png", "../img/c.png"] and t.labels().tolist() == ["nevus", "nevus"]
+    store.close()
+    # reopened with the same columns, the log and the file agree
+    again = ReviewStore(f, path_column="image_id", label_column="diagnosis")
+    assert again.pending() == 0
+    assert again.status_table().set_index("path")["review_status"].to_dict() == {
+        "img/a.png": "", "img/b.png": "discarded", "img/c.png": "confirmed"}

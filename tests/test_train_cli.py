@@ -150,3 +150,35 @@ def test_resume_refuses_changed_data(tiny_copy, tmp_path, capsys):
     tiny_copy.write_text("\n".join(text[:-1]) + "\n")  # one row fewer
     assert cli.main(["resume", str(out), "--no-progress"]) == 1
     assert "the data changed since this run started (48 samples then, 47 now" in capsys.readouterr().err
+
+
+def test_a_run_on_chosen_columns_records_them_for_review(tiny_data, tmp_path, capsys):
+    from conftest import write_mapped_labels
+    from sei_core.review import ReviewStore, review_columns, review_label_file
+
+    f = write_mapped_labels(tiny_data, tmp_path / "derm.csv")
+    assert cli.main(["validate", str(f)]) == 1  # without the columns: named, with the fix
+    err = capsys.readouterr().err
+    assert "its columns are 'image_id', 'diagnosis' and 'age'" in err and "--path-column" in err
+    columns = ["--path-column", "image_id", "--label-column", "diagnosis"]
+    assert cli.main(["validate", str(f), *columns]) == 0
+    assert "48 images, 4 classes (image paths from column 'image_id', labels from 'diagnosis')" in capsys.readouterr().out
+    out = tmp_path / "run"
+    assert cli.main([*_args(f, out, epochs=1), "--single-run", *columns]) == 0
+    run = Run(out)
+    cfg = run.config()
+    assert (cfg["path_column"], cfg["label_column"]) == ("image_id", "diagnosis")
+    assert run.samples()[0][0].startswith(os.path.relpath(tiny_data.parent, tmp_path))  # ids: the image_id cells
+    # the run's review writes to the diagnosis column of the data set's own file
+    assert review_label_file(run) == f
+    assert review_columns(run) == {"path_column": "image_id", "label_column": "diagnosis"}
+    before = f.read_text().splitlines()
+    sid, given = run.samples()[0][0], run.samples()[1][0]
+    other = next(c for c in cfg["classes"] if c != given)
+    with ReviewStore(review_label_file(run), classes=cfg["classes"], **review_columns(run)) as store:
+        store.relabel(sid, other, "ann", expected_label=given)
+    after = f.read_text().splitlines()
+    assert after[0] == "image_id;diagnosis;age;original_label;review_status;reviewed_by"
+    row = next(k for k, line in enumerate(before) if line.startswith(sid + ";"))
+    image, _, age = before[row].split(";")
+    assert after[row] == f"{image};{other};{age};{given};relabeled;ann"

@@ -64,7 +64,7 @@ from ..methods import METHODS, method_names, split_variant, threshold_text, vari
 from ..metrics import detection_report
 from ..runs import Run
 from .noise import confusion_calibrated_noise, confusion_matrix, symmetric_noise, write_noisy_label_file
-from ..labels import read_truth
+from ..labels import LABEL_COL, PATH_COL, read_truth, source_kind
 from .results import COUNT_COLUMNS, RESULT_COLUMNS, write_csv as _write_csv, write_report, write_results
 
 NOISE_TYPES = ("symmetric", "confusion")
@@ -94,6 +94,10 @@ class BenchSpec:
     folds: int = 5
     train: dict = field(default_factory=dict)
     max_samples: int | None = None  # a stratified random subset of each data set (None: all)
+    #: the columns of image path and label in the label files of ``data`` (the bench's own
+    #: noisy copies are ``path,label`` files, so the cells train without them)
+    path_column: str = PATH_COL
+    label_column: str = LABEL_COL
     keep_checkpoints: bool = False
     progress_bar: bool = False
 
@@ -201,15 +205,20 @@ def stratified_subset(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
 
 def prepare_source(data: str | Path, bench_dir: str | Path, *, name: str | None = None,
                    split: str = "train", max_pixels: int = ds_mod.DEFAULT_MAX_PIXELS,
-                   skip_unreadable: bool = False, max_samples: int | None = None) -> Source:
+                   skip_unreadable: bool = False, max_samples: int | None = None,
+                   path_column: str = PATH_COL, label_column: str = LABEL_COL) -> Source:
     """Validate ``data`` and write its clean label file (absolute paths) into the bench.
 
     For a MedMNIST ``.npz`` the images of ``split`` are written once as PNG files under
     ``data/<name>/images/``. ``max_samples`` keeps a stratified random subset
-    (:func:`stratified_subset`, seed 0, the same for every cell). The clean ``labels.csv``
-    is written last, so its presence means the source is complete and it is reused as it is.
+    (:func:`stratified_subset`, seed 0, the same for every cell). ``path_column`` and
+    ``label_column`` name a label file's columns (ignored for a folder or ``.npz``); the clean
+    ``labels.csv`` is always ``path,label``. It is written last, so its presence means the
+    source is complete and it is reused as it is.
     """
-    ds = ds_mod.load(data, split=split, max_pixels=max_pixels, skip_unreadable=skip_unreadable)
+    columns = ({"path_column": path_column, "label_column": label_column}
+               if source_kind(data) == "csv" else {})  # the columns of a label file only
+    ds = ds_mod.load(data, split=split, max_pixels=max_pixels, skip_unreadable=skip_unreadable, **columns)
     name = name or dataset_name(data)
     folder = Path(bench_dir).resolve() / "data" / name
     labels_csv = folder / "labels.csv"
@@ -487,7 +496,8 @@ def run_bench(spec: BenchSpec, out: str | Path, *, log: Callable[[str], None] | 
         sources.append(prepare_source(d, bench_dir, name=name, split=spec.train.get("split", "train"),
                                       max_pixels=spec.train.get("max_pixels", ds_mod.DEFAULT_MAX_PIXELS),
                                       skip_unreadable=spec.train.get("skip_unreadable", False),
-                                      max_samples=spec.max_samples))
+                                      max_samples=spec.max_samples, path_column=spec.path_column,
+                                      label_column=spec.label_column))
     by_name = dict(zip(names, sources))
     cells = cells_of(spec, names)
     states, failures = {}, []
@@ -536,5 +546,7 @@ def evaluate_run(run: Run | object, is_noisy: np.ndarray, methods: Sequence[str]
 
 def spec_from_train_config(config, **kw) -> BenchSpec:
     """A :class:`BenchSpec` whose training settings are those of a ``TrainConfig``."""
-    train = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("data", "seed")}
+    train = {k: v for k, v in dataclasses.asdict(config).items()
+             if k not in ("data", "seed", "path_column", "label_column")}
+    kw = {"path_column": config.path_column, "label_column": config.label_column, **kw}
     return BenchSpec(train=train, **kw)
