@@ -81,7 +81,6 @@ def write_csv(frame, fh: BinaryIO) -> None:
 
 
 def _arrow_table(frame):
-    import numpy as np
     import pandas as pd
     import pyarrow as pa
 
