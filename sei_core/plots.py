@@ -265,6 +265,19 @@ def group_curves(mean: np.ndarray, std: np.ndarray, count: np.ndarray, names: Se
     return _layout(fig, 340, top=80 if title else 50)
 
 
+def trajectory_picks(codes: np.ndarray, max_lines: int = 25, seed: int = 0) -> list[np.ndarray]:
+    """The samples :func:`entropy_trajectories` draws as individual lines: up to ``max_lines``
+    of code 0 (kept) and of code 1 (flagged), drawn at random (``seed``), sorted."""
+    codes = np.asarray(codes)
+    rng = np.random.default_rng(seed)
+    out = []
+    for g in (0, 1):
+        idx = np.flatnonzero(codes == g)
+        out.append(np.sort(rng.choice(idx, size=min(max_lines, len(idx)), replace=False)) if len(idx)
+                   else np.zeros(0, dtype=np.int64))
+    return out
+
+
 def entropy_trajectories(entropy: np.ndarray, flagged: np.ndarray, scored: np.ndarray | None = None,
                          max_lines: int = 25, seed: int = 0) -> go.Figure:
     """Entropy per epoch of kept vs flagged samples: a few individual trajectories and the means.
@@ -281,15 +294,24 @@ def entropy_trajectories(entropy: np.ndarray, flagged: np.ndarray, scored: np.nd
     scored = np.ones_like(flagged) if scored is None else np.asarray(scored, dtype=bool)
     codes = np.where(scored, flagged.astype(np.int8), -1)
     mean, std, count = group_mean_curves(h, codes, 2)
-    epochs = np.arange(1, h.shape[0] + 1)
-    rng = np.random.default_rng(seed)
+    lines = [np.asarray(h[:, idx], dtype=np.float64).T for idx in trajectory_picks(codes, max_lines, seed)]
+    return entropy_summary(mean, std, count, lines)
+
+
+def entropy_summary(mean: np.ndarray, std: np.ndarray, count: np.ndarray, lines: Sequence[np.ndarray]) -> go.Figure:
+    """:func:`entropy_trajectories`' figure from its summary: ``(2, T)`` mean and standard
+    deviation of kept (0) and flagged (1) samples, their ``(2,)`` counts, and per side the
+    ``(L, T)`` entropy of the few samples drawn as lines (:func:`trajectory_picks`)."""
+    mean, std = np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
+    if mean.size == 0:
+        return _empty("No epochs recorded yet")
+    epochs = np.arange(1, mean.shape[1] + 1)
     fig = go.Figure()
     for g, (name, color) in enumerate((("kept", KEPT_COLOR), ("flagged", FLAGGED_COLOR))):
         if not count[g]:
             continue
-        idx = np.flatnonzero(codes == g)
-        for i in np.sort(rng.choice(idx, size=min(max_lines, len(idx)), replace=False)):
-            fig.add_trace(go.Scatter(x=epochs, y=np.asarray(h[:, i], dtype=np.float64), mode="lines",
+        for y in np.asarray(lines[g], dtype=np.float64):
+            fig.add_trace(go.Scatter(x=epochs, y=y, mode="lines",
                                      line=dict(color=_rgba(color, 0.18), width=1),
                                      hoverinfo="skip", showlegend=False, legendgroup=name))
         m, s = mean[g], std[g]
@@ -299,7 +321,7 @@ def entropy_trajectories(entropy: np.ndarray, flagged: np.ndarray, scored: np.nd
         fig.add_trace(go.Scatter(x=epochs, y=m, mode="lines", name=f"{name} ({int(count[g])}), mean ± sd",
                                  legendgroup=name, line=dict(color=color, width=3),
                                  hovertemplate=f"{name}<br>epoch %{{x}}<br>mean entropy %{{y:.3g}}<extra></extra>"))
-    _epoch_axis(fig, h.shape[0])
+    _epoch_axis(fig, mean.shape[1])
     fig.update_yaxes(title_text="entropy (nats)", rangemode="tozero")
     return _layout(fig, 340)
 
