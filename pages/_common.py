@@ -143,12 +143,24 @@ def images_of(path: str, split: str = "train") -> ImageSource:
 
 
 @st.cache_resource(show_spinner="Scoring the run…", max_entries=4)
-def _scores(run_path: str, stamp: tuple, method: str):
-    """One shared, read-only result per run version and method (``cache_resource``: the arrays
-    are handed out as they are, never pickled per rerun; callers must not modify them)."""
-    from sei_core.ranking import score_run
+def _scored(run_path: str, stamp: tuple, method: str):
+    """One shared, read-only scored result per run version and method: the run's cache entry
+    (``sei_core.score_cache``, written when training finished or by the first scoring), so a
+    run is scored once, not once per server. ``cache_resource``: the arrays are handed out as
+    they are (memory maps), never pickled per rerun; callers must not modify them."""
+    from sei_core.score_cache import scored
 
-    return score_run(Run(run_path), method)
+    return scored(Run(run_path), method)
+
+
+def _scores(run_path: str, stamp: tuple, method: str):
+    """The run's :class:`~sei_core.ranking.RunScores` (see :func:`_scored`)."""
+    return _scored(run_path, stamp, method).scores
+
+
+def summary_of(run: Run, method: str = DEFAULT_METHOD):
+    """The run's dynamics summary (:class:`sei_core.score_cache.Summary`) for ``method``."""
+    return _scored(str(run.path), workspace.run_stamp(run), method).summary
 
 
 def scores_of(run: Run, method: str = DEFAULT_METHOD):
