@@ -15,7 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from sei_core import workspace
-from sei_core.dataset import DataError, LabeledImages, load
+from sei_core.dataset import DataError, ImageCheck, LabeledImages, load
 from sei_core.gallery import ImageAccessError, ImageSource
 from sei_core.models import ModelError
 from sei_core.methods import DEFAULT_METHOD, DISPLAY_NAMES, PAPER_METHOD, display_name  # noqa: F401  (re-exported for the pages)
@@ -125,8 +125,29 @@ def file_stamp(path: str | Path) -> tuple:
 
 @st.cache_resource(show_spinner="Reading and checking the data…", max_entries=6)
 def load_data(path: str, split: str, stamp: tuple) -> LabeledImages:
-    """The validated data set (unreadable images become warnings in ``.problems``)."""
-    return load(path, split=split, skip_unreadable=True)
+    """The validated data set: every row checked, and that every image file exists (one
+    directory listing per folder); missing files become warnings in ``.problems``. Whether
+    each image opens is :func:`image_check`'s."""
+    return load(path, split=split, skip_unreadable=True, check_images="exists")
+
+
+#: Data sets up to this many images have every image opened when they are opened (a second or
+#: two); larger ones on request, in the background (:class:`sei_core.dataset.ImageCheck`).
+OPEN_AT_ONCE = 20_000
+
+
+@st.cache_resource(max_entries=6, show_spinner="Opening every image…")
+def _image_check(path: str, split: str, stamp: tuple) -> ImageCheck:
+    ck = ImageCheck(load_data(path, split, stamp))
+    if ck.total <= OPEN_AT_ONCE:
+        ck.run()
+    return ck
+
+
+def image_check(path: str, split: str = "train") -> ImageCheck:
+    """Whether every image of the data set opens: done at once for a small data set; for a
+    large one started by :meth:`~sei_core.dataset.ImageCheck.start` and shared by every tab."""
+    return _image_check(path, split, file_stamp(path))
 
 
 def data_set(path: str, split: str = "train") -> LabeledImages:
