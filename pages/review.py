@@ -380,10 +380,7 @@ def body() -> None:
         st.info("This run has not finished training: the queue uses the epochs recorded so far and may change.",
                 icon=":material/hourglass_top:")
     queue = review_queue(str(run.path), stamp, str(label_file), file_stamp(run.path / workspace.REVIEW_REQUESTS_FILE))
-    version = file_stamp(label_file)
-    if queue.synced_with != version:  # the label file changed (a decision, another tab or program)
-        queue.sync(store.status_table())
-        queue.synced_with = version
+    queue.follow(store)  # decisions since the last run (this tab's, others', other programs')
     if not len(queue):
         st.success("Nothing to review: the model flagged no image in this run.", icon=":material/check_circle:")
         export(store, label_file)
