@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from sei_core.files import atomic_write  # noqa: E402
 from sei_core.runs import Run  # noqa: E402
-from sei_core.score_cache import write_finished  # noqa: E402
+from sei_core.score_cache import scored, write_finished  # noqa: E402
 from sei_core.scores import choose_aux_sets, epoch_statistics, softmax  # noqa: E402
 
 CLASSES = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
@@ -219,6 +219,8 @@ def main() -> None:
             run_path = base / "runs" / f"synthetic-{n}"
             if not (run_path / "status.json").is_file():
                 make_run(run_path, labels_file, true, given, args.classes, args.epochs, seed=0)
+            elif not scored(Run(run_path)).from_cache:  # a kept run of an older cache format
+                print("  the kept run was scored again for the app's cache (as training's end does)", flush=True)
             size = sum(f.stat().st_size for f in run_path.rglob("*") if f.is_file())
             print(f"N={n:,}: data and run written in {time.perf_counter() - t0:.0f} s "
                   f"(run directory {size / 1e6:,.0f} MB)", flush=True)

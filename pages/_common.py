@@ -197,8 +197,9 @@ score_name = display_name
 
 @st.cache_resource(max_entries=4, show_spinner=False)
 def _truth(data_path: str, run_path: str, stamp: tuple, truth_stamp: tuple):
-    ids = _scores(run_path, stamp, DEFAULT_METHOD).ids
-    return workspace.load_truth(data_path, ids)
+    from sei_core.score_cache import aligned_truth
+
+    return aligned_truth(Run(run_path), data_path, _scores(run_path, stamp, DEFAULT_METHOD).ids)
 
 
 def truth_of(run: Run, ids=None):

@@ -42,14 +42,14 @@ import numpy as np
 
 from . import dynamics, plots
 from .count import CountEstimate
-from .files import atomic_write_csv, atomic_write_dir
+from .files import atomic_write, atomic_write_csv, atomic_write_dir
 from .methods import DEFAULT_METHOD, DEFAULT_RULE, split_variant
 from .records import sample_range
 from .runs import Run
 
 #: Bump when what an entry holds, or how any of it is computed, changes: older entries
 #: then no longer match and are recomputed.
-FORMAT = "sei-scored/1"
+FORMAT = "sei-scored/2"
 FOLDER = "scored"
 #: Individual entropy trajectories kept per view and side (kept / flagged), as the figure draws.
 MAX_LINES = 25
@@ -201,7 +201,7 @@ def scored(run: Run, method: str = DEFAULT_METHOD, rule: str | None = None, *, w
     if not write:
         return Scored(s, summary, None, False)
     try:
-        _write(entry, key, s, summary)
+        _write(entry, key, s, summary, _scored_runs(run))
     except OSError:
         return Scored(s, summary, None, False)
     _prune(run.path / FOLDER, keep=entry.name, prefix=entry.name.rsplit("-", 1)[0] + "-")
@@ -225,8 +225,8 @@ def entries(run: Run) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _write(entry: Path, key: dict, s, summary: Summary) -> None:
-    meta = {"key": key, "n": len(s.ids), "classes": list(s.classes), "epochs": int(s.epochs),
+def _write(entry: Path, key: dict, s, summary: Summary, runs: list[int]) -> None:
+    meta = {"key": key, "n": len(s.ids), "classes": list(s.classes), "epochs": int(s.epochs), "runs": runs,
             "run_thresholds": [float(t) for t in s.run_thresholds], "method": s.method, "rule": s.rule,
             "sei_run_thresholds": None if s.sei_run_thresholds is None else [float(t) for t in s.sei_run_thresholds],
             "count": None if s.count is None else _count_to_json(s.count)}
@@ -253,20 +253,62 @@ def _read(run: Run, entry: Path, key: dict) -> Scored | None:
         summ = {name: np.load(entry / f"{name}.npy", mmap_mode="r") for name in _SUMMARY_FIELDS}
     except (OSError, ValueError):
         return None
-    from .ranking import RunScores, _PerEpoch, load_run
+    from .ranking import RunScores, _PerEpoch
 
-    loaded = load_run(run)
-    if len(loaded.ids) != meta["n"] or any(len(c) != meta["n"] for c in cols.values()):
+    runs = [int(r) for r in meta.get("runs", [])]
+    if runs != _scored_runs(run):
+        return None
+    ids = run.sample_ids()
+    if len(ids) != meta["n"] or any(len(c) != meta["n"] for c in cols.values()):
         return None
     t = int(meta["epochs"])
+    records = [run.records(r).load() for r in runs]  # memory maps: read on use, sample by sample
     source = np.asarray(cols["source_run"])
-    pick = np.clip(np.searchsorted(np.asarray(loaded.runs), source), 0, len(loaded.runs) - 1)
-    s = RunScores(ids=loaded.ids, classes=meta["classes"], epochs=t, run_thresholds=meta["run_thresholds"],
+    pick = np.clip(np.searchsorted(np.asarray(runs), source), 0, len(runs) - 1)
+    s = RunScores(ids=ids, classes=meta["classes"], epochs=t, run_thresholds=meta["run_thresholds"],
                   method=meta["method"], rule=meta["rule"],
                   count=None if meta["count"] is None else _count_from_json(meta["count"]),
-                  sei_run_thresholds=meta["sei_run_thresholds"], per_epoch=_PerEpoch(loaded.records, pick, t),
+                  sei_run_thresholds=meta["sei_run_thresholds"], per_epoch=_PerEpoch(records, pick, t),
                   **cols)
     return Scored(s, Summary(**summ), entry, True)
+
+
+def _scored_runs(run: Run) -> list[int]:
+    """The complementary runs with at least one complete epoch (those
+    :func:`sei_core.ranking.load_run` scores), 1-based."""
+    return [r for r in range(1, int(run.config().get("runs", 2)) + 1) if run.records(r).epochs()]
+
+
+def aligned_truth(run: Run, data_path: str | Path, ids: list[str]) -> np.ndarray | None:
+    """``is_noisy`` of every sample of ``run`` from its data set's truth file, or None
+    (:func:`sei_core.workspace.load_truth`), kept beside the run's cache entries
+    (``truth-<key>.npy``, keyed by the truth file's and the sample list's size and
+    modification time), so a million rows are read once, not once per process."""
+    from .workspace import load_truth, truth_file as find_truth
+
+    truth_file = find_truth(data_path)
+    if truth_file is None:
+        return None
+    key = json.dumps([FORMAT, str(Path(truth_file).absolute()), _file_facts(Path(truth_file)),
+                      _file_facts(run.path / "samples.csv")])
+    target = run.path / FOLDER / f"truth-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npy"
+    try:
+        got = np.load(target)
+        if got.shape == (len(ids),) and got.dtype == bool:
+            return got
+    except (OSError, ValueError):
+        pass
+    truth = load_truth(data_path, ids)
+    if truth is None:
+        return None
+    try:
+        atomic_write(target, lambda f: np.save(f, truth))
+        for old in target.parent.glob("truth-*.npy"):
+            if old != target:
+                old.unlink(missing_ok=True)
+    except OSError:
+        pass
+    return truth
 
 
 def _count_to_json(c: CountEstimate) -> dict:
