@@ -470,7 +470,8 @@ def missing_files(ds: LabeledImages) -> np.ndarray:
     One directory listing per folder instead of a ``stat`` per file: a name found in its
     folder's listing exists; a name not found is confirmed with a ``stat`` (so a
     case-insensitive file system, or a folder that cannot be listed, gives the right answer).
-    A million files in one folder take about a second.
+    A million files in one folder take about a second. (A sub-folder that bears an image's
+    name is listed too: :class:`ImageCheck` and decoding report it as unreadable.)
     """
     import pyarrow as pa
     import pyarrow.compute as pc

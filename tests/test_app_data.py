@@ -118,3 +118,32 @@ def test_a_broken_file_in_one_tab_leaves_other_tabs_and_the_recent_list_alone(op
     other.run()  # the other tab, and a new one, still show the data set that opened
     assert not other.error and other.session_state["data"]["path"] == str(app_env.labels)
     assert open_app().session_state["data"]["path"] == str(app_env.labels)
+
+
+def test_a_large_data_set_opens_at_once_and_every_image_is_opened_in_the_background(open_app, app_env, monkeypatch):
+    import time
+
+    import pages._common as common
+
+    monkeypatch.setattr(common, "OPEN_AT_ONCE", 10)  # the 50 images below count as "large"
+    (app_env.data / "images" / "broken.png").write_bytes(b"not a png")
+    with open(app_env.labels, "a") as f:
+        f.write("images/broken.png,nevus,P1\nimages/gone.png,nevus,P2\n")
+    at = open_app()
+    assert not at.exception
+    # what was checked at once: the rows and that each file exists (gone.png does not) ...
+    assert any("1 image file(s) are missing" in w.value for w in at.warning)
+    assert any("gone.png" in " ".join(map(str, d.value["where"])) for d in at.dataframe if "where" in d.value)
+    # ... and what was not yet: whether each image opens
+    assert any("Not checked yet" in i.value for i in at.info)
+    assert not any("broken.png" in " ".join(map(str, d.value["where"])) for d in at.dataframe if "where" in d.value)
+    at.button(key="check_images").click().run()
+    check = common.image_check(str(app_env.labels))
+    deadline = time.monotonic() + 60
+    while not check.finished and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert check.finished
+    at.run()
+    assert any("cannot be read" in w.value for w in at.warning)
+    assert any("broken.png" in " ".join(map(str, d.value["where"])) for d in at.dataframe if "where" in d.value)
+    assert {m.label: m.value for m in at.metric}["Problems"] == "2"
