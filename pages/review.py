@@ -525,7 +525,7 @@ def review_log(store: ReviewStore, s, queue: ReviewQueue, state_filter: str, k: 
                      selection_mode="single-row", column_config={c: st.column_config.NumberColumn(format="%.3g")
                                                                  for c in (name, "SEI")})
     with st.expander("Decision log (everyone, newest first)"):
-        ds = store.decisions()[::-1][:500]
+        ds = store.recent_decisions(500)
         st.dataframe(pd.DataFrame([{"#": d.id, "when (UTC)": d.time[:19].replace("T", " "), "reviewer": d.reviewer,
                                     "image": d.path, "action": d.action + (" (undone)" if d.undone else ""),
                                     "old label": d.old_label, "new label": d.new_label,

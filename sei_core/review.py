@@ -606,6 +606,13 @@ class ReviewStore:
         with self._connect() as conn:
             return [_decision_from_row(r) for r in conn.execute(sql + " ORDER BY id", args)]
 
+    def recent_decisions(self, n: int) -> list[Decision]:
+        """The ``n`` most recent logged decisions, newest first (what a page lists; the whole
+        log grows with every decision)."""
+        with self._connect() as conn:
+            return [_decision_from_row(r) for r in
+                    conn.execute(f"SELECT {_COLUMNS} FROM decisions ORDER BY id DESC LIMIT ?", (int(n),))]
+
     def latest_decision(self, path: str) -> Decision | None:
         """The most recent decision still in effect for ``path`` (may be an ``undo`` entry), or None."""
         with self._connect() as conn:

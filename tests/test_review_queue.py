@@ -96,3 +96,13 @@ def test_status_of_matches_the_status_table(tmp_path):
             assert cols[c][j] == table.loc[p, c], (p, c)
     assert [cols[c][1] for c in cols] == ["", "", "", ""]
     store.close()
+
+
+def test_recent_decisions_are_the_newest_first(tmp_path):
+    store, _ = _store(tmp_path)
+    store.confirm("a.png", "Dr. A", "x")
+    store.relabel("b.png", "x", "Dr. A", "y")
+    store.discard("c.png", "Dr. B", "x")
+    assert [d.path for d in store.recent_decisions(2)] == ["c.png", "b.png"]
+    assert store.recent_decisions(10) == store.decisions()[::-1]
+    store.close()
