@@ -219,7 +219,7 @@ def main() -> None:
             run_path = base / "runs" / f"synthetic-{n}"
             if not (run_path / "status.json").is_file():
                 make_run(run_path, labels_file, true, given, args.classes, args.epochs, seed=0)
-            elif not scored(Run(run_path)).from_cache:  # a kept run of an older cache format
+            elif not (scored(Run(run_path)).from_cache & scored(Run(run_path), "sei").from_cache):
                 print("  the kept run was scored again for the app's cache (as training's end does)", flush=True)
             size = sum(f.stat().st_size for f in run_path.rglob("*") if f.is_file())
             print(f"N={n:,}: data and run written in {time.perf_counter() - t0:.0f} s "

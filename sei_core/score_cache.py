@@ -43,7 +43,7 @@ import numpy as np
 from . import dynamics, plots
 from .count import CountEstimate
 from .files import atomic_write, atomic_write_csv, atomic_write_dir
-from .methods import DEFAULT_METHOD, DEFAULT_RULE, split_variant
+from .methods import DEFAULT_METHOD, DEFAULT_RULE, PAPER_METHOD, split_variant
 from .records import sample_range
 from .runs import Run
 
@@ -211,9 +211,12 @@ def scored(run: Run, method: str = DEFAULT_METHOD, rule: str | None = None, *, w
 def write_finished(run: Run):
     """When training finishes: score the run by the app's default ranking once, keep its
     cache entry and write ``scores.csv`` (the ranked table, as
-    :func:`sei_core.ranking.write_scores`) from the same result. Returns the table."""
+    :func:`sei_core.ranking.write_scores`) from the same result; then keep the entry of the
+    paper's SEI too, the other score the Explore page offers. Returns the table."""
     df = scored(run).scores.table()
     atomic_write_csv(run.path / "scores.csv", df)
+    if PAPER_METHOD != DEFAULT_METHOD:
+        scored(run, PAPER_METHOD)
     return df
 
 

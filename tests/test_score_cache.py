@@ -195,4 +195,5 @@ def test_training_s_end_writes_scores_csv_and_the_entry_from_one_scoring(tmp_pat
     df = score_cache.write_finished(run)
     assert (run.path / "scores.csv").is_file() and len(df) == 90
     assert score_cache.scored(run).from_cache
+    assert score_cache.scored(run, "sei").from_cache  # the Explore page's other score
     assert df.equals(score_run(run).table())
