@@ -8,7 +8,8 @@ memorise a wrong label late. Then it drives the app with Streamlit's AppTest, in
 process, and prints one table:
 
 - Data page: first load (reads and checks the N-row label file),
-- Explore and Review: first load and a rerun with nothing changed,
+- Explore and Review: first load and a rerun with nothing changed; on Explore also the
+  class filter set to one class and the score switched to the paper's SEI,
 - one review decision and the next image (a click on "Confirm label"),
 - the process's memory (resident now, and its peak),
 - the CPU time of the first loads (the machine may be shared: wall times then grow, CPU times
@@ -186,6 +187,8 @@ def drive(runs_dir: Path, labels_file: Path) -> dict:
     out["explore cpu"] = time.process_time() - c0
     out["explore rerun"], at = timed(at.run)
     out["explore bytes"] = sent_bytes(at)
+    out["explore filter"], at = timed(lambda: at.selectbox(key="explore_class").set_value(0).run())
+    out["explore sei"], at = timed(lambda: at.radio(key="explore_method").set_value("sei").run())
     c0 = time.process_time()
     out["review first"], at = timed(lambda: at.switch_page("pages/review.py").run())
     out["review cpu"] = time.process_time() - c0
@@ -235,7 +238,8 @@ def main() -> None:
     cols = [("load", "load average", "{}"),
             ("data first", "Data first load (s)", "{:.2f}"), ("data cpu", "(CPU s)", "{:.2f}"),
             ("explore first", "Explore first (s)", "{:.2f}"), ("explore cpu", "(CPU s)", "{:.2f}"),
-            ("explore rerun", "Explore rerun (s)", "{:.2f}"), ("review first", "Review first (s)", "{:.2f}"),
+            ("explore rerun", "Explore rerun (s)", "{:.2f}"), ("explore filter", "one class (s)", "{:.2f}"),
+            ("explore sei", "switch to SEI (s)", "{:.2f}"), ("review first", "Review first (s)", "{:.2f}"),
             ("review cpu", "(CPU s)", "{:.2f}"),
             ("review rerun", "Review rerun (s)", "{:.2f}"), ("decision + next", "decision+next (s)", "{:.3f}"),
             ("rss now", "RSS (MB)", "{:,.0f}"), ("rss peak", "peak RSS (MB)", "{:,.0f}"),
