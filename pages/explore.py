@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -187,7 +188,7 @@ def send_to_review(run, sid: str) -> None:
     st.session_state["review_focus"] = sid
 
 
-def sample_panel(run, s, truth, groups, order, means, names, in_view: np.ndarray) -> None:
+def sample_panel(run, s, truth, groups, order, means, names: Callable[[], pd.Series], in_view: np.ndarray) -> None:
     if not len(order):
         st.caption("No images in this selection.")
         return
