@@ -127,10 +127,14 @@ def report(ds, data: dict) -> None:
                    icon=":material/warning:")
         show_problems(ds.problems)
     if ds.kind != "npz":
-        opens(data)
+        ck = image_check(data["path"], data.get("split", "train"))
+        running = ck.started and not ck.finished  # polled only while the check runs
+        st.fragment(run_every=CHECK_POLL_SECONDS if running else None)(opens)(data)
 
 
-@st.fragment(run_every=2.0)
+CHECK_POLL_SECONDS = 2.0
+
+
 def opens(data: dict) -> None:
     """Whether every image opens: the background check's progress and what it found."""
     ck = image_check(data["path"], data.get("split", "train"))
@@ -139,8 +143,10 @@ def opens(data: dict) -> None:
                 "at this size). Training checks it too when it decodes the images: it reports every image that "
                 "does not open and, with “Leave out unreadable images”, trains without it.",
                 icon=":material/pending:")
-        st.button("Check that every image opens", icon=":material/image_search:", key="check_images",
-                  on_click=ck.start, help="Opens every image's header in the background; you can go on meanwhile.")
+        if st.button("Check that every image opens", icon=":material/image_search:", key="check_images",
+                     help="Opens every image's header in the background; you can go on meanwhile."):
+            ck.start()
+            st.rerun()  # the whole page: its fragment now polls the progress
         return
     problems = ck.problems
     if not ck.finished:
