@@ -23,8 +23,9 @@ entry is written into a temporary folder and renamed into place
 entry, only a temporary folder that the next write removes. Nothing here depends on the
 label file: review decisions change labels in the label file, not the trained-on labels.
 
-Training writes the entry of the app's default ranking when it finishes
-(:func:`write_finished`); any other method's entry is written by its first use.
+Training writes the entries of the app's default ranking and of the paper's SEI when it
+finishes (:func:`write_finished`); any other method's entry is written by its first use.
+:func:`aligned_truth` keeps a truth file's flags aligned to the samples the same way.
 """
 
 from __future__ import annotations
