@@ -6,7 +6,7 @@ the training-dynamics summaries (sample groups, group curves, alignment). :func:
 does that work once per *content* of the run and keeps the result as memory-mapped ``.npy``
 columns (about 90 bytes per sample), which the app opens in milliseconds::
 
-    runs/<name>/scored/<method>@<rule>-<key>/   one entry, created whole or not at all
+    runs/<name>/scored/<method>_<rule>-<key>/   one entry, created whole or not at all
         meta.json                               what it was computed from (the key) and the
                                                 small results (classes, thresholds, count)
         score.npy flagged.npy …                 one (N,) column per RunScores array
@@ -20,7 +20,8 @@ configuration, its sample list, each complementary run's auxiliary set, record m
 stale entry is never read; entries of older keys are removed when a new one is written. An
 entry is written into a temporary folder and renamed into place
 (:func:`sei_core.files.atomic_write_dir`), so a process killed while writing leaves no torn
-entry, only a temporary folder that the next write removes. Nothing here depends on the
+entry, only a temporary folder that a later write removes once it is an hour old (a younger
+one may be a live writer's). Nothing here depends on the
 label file: review decisions change labels in the label file, not the trained-on labels.
 
 Training writes the entries of the app's default ranking and of the paper's SEI when it
