@@ -8,14 +8,21 @@ memorise a wrong label late. Then it drives the app with Streamlit's AppTest, in
 process, and prints one table:
 
 - Data page: first load (reads and checks the N-row label file),
-- Explore and Review: first load and a rerun with nothing changed,
+- Explore and Review: first load and a rerun with nothing changed; on Explore also the
+  class filter set to one class and the score switched to the paper's SEI,
 - one review decision and the next image (a click on "Confirm label"),
 - the process's memory (resident now, and its peak),
+- the CPU time of the first loads (the machine may be shared: wall times then grow, CPU times
+  much less) and the load average while the pages ran,
 - bytes sent per page, approximated by the size of the element protobufs AppTest received.
 
     python benchmarks/app_scale.py --n 10000 100000 [--epochs 150] [--keep DIR]
 
-Generating 1M samples writes ~6 GB and takes minutes; check ``free -g`` first and use nice.
+Generating 1M samples writes ~2.3 GB and takes about six minutes; check ``free -g`` first and
+use nice. The run is finished as training finishes one (``sei_core.score_cache.write_finished``:
+``scores.csv`` and the scored cache the pages open), so the pages' first loads are what a user
+sees after training. Importing the app's modules (torch among them) is timed apart: a server
+pays it once when it starts.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 from sei_core.files import atomic_write  # noqa: E402
 from sei_core.runs import Run  # noqa: E402
+from sei_core.score_cache import scored, write_finished  # noqa: E402
 from sei_core.scores import choose_aux_sets, epoch_statistics, softmax  # noqa: E402
 
 CLASSES = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
@@ -66,6 +74,9 @@ def make_data(folder: Path, n: int, k: int, noise: float, seed: int) -> tuple[Pa
                 os.link(one, dst)
     names = np.array(CLASSES[:k] if k <= len(CLASSES) else [f"class_{c}" for c in range(k)])
     labels = folder / "labels.csv"
+    # a kept folder starts each benchmark unreviewed: no decision log, no backup of an older file
+    shutil.rmtree(folder / ".sei_review", ignore_errors=True)
+    (folder / "labels.csv.sei-backup").unlink(missing_ok=True)
     labels.write_text("path,label\n" + "".join(f"{p},{c}\n" for p, c in zip(paths, names[given])))
     (folder / "truth.csv").write_text("path,is_noisy\n" + "".join(f"{p},{int(w)}\n" for p, w in zip(paths, wrong)))
     return labels, true, given
@@ -100,6 +111,10 @@ def make_run(path: Path, labels_file: Path, true: np.ndarray, given: np.ndarray,
             stats = epoch_statistics(logits, target)
             store.write_epoch(e, stats, softmax(logits).astype(np.float32), loss=1.0, accuracy=0.5)
         run.mark_done(r)
+    t0 = time.perf_counter()
+    write_finished(run)  # as training does when it finishes: scores.csv and the scored cache
+    print(f"  scoring at the end of training (scores.csv and the app's cache): {time.perf_counter() - t0:.1f} s",
+          flush=True)
     run.update_status(state="finished", phase="finished", epoch=epochs, epochs=epochs, n_runs=2)
     return run
 
@@ -128,6 +143,14 @@ def rss_mb() -> tuple[float, float]:
     return now, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def loadavg() -> str:
+    """The machine's 1-minute load average (the pages share its cores with whatever else runs)."""
+    try:
+        return Path("/proc/loadavg").read_text().split()[0]
+    except OSError:
+        return "?"
+
+
 def timed(step):
     t0 = time.perf_counter()
     at = step()
@@ -137,6 +160,17 @@ def timed(step):
     return dt, at
 
 
+def import_app() -> float:
+    """Import what the app's pages import (torch among it), once per process, and return the
+    seconds it took: a server pays it once when it starts, not per page."""
+    import importlib
+
+    t0 = time.perf_counter()
+    for m in ("pages._common", "sei_core.ranking", "sei_core.score_cache", "sei_core.review", "sei_core.plots"):
+        importlib.import_module(m)
+    return time.perf_counter() - t0
+
+
 def drive(runs_dir: Path, labels_file: Path) -> dict:
     from streamlit.testing.v1 import AppTest
 
@@ -144,12 +178,20 @@ def drive(runs_dir: Path, labels_file: Path) -> dict:
     os.environ["SEI_RUNS_DIR"] = str(runs_dir)
     out = {}
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=1800)
+    c0 = time.process_time()
     out["data first"], at = timed(at.run)
+    out["data cpu"] = time.process_time() - c0
     out["data bytes"] = sent_bytes(at)
+    c0 = time.process_time()
     out["explore first"], at = timed(lambda: at.switch_page("pages/explore.py").run())
+    out["explore cpu"] = time.process_time() - c0
     out["explore rerun"], at = timed(at.run)
     out["explore bytes"] = sent_bytes(at)
+    out["explore filter"], at = timed(lambda: at.selectbox(key="explore_class").set_value(0).run())
+    out["explore sei"], at = timed(lambda: at.radio(key="explore_method").set_value("sei").run())
+    c0 = time.process_time()
     out["review first"], at = timed(lambda: at.switch_page("pages/review.py").run())
+    out["review cpu"] = time.process_time() - c0
     out["review rerun"], at = timed(at.run)
     at.text_input(key="reviewer").input("Dr. Bench").run()
     steps = []
@@ -171,6 +213,7 @@ def main() -> None:
     ap.add_argument("--keep", type=Path, help="write the data and runs here and keep them (default: a temp folder)")
     args = ap.parse_args()
     rows = []
+    print(f"importing the app's modules (once per server): {import_app():.1f} s", flush=True)
     for n in args.n:
         base = (args.keep / f"n{n}") if args.keep else Path(tempfile.mkdtemp(prefix=f"app_scale_{n}_"))
         try:
@@ -179,16 +222,25 @@ def main() -> None:
             run_path = base / "runs" / f"synthetic-{n}"
             if not (run_path / "status.json").is_file():
                 make_run(run_path, labels_file, true, given, args.classes, args.epochs, seed=0)
+            elif not (scored(Run(run_path)).from_cache & scored(Run(run_path), "sei").from_cache):
+                print("  the kept run was scored again for the app's cache (as training's end does)", flush=True)
             size = sum(f.stat().st_size for f in run_path.rglob("*") if f.is_file())
             print(f"N={n:,}: data and run written in {time.perf_counter() - t0:.0f} s "
                   f"(run directory {size / 1e6:,.0f} MB)", flush=True)
             # a fresh interpreter per N would isolate memory; in one process the peak only grows
-            rows.append((n, drive(base / "runs", labels_file)))
+            load = loadavg()
+            r = drive(base / "runs", labels_file)
+            r["load"] = f"{load}–{loadavg()}"
+            rows.append((n, r))
         finally:
             if not args.keep:
                 shutil.rmtree(base, ignore_errors=True)
-    cols = [("data first", "Data first load (s)", "{:.2f}"), ("explore first", "Explore first (s)", "{:.2f}"),
-            ("explore rerun", "Explore rerun (s)", "{:.2f}"), ("review first", "Review first (s)", "{:.2f}"),
+    cols = [("load", "load average", "{}"),
+            ("data first", "Data first load (s)", "{:.2f}"), ("data cpu", "(CPU s)", "{:.2f}"),
+            ("explore first", "Explore first (s)", "{:.2f}"), ("explore cpu", "(CPU s)", "{:.2f}"),
+            ("explore rerun", "Explore rerun (s)", "{:.2f}"), ("explore filter", "one class (s)", "{:.2f}"),
+            ("explore sei", "switch to SEI (s)", "{:.2f}"), ("review first", "Review first (s)", "{:.2f}"),
+            ("review cpu", "(CPU s)", "{:.2f}"),
             ("review rerun", "Review rerun (s)", "{:.2f}"), ("decision + next", "decision+next (s)", "{:.3f}"),
             ("rss now", "RSS (MB)", "{:,.0f}"), ("rss peak", "peak RSS (MB)", "{:,.0f}"),
             ("data bytes", "Data sent (kB)", "{:,.0f}"), ("explore bytes", "Explore sent (kB)", "{:,.0f}"),

@@ -15,7 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from sei_core import workspace
-from sei_core.dataset import DataError, LabeledImages, load
+from sei_core.dataset import DataError, ImageCheck, LabeledImages, load
 from sei_core.gallery import ImageAccessError, ImageSource
 from sei_core.labels import LABEL_COL, PATH_COL
 from sei_core.models import ModelError
@@ -127,8 +127,32 @@ def file_stamp(path: str | Path) -> tuple:
 @st.cache_resource(show_spinner="Reading and checking the data…", max_entries=6)
 def load_data(path: str, split: str, stamp: tuple, path_column: str = PATH_COL,
               label_column: str = LABEL_COL) -> LabeledImages:
-    """The validated data set (unreadable images become warnings in ``.problems``)."""
-    return load(path, split=split, skip_unreadable=True, path_column=path_column, label_column=label_column)
+    """The validated data set: every row checked, and that every image file exists (one
+    directory listing per folder); missing files become warnings in ``.problems``. Whether
+    each image opens is :func:`image_check`'s."""
+    return load(path, split=split, skip_unreadable=True, check_images="exists", path_column=path_column,
+                label_column=label_column)
+
+
+#: Data sets up to this many images have every image opened when they are opened (a second or
+#: two); larger ones on request, in the background (:class:`sei_core.dataset.ImageCheck`).
+OPEN_AT_ONCE = 20_000
+
+
+@st.cache_resource(max_entries=6, show_spinner="Opening every image…")
+def _image_check(path: str, split: str, stamp: tuple, path_column: str, label_column: str) -> ImageCheck:
+    ck = ImageCheck(load_data(path, split, stamp, path_column, label_column))
+    if ck.total <= OPEN_AT_ONCE:
+        ck.run()
+    return ck
+
+
+def image_check(data: dict) -> ImageCheck:
+    """Whether every image of a data choice (:func:`current_data`) opens: done at once for a
+    small data set; for a large one started by :meth:`~sei_core.dataset.ImageCheck.start` and
+    shared by every tab."""
+    path = data["path"]
+    return _image_check(path, data.get("split", "train"), file_stamp(path), *data_columns(data).values())
 
 
 def data_set(data: dict) -> LabeledImages:
@@ -152,12 +176,24 @@ def images_of(path: str, split: str = "train") -> ImageSource:
 
 
 @st.cache_resource(show_spinner="Scoring the run…", max_entries=4)
-def _scores(run_path: str, stamp: tuple, method: str):
-    """One shared, read-only result per run version and method (``cache_resource``: the arrays
-    are handed out as they are, never pickled per rerun; callers must not modify them)."""
-    from sei_core.ranking import score_run
+def _scored(run_path: str, stamp: tuple, method: str):
+    """One shared, read-only scored result per run version and method: the run's cache entry
+    (``sei_core.score_cache``, written when training finished or by the first scoring), so a
+    run is scored once, not once per server. ``cache_resource``: the arrays are handed out as
+    they are (memory maps), never pickled per rerun; callers must not modify them."""
+    from sei_core.score_cache import scored
 
-    return score_run(Run(run_path), method)
+    return scored(Run(run_path), method)
+
+
+def _scores(run_path: str, stamp: tuple, method: str):
+    """The run's :class:`~sei_core.ranking.RunScores` (see :func:`_scored`)."""
+    return _scored(run_path, stamp, method).scores
+
+
+def summary_of(run: Run, method: str = DEFAULT_METHOD):
+    """The run's dynamics summary (:class:`sei_core.score_cache.Summary`) for ``method``."""
+    return _scored(str(run.path), workspace.run_stamp(run), method).summary
 
 
 def scores_of(run: Run, method: str = DEFAULT_METHOD):
@@ -173,8 +209,9 @@ score_name = display_name
 
 @st.cache_resource(max_entries=4, show_spinner=False)
 def _truth(data_path: str, run_path: str, stamp: tuple, truth_stamp: tuple):
-    ids = _scores(run_path, stamp, DEFAULT_METHOD).ids
-    return workspace.load_truth(data_path, ids)
+    from sei_core.score_cache import aligned_truth
+
+    return aligned_truth(Run(run_path), data_path, _scores(run_path, stamp, DEFAULT_METHOD).ids)
 
 
 def truth_of(run: Run, ids=None):

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pages._common import (choose_data, current_data, data_columns, data_set, file_stamp, guard, images_of, md,
-                           opened_data, page_setup, show_problems)
+from pages._common import (choose_data, current_data, data_columns, data_set, file_stamp, guard, image_check,
+                           images_of, md, opened_data, page_setup, show_problems)
 from sei_core import plots, workspace
 from sei_core.dataset import DataError, Prompts
 from sei_core.gallery import ImageAccessError, fit
@@ -155,13 +155,13 @@ def column_picker(data: dict) -> bool:
     return not missing
 
 
-def summary(ds) -> None:
+def summary(ds, data: dict) -> None:
     counts = ds.class_counts()
     c = st.columns(4)
     c[0].metric("Images", f"{len(ds):,}")
     c[1].metric("Classes", len(ds.classes))
     c[2].metric("Kind", {"csv": "label file", "folder": "image folder", "npz": "MedMNIST .npz"}[ds.kind])
-    c[3].metric("Problems", len(ds.problems))
+    c[3].metric("Problems", len(ds.problems) + (0 if ds.kind == "npz" else len(image_check(data).problems)))
     left, right = st.columns([3, 2])
     with left:
         st.plotly_chart(plots.class_counts(counts), width="stretch", config={"displayModeBar": False})
@@ -175,20 +175,57 @@ def summary(ds) -> None:
             st.text(truth.name)
 
 
-def report(ds) -> None:
+def report(ds, data: dict) -> None:
     st.subheader("Validation report", anchor=False)
     if ds.warnings:
         st.warning(f"{len(ds.warnings)} thing(s) in the labels look wrong but do not stop training:",
                    icon=":material/warning:")
         show_problems(ds.warnings)
+    files = "" if ds.kind == "npz" else " every image file exists,"
     if not ds.problems:
-        st.success("No problems found: every row has a path and a label, every image opens, "
-                   "and every class has images.", icon=":material/check_circle:")
+        st.success(f"Checked: every row has a path and a label,{files} and every class has images.",
+                   icon=":material/check_circle:")
+    else:
+        st.warning(f"{len(ds.problems)} image file(s) are missing and will be left out of training unless fixed "
+                   "(tick “Leave out unreadable images” on the Train page, or fix them and press Open again).",
+                   icon=":material/warning:")
+        show_problems(ds.problems)
+    if ds.kind != "npz":
+        ck = image_check(data)
+        running = ck.started and not ck.finished  # polled only while the check runs
+        st.fragment(run_every=CHECK_POLL_SECONDS if running else None)(opens)(data)
+
+
+CHECK_POLL_SECONDS = 2.0
+
+
+def opens(data: dict) -> None:
+    """Whether every image opens: the background check's progress and what it found."""
+    ck = image_check(data)
+    if not ck.started:
+        st.info(f"Not checked yet: whether each of the {ck.total:,} images opens (reading every file takes a while "
+                "at this size). Training checks it too when it decodes the images: it reports every image that "
+                "does not open and, with “Leave out unreadable images”, trains without it.",
+                icon=":material/pending:")
+        if st.button("Check that every image opens", icon=":material/image_search:", key="check_images",
+                     help="Opens every image's header in the background; you can go on meanwhile."):
+            ck.start()
+            st.rerun()  # the whole page: its fragment now polls the progress
         return
-    st.warning(f"{len(ds.problems)} image(s) cannot be read and will be left out of training unless fixed "
-               "(tick “Leave out unreadable images” on the Train page, or fix them and press Open again).",
-               icon=":material/warning:")
-    show_problems(ds.problems)
+    problems = ck.problems
+    if not ck.finished:
+        rate = ck.done / ck.seconds if ck.seconds else 0
+        left = f", about {(ck.total - ck.done) / rate:,.0f} s left" if rate else ""
+        st.progress(ck.done / max(1, ck.total), text=f"Checking that every image opens: {ck.done:,} of "
+                    f"{ck.total:,}{left}" + (f"; {len(problems)} problem(s) so far" if problems else ""))
+    elif not problems:
+        st.success(f"Every image opens ({ck.total:,} checked).", icon=":material/check_circle:")
+        return
+    if problems:
+        st.warning(f"{len(problems)} image(s) cannot be read and will be left out of training unless fixed "
+                   "(tick “Leave out unreadable images” on the Train page, or fix them and press Open again).",
+                   icon=":material/warning:")
+        show_problems(problems)
 
 
 def gallery(ds, data: dict) -> None:
@@ -268,7 +305,7 @@ with guard("the Data page"):
         show_problems(e.problems)
         st.stop()
     opened_data(data, ok=True)
-    summary(ds)
-    report(ds)
+    summary(ds, data)
+    report(ds, data)
     gallery(ds, data)
     prompts_editor(ds)

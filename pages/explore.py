@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pages._common import (DEFAULT_METHOD, PAPER_METHOD, REVIEW_PAGE, _scores, facts, file_stamp, guard, images_of, md,
-                           need_run, page_setup, score_name, scores_of, truth_of)
+from pages._common import (DEFAULT_METHOD, PAPER_METHOD, REVIEW_PAGE, _scored, _scores, facts, file_stamp, guard,
+                           images_of, md, need_run, page_setup, score_name, scores_of, summary_of, truth_of)
 from sei_core.count import ESTIMATOR_TEXT
 from sei_core.methods import DEFAULT_RULE, METHODS, threshold_text
 from sei_core import dynamics, metrics, plots, workspace
 from sei_core.gallery import ImageAccessError, fit
 from sei_core.runs import Run
+from sei_core.score_cache import sample_values
 
 ALL = -1
 PAGE_ROWS = 100  # rows of the image table sent to the browser at a time
@@ -95,50 +97,47 @@ def summary(s, truth, mask, status: dict) -> None:
                 "will change until training finishes.", icon=":material/hourglass_top:")
 
 
-@st.cache_resource(max_entries=4, show_spinner="Summarising the run…")
-def overview(run_path: str, stamp: tuple, method: str) -> dict:
-    """What every view of a run needs, computed once per run version and method."""
-    s = _scores(run_path, stamp, method)
-    scored = np.isfinite(s.score)
-    n = len(s.ids)
-    return dict(
-        scored=scored,
-        groups=dynamics.sample_groups(s.prediction, s.labels, s.flagged, scored=scored),
-        integrals=dynamics.integral_scores(s.signed_entropy, s.entropy),
-        order=np.lexsort((np.arange(n), np.nan_to_num(s.score, nan=np.inf))),  # most suspicious first
-        names=pd.Series([Path(i).name for i in s.ids]),
-    )
+@st.cache_resource(max_entries=4, show_spinner=False)
+def file_names(run_path: str, stamp: tuple, method: str) -> pd.Series:
+    """The file name of every sample, for the name search (built on the first search only)."""
+    ids = pd.Series(_scores(run_path, stamp, method).ids, dtype=object)
+    return ids.str.rsplit("/", n=1).str[-1]
 
 
 @st.cache_resource(max_entries=16, show_spinner="Preparing the view…")
 def class_view(run_path: str, stamp: tuple, method: str, k: int, truth_stamp: tuple | None) -> dict:
     """The arrays and figures for one class (or all): built once per run version, method, class
-    and truth-file version, so a rerun only sends them again (figures are shared: read only)."""
-    s = _scores(run_path, stamp, method)
-    o = overview(run_path, stamp, method)
+    and truth-file version from the run's scored summary (``sei_core.score_cache``), so neither
+    a first view nor a rerun reads the per-epoch records (figures are shared: read only)."""
+    sc = _scored(run_path, stamp, method)
+    s, o = sc.scores, sc.summary
     truth = truth_of(Run(run_path)) if truth_stamp is not None else None
     name = score_name(s.method)
-    mask = np.ones(len(s.ids), dtype=bool) if k == ALL else s.labels == k
-    g = np.where(mask, o["groups"], dynamics.UNSCORED)
-    mean, std, count = dynamics.group_mean_curves(s.signed_entropy, g)
-    order = o["order"][mask[o["order"]]]
-    align = dynamics.alignment_timeline(s.prediction, s.labels, g)
-    scored, ints = o["scored"], o["integrals"]
+    order = np.asarray(o.order)
+    if k == ALL:
+        mask = np.ones(len(s.ids), dtype=bool)
+    else:
+        mask = np.asarray(s.labels) == k
+        order = order[mask[order]]
+    mean, std, count = o.group_curves(k)
+    scored = np.isfinite(s.score)
     m = mask & scored
+    signed, unsigned = np.asarray(o.integral_signed), np.asarray(o.integral_unsigned)
     auroc = None
     if truth is not None and truth[m].any() and (~truth[m]).any():
-        auroc = {key: metrics.auroc(val[m], truth[m]) for key, val in ints.items()}
+        auroc = {"signed": metrics.auroc(signed[m], truth[m]), "unsigned": metrics.auroc(unsigned[m], truth[m])}
     figures = dict(
         hist=plots.score_histograms(s.score, s.flagged, s.labels, s.classes, s.threshold, truth,
                                   show_classes=None if k == ALL else [k], score_name=name,
                                   run_thresholds=s.run_thresholds),
         group_curves=plots.group_curves(mean, std, count, dynamics.GROUP_NAMES, "signed entropy"),
-        alignment=plots.alignment_plot(align, dynamics.GROUP_NAMES, count),
-        entropy=plots.entropy_trajectories(s.entropy, s.flagged, m),
-        integrals=plots.integral_comparison(ints["signed"][m], ints["unsigned"][m], s.sei_flagged[m],
+        alignment=plots.alignment_plot(o.alignment(k), dynamics.GROUP_NAMES, count),
+        entropy=o.entropy_figure(k),
+        integrals=plots.integral_comparison(signed[m], unsigned[m], np.asarray(s.sei_flagged)[m],
                                             None if truth is None else truth[m],
                                             thresholds=s.sei_run_thresholds, auroc=auroc))
-    return dict(mask=mask, se_mean=mean, count=count, order=order, flagged_order=order[s.flagged[order]],
+    flagged = np.asarray(s.flagged)
+    return dict(mask=mask, se_mean=mean, count=count, order=order, flagged_order=order[flagged[order]],
                 figures=figures)
 
 
@@ -180,7 +179,7 @@ def pick_from_table() -> None:
 
 def search(names: pd.Series, query: str, within: np.ndarray) -> np.ndarray:
     """Up to ``MAX_MATCHES`` samples of ``within`` (in its order) whose file name contains ``query``."""
-    hit = names.str.contains(query.strip(), case=False, regex=False).to_numpy()
+    hit = names.str.contains(query.strip(), case=False, regex=False).to_numpy(dtype=bool)
     return within[hit[within]][:MAX_MATCHES]
 
 
@@ -189,7 +188,7 @@ def send_to_review(run, sid: str) -> None:
     st.session_state["review_focus"] = sid
 
 
-def sample_panel(run, s, truth, groups, order, means, names: pd.Series, in_view: np.ndarray) -> None:
+def sample_panel(run, s, truth, groups, order, means, names: Callable[[], pd.Series], in_view: np.ndarray) -> None:
     if not len(order):
         st.caption("No images in this selection.")
         return
@@ -197,7 +196,7 @@ def sample_panel(run, s, truth, groups, order, means, names: pd.Series, in_view:
     c = st.columns([3, 2])
     query = c[1].text_input("Find an image by name", key="explore_search", placeholder="part of a file name",
                             help=f"Lists up to {MAX_MATCHES} matches of this selection, most suspicious first.")
-    options = search(names, query, order) if query.strip() else np.asarray(st.session_state.get("_explore_order", []),
+    options = search(names(), query, order) if query.strip() else np.asarray(st.session_state.get("_explore_order", []),
                                                                            dtype=np.int64)
     if query.strip() and not len(options):
         c[1].caption("No image of this selection has that in its name.")
@@ -243,8 +242,9 @@ def sample_panel(run, s, truth, groups, order, means, names: pd.Series, in_view:
     with right:
         st.caption("Its signed entropy per epoch (black), the group means for comparison (dotted), and the "
                    "running SEI (purple, right axis).")
+        se = sample_values(s, "signed_entropy", i)
         st.plotly_chart(plots.signed_entropy_curve(
-            s.signed_entropy[:, i], dynamics.cumulative_sei(s.signed_entropy[:, i]),
+            se, dynamics.cumulative_sei(se),
             group_means=dict(zip(dynamics.GROUP_NAMES, means))), key="sample_curve", **CHART)
 
 
@@ -271,9 +271,8 @@ def body() -> None:
                         "(the Benchmark page and docs/benchmarks.md show the numbers, SEI beside it).")
     truth = truth_of(run)
     f = workspace.truth_file(run.config().get("data", ""))
-    o = overview(str(run.path), stamp, method)
     v = class_view(str(run.path), stamp, method, k, None if f is None else file_stamp(f))
-    groups, mask, fig = o["groups"], v["mask"], v["figures"]
+    groups, mask, fig = summary_of(run, method).groups, v["mask"], v["figures"]
     summary(s, truth, mask, status)
 
     st.subheader(f"{name} by class", anchor=False)
@@ -296,7 +295,7 @@ def body() -> None:
     st.caption(f"Lowest {name} (most suspicious) first. Click a row to open the image below.")
     sample_table(s, truth, groups, order)
     in_view = mask & (s.flagged if only_flagged else True)
-    sample_panel(run, s, truth, groups, order, v["se_mean"], o["names"], in_view)
+    sample_panel(run, s, truth, groups, order, v["se_mean"], lambda: file_names(str(run.path), stamp, method), in_view)
 
     st.subheader("Signed entropy over training", anchor=False)
     c1, c2 = st.columns(2)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pages._common import (DEFAULT_METHOD, PAPER_METHOD, _scores, facts, file_stamp, guard, images_of, log, md, need_run, page_setup,
+from pages._common import (DEFAULT_METHOD, PAPER_METHOD, _scored, _scores, facts, file_stamp, guard, images_of, log, md, need_run, page_setup,
                            score_name, scores_of)
 from sei_core import dynamics, plots, workspace
 from sei_core.count import review_progress
@@ -16,6 +16,7 @@ from sei_core.gallery import ImageAccessError, fit, zoom
 from sei_core.review import (STATE_FILTERS, STATUSES as REVIEW_STATUSES, ConflictError, ReviewError, ReviewQueue,
                              ReviewStore, review_columns, review_label_file)
 from sei_core.runs import Run
+from sei_core.score_cache import sample_values
 
 STATUS_WORDS = {"": "not reviewed yet", "confirmed": "confirmed", "relabeled": "relabeled", "discarded": "discarded"}
 MAX_KEY_CLASSES = 9
@@ -42,9 +43,9 @@ def review_queue(run_path: str, stamp: tuple, label_file: str, requests_stamp: t
 def run_context(run_path: str, stamp: tuple) -> dict:
     """Per run version: the groups' mean signed-entropy curves (for the comparison curve) and the
     most confidently clean examples of each class, so a decision recomputes nothing over all samples."""
-    s = _scores(run_path, stamp, DEFAULT_METHOD)
-    groups = dynamics.sample_groups(s.prediction, s.labels, s.flagged, scored=np.isfinite(s.score))
-    mean, _, _ = dynamics.group_mean_curves(s.signed_entropy, groups)
+    sc = _scored(run_path, stamp, DEFAULT_METHOD)
+    s = sc.scores
+    mean, _, _ = sc.summary.group_curves(-1)
     clean = [dynamics.clean_examples(s.labels, s.flagged, s.suggested, s.suggested_probability, k, n=7)
              for k in range(len(s.classes))]
     return dict(group_means=dict(zip(dynamics.GROUP_NAMES, mean)), clean=clean)
@@ -381,10 +382,7 @@ def body() -> None:
         st.info("This run has not finished training: the queue uses the epochs recorded so far and may change.",
                 icon=":material/hourglass_top:")
     queue = review_queue(str(run.path), stamp, str(label_file), file_stamp(run.path / workspace.REVIEW_REQUESTS_FILE))
-    version = file_stamp(label_file)
-    if queue.synced_with != version:  # the label file changed (a decision, another tab or program)
-        queue.sync(store.status_table())
-        queue.synced_with = version
+    queue.follow(store)  # decisions since the last run (this tab's, others', other programs')
     if not len(queue):
         st.success("Nothing to review: the model flagged no image in this run.", icon=":material/check_circle:")
         export(store, label_file)
@@ -492,8 +490,8 @@ def decision_panel(run, store: ReviewStore, queue: ReviewQueue, state_filter: st
         st.markdown("**Signed entropy per epoch**")
         st.caption("Below zero: the model disagreed with the label at that epoch. Dotted: the average of each "
                    "group (see Explore); purple: the running SEI.")
-        st.plotly_chart(plots.signed_entropy_curve(s.signed_entropy[:, i], dynamics.cumulative_sei(s.signed_entropy[:, i]),
-                                                   group_means=ctx["group_means"]),
+        se = sample_values(s, "signed_entropy", i)
+        st.plotly_chart(plots.signed_entropy_curve(se, dynamics.cumulative_sei(se), group_means=ctx["group_means"]),
                         key="review_curve", **CHART)
     with c2:
         given_k = int(s.labels[i])
@@ -529,7 +527,7 @@ def review_log(store: ReviewStore, s, queue: ReviewQueue, state_filter: str, k: 
                      selection_mode="single-row", column_config={c: st.column_config.NumberColumn(format="%.3g")
                                                                  for c in (name, "SEI")})
     with st.expander("Decision log (everyone, newest first)"):
-        ds = store.decisions()[::-1][:500]
+        ds = store.recent_decisions(500)
         st.dataframe(pd.DataFrame([{"#": d.id, "when (UTC)": d.time[:19].replace("T", " "), "reviewer": d.reviewer,
                                     "image": d.path, "action": d.action + (" (undone)" if d.undone else ""),
                                     "old label": d.old_label, "new label": d.new_label,

@@ -19,12 +19,15 @@ import hashlib
 import contextlib
 import json
 import os
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
+import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 try:
@@ -195,7 +198,7 @@ def load(
     classes: Sequence[str] | None = None,
     split: str = "train",
     skip_unreadable: bool = False,
-    check_images: bool = True,
+    check_images: bool | str = True,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     path_column: str = PATH_COL,
     label_column: str = LABEL_COL,
@@ -209,7 +212,11 @@ def load(
         error and a class without images too. Default: the sorted labels found.
     split : which split of an ``.npz`` to read (``train``, ``val``, ``test``).
     skip_unreadable : drop missing/unreadable images with a warning instead of failing.
-    check_images : open each image's header to find missing, corrupt or huge files.
+    check_images : ``True`` or ``"open"``: open each image's header to find missing, corrupt
+        or huge files; ``"exists"``: only find missing files, from one directory listing per
+        folder (a million files in a second or two; whether each one opens is then left to
+        :class:`ImageCheck` or to decoding, which reports and leaves out what does not);
+        ``False``: no check of the files.
     max_pixels : refuse images with more pixels than this.
     path_column, label_column : the label file's columns of image path and label (see
         :func:`sei_core.labels.read_table`); only for a label file.
@@ -234,12 +241,18 @@ def load(
         ds, errors = _read_csv(src, path_column, label_column)
     # Every problem at once: rows, then image files of the rows that could be read; the class
     # checks only when the rows are sound (a class may look empty because its rows were bad).
-    if check_images and ds.kind != "npz":
-        bad = [p for i in range(len(ds)) if (p := _image_problem(ds.file_of(i), ds.where(i), max_pixels))]
-        if bad and (skip_unreadable and not errors):
-            ds = _drop_or_fail(ds, bad, True)
+    mode = {True: "open", False: "none"}.get(check_images, check_images)
+    if mode not in ("open", "exists", "none"):
+        raise ValueError(f"check_images must be True, False, 'open' or 'exists', not {check_images!r}")
+    if mode != "none" and ds.kind != "npz":
+        if mode == "open":
+            found = [(i, p) for i in range(len(ds)) if (p := _image_problem(ds.file_of(i), ds.where(i), max_pixels))]
         else:
-            errors += bad
+            found = [(int(i), _missing_problem(ds.file_of(i), ds.where(i))) for i in np.flatnonzero(missing_files(ds))]
+        if found and (skip_unreadable and not errors):
+            ds = _drop_or_fail(ds, [p for _, p in found], True, [i for i, _ in found])
+        else:
+            errors += [p for _, p in found]
     if errors:
         raise DataError(errors, f"{ds.source} has problems")
     return _check_classes(ds, classes)
@@ -252,59 +265,73 @@ def _read_csv(src: Path, path_column: str = PATH_COL,
     Read with :func:`sei_core.labels.read_table` (the reader review uses too). Besides empty
     and repeated cells it finds near-duplicates: two spellings of one file (``./x.jpg`` and
     ``x.jpg``) with different labels are refused, with the same label a warning; class names
-    differing only in case (``nevus``/``Nevus``) are a warning (``ds.warnings``).
+    differing only in case (``nevus``/``Nevus``) are a warning (``ds.warnings``). Every check
+    is a column operation (a million rows in about a second); a row gets the first problem
+    that applies to it, in the order the checks are listed here.
     """
     try:
         table = read_table(src, path_column=path_column, label_column=label_column, strict=False)
     except TableError as e:
         raise DataError([Problem(*p) for p in e.problems]) from e
     problems = [Problem(*p) for p in table.problems]
+    paths = table.paths().astype("string[pyarrow]").reset_index(drop=True)
+    labels = table.labels().astype("string[pyarrow]").reset_index(drop=True)
+    lines = np.asarray(table.lines, dtype=np.int64)
+    n = len(paths)
+    found: list[tuple[int, Problem]] = []  # (row position, problem), any order
+    name = src.name
+
+    def where(i: int) -> str:
+        return f"{name} line {lines[i]}"
+
+    multiline = (paths.str.contains("\n", regex=False) | labels.str.contains("\n", regex=False)).to_numpy(dtype=bool)
+    no_path = (paths == "").to_numpy() & ~multiline
+    no_label = (labels == "").to_numpy() & ~multiline & ~no_path
+    for i in np.flatnonzero(multiline):
+        found.append((i, Problem(where(i), "has a path or label that runs over several lines",
+                                 "check for an unclosed quote (\") on that line")))
+    for i in np.flatnonzero(no_path):
+        found.append((i, Problem(where(i), "has an empty path" + _column_note(path_column, PATH_COL),
+                                 "fill in the image path or delete the row")))
+    for i in np.flatnonzero(no_label):
+        found.append((i, Problem(where(i), f"image {paths[i]!r} has an empty label" + _column_note(label_column, LABEL_COL),
+                                 "fill in its class name or delete the row")))
+    ok = np.flatnonzero(~(multiline | no_path | no_label))
+    repeat = _repeats(paths.iloc[ok])
+    if repeat.any():
+        first = pd.Series(lines[ok[~repeat]], index=paths.iloc[ok[~repeat]].to_numpy())
+        for i in ok[repeat]:
+            found.append((i, Problem(where(i), f"repeats path {paths[i]!r} (first on line {first[paths[i]]})",
+                                     "keep one row per image")))
+        ok = ok[~repeat]
     warnings: list[Problem] = []
-    ids, names, lines = [], [], []
-    first_line: dict[str, int] = {}
-    same_file: dict[str, tuple[int, str, str]] = {}  # normalised path -> (line, path, label)
-    for path, label, n in zip(table.paths().tolist(), table.labels().tolist(), table.lines.tolist()):
-        where = f"{src.name} line {n}"
-        if "\n" in path or "\n" in label:
-            problems.append(Problem(where, "has a path or label that runs over several lines",
-                                    "check for an unclosed quote (\") on that line"))
-            continue
-        if not path:
-            problems.append(Problem(where, "has an empty path" + _column_note(path_column, PATH_COL),
-                                    "fill in the image path or delete the row"))
-            continue
-        if not label:
-            problems.append(Problem(where, f"image {path!r} has an empty label" + _column_note(label_column, LABEL_COL),
-                                    "fill in its class name or delete the row"))
-            continue
-        if path in first_line:
-            problems.append(Problem(where, f"repeats path {path!r} (first on line {first_line[path]})",
-                                    "keep one row per image"))
-            continue
-        first_line[path] = n
-        key = os.path.normcase(os.path.normpath(os.path.join(src.parent, path)))
-        if key in same_file:
-            m, other, other_label = same_file[key]
-            if other_label != label:
-                problems.append(Problem(
-                    where, f"{path!r} is the same file as {other!r} on line {m}, labelled {other_label!r} "
-                    f"there and {label!r} here", "keep one row per image, with its correct label"))
-                continue
-            warnings.append(Problem(where, f"{path!r} is the same file as {other!r} on line {m} (both "
-                                    f"{label!r}): it would count twice", "delete one of the two rows",
-                                    "warning"))
-        else:
-            same_file[key] = (n, path, label)
-        ids.append(path)
-        names.append(label)
-        lines.append(n)
-    classes = sorted(set(names))
-    warnings += _case_variants(src.name, names, lines)
-    index = {c: k for k, c in enumerate(classes)}
+    keys = _file_keys(src.parent, paths.iloc[ok])
+    same = np.zeros(len(ok), dtype=bool) if keys is None else _repeats(keys)
+    if same.any():
+        firsts = ok[~same]
+        at = pd.Index(keys[~same].to_numpy(dtype=object)).get_indexer(keys[same].to_numpy(dtype=object))
+        refused = []
+        for i, j in zip(ok[same], firsts[at]):
+            if labels[i] != labels[j]:
+                found.append((i, Problem(
+                    where(i), f"{paths[i]!r} is the same file as {paths[j]!r} on line {lines[j]}, labelled "
+                    f"{labels[j]!r} there and {labels[i]!r} here", "keep one row per image, with its correct label")))
+                refused.append(i)
+            else:
+                warnings.append(Problem(where(i), f"{paths[i]!r} is the same file as {paths[j]!r} on line {lines[j]} "
+                                        f"(both {labels[i]!r}): it would count twice", "delete one of the two rows",
+                                        "warning"))
+        ok = np.setdiff1d(ok, refused, assume_unique=True)
+    problems += [p for _, p in sorted(found, key=lambda t: t[0])]
+    codes, uniques = pd.factorize(labels.iloc[ok], sort=True)
+    classes = [str(c) for c in uniques]
+    counts = np.bincount(codes, minlength=len(classes))
+    first_pos = np.full(len(classes), n, dtype=np.int64)
+    np.minimum.at(first_pos, codes, np.arange(len(ok)))
+    warnings += _case_variants(name, classes, counts, lines[ok][first_pos] if len(ok) else first_pos)
     ds = LabeledImages(
-        kind="csv", source=src, root=src.parent, ids=ids,
-        labels=np.array([index[c] for c in names], dtype=np.int64), classes=classes,
-        rows=np.array(lines, dtype=np.int64), warnings=warnings,
+        kind="csv", source=src, root=src.parent, ids=paths.iloc[ok].tolist(),
+        labels=codes.astype(np.int64), classes=classes, rows=lines[ok], warnings=warnings,
         path_column=table.path_column, label_column=table.label_column,
     )
     return ds, problems
@@ -315,25 +342,49 @@ def _column_note(column: str, default: str) -> str:
     return "" if column == default else f" (column '{column}')"
 
 
-def _case_variants(name: str, labels: list[str], lines: list[int]) -> list[Problem]:
-    """A warning for each class name spelled in several cases (``nevus``, ``Nevus``, ``NEVUS``)."""
-    first: dict[str, int] = {}
-    count: dict[str, int] = {}
-    for label, n in zip(labels, lines):
-        first.setdefault(label, n)
-        count[label] = count.get(label, 0) + 1
-    groups: dict[str, list[str]] = {}
-    for label in first:
-        groups.setdefault(label.casefold(), []).append(label)
+def _repeats(values: pd.Series) -> np.ndarray:
+    """``(N,)`` True where a value already occurred earlier (``Series.duplicated``, by hashing
+    once: ``factorize`` numbers values in order of first appearance)."""
+    codes, _ = pd.factorize(values)
+    if not len(codes):
+        return np.zeros(0, dtype=bool)
+    seen = np.maximum.accumulate(codes)
+    return codes <= np.r_[-1, seen[:-1]]
+
+
+def _file_keys(folder: Path, paths: pd.Series) -> pd.Series | None:
+    """One key per file a path names (relative to ``folder``): equal keys, same file spelled
+    differently (``./x.jpg``, ``x.jpg``, ``a/../x.jpg``); ``os.path.normpath`` of the joined path,
+    computed only for the paths that are not already in normal form. None when every path is
+    in normal form (then equal keys are equal paths, already refused as repeats)."""
+    base = os.path.normcase(os.path.abspath(folder))
+    prefix = base.rstrip(os.sep) + os.sep
+    if os.sep != "/" or os.altsep:  # e.g. Windows: case and both separators matter; path by path
+        return paths.map(lambda p: os.path.normcase(os.path.normpath(os.path.join(base, p))))
+    odd = paths.str.contains(r"(?:^|/)\.\.?(?:/|$)|//|/$|^/", regex=True).to_numpy(dtype=bool)
+    if not odd.any():
+        return None
+    keys = (prefix + paths).astype(object).reset_index(drop=True)
+    keys[odd] = [os.path.normpath(os.path.join(base, p)) for p in paths[odd]]
+    return keys
+
+
+def _case_variants(name: str, classes: Sequence[str], counts: np.ndarray, first: np.ndarray) -> list[Problem]:
+    """A warning for each class name spelled in several cases (``nevus``, ``Nevus``, ``NEVUS``);
+    ``counts`` and ``first`` (line) per class."""
+    counts, first = [int(c) for c in counts], [int(f) for f in first]
+    groups: dict[str, list[int]] = {}
+    for k in np.argsort(first, kind="stable"):  # spellings in order of first appearance
+        groups.setdefault(classes[k].casefold(), []).append(int(k))
     out = []
-    for spellings in groups.values():
-        if len(spellings) > 1:
-            spellings.sort(key=lambda c: -count[c])
-            listed = ", ".join(f"{c!r} ({count[c]} row{'s' * (count[c] != 1)}, first on line {first[c]})"
-                               for c in spellings)
+    for ks in groups.values():
+        if len(ks) > 1:
+            ks.sort(key=lambda k: -counts[k])
+            listed = ", ".join(f"{classes[k]!r} ({counts[k]} row{'s' * (counts[k] != 1)}, first on line {first[k]})"
+                               for k in ks)
             out.append(Problem(name, f"class names differ only in case: {listed}; they are "
-                                     f"{len(spellings)} different classes",
-                               f"use one spelling, e.g. {spellings[0]!r}, for all of them", "warning"))
+                                     f"{len(ks)} different classes",
+                               f"use one spelling, e.g. {classes[ks[0]]!r}, for all of them", "warning"))
     return out
 
 
@@ -405,13 +456,14 @@ def _check_classes(ds: LabeledImages, classes: Sequence[str] | None) -> LabeledI
     if classes is not None:
         classes = list(classes)
         index = {c: k for k, c in enumerate(classes)}
-        found = [ds.classes[k] for k in ds.labels]
-        for i, name in enumerate(found):
-            if name not in index:
-                problems.append(Problem(ds.where(i), f"label {name!r} is not one of the classes {classes}",
-                                        "correct the label, or train a new run that includes this class"))
+        remap = np.array([index.get(c, -1) for c in ds.classes] + [-1], dtype=np.int64)
+        new = remap[ds.labels]
+        for i in np.flatnonzero(new < 0):
+            name = ds.classes[ds.labels[i]]
+            problems.append(Problem(ds.where(i), f"label {name!r} is not one of the classes {classes}",
+                                    "correct the label, or train a new run that includes this class"))
         if not problems:
-            ds.labels = np.array([index[n] for n in found], dtype=np.int64)
+            ds.labels = new
             ds.classes = classes
     if not problems:
         counts = np.bincount(ds.labels, minlength=len(ds.classes))
@@ -433,10 +485,54 @@ def _check_classes(ds: LabeledImages, classes: Sequence[str] | None) -> LabeledI
     return ds
 
 
+def missing_files(ds: LabeledImages) -> np.ndarray:
+    """``(N,)`` True where sample ``i``'s image file does not exist.
+
+    One directory listing per folder instead of a ``stat`` per file: a name found in its
+    folder's listing exists; a name not found is confirmed with a ``stat`` (so a
+    case-insensitive file system, or a folder that cannot be listed, gives the right answer).
+    A million files in one folder take about a second. (A sub-folder that bears an image's
+    name is listed too: :class:`ImageCheck` and decoding report it as unreadable.)
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = len(ds)
+    if ds.kind == "npz" or n == 0:
+        return np.zeros(n, dtype=bool)
+    if os.sep != "/" or os.altsep:  # another separator convention: file by file
+        return np.array([not ds.file_of(i).is_file() for i in range(n)], dtype=bool)
+    root = str(ds.root.absolute()).rstrip("/") + "/"
+    ids = pa.array(ds.ids, type=pa.string())
+    full = pc.if_else(pc.starts_with(ids, "/"), ids, pc.binary_join_element_wise(root, ids, ""))
+    parts = pc.split_pattern(full, "/", max_splits=1, reverse=True)
+    folder, name = pc.list_element(parts, 0), pc.list_element(parts, 1)
+    codes, folders = pd.factorize(pd.Series(folder, dtype="string[pyarrow]"))
+    present = np.zeros(n, dtype=bool)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(folders) + 1))
+    for f, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+        rows = order[lo:hi]
+        try:
+            listed = pa.array(os.listdir(folders[f] or "/"), type=pa.string())
+        except OSError:
+            continue  # missing or unreadable folder: each of its files is stat'ed below
+        present[rows] = pc.is_in(name.take(pa.array(rows)), value_set=listed).to_numpy(zero_copy_only=False)
+    unsure = np.flatnonzero(~present)
+    if len(unsure):
+        paths = full.take(pa.array(unsure)).to_pylist()
+        present[unsure] = [os.path.isfile(f) for f in paths]
+    return ~present
+
+
+def _missing_problem(f: Path, where: str) -> Problem:
+    return Problem(where, f"image file {str(f)!r} does not exist",
+                   "correct the path (relative paths start at the label file's folder) or use --skip-unreadable")
+
+
 def _image_problem(f: Path, where: str, max_pixels: int) -> Problem | None:
     if not f.is_file():
-        return Problem(where, f"image file {str(f)!r} does not exist",
-                       "correct the path (relative paths start at the label file's folder) or use --skip-unreadable")
+        return _missing_problem(f, where)
     try:
         with Image.open(f) as im:
             w, h = im.size
@@ -449,14 +545,87 @@ def _image_problem(f: Path, where: str, max_pixels: int) -> Problem | None:
     return None
 
 
-def _drop_or_fail(ds: LabeledImages, problems: list[Problem], skip: bool) -> LabeledImages:
-    """Either fail with the image problems, or drop those samples and keep warnings."""
+class ImageCheck:
+    """Whether every image of a data set opens and is not too large: each file's header read
+    (:func:`load` with ``check_images="open"`` does the same inline), here in a background
+    thread, because a million files take a minute or more, too long to wait for when a data
+    set is opened.
+
+    :meth:`start` runs it in the background (:meth:`run` in the calling thread); ``done`` of
+    ``total`` files were looked at so far; :attr:`problems` lists what was found, in row
+    order, each with file, row and fix; ``finished`` once every file was looked at. Nothing
+    is written anywhere.
+    """
+
+    def __init__(self, ds: LabeledImages, max_pixels: int = DEFAULT_MAX_PIXELS):
+        self.ds, self.max_pixels = ds, max_pixels
+        self.total = 0 if ds.kind == "npz" else len(ds)
+        self.done = 0
+        self.started = self.finished = False
+        self.seconds = 0.0
+        self._found: list[tuple[int, Problem]] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def problems(self) -> list[Problem]:
+        with self._lock:
+            return [p for _, p in sorted(self._found, key=lambda t: t[0])]
+
+    def run(self) -> "ImageCheck":
+        """Look at every file now (in this thread); returns self."""
+        with self._lock:
+            if self.started:
+                raise RuntimeError("this image check was already started")
+            self.started = True
+        self._work()
+        return self
+
+    def start(self) -> "ImageCheck":
+        """Look at every file in a background thread (once; later calls do nothing); returns self."""
+        with self._lock:
+            if self.started:
+                return self
+            self.started = True
+        self._thread = threading.Thread(target=self._work, name="sei-image-check", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop a background check early (it stays unfinished)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _work(self) -> None:
+        t0 = time.perf_counter()
+        for i in range(self.total):
+            if self._stop.is_set():
+                return
+            p = _image_problem(self.ds.file_of(i), self.ds.where(i), self.max_pixels)
+            with self._lock:
+                if p is not None:
+                    self._found.append((i, p))
+                self.done = i + 1
+                self.seconds = time.perf_counter() - t0
+        self.finished = True
+
+
+def _drop_or_fail(ds: LabeledImages, problems: list[Problem], skip: bool,
+                  index: Sequence[int] | None = None) -> LabeledImages:
+    """Either fail with the image problems, or drop those samples (``index``: their
+    positions, else found by each problem's ``where``) and keep warnings."""
     if not problems:
         return ds
     if not skip:
         raise DataError(problems, f"{ds.source} has unreadable images")
-    bad = {p.where for p in problems}
-    keep = [i for i in range(len(ds)) if ds.where(i) not in bad]
+    if index is None:
+        bad = {p.where for p in problems}
+        index = [i for i in range(len(ds)) if ds.where(i) in bad]
+    drop = np.zeros(len(ds), dtype=bool)
+    drop[np.asarray(index, dtype=np.int64)] = True
+    keep = np.flatnonzero(~drop)
     ds.ids = [ds.ids[i] for i in keep]
     ds.labels = ds.labels[keep]
     if ds.rows is not None:

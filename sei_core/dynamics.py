@@ -109,13 +109,60 @@ def sample_groups(
 _BLOCK_BYTES = 64 << 20
 
 
+def group_sums(values: np.ndarray, groups: np.ndarray, n_groups: int = 3
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-epoch sums of ``values`` and of their squares within each group, and group sizes.
+
+    The additive part of :func:`group_mean_curves`: sums over disjoint ranges of samples add
+    up, so a million samples can be summarised range by range (:func:`mean_std` finishes).
+    Computed as matrix products ``values @ onehot(groups)`` over blocks of epochs in float32,
+    so a ``(150, 1_000_000)`` record array needs no float64 copy (~64 MB beyond the input).
+
+    Parameters
+    ----------
+    values : (T, N) per-epoch values (e.g. signed entropy; booleans count as 0/1).
+    groups : (N,) group code per sample (codes outside ``0..n_groups-1`` are ignored).
+    n_groups : number of groups.
+
+    Returns
+    -------
+    sums, squares : (G, T) float64.
+    count : (G,) number of samples in each group.
+    """
+    values = np.asarray(values)
+    groups = np.asarray(groups)
+    t, n = values.shape if values.ndim == 2 else (0, 0)
+    valid = (groups >= 0) & (groups < n_groups)
+    count = np.bincount(groups[valid].astype(np.int64), minlength=n_groups)[:n_groups].astype(np.int64)
+    sums = np.zeros((n_groups, t))
+    squares = np.zeros((n_groups, t))
+    if t == 0 or not count.any():
+        return sums, squares, count
+    onehot = np.zeros((n, n_groups), dtype=np.float32)
+    onehot[np.flatnonzero(valid), groups[valid].astype(np.int64)] = 1.0
+    step = max(1, _BLOCK_BYTES // max(1, 4 * n))
+    for t0 in range(0, t, step):
+        block = values[t0:t0 + step].astype(np.float32)
+        sums[:, t0:t0 + step] = (block @ onehot).T
+        np.multiply(block, block, out=block)
+        squares[:, t0:t0 + step] = (block @ onehot).T
+    return sums, squares, count
+
+
+def mean_std(sums: np.ndarray, squares: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and population standard deviation from :func:`group_sums`' output (``(..., G, T)``
+    sums and squares, ``(..., G)`` counts); NaN for an empty group."""
+    sums, squares = np.asarray(sums, dtype=np.float64), np.asarray(squares, dtype=np.float64)
+    c = np.asarray(count, dtype=np.float64)[..., None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        m = np.where(c > 0, sums / np.where(c > 0, c, 1), np.nan)
+        var = np.maximum(squares / np.where(c > 0, c, 1) - m * m, 0.0)
+    return m, np.where(c > 0, np.sqrt(var), np.nan)
+
+
 def group_mean_curves(values: np.ndarray, groups: np.ndarray, n_groups: int = 3
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-epoch mean and standard deviation of ``values`` within each group.
-
-    Computed as one pass of matrix products ``values @ onehot(groups)`` (and of the squares)
-    over blocks of epochs in float32, so a ``(150, 1_000_000)`` record array needs no float64
-    copy: memory beyond the input stays under ~64 MB.
 
     Parameters
     ----------
@@ -129,30 +176,8 @@ def group_mean_curves(values: np.ndarray, groups: np.ndarray, n_groups: int = 3
     std : (G, T) population standard deviation (NaN for an empty group).
     count : (G,) number of samples in each group.
     """
-    values = np.asarray(values)
-    groups = np.asarray(groups)
-    t, n = values.shape if values.ndim == 2 else (0, 0)
-    valid = (groups >= 0) & (groups < n_groups)
-    count = np.bincount(groups[valid].astype(np.int64), minlength=n_groups)[:n_groups].astype(np.int64)
-    mean = np.full((n_groups, t), np.nan)
-    std = np.full((n_groups, t), np.nan)
-    if t == 0 or not count.any():
-        return mean, std, count
-    onehot = np.zeros((n, n_groups), dtype=np.float32)
-    onehot[np.flatnonzero(valid), groups[valid].astype(np.int64)] = 1.0
-    sums = np.zeros((t, n_groups))
-    squares = np.zeros((t, n_groups))
-    step = max(1, _BLOCK_BYTES // max(1, 4 * n))
-    for t0 in range(0, t, step):
-        block = values[t0:t0 + step].astype(np.float32)
-        sums[t0:t0 + step] = block @ onehot
-        np.multiply(block, block, out=block)
-        squares[t0:t0 + step] = block @ onehot
-    nonempty = count > 0
-    m = sums[:, nonempty] / count[nonempty]
-    var = np.maximum(squares[:, nonempty] / count[nonempty] - m * m, 0.0)
-    mean[nonempty] = m.T
-    std[nonempty] = np.sqrt(var).T
+    sums, squares, count = group_sums(values, groups, n_groups)
+    mean, std = mean_std(sums, squares, count)
     return mean, std, count
 
 

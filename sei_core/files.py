@@ -44,6 +44,55 @@ def atomic_write(target: str | os.PathLike, write: Callable[[BinaryIO], object])
             os.close(dir_fd)
 
 
+def atomic_write_dir(target: str | os.PathLike, fill: Callable[[Path], object]) -> bool:
+    """Create the folder ``target`` whole or not at all: ``fill(tmp)`` writes the files into a
+    temporary folder beside it, each file and the folder are fsynced, then the folder is
+    renamed to ``target``. A reader that finds ``target`` finds every file complete.
+
+    ``target`` is never replaced: if it appears meanwhile (another writer of the same
+    content), the temporary folder is removed and False is returned; True when this call
+    created it. A writer killed before the rename leaves only a ``.<name>.*.tmp`` folder
+    (:func:`temp_files` finds it), never a partial ``target``.
+    """
+    import shutil
+
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+    try:
+        fill(tmp)
+        for f in tmp.iterdir():
+            if f.is_file():
+                fd = os.open(f, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        _fsync_dir(tmp)
+        os.chmod(tmp, 0o755)
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            if not target.is_dir():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+            return False
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _fsync_dir(target.parent)
+    return True
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
 def atomic_write_bytes(target: str | os.PathLike, data: bytes) -> None:
     """Replace ``target`` with ``data`` atomically."""
     atomic_write(target, lambda fh: fh.write(data))

@@ -155,29 +155,41 @@ def score_histograms(
         hit = [r for r, rt in enumerate(runs) if np.isclose(rt, t, rtol=1e-6, atol=1e-9)]
         return hit[0] if hit else None
 
+    # every panel's counts in one pass: bin of each sample (np.histogram's bins: the last one
+    # closed), then one bincount over (class, flagged, truly mislabeled, bin)
+    k_all = len(classes)
+    use = ok & (labels >= 0) & (labels < k_all)
+    b = np.clip(np.searchsorted(edges, score[use], side="right") - 1, 0, n_bins - 1)
+    key = ((labels[use] * 2 + flagged[use]) * 2 + (0 if noisy is None else noisy[use])) * n_bins + b
+    counts_all = np.bincount(key, minlength=k_all * 4 * n_bins).reshape(k_all, 2, 2, n_bins)
     lines_used: dict[str, str] = {}
     in_legend: dict[str, tuple[str, str]] = {}  # every part's name, listed once even if empty everywhere
+    shapes = []
     for n, c in enumerate(show):
         r, col = n // cols + 1, n % cols + 1
-        in_c = ok & (labels == c)
+        axis = "" if n == 0 else str(n + 1)  # make_subplots numbers the axes row by row
         for name, color, flag_value in parts:
-            m = in_c & (flagged == flag_value)
-            subsets = [(m, name, "")] if noisy is None else [
-                (m & ~noisy, f"{name} · label correct", ""), (m & noisy, f"{name} · truly mislabeled", "/")]
-            for mask, label, pattern in subsets:
-                counts = binned(score[mask], edges)
+            f = int(flag_value)
+            subsets = [(counts_all[c, f].sum(axis=0), name, "")] if noisy is None else [
+                (counts_all[c, f, 0], f"{name} · label correct", ""),
+                (counts_all[c, f, 1], f"{name} · truly mislabeled", "/")]
+            for counts, label, pattern in subsets:
                 first = label not in in_legend and counts.any()
                 in_legend.setdefault(label, (color, pattern))
                 if first:
                     in_legend[label] = ("", "")  # listed by this trace
                 fig.add_trace(_bars(counts, edges, label, color, score_name, pattern=pattern, showlegend=bool(first)),
                               row=r, col=col)
-        for t in np.unique(np.round(threshold[in_c & np.isfinite(threshold)], 9)):
+        in_c = labels == c
+        for t in np.unique(np.round(threshold[in_c & ok & np.isfinite(threshold)], 9)):
             k = run_of(float(t))
             name = "threshold" if k is None or len(runs) < 2 else f"threshold, run {k + 1}"
             dash = THRESHOLD_DASHES[(k or 0) % len(THRESHOLD_DASHES)]
             lines_used[name] = dash
-            fig.add_vline(x=float(t), line=dict(color=THRESHOLD_COLOR, dash=dash, width=1.5), row=r, col=col)
+            shapes.append(dict(type="line", xref=f"x{axis}", yref=f"y{axis} domain", x0=float(t), x1=float(t),
+                               y0=0, y1=1, line=dict(color=THRESHOLD_COLOR, dash=dash, width=1.5)))
+    if shapes:  # all at once (one add_vline per panel costs tens of milliseconds each)
+        fig.update_layout(shapes=shapes)
     for label, (color, pattern) in in_legend.items():
         if color:  # no image in any panel: a legend entry only, so every part is explained
             fig.add_trace(go.Bar(x=[None], y=[None], name=label, legendgroup=label, showlegend=True,
@@ -265,6 +277,19 @@ def group_curves(mean: np.ndarray, std: np.ndarray, count: np.ndarray, names: Se
     return _layout(fig, 340, top=80 if title else 50)
 
 
+def trajectory_picks(codes: np.ndarray, max_lines: int = 25, seed: int = 0) -> list[np.ndarray]:
+    """The samples :func:`entropy_trajectories` draws as individual lines: up to ``max_lines``
+    of code 0 (kept) and of code 1 (flagged), drawn at random (``seed``), sorted."""
+    codes = np.asarray(codes)
+    rng = np.random.default_rng(seed)
+    out = []
+    for g in (0, 1):
+        idx = np.flatnonzero(codes == g)
+        out.append(np.sort(rng.choice(idx, size=min(max_lines, len(idx)), replace=False)) if len(idx)
+                   else np.zeros(0, dtype=np.int64))
+    return out
+
+
 def entropy_trajectories(entropy: np.ndarray, flagged: np.ndarray, scored: np.ndarray | None = None,
                          max_lines: int = 25, seed: int = 0) -> go.Figure:
     """Entropy per epoch of kept vs flagged samples: a few individual trajectories and the means.
@@ -281,15 +306,24 @@ def entropy_trajectories(entropy: np.ndarray, flagged: np.ndarray, scored: np.nd
     scored = np.ones_like(flagged) if scored is None else np.asarray(scored, dtype=bool)
     codes = np.where(scored, flagged.astype(np.int8), -1)
     mean, std, count = group_mean_curves(h, codes, 2)
-    epochs = np.arange(1, h.shape[0] + 1)
-    rng = np.random.default_rng(seed)
+    lines = [np.asarray(h[:, idx], dtype=np.float64).T for idx in trajectory_picks(codes, max_lines, seed)]
+    return entropy_summary(mean, std, count, lines)
+
+
+def entropy_summary(mean: np.ndarray, std: np.ndarray, count: np.ndarray, lines: Sequence[np.ndarray]) -> go.Figure:
+    """:func:`entropy_trajectories`' figure from its summary: ``(2, T)`` mean and standard
+    deviation of kept (0) and flagged (1) samples, their ``(2,)`` counts, and per side the
+    ``(L, T)`` entropy of the few samples drawn as lines (:func:`trajectory_picks`)."""
+    mean, std = np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
+    if mean.size == 0:
+        return _empty("No epochs recorded yet")
+    epochs = np.arange(1, mean.shape[1] + 1)
     fig = go.Figure()
     for g, (name, color) in enumerate((("kept", KEPT_COLOR), ("flagged", FLAGGED_COLOR))):
         if not count[g]:
             continue
-        idx = np.flatnonzero(codes == g)
-        for i in np.sort(rng.choice(idx, size=min(max_lines, len(idx)), replace=False)):
-            fig.add_trace(go.Scatter(x=epochs, y=np.asarray(h[:, i], dtype=np.float64), mode="lines",
+        for y in np.asarray(lines[g], dtype=np.float64):
+            fig.add_trace(go.Scatter(x=epochs, y=y, mode="lines",
                                      line=dict(color=_rgba(color, 0.18), width=1),
                                      hoverinfo="skip", showlegend=False, legendgroup=name))
         m, s = mean[g], std[g]
@@ -299,7 +333,7 @@ def entropy_trajectories(entropy: np.ndarray, flagged: np.ndarray, scored: np.nd
         fig.add_trace(go.Scatter(x=epochs, y=m, mode="lines", name=f"{name} ({int(count[g])}), mean ± sd",
                                  legendgroup=name, line=dict(color=color, width=3),
                                  hovertemplate=f"{name}<br>epoch %{{x}}<br>mean entropy %{{y:.3g}}<extra></extra>"))
-    _epoch_axis(fig, h.shape[0])
+    _epoch_axis(fig, mean.shape[1])
     fig.update_yaxes(title_text="entropy (nats)", rangemode="tozero")
     return _layout(fig, 340)
 

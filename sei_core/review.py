@@ -314,28 +314,42 @@ def _load_file(path: Path, gen: int, path_column: str = PATH_COL, label_column: 
     # Without a quote character no cell can hold a line break; with one, look.
     multiline = table.dialect.quotechar.encode() in raw and bool(
         frame.apply(lambda c: c.str.contains("[\r\n]", regex=True)).to_numpy().any())
-    for col in REVIEW_COLUMNS:
-        if col not in frame.columns:
-            frame[col] = ""
-    for col in (table.label_column, *REVIEW_COLUMNS):  # set cell by cell on every decision: O(1) as objects
-        frame[col] = frame[col].astype(object)
-    labels = table.labels()
-    unset = (frame[ORIGINAL_LABEL_COL].str.strip() == "") & (frame[STATUS_COL].str.strip() == "")
+    # column operations on the reader's text columns first (fast), then object columns: they
+    # are set cell by cell on every decision, O(1) as objects
+    n = len(frame)
+    labels = _stripped(frame[table.label_column])
+    unset = np.ones(n, dtype=bool)  # rows never reviewed: no original label and no status yet
+    for col in (ORIGINAL_LABEL_COL, STATUS_COL):
+        if col in frame.columns:
+            unset &= (_stripped(frame[col]) == "").to_numpy(dtype=bool)
+    known = set(labels.unique().tolist())
+    if ORIGINAL_LABEL_COL in frame.columns:
+        known |= set(_stripped(frame[ORIGINAL_LABEL_COL]).unique().tolist())
+    for col in (table.label_column, *REVIEW_COLUMNS):
+        frame[col] = frame[col].astype(object) if col in frame.columns else np.full(n, "", dtype=object)
     if unset.any():
-        frame.loc[unset, ORIGINAL_LABEL_COL] = labels[unset]
+        frame[ORIGINAL_LABEL_COL] = np.where(unset, labels.to_numpy(dtype=object),
+                                             frame[ORIGINAL_LABEL_COL].to_numpy(dtype=object))
     paths = table.paths()
-    dup = paths[paths.duplicated()].unique().tolist()
+    row = dict(zip(paths.tolist(), range(len(paths))))
+    dup = paths[paths.duplicated()].unique().tolist() if len(row) < len(paths) else []
     if dup:
         shown = ", ".join(repr(p) for p in dup[:5]) + (" ..." if len(dup) > 5 else "")
         raise LabelFileError(
             f"Label file {path} lists {len(dup)} path(s) more than once ({shown}). "
             f"Each image must appear on exactly one row; remove the duplicates."
         )
-    row = dict(zip(paths.tolist(), range(len(paths))))
-    known = frozenset(pd.unique(pd.concat([labels, frame[ORIGINAL_LABEL_COL].str.strip()]))) - {""}
+    known = frozenset(str(k) for k in known) - {""}
     cols = tuple(frame.columns.get_loc(c) for c in (table.path_column, table.label_column, *REVIEW_COLUMNS))
     return _FileState(stat=before, gen=gen, table=table, row=row, known_labels=known, cols=cols,
                       raw=raw, starts=line_starts(raw), complete=complete, multiline=multiline)
+
+
+def _stripped(column: pd.Series) -> pd.Series:
+    """``column.str.strip()`` computed on Arrow strings (object columns: a Python call per cell)."""
+    if column.dtype == object:
+        column = column.astype("string[pyarrow]")
+    return column.str.strip()
 
 
 def is_read_only(label_file: str | os.PathLike[str]) -> bool:
@@ -404,6 +418,7 @@ class _Status:
     last: int  # the last decision id it includes
     paths: pd.Index
     cols: dict[str, np.ndarray]  # label, original_label, review_status, reviewed_by
+    row: dict[str, int] = None  # the file's row of each path (_FileState.row)
     table: pd.DataFrame | None = None
     by_path: pd.Series | None = None
 
@@ -602,6 +617,13 @@ class ReviewStore:
             sql += " WHERE " + " AND ".join(where)
         with self._connect() as conn:
             return [_decision_from_row(r) for r in conn.execute(sql + " ORDER BY id", args)]
+
+    def recent_decisions(self, n: int) -> list[Decision]:
+        """The ``n`` most recent logged decisions, newest first (what a page lists; the whole
+        log grows with every decision)."""
+        with self._connect() as conn:
+            return [_decision_from_row(r) for r in
+                    conn.execute(f"SELECT {_COLUMNS} FROM decisions ORDER BY id DESC LIMIT ?", (int(n),))]
 
     def latest_decision(self, path: str) -> Decision | None:
         """The most recent decision still in effect for ``path`` (may be an ``undo`` entry), or None."""
@@ -864,9 +886,64 @@ class ReviewStore:
             return idx, r[0], r[1], r[2]
         return idx, state.cell(idx, 1), state.cell(idx, 3), state.cell(idx, 4)
 
+    def changes(self, since: tuple[int, int] | None) -> tuple[tuple[int, int], list[tuple[str, str, str, str]] | None]:
+        """What changed since ``since``, a mark an earlier call returned (None: nothing known).
+
+        Returns the new mark and ``(path, label, review_status, reviewed_by)`` of every
+        decision logged since, in log order — or None in place of the list when the label
+        file itself was replaced meanwhile (another program wrote it) or nothing was known:
+        then read every row again (:meth:`status_of`). O(decisions since), not O(rows): what
+        a page calls on every rerun to keep its own copy of some rows current.
+        """
+        with self._locked(), self._connect() as conn:
+            state = self._current_file()
+            if since is None or since[0] != state.gen:
+                last = conn.execute("SELECT COALESCE(MAX(id), 0) FROM decisions").fetchone()[0]
+                return (state.gen, last), None
+            rows = conn.execute(
+                "SELECT id, path, new_label, new_status, COALESCE(new_reviewed_by, reviewer) "
+                "FROM decisions WHERE id > ? ORDER BY id", (since[1],)).fetchall()
+        return (state.gen, rows[-1][0] if rows else since[1]), [tuple(r[1:]) for r in rows]
+
+    def status_of(self, paths: Sequence[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The reviewed state of some rows: ``present`` (False for a path not in the file) and
+        object arrays of ``label``, ``original_label``, ``review_status``, ``reviewed_by`` (as
+        :meth:`status_table` has them, ``""`` where absent), in the order of ``paths``. Costs
+        O(len(paths) + pending decisions), not O(rows): the file's cells of those rows with
+        the pending decisions laid over them."""
+        with self._locked(), self._connect() as conn:
+            state = self._current_file()
+            pending = self._pending(conn)
+            with self._mutex:
+                at = np.fromiter((state.row.get(p, -1) for p in paths), dtype=np.int64, count=len(paths))
+                present = at >= 0
+                rows = at[present]
+                cols = {}
+                for c, col in ((LABEL_COL, state.table.label_column), *((r, r) for r in REVIEW_COLUMNS)):
+                    cells = state.frame[col].to_numpy(dtype=object)[rows]
+                    out = np.full(len(paths), "", dtype=object)
+                    out[present] = [str(v) if c == REVIEWER_COL else str(v).strip() for v in cells]
+                    cols[c] = out
+        if pending:
+            where = {p: i for i, p in enumerate(paths)}
+            for _, path, label, status, by in pending:  # in log order: the latest wins
+                i = where.get(path)
+                if i is not None and present[i]:
+                    if cols[ORIGINAL_LABEL_COL][i] == "" and cols[STATUS_COL][i] == "":
+                        cols[ORIGINAL_LABEL_COL][i] = cols[LABEL_COL][i]
+                    cols[LABEL_COL][i], cols[STATUS_COL][i], cols[REVIEWER_COL][i] = label, status, by or ""
+        return present, cols
+
     def _status_now(self) -> tuple[pd.DataFrame, pd.Series]:
         """(status table, review status by path), brought up to date with the decisions
         logged since the last call: O(1) per decision, O(rows) only per label-file version."""
+        st = self._status_state()
+        with self._mutex:
+            return st.frames()
+
+    def _status_state(self) -> _Status:
+        """The reviewed state of every row (:class:`_Status`), brought up to date with the
+        decisions logged since the last call."""
         with self._locked(), self._connect() as conn:
             state = self._current_file()
             last = conn.execute("SELECT COALESCE(MAX(id), 0) FROM decisions").fetchone()[0]
@@ -876,10 +953,10 @@ class ReviewStore:
                     f = state.frame
                     st = _Status(gen=state.gen, last=0, paths=pd.Index(state.table.paths().to_numpy(dtype=object),
                                                                        dtype=object),
-                                 cols={c: (f[col] if c == REVIEWER_COL else f[col].str.strip())
+                                 cols={c: (f[col] if c == REVIEWER_COL else _stripped(f[col]))
                                        .to_numpy(dtype=object, copy=True)
                                        for c, col in ((LABEL_COL, state.table.label_column),
-                                                      *((r, r) for r in REVIEW_COLUMNS))})
+                                                      *((r, r) for r in REVIEW_COLUMNS))}, row=state.row)
                     since = self._pending(conn)
                 elif st.last < last:
                     since = [tuple(r) for r in conn.execute(
@@ -891,7 +968,7 @@ class ReviewStore:
                     st.apply(state.row, since)
                     st.last, st.table, st.by_path = last, None, None
                     self._status = st
-                return st.frames()
+                return st
 
     def _check_label(self, new_label: str, state: _FileState) -> None:
         if self.classes is not None:
@@ -1122,7 +1199,7 @@ class ReviewQueue:
         self.original = np.full(q, "", dtype=object)
         self.reviewer = np.full(q, "", dtype=object)
         self.status = np.full(q, MISSING, dtype=np.int8)
-        self.synced_with: object = None  # a version tag of the label file, kept by the caller
+        self.synced_with: object = None  # the store mark of the last follow() (ReviewStore.changes)
         if status_table is not None:
             self.sync(status_table)
 
@@ -1138,6 +1215,22 @@ class ReviewQueue:
         self.reviewer = t["reviewed_by"].fillna("").to_numpy(dtype=object, copy=True)
         codes = t["review_status"].fillna("").map(lambda v: _CODE.get(str(v).strip(), np.int8(0)))
         self.status = np.where(present, codes.to_numpy(dtype=np.int8), MISSING).astype(np.int8)
+
+    def follow(self, store: "ReviewStore") -> None:
+        """Bring every queue row up to date with ``store``: only the decisions logged since the
+        last call while the label file is the same version (O(decisions)); every queue row
+        again on the first call or after the file was replaced by another program."""
+        mark, changed = store.changes(self.synced_with)
+        if changed is None:
+            present, cols = store.status_of(self.ids)
+            self.label, self.original = cols["label"], cols["original_label"]
+            self.reviewer = cols["reviewed_by"]
+            codes = np.array([_CODE.get(str(v).strip(), np.int8(0)) for v in cols["review_status"]], dtype=np.int8)
+            self.status = np.where(present, codes, MISSING).astype(np.int8)
+        else:
+            for path, label, status, reviewer in changed:
+                self.apply(path, label, status, reviewer or "")
+        self.synced_with = mark
 
     def apply(self, path: str, label: str, status: str, reviewer: str) -> None:
         """One decision (or undo) taken: update that row only."""

@@ -128,12 +128,12 @@ class RunWriter:
 
     def finish(self) -> Path:
         """Score the run, write ``scores.csv`` and mark it finished; returns the run directory."""
-        from .ranking import write_scores  # late import: ranking reads what was written
+        from .score_cache import write_finished  # late import: scoring reads what was written
 
         if self.epoch == 0:
             raise RunError("no epoch was recorded: call end_epoch() after each epoch")
         self.run.mark_done(1)
-        write_scores(self.run)
+        write_finished(self.run)
         self.run.update_status(state="finished", phase="finished", epochs=self.epoch, eta_seconds=0,
                                finished_at=now())
         self._release()

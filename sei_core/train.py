@@ -343,9 +343,9 @@ def _train(config, out, resume, progress_bar, log, d: Dist, device: torch.device
             _train_one(run, config, prepared, aux_sets[index - 1], index, device, progress_bar and main, say,
                        d, budget)
         if main:
-            from .ranking import write_scores  # late import: ranking reads what training wrote
+            from .score_cache import write_finished  # late import: scoring reads what training wrote
 
-            write_scores(run)
+            write_finished(run)
             run.update_status(state="finished", phase="finished", eta_seconds=0, finished_at=now())
             say("finished; scores written to scores.csv")
         return run

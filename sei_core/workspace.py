@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .files import atomic_write_bytes, atomic_write_json
-from .labels import LABEL_COL, PATH_COL, TableError, read_truth, source_kind
+from .labels import LABEL_COL, PATH_COL, TableError, source_kind, truth_columns
 from .review import (REVIEW_LABEL_FILE, REVIEW_REQUESTS_FILE, is_read_only,  # noqa: F401 (pages use them here)
                      request_review, review_label_file, review_requests)
 from .runs import Run, list_runs
@@ -247,14 +247,19 @@ def load_truth(data_path: str | Path, ids: list[str]) -> np.ndarray | None:
     f = truth_file(data_path)
     if f is None:
         return None
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     try:
-        noisy = read_truth(f)
+        paths, flags = truth_columns(f)
     except TableError:
         return None
-    try:
-        return np.array([noisy[i] for i in ids], dtype=bool)
-    except KeyError:
+    # the row of each id (the last one of a path listed twice, as read_truth's dict keeps)
+    listed = pa.array(paths.to_numpy(dtype=object)[::-1], type=pa.string())
+    at = pc.index_in(pa.array(list(ids), type=pa.string()), value_set=listed).to_numpy(zero_copy_only=False)
+    if len(ids) and np.isnan(at.astype(np.float64)).any():
         return None
+    return flags[::-1][np.asarray(at, dtype=np.int64)] if len(ids) else np.zeros(0, dtype=bool)
 
 
 # -- prompts ---------------------------------------------------------------------------------

@@ -19,7 +19,9 @@ def test_opens_the_recent_data_set_with_counts_thumbnails_and_report(open_app, a
     assert not at.error
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Images"] == "48" and metrics["Classes"] == "4" and metrics["Problems"] == "0"
-    assert any("No problems found" in s.value for s in at.success)
+    done = [s.value for s in at.success]
+    assert any(v.startswith("Checked: every row has a path and a label, every image file exists") for v in done)
+    assert "Every image opens (48 checked)." in done  # a small data set: every image opened at once
     assert len(at.image) >= 4  # thumbnails
     assert len(at.tabs) == 4  # one thumbnail tab per class
     assert "truth.csv" in _values(at.text)
@@ -194,3 +196,32 @@ def test_the_page_address_carries_the_columns(app_env, open_app):
     assert fresh.session_state["data"]["label_column"] == "label" and not fresh.error
     menu = [b for b in fresh.selectbox if b.label == "Recently opened"][0]
     assert f"{f} (paths: image_id, labels: diagnosis)" in menu.options
+
+
+def test_a_large_data_set_opens_at_once_and_every_image_is_opened_in_the_background(open_app, app_env, monkeypatch):
+    import time
+
+    import pages._common as common
+
+    monkeypatch.setattr(common, "OPEN_AT_ONCE", 10)  # the 50 images below count as "large"
+    (app_env.data / "images" / "broken.png").write_bytes(b"not a png")
+    with open(app_env.labels, "a") as f:
+        f.write("images/broken.png,nevus,P1\nimages/gone.png,nevus,P2\n")
+    at = open_app()
+    assert not at.exception
+    # what was checked at once: the rows and that each file exists (gone.png does not) ...
+    assert any("1 image file(s) are missing" in w.value for w in at.warning)
+    assert any("gone.png" in " ".join(map(str, d.value["where"])) for d in at.dataframe if "where" in d.value)
+    # ... and what was not yet: whether each image opens
+    assert any("Not checked yet" in i.value for i in at.info)
+    assert not any("broken.png" in " ".join(map(str, d.value["where"])) for d in at.dataframe if "where" in d.value)
+    at.button(key="check_images").click().run()
+    check = common.image_check({"path": str(app_env.labels)})
+    deadline = time.monotonic() + 60
+    while not check.finished and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert check.finished
+    at.run()
+    assert any("cannot be read" in w.value for w in at.warning)
+    assert any("broken.png" in " ".join(map(str, d.value["where"])) for d in at.dataframe if "where" in d.value)
+    assert {m.label: m.value for m in at.metric}["Problems"] == "2"

@@ -238,3 +238,57 @@ def test_chosen_columns_validate_and_are_required(tmp_path):
         _img(folder / c / "1.png")
     with pytest.raises(DataError, match="not a label file"):
         dataset.load(folder, label_column="diagnosis")
+
+
+def test_missing_files_are_found_from_directory_listings_like_a_stat_per_file(tmp_path):
+    for p in ("a.png", "sub/b.png", "sub/deeper/c.png", "other/d.png"):
+        _img(tmp_path / p)
+    (tmp_path / "sub" / "folder.png").mkdir()  # listed like a file; the image check finds it
+    outside = tmp_path.parent / f"{tmp_path.name}_abs.png"
+    _img(outside)
+    rows = ["a.png", "sub/b.png", "sub/deeper/c.png", "other/d.png", "sub/gone.png", "nowhere/x.png",
+            str(outside), str(tmp_path / "absent.png"), "./a.png", "sub/../other/d.png", "sub/folder.png", "A.PNG"]
+    f = tmp_path / "labels.csv"
+    f.write_text("path,label\n" + "".join(f"{r},{'xy'[i % 2]}\n" for i, r in enumerate(rows)))
+    ds = dataset.load(f, check_images=False)
+    ds_rows = list(ds.ids)
+    missing = dataset.missing_files(ds)
+    assert missing.tolist() == [not ds.file_of(i).exists() for i in range(len(ds))]
+    assert {ds_rows[i] for i in np.flatnonzero(missing)} == {"sub/gone.png", "nowhere/x.png",
+                                                               str(tmp_path / "absent.png"), "A.PNG"}
+    folder = ds_rows.index("sub/folder.png")
+    problems = dataset.ImageCheck(dataset.subset(ds, [folder])).run().problems
+    assert len(problems) == 1 and "sub/folder.png" in problems[0].where
+
+
+def test_checking_existence_only_reports_missing_files_with_row_and_fix_and_opens_none(tmp_path):
+    f = _csv(tmp_path, "path,label\na.png,x\nb.png,y\nmissing.png,x\nbroken.png,y\nc.png,x\n")
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    with pytest.raises(DataError) as e:
+        dataset.load(f, check_images="exists")
+    assert [(p.where, p.fix != "") for p in e.value.problems] == [("labels.csv line 4 (missing.png)", True)]
+    assert "does not exist" in e.value.problems[0].message
+    ds = dataset.load(f, check_images="exists", skip_unreadable=True)
+    assert ds.ids == ["a.png", "b.png", "broken.png", "c.png"] and ds.rows.tolist() == [2, 3, 5, 6]
+    assert [p.where for p in ds.problems] == ["labels.csv line 4 (missing.png)"]
+    with pytest.raises(ValueError, match="check_images"):
+        dataset.load(f, check_images="decode")
+
+
+def test_the_image_check_finds_what_does_not_open_in_the_background_or_at_once(tmp_path):
+    f = _csv(tmp_path, "path,label\na.png,x\nbroken.png,y\nc.png,x\nbig.png,y\nb.png,y\n")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    _img(tmp_path / "big.png", size=(300, 300))
+    ds = dataset.load(f, check_images="exists")
+    at_once = dataset.ImageCheck(ds, max_pixels=50_000).run()
+    assert at_once.finished and at_once.done == at_once.total == 5
+    wheres = [p.where for p in at_once.problems]
+    assert wheres == ["labels.csv line 3 (broken.png)", "labels.csv line 5 (big.png)"]
+    assert all(p.fix for p in at_once.problems)
+    background = dataset.ImageCheck(ds, max_pixels=50_000)
+    assert not background.started
+    assert background.start() is background and background.start() is background  # once
+    background._thread.join(timeout=30)
+    assert background.finished and [p.where for p in background.problems] == wheres
+    with pytest.raises(RuntimeError):
+        background.run()

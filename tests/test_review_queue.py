@@ -46,3 +46,63 @@ def test_rows_missing_from_the_label_file():
     q = ReviewQueue(IDS, LABELS, SCORE, FLAGGED, status_table=t)
     assert q.row("a.png") is None
     assert "a.png" not in [q.ids[i] for i in q.select(("",))]
+
+
+def _store(tmp_path, rows=("a.png,x", "b.png,y", "c.png,x", "d.png,y", "e.png,x"), **kw):
+    from sei_core.review import ReviewStore
+
+    f = tmp_path / "labels.csv"
+    f.write_text("path,label\n" + "\n".join(rows) + "\n")
+    return ReviewStore(f, classes=["x", "y"], **kw), f
+
+
+def test_the_queue_follows_the_store_by_the_decisions_since_and_rereads_a_replaced_file(tmp_path):
+    # coalesced writes: decisions stay pending in the log while the file waits for its rewrite
+    store, f = _store(tmp_path, coalesce_min_bytes=0, coalesce_s=3600)
+    q = ReviewQueue(IDS, LABELS, SCORE, FLAGGED)
+    q.follow(store)
+    assert q.row("b.png") == ("y", "", "", "y") and q.reviewed() == 0
+    store.relabel("b.png", "x", "Dr. A", "y")
+    other_tab = ReviewQueue(IDS, LABELS, SCORE, FLAGGED)
+    other_tab.follow(store)  # a fresh queue reads the file's rows with the pending decisions over them
+    assert other_tab.row("b.png") == ("x", "relabeled", "Dr. A", "y")
+    mark = q.synced_with
+    q.follow(store)  # only what was logged since
+    assert q.row("b.png") == ("x", "relabeled", "Dr. A", "y") and q.synced_with != mark
+    assert store.changes(q.synced_with) == (q.synced_with, [])
+    store.undo("Dr. A")
+    q.follow(store)
+    assert q.row("b.png") == ("y", "", "", "y")
+    store.flush()
+    # another program replaces the file: the next follow reads the queue's rows again
+    f.write_text("path,label,original_label,review_status,reviewed_by\n"
+                 "b.png,y,y,,\nd.png,x,y,relabeled,Dr. B\ne.png,x,x,,\n")
+    q.follow(store)
+    assert q.row("d.png") == ("x", "relabeled", "Dr. B", "y")
+    assert q.row("a.png") is None  # no longer in the label file
+    store.close()
+
+
+def test_status_of_matches_the_status_table(tmp_path):
+    store, _ = _store(tmp_path, coalesce_min_bytes=0, coalesce_s=3600)
+    store.confirm("a.png", "Dr. A", "x")
+    store.discard("d.png", "Dr. B", "y")
+    present, cols = store.status_of(["d.png", "zzz.png", "a.png", "c.png"])
+    assert present.tolist() == [True, False, True, True]
+    table = store.status_table().set_index("path")
+    for i, p in enumerate(["d.png", "a.png", "c.png"]):
+        j = [0, 2, 3][i]
+        for c in ("label", "original_label", "review_status", "reviewed_by"):
+            assert cols[c][j] == table.loc[p, c], (p, c)
+    assert [cols[c][1] for c in cols] == ["", "", "", ""]
+    store.close()
+
+
+def test_recent_decisions_are_the_newest_first(tmp_path):
+    store, _ = _store(tmp_path)
+    store.confirm("a.png", "Dr. A", "x")
+    store.relabel("b.png", "x", "Dr. A", "y")
+    store.discard("c.png", "Dr. B", "x")
+    assert [d.path for d in store.recent_decisions(2)] == ["c.png", "b.png"]
+    assert store.recent_decisions(10) == store.decisions()[::-1]
+    store.close()
