@@ -147,7 +147,8 @@ def test_a_label_file_with_other_column_names_is_mapped_and_trained_with_them(op
     assert not at.exception and not at.error
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Images"] == "48" and metrics["Classes"] == "4" and metrics["Problems"] == "0"
-    assert any("No problems found" in s.value for s in at.success)
+    assert any(s.value.startswith("Checked: every row has a path and a label") for s in at.success)
+    assert any("Every image opens (48 checked)" in s.value for s in at.success)
     assert at.query_params["label_column"] == "diagnosis"
     recent = json.loads((app_env.runs / "recent.json").read_text())["data"]
     assert recent[0] == {"path": str(f), "split": "train", "path_column": "image_id", "label_column": "diagnosis"}
