@@ -205,8 +205,8 @@ def read_table(source: str | Path, *, path_column: str = PATH_COL, label_column:
     if dupes:
         raise TableError(f"{name} line 1", f"has duplicate column names {', '.join(map(repr, dupes))}",
                          "give every column a unique name")
-    frame = None
-    if _field_counts_ok(text, dialect, len(names)):
+    frame = _arrow_frame(text, dialect, names)
+    if frame is None and _field_counts_ok(text, dialect, len(names)):
         try:
             frame = pd.read_csv(
                 io.StringIO(text), sep=dialect.delimiter, quotechar=dialect.quotechar, dtype=str,
@@ -242,6 +242,32 @@ def _missing_fix(missing: list[str], names: list[str], path_column: str, label_c
     if any(m in flags for m in missing):
         return COLUMN_FIX
     return f"add the column{'s' * (len(missing) > 1)} {in_words(missing)} to the first line"
+
+
+def _arrow_frame(text: str, dialect: Dialect, names: list[str]) -> pd.DataFrame | None:
+    """The cells of a text without quote characters, parsed by Arrow's CSV reader (a million
+    rows in about 0.15 CPU-s against 1 s for pandas' C parser and the field count), as the
+    pandas path reads them: every cell text, one row per physical line (an empty line a row
+    of empty cells, dropped later as blank). None where it does not apply — quotes, fewer
+    than two columns, or any line without exactly one cell per column (the other paths then
+    find and report the rows)."""
+    if dialect.quotechar in text or len(names) < 2:
+        return None
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    try:
+        table = pacsv.read_csv(
+            io.BytesIO(text.encode("utf-8")),
+            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1),
+            parse_options=pacsv.ParseOptions(delimiter=dialect.delimiter, quote_char=False,
+                                             ignore_empty_lines=False),
+            convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
+                                                 strings_can_be_null=False))
+    except (pa.ArrowInvalid, ValueError):
+        return None
+    as_str = pd.Series([""], dtype=str).dtype  # what pandas gives for dtype=str (object before pandas 3)
+    return table.to_pandas(types_mapper=lambda t: as_str if t == pa.string() and as_str != object else None)
 
 
 def _field_counts_ok(text: str, dialect: Dialect, n: int) -> bool:

@@ -1,6 +1,7 @@
 """The one reader and writer of label tables (sei_core.labels), the truth reader and source kinds."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from sei_core.labels import (TableError, column_choices, read_table, read_truth, render_table, source_kind,
@@ -115,3 +116,25 @@ def test_column_choices_reads_only_the_start_of_the_file(tmp_path):
     assert whole.problems and (paths, labels) == suggest_columns(whole, 10)  # the same guess as a full read
     with pytest.raises(TableError, match="does not exist"):
         column_choices(tmp_path / "nowhere.csv")
+
+
+@pytest.mark.parametrize("text", [
+    "path,label\na.png,nevus\nb.png,melanoma\n",
+    "path;label;age\r\na.png; nevus ;30\r\n\r\nb.png;melanoma;\r\n",  # CRLF, spaces kept, a blank line
+    "\ufeffpath\tlabel\na.png\tnevus\n   \t  \nb.png\tmel",  # BOM, tab, a line of spaces, no final newline
+    "path,label,extra\na.png,nevus,1\nb.png,mel\nc.png,bcc,3\n",  # a short row: reported, not read by Arrow
+    "path,label\n\"a,1.png\",nevus\n",  # quotes: never Arrow's
+])
+def test_arrow_and_pandas_read_a_table_the_same(tmp_path, monkeypatch, text):
+    """The fast path (Arrow's CSV reader, files without quotes) gives the same table, line
+    numbers and problems as the pandas path it stands in for."""
+    from sei_core import labels as labels_mod
+
+    f = tmp_path / "t.csv"
+    f.write_bytes(text.encode("utf-8"))
+    fast = read_table(f, strict=False)
+    monkeypatch.setattr(labels_mod, "_arrow_frame", lambda *a: None)
+    slow = read_table(f, strict=False)
+    pd.testing.assert_frame_equal(fast.frame, slow.frame)
+    assert fast.lines.tolist() == slow.lines.tolist() and fast.problems == slow.problems
+    assert fast.dialect == slow.dialect
