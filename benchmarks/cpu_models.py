@@ -30,8 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sei_core.bench import noise  # noqa: E402
+from sei_core.labels import read_truth  # noqa: E402
 from sei_core.bench import stratified_subset  # noqa: E402
-from sei_core.metrics import precision_recall_f1  # noqa: E402
+from sei_core.metrics import auroc, precision_recall_f1  # noqa: E402
 from sei_core.ranking import DEFAULT_METHOD, score_run  # noqa: E402
 from sei_core.runs import Run  # noqa: E402
 
@@ -83,14 +84,16 @@ def measure(name: str, options: list[str], labels: Path, out: Path) -> dict:
             f"{time.time() - t0:.1f} {after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime:.1f}\n")
     wall, cpu = (float(x) for x in (run_dir / "measured.txt").read_text().split())
     cfg = Run(run_dir).config()
-    truth = pd.read_csv(labels.parent / "truth.csv", dtype=str, keep_default_na=False)
-    noisy = dict(zip(truth["path"], truth["is_noisy"].str.lower() == "true"))
+    noisy = read_truth(labels.parent / "truth.csv")
     s = score_run(Run(run_dir))
     is_noisy = np.array([noisy[i] for i in s.ids])
-    f1 = precision_recall_f1(s.flagged, is_noisy)["f1"]
-    f1_sei = precision_recall_f1(s.sei_flagged, is_noisy)["f1"]
+    prf = precision_recall_f1(s.flagged, is_noisy)
+    f1, f1_sei = prf["f1"], precision_recall_f1(s.sei_flagged, is_noisy)["f1"]
+    scored = ~np.isnan(s.score)
     return {**row, "model": cfg["model"], "px": cfg["image_size"], "epochs": cfg["epochs"],
-            "wall_min": wall / 60, "cpu_min": cpu / 60, f"f1_{DEFAULT_METHOD}": f1, "f1_sei": f1_sei,
+            "wall_min": wall / 60, "cpu_min": cpu / 60, f"f1_{DEFAULT_METHOD}": f1,
+            "precision": prf["precision"], "recall": prf["recall"],
+            "auroc": auroc(s.score[scored], is_noisy[scored]), "f1_sei": f1_sei,
             "f1_per_cpu_min": f1 / (cpu / 60)}
 
 
