@@ -142,3 +142,31 @@ def test_memmap_path_trains_exactly_like_the_in_ram_path(tiny_data, tiny_train, 
     a, b = runs["0"].records(1).load(), runs["1G"].records(1).load()
     for field in a:
         assert np.array_equal(a[field], b[field]), field
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator and /proc")
+@pytest.mark.parametrize("fix", [False, True])
+def test_large_freed_blocks_go_back_to_the_system_in_the_memmap_mode(fix):
+    """glibc keeps a freed block the size of a batch resident once an earlier free raised its
+    mmap threshold (so training's memory grows with the number of batches); after
+    ``feed.return_large_frees`` — which the memory-map mode calls — it is given back."""
+    code = textwrap.dedent(f"""
+        import numpy as np, torch
+        from sei_core import feed
+
+        def anon():
+            with open("/proc/self/status") as f:
+                return next(int(ln.split()[1]) for ln in f if ln.startswith("RssAnon:")) >> 10
+
+        if {fix}:
+            f = feed.ImageFeed(np.zeros((40, 3, 8, 8), np.uint8), torch.device("cpu"), budget=1000)
+            assert f.mode == "memmap"
+        a = np.ones(16 << 20, np.uint8); del a  # raises the default threshold to 16 MB
+        base = anon()
+        b = np.ones(16 << 20, np.uint8); del b
+        print(anon() - base)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    kept_mb = int(out.stdout.split()[-1])
+    assert kept_mb <= 1 if fix else kept_mb >= 15
