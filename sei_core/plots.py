@@ -424,7 +424,9 @@ def class_counts(counts: Mapping[str, int]) -> go.Figure:
     names = list(counts)
     fig = go.Figure(go.Bar(x=[counts[c] for c in names], y=[text(c) for c in names], orientation="h",
                            marker=dict(color=KEPT_COLOR), text=[counts[c] for c in names],
-                           textposition="outside", hovertemplate="%{y}: %{x} images<extra></extra>"))
+                           textposition="outside", cliponaxis=False,
+                           hovertemplate="%{y}: %{x} images<extra></extra>"))
     fig.update_yaxes(autorange="reversed")
-    fig.update_xaxes(title_text="images")
+    # room right of the longest bar for its count (the count was cut to "11" of 111)
+    fig.update_xaxes(title_text="images", range=[0, 1.15 * max([*counts.values(), 1])])
     return _layout(fig, max(200, 40 * len(names) + 90))

@@ -103,3 +103,8 @@ def test_figures_build_and_escape_labels():
         assert f.data or f.layout.annotations
     assert plots.score_histograms(np.full(3, np.nan), np.zeros(3, bool), np.zeros(3, int), ["a"],
                                 np.zeros(3)).layout.annotations[0].text == "No scored samples yet"
+
+
+def test_class_counts_leave_room_for_the_longest_bars_count():
+    fig = plots.class_counts({"melanoma": 111, "nevus": 88})
+    assert fig.data[0].cliponaxis is False and fig.layout.xaxis.range[1] >= 1.1 * 111
