@@ -42,6 +42,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from app_server import loadavg  # noqa: E402  (benchmarks/)
 from sei_core.files import atomic_write  # noqa: E402
 from sei_core.runs import Run  # noqa: E402
 from sei_core.score_cache import scored, write_finished  # noqa: E402
@@ -141,14 +142,6 @@ def rss_mb() -> tuple[float, float]:
         if line.startswith("VmRSS:"):
             now = int(line.split()[1]) / 1024
     return now, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def loadavg() -> str:
-    """The machine's 1-minute load average (the pages share its cores with whatever else runs)."""
-    try:
-        return Path("/proc/loadavg").read_text().split()[0]
-    except OSError:
-        return "?"
 
 
 def timed(step):

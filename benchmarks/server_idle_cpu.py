@@ -16,23 +16,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from app_server import CHROMIUM, CHROMIUM_ARGS, ROOT, app_server  # benchmarks/
 
 
 def cpu_seconds(pid: int) -> float:
@@ -43,30 +31,12 @@ def cpu_seconds(pid: int) -> float:
 
 
 def measure(extra: list[str], seconds: float, runs_dir: str) -> float:
-    port = free_port()
-    env = dict(os.environ, SEI_RUNS_DIR=runs_dir, HF_HUB_OFFLINE="1")
-    log = tempfile.NamedTemporaryFile("w+", suffix=".log")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                             "--server.port", str(port), "--server.address", "127.0.0.1", *extra],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 90
-        while True:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                log.seek(0)
-                raise RuntimeError("streamlit did not start:\n" + log.read())
-            time.sleep(0.3)
+    with tempfile.NamedTemporaryFile(suffix=".log") as log, \
+            app_server(runs_dir, Path(log.name), extra, timeout=90) as (proc, url):
         from playwright.sync_api import sync_playwright
 
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM,
-                                        args=["--headless", "--no-sandbox", "--disable-gpu"])
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page()
             page.goto(url + "/data")
             page.get_by_role("heading", name="Data", exact=True).wait_for(timeout=90_000)
@@ -77,12 +47,6 @@ def measure(extra: list[str], seconds: float, runs_dir: str) -> float:
             t1, c1 = time.time(), cpu_seconds(proc.pid)
             browser.close()
         return 100 * (c1 - c0) / (t1 - t0)
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def main() -> None:
