@@ -252,9 +252,10 @@ def _reports() -> bool:
 
 
 def _print_summary(run: Run) -> int:
-    from .ranking import PAPER_METHOD, score_run
+    from .ranking import PAPER_METHOD
+    from .score_cache import scored
 
-    s = score_run(run)
+    s = scored(run).scores  # training's end has just stored them
     n_flag = int(s.flagged.sum())
     line = (f"{run.path}: {n_flag} of {len(s.ids)} samples flagged as likely mislabeled by {s.method} "
             f"(thresholds {', '.join(f'{t:.2f}' for t in s.run_thresholds)})")
