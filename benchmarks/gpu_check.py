@@ -29,10 +29,12 @@ how the test suite keeps it working.
 from __future__ import annotations
 
 import argparse
+import collections
 import platform
 import statistics
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +43,7 @@ import torch
 from sei_core import dataset
 from sei_core.config import pick_device
 from sei_core.feed import ImageFeed, format_size, memory_budget
-from sei_core.models import build_model
+from sei_core.models import build_model, on_device
 from sei_core.records import Recorder, RecordStore
 from sei_core.train import Stepper, _batches
 
@@ -81,6 +83,37 @@ def _generated(n: int, size: int, k: int, folder: Path) -> Path:
         rows.append(f"images/{i:06d}.png,class{c}")
     (folder / "labels.csv").write_text("\n".join(rows) + "\n")
     return folder / "labels.csv"
+
+
+class SyncCounter:
+    """Counts the calls that make the host wait for the GPU (``torch.cuda.set_sync_debug_mode``)
+    inside a ``with`` block, and where they come from. A training step should make none:
+    each one stops the host from queueing the next batch while the GPU works."""
+
+    def __init__(self, device: torch.device, active: bool = True):
+        self.active = active and device.type == "cuda"
+        self.count, self._where = 0, collections.Counter()
+
+    def __enter__(self):
+        if self.active:
+            self._catch = warnings.catch_warnings(record=True)
+            self._seen = self._catch.__enter__()
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+        return self
+
+    def __exit__(self, *exc):
+        if self.active:
+            torch.cuda.set_sync_debug_mode("default")
+            self._catch.__exit__(*exc)
+            for w in self._seen:
+                if "synchronizing" in str(w.message):
+                    self.count += 1
+                    self._where[f"{Path(w.filename).name}:{w.lineno}"] += 1
+        return False
+
+    def where(self) -> str:
+        return ", ".join(f"{k} ×{v}" for k, v in self._where.most_common(3))
 
 
 def _sync(device: torch.device) -> None:
@@ -126,17 +159,18 @@ def main() -> None:
           f"{a.batch_size}, AMP {amp_dtype if use_amp else 'off'}, device {device} ({name}); "
           f"decoded in {decode_s:.1f} s", flush=True)
 
-    feeds = {"gpu" if device.type == "cuda" else "ram": memory_budget(), "memmap": 0}
+    # (host budget, cache on the GPU): the GPU cache when it fits, else RAM; and the memory map
+    feeds = {"gpu" if device.type == "cuda" else "ram": (memory_budget(), True), "memmap": (0, False)}
     results = []
-    for feed_name, budget in feeds.items():
+    for feed_name, (budget, gpu_cache) in feeds.items():
         for recording in (False, True):
             torch.manual_seed(0)
-            model = build_model(a.model, prompts, weights=a.weights, image_size=a.image_size).to(device)
+            model = on_device(build_model(a.model, prompts, weights=a.weights, image_size=a.image_size), device)
             opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4)
             scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
             gen = torch.Generator(device=device).manual_seed(1)
             step = Stepper(model, opt, scaler, device, "paper", gen, use_amp, amp_dtype)
-            feed = TimedFeed(ImageFeed(images, device, budget))
+            feed = TimedFeed(ImageFeed(images, device, budget, gpu_cache=gpu_cache))
             recorder = Recorder(n, k + 1, device) if recording else None
             store = RecordStore(tmp / f"records-{feed_name}-{recording}")
             if device.type == "cuda":
@@ -146,11 +180,14 @@ def main() -> None:
                 feed.waited = 0.0
                 _sync(device)
                 t0 = time.perf_counter()
-                loss, acc = step.epoch(feed, y_all, torch.randperm(n), n_batches, recorder)
+                with SyncCounter(device, active=epoch == 1) as syncs:  # the warm-up epoch only
+                    loss, acc = step.epoch(feed, y_all, torch.randperm(n), n_batches, recorder)
                 if recorder is not None:
                     stats, probs = recorder.finalize()
                     store.write_epoch(epoch, stats, probs, loss=loss, accuracy=acc)
                 _sync(device)
+                if epoch == 1:
+                    sync_info = (syncs.count / n_batches, syncs.where())
                 if epoch > 1 or a.epochs == 1:
                     times.append(time.perf_counter() - t0)
                     waits.append(feed.waited / times[-1])
@@ -158,10 +195,12 @@ def main() -> None:
                    if device.type == "cuda" else (0, 0))
             t = statistics.median(times)
             results.append(dict(feed=feed.feed.mode, recording=recording, epoch_s=t, images_s=n / t,
-                                wait=statistics.median(waits), mem=mem))
+                                wait=statistics.median(waits), mem=mem, syncs=sync_info[0]))
             print(f"  feed {feed.feed.mode:<6} recording {'yes' if recording else 'no ':<3}  "
                   f"{n / t:8.1f} images/s  epoch {t:7.2f} s  waiting for data {statistics.median(waits):6.1%}  "
-                  f"GPU memory {format_size(mem[0])} allocated, {format_size(mem[1])} reserved", flush=True)
+                  f"GPU memory {format_size(mem[0])} allocated, {format_size(mem[1])} reserved  "
+                  f"host waits per batch {sync_info[0]:.2f}{' at ' + sync_info[1] if sync_info[1] else ''}",
+                  flush=True)
             del model, opt, step, feed, recorder
             if device.type == "cuda":
                 torch.cuda.empty_cache()
@@ -184,12 +223,13 @@ def main() -> None:
             f"{'generated' if not a.data else 'real'} images, {a.epochs} epochs per variant (the first a warm-up), "
             f"one process.",
             "",
-            "| image feed | recording | images/s per GPU | epoch (s) | waiting for data | peak GPU memory (allocated / reserved) |",
-            "|---|---|---:|---:|---:|---|",
+            "| image feed | recording | images/s per GPU | epoch (s) | waiting for data | host waits for the GPU per batch | peak GPU memory (allocated / reserved) |",
+            "|---|---|---:|---:|---:|---:|---|",
         ]
         for r in results:
             lines.append(f"| {r['feed']} | {'yes' if r['recording'] else 'no'} | {r['images_s']:.0f} | "
-                         f"{r['epoch_s']:.2f} | {r['wait']:.1%} | {format_size(r['mem'][0])} / {format_size(r['mem'][1])} |")
+                         f"{r['epoch_s']:.2f} | {r['wait']:.1%} | {r['syncs']:.2f} | "
+                         f"{format_size(r['mem'][0])} / {format_size(r['mem'][1])} |")
         lines += ["", "Recorder overhead (record / no-record − 1): "
                   + ", ".join(f"{f}: {v:+.1%}" for f, v in overhead.items()) + ".", ""]
         Path(a.write_doc).write_text("\n".join(lines))

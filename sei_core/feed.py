@@ -128,10 +128,13 @@ class ImageFeed:
     rows : optional ``(N,)`` cache rows of the samples (a run that dropped unreadable images
         trains on a subset of the cache without copying it); default all rows.
     prefetch : batches gathered ahead in the ``memmap`` mode.
+    gpu_cache : hold the cache on a CUDA device when it fits there (the fast path); False
+        keeps it on the host, as for data larger than GPU memory (``benchmarks/gpu_check.py``
+        measures both).
     """
 
     def __init__(self, images: np.ndarray, device: torch.device, budget: int,
-                 rows: np.ndarray | None = None, prefetch: int = 3):
+                 rows: np.ndarray | None = None, prefetch: int = 3, gpu_cache: bool = True):
         self.device = torch.device(device)
         self.rows = None if rows is None else np.asarray(rows, dtype=np.int64)
         self.prefetch = max(1, prefetch)
@@ -140,7 +143,8 @@ class ImageFeed:
         self.budget = int(budget)
         self._source = images
         self._tensor: torch.Tensor | None = None
-        if self.device.type == "cuda" and self.nbytes < torch.cuda.mem_get_info(self.device)[0] * GPU_FRACTION:
+        if (gpu_cache and self.device.type == "cuda"
+                and self.nbytes < torch.cuda.mem_get_info(self.device)[0] * GPU_FRACTION):
             self.mode = "gpu"
             self._tensor = self._copy_to(torch.empty((n, *images.shape[1:]), dtype=torch.uint8, device=self.device))
         elif self.nbytes <= self.budget:

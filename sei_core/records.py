@@ -66,10 +66,16 @@ class Recorder:
         self.seen = torch.zeros(n_samples, dtype=torch.bool, device=device)
 
     def update(self, logits: torch.Tensor, targets: torch.Tensor, sample_ids: torch.Tensor) -> None:
-        """Store a batch: ``logits (B, K)``, ``targets (B,)``, ``sample_ids (B,)``."""
-        self.logits[sample_ids] = logits.detach().float()
-        self.targets[sample_ids] = targets.detach()
-        self.seen[sample_ids] = True
+        """Store a batch: ``logits (B, K)``, ``targets (B,)``, ``sample_ids (B,)``.
+
+        ``index_copy_``/``index_fill_`` queue the copies on the device without waiting for
+        it; ``tensor[ids] = value`` made the host wait for the GPU on every batch (measured
+        on an H100: +17 to +29 % per epoch, docs/gpu.md).
+        """
+        sample_ids = sample_ids.to(self.logits.device, self.targets.dtype, non_blocking=True)  # int64 indices
+        self.logits.index_copy_(0, sample_ids, logits.detach().float())
+        self.targets.index_copy_(0, sample_ids, targets.detach().to(self.targets.dtype))
+        self.seen.index_fill_(0, sample_ids, True)
 
     def reduce(self, group=None) -> None:
         """Gather the shards of a multi-process epoch (``torch.distributed``, every process calls it).

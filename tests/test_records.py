@@ -305,6 +305,24 @@ def test_recorder_update_finalize_matches_direct_statistics():
         rec.finalize()
 
 
+def test_recorder_takes_bf16_logits_and_int32_ids_of_a_users_loop():
+    """A loop of one's own (``run_writer``) may hand int32 ids and bf16 logits (autocast):
+    the recorder stores them as float32 logits at int64 positions, and a later epoch
+    overwrites an earlier one's rows."""
+    torch.manual_seed(1)
+    rec = Recorder(6, 3)
+    rec.update(torch.zeros(6, 3), torch.zeros(6, dtype=torch.int64), torch.arange(6))
+    rec.finalize()
+    logits = torch.randn(6, 3).to(torch.bfloat16)
+    targets = torch.tensor([2, 0, 1, 1, 0, 2], dtype=torch.int32)
+    order = torch.tensor([5, 3, 1, 0, 2, 4], dtype=torch.int32)
+    rec.update(logits[order.long()], targets[order.long()], order)
+    stats, probs = rec.finalize()
+    want = epoch_statistics(logits.float().numpy(), targets.long().numpy())
+    assert np.allclose(stats.signed_entropy, want.signed_entropy)
+    assert np.allclose(probs, softmax(logits.float().numpy()), atol=1e-6)
+
+
 def test_flags_table_and_csv_of_a_run_without_importing_torch(tmp_path):
     """`sei flags` reads and scores records without torch (importing it is most of a cold
     start); its flagged-only table is the full table's flagged rows in the same order, and
