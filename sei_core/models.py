@@ -205,6 +205,17 @@ def _resolve_weights(name: str, weights: str | None) -> tuple[Path | None, str |
                      "or train from random weights with --weights none")
 
 
+def on_device(model: "torch.nn.Module", device) -> "torch.nn.Module":
+    """``model`` moved to ``device``; on a CUDA device in the channels-last memory format,
+    which the GPU's convolution kernels run fastest in (RN50 at 224 px, bf16, H100: 1,464 →
+    2,055 training images/s, docs/gpu.md). Weights and checkpoints are unchanged."""
+    import torch
+
+    device = torch.device(device)
+    model = model.to(device)
+    return model.to(memory_format=torch.channels_last) if device.type == "cuda" else model
+
+
 def build_model(
     name: str,
     prompts: Sequence[str],

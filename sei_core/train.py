@@ -41,7 +41,7 @@ from . import feed as feed_mod
 # the configuration moved to sei_core.config; these names stay importable from here
 from .config import (PAPER_EPOCHS, PAPER_MILESTONES, PRESETS, TrainConfig, pick_device,  # noqa: F401
                      under_torchrun)
-from .models import ModelError, build_model
+from .models import ModelError, build_model, on_device
 from .files import atomic_write, stream_writes_to
 from .records import Recorder
 from .runs import Run, RunError, now
@@ -444,8 +444,8 @@ def _train_one(run: Run, config: TrainConfig, prep: Prepared, aux: np.ndarray, i
     targets = prep.data.labels.copy()
     targets[aux] = k  # the auxiliary class is the extra output K
     torch.manual_seed(config.seed * 1000 + index)
-    model = build_model(config.model, prep.prompts, weights=config.weights,
-                        image_size=config.image_size).to(device)
+    model = on_device(build_model(config.model, prep.prompts, weights=config.weights,
+                                  image_size=config.image_size), device)
     if main:
         _record_weights(run, model.weights_info, say)
     opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from sei_core.models import ModelError, build_model
+from sei_core.models import ModelError, build_model, on_device
 
 PROMPTS = ["A photo of a cat.", "A photo of a dog.", "A photo of something else."]
 
@@ -25,6 +25,21 @@ def test_clip_logits_are_scaled_cosine_similarities():
         logits = model(x)
         scale = model.clip.logit_scale.exp()
     assert (logits.abs() <= scale + 1e-4).all()  # |cos| <= 1
+
+
+@pytest.mark.parametrize("name", ["SEI-Tiny-RN", "resnet18"])
+def test_a_channels_last_checkpoint_resumes_into_a_fresh_model(name, tmp_path):
+    """On a GPU the model trains in the channels-last memory format (``on_device``): its
+    checkpoint must load into a freshly built model on any device and give the same logits."""
+    torch.manual_seed(0)
+    trained = build_model(name, PROMPTS, image_size=32).to(memory_format=torch.channels_last).eval()
+    torch.save(trained.state_dict(), tmp_path / "ckpt.pt")
+    fresh = on_device(build_model(name, PROMPTS, image_size=32), "cpu").eval()
+    fresh.load_state_dict(torch.load(tmp_path / "ckpt.pt"))
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(fresh(x), trained(x), atol=1e-5)
+    assert all(p.is_contiguous() for p in fresh.parameters())  # on a CPU the format is left alone
 
 
 def test_local_clip_checkpoint_is_loaded(tmp_path):

@@ -25,7 +25,7 @@ import torch
 
 from .. import dataset as ds_mod
 from .. import feed as feed_mod
-from ..models import build_model
+from ..models import build_model, on_device
 from ..files import atomic_write
 from ..train import Stepper, TrainConfig, _batches, pick_device
 
@@ -157,7 +157,7 @@ def _fit_predict(config: TrainConfig, prompts: list[str], feed: feed_mod.ImageFe
     """Train on ``train_idx`` with the schedule of ``config``; softmax of ``test_idx``."""
     seed = config.seed * 1000 + 100 + f
     torch.manual_seed(seed)
-    model = build_model(config.model, prompts, weights=config.weights, image_size=config.image_size).to(device)
+    model = on_device(build_model(config.model, prompts, weights=config.weights, image_size=config.image_size), device)
     opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                           weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=config.resolved_milestones(), gamma=config.gamma)
