@@ -213,8 +213,6 @@ def main() -> None:
 
     if a.write_doc:
         lines = [
-            "# sei-review on a GPU",
-            "",
             f"Measured by `benchmarks/gpu_check.py` on {time.strftime('%Y-%m-%d')}: {name}, PyTorch "
             f"{torch.__version__}, CUDA {torch.version.cuda}.",
             "",
@@ -231,9 +229,23 @@ def main() -> None:
                          f"{r['epoch_s']:.2f} | {r['wait']:.1%} | {r['syncs']:.2f} | "
                          f"{format_size(r['mem'][0])} / {format_size(r['mem'][1])} |")
         lines += ["", "Recorder overhead (record / no-record − 1): "
-                  + ", ".join(f"{f}: {v:+.1%}" for f, v in overhead.items()) + ".", ""]
-        Path(a.write_doc).write_text("\n".join(lines))
+                  + ", ".join(f"{f}: {v:+.1%}" for f, v in overhead.items()) + "."]
+        write_section(Path(a.write_doc), "\n".join(lines))
         print(f"wrote {a.write_doc}")
+
+
+BEGIN, END = "<!-- gpu_check: begin -->", "<!-- gpu_check: end -->"
+
+
+def write_section(doc: Path, text: str) -> None:
+    """Put ``text`` between the page's ``BEGIN``/``END`` markers, keeping the rest of the page
+    (docs/gpu.md holds other measurements too); a page without them is written whole."""
+    old = doc.read_text() if doc.is_file() else ""
+    if BEGIN in old and END in old.split(BEGIN, 1)[1]:
+        head, rest = old.split(BEGIN, 1)
+        doc.write_text(f"{head}{BEGIN}\n{text}\n{END}{rest.split(END, 1)[1]}")
+    else:
+        doc.write_text(f"# sei-review on a GPU\n\n{BEGIN}\n{text}\n{END}\n")
 
 
 if __name__ == "__main__":

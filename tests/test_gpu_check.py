@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_gpu_check_runs_and_writes_its_table(tmp_path):
     doc = tmp_path / "gpu.md"
+    doc.write_text("# Page\n\nBefore.\n\n<!-- gpu_check: begin -->\nold table\n<!-- gpu_check: end -->\n\nAfter.\n")
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--device", "cpu", "--model", "SEI-Tiny-RN",
          "--image-size", "32", "--n", "64", "--batch-size", "16", "--epochs", "1", "--workers", "1",
@@ -26,3 +27,5 @@ def test_gpu_check_runs_and_writes_its_table(tmp_path):
     table = [ln for ln in doc.read_text().splitlines() if ln.startswith("| ram") or ln.startswith("| memmap")]
     assert len(table) == 4  # two feeds, with and without recording
     assert all(float(ln.split("|")[3]) > 0 for ln in table)  # images/s measured
+    text = doc.read_text()  # the measured section replaced, the rest of the page kept
+    assert text.startswith("# Page\n\nBefore.\n") and text.endswith("\n\nAfter.\n") and "old table" not in text
