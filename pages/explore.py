@@ -11,7 +11,7 @@ import streamlit as st
 
 from pages._common import (DEFAULT_METHOD, PAPER_METHOD, REVIEW_PAGE, _scored, _scores, facts, file_stamp, guard,
                            images_of, md, need_run, page_setup, score_name, scores_of, summary_of, truth_of)
-from sei_core.count import ESTIMATOR_TEXT
+from sei_core.count import COUNT_CAVEAT, ESTIMATOR_TEXT
 from sei_core.methods import DEFAULT_RULE, METHODS, threshold_text
 from sei_core import dynamics, metrics, plots, workspace
 from sei_core.gallery import ImageAccessError, fit
@@ -85,7 +85,7 @@ def summary(s, truth, mask, status: dict) -> None:
     # -- error count (sei_core.count, issue 11) --
     if s.count is not None:
         st.caption(f"Estimated mislabeled images in the whole data set: **{s.count.describe()}**, from "
-                   f"{ESTIMATOR_TEXT[s.count.estimator]}.")
+                   f"{ESTIMATOR_TEXT[s.count.estimator]}. {COUNT_CAVEAT}")
     # -- end error count --
     if truth is not None and scored.any():
         rep = metrics.precision_recall_f1(s.flagged[scored], truth[scored])

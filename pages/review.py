@@ -11,7 +11,7 @@ import streamlit as st
 from pages._common import (DEFAULT_METHOD, PAPER_METHOD, _scored, _scores, facts, file_stamp, guard, images_of, log, md, need_run, page_setup,
                            score_name, scores_of)
 from sei_core import dynamics, plots, workspace
-from sei_core.count import review_progress
+from sei_core.count import COUNT_CAVEAT, review_progress
 from sei_core.gallery import ImageAccessError, fit, zoom
 from sei_core.review import (STATE_FILTERS, STATUSES as REVIEW_STATUSES, ConflictError, ReviewError, ReviewQueue,
                              ReviewStore, review_columns, review_label_file)
@@ -409,7 +409,8 @@ def decision_panel(run, store: ReviewStore, queue: ReviewQueue, state_filter: st
     if s.count is not None:  # the error count, and what the decisions so far say about it
         flagged_positions = np.flatnonzero(s.flagged[queue.index])
         statuses = np.array(REVIEW_STATUSES, dtype=object)[np.clip(queue.status[flagged_positions], 0, None)]
-        st.caption(f"Estimated mislabeled images in the whole data set: **{s.count.describe()}**. "
+        st.caption(f"Estimated mislabeled images in the whole data set: **{s.count.describe()}** "
+                   f"({COUNT_CAVEAT[0].lower()}{COUNT_CAVEAT[1:].removesuffix('.')}). "
                    + review_progress(statuses).sentence())
     show_messages()
     undo_conflict_box(store, queue)

@@ -40,6 +40,12 @@ ESTIMATOR_TEXT = {
 }
 ESTIMATORS = tuple(ESTIMATOR_TEXT)
 
+#: How to read an estimate (measured: every estimator was above the true number in every cell of
+#: the benchmark grid, 1.1–4.1 times for the app's, because images the model finds hard score
+#: like mislabeled ones; docs/benchmarks.md).
+COUNT_CAVEAT = ("Read it as an upper bound: it also counts images the model finds hard, and on this "
+                "project's benchmark it was above the true number in every cell (1.1 to 4.1 times).")
+
 
 @dataclass(frozen=True)
 class CountEstimate:

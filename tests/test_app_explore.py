@@ -89,6 +89,16 @@ def test_ranking_score_and_the_papers_sei_side_by_side(open_app, app_env):
     assert score_name(DEFAULT_METHOD) in help_text
 
 
+def test_the_estimated_number_of_wrong_labels_is_shown_as_an_upper_bound(open_app, app_env):
+    """The error count (sei_core.count) is on the page with its interval and how to read it."""
+    at = open_app(EXPLORE)
+    s = score_run(Run(app_env.run))
+    assert s.count is not None
+    text = " ".join(c.value for c in at.caption)
+    assert f"Estimated mislabeled images in the whole data set: **{s.count.describe()}**" in text
+    assert "upper bound" in text
+
+
 def test_open_an_image_and_send_it_to_review(open_app, app_env):
     s = score_run(Run(app_env.run))
     kept = int(np.flatnonzero(~s.flagged)[0])

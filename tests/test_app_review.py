@@ -79,6 +79,15 @@ def test_confirm_writes_the_label_file_and_the_log_at_once(open_app, app_env, fl
     assert any("Saved" in m.value for m in at.success)
 
 
+def test_the_estimate_says_what_the_decisions_so_far_say_about_it(open_app, app_env, flagged):
+    at = open_review(open_app)
+    at.button(key="act_confirm").click().run()
+    text = " ".join(c.value for c in at.caption)
+    assert "Estimated mislabeled images in the whole data set" in text and "upper bound" in text
+    assert (f"You confirmed 1 of the first 1 flagged labels as correct and changed 0; "
+            f"{len(flagged) - 1} flagged images are left to review") in text
+
+
 def test_backup_of_the_untouched_original_is_made_once(open_app, app_env, flagged):
     original = app_env.labels.read_bytes()
     at = open_review(open_app)
