@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from sei_core.feed import ImageFeed
-from sei_core.models import build_model
+from sei_core.models import build_model, on_device
 from sei_core.train import Stepper
 
 
@@ -41,9 +41,8 @@ def main() -> None:
         for channels_last in (False, True):
             torch.backends.cudnn.benchmark = bench
             torch.manual_seed(0)
-            model = build_model(a.model, prompts, weights=None, image_size=a.image_size).to(device)
-            if channels_last:
-                model = model.to(memory_format=torch.channels_last)
+            model = build_model(a.model, prompts, weights=None, image_size=a.image_size)
+            model = on_device(model, device) if channels_last else model.to(device)  # what training does, or plain
             opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
             step = Stepper(model, opt, torch.amp.GradScaler("cuda", enabled=False), device, "paper",
                            torch.Generator(device=device).manual_seed(1), True, torch.bfloat16)
