@@ -9,9 +9,10 @@ label.
 The images are decoded once into a uint8 cache file, read from the GPU or RAM when it fits
 (the memory budget) and otherwise through a memory map with prefetch (:mod:`sei_core.feed`),
 so epochs never touch JPEG decoding and memory does not grow with N; augmentation runs
-batched on the training device. Every epoch writes its records, a checkpoint (model,
-optimiser, scheduler, RNG states) and the status, so a killed run resumes from its last
-complete epoch and ends with the same scores as an uninterrupted one.
+batched on the training device. Every epoch writes its records and the status, and a
+checkpoint (model, optimiser, scheduler, RNG states) unless the previous one is still being
+written (:class:`CheckpointWriter`), so a killed run resumes from its newest checkpoint, redoes
+the epochs after it and ends with the same scores as an uninterrupted one.
 
 Under ``torchrun`` every process runs :func:`train`: each trains on its part of every
 global batch through DistributedDataParallel, the per-sample records are gathered by
@@ -568,6 +569,9 @@ def _train_one(run: Run, config: TrainConfig, prep: Prepared, aux: np.ndarray, i
     finally:
         saver.close()
     saver.wait()
+    if main and saver.skipped:
+        say(f"run {index}: {saver.skipped} of {saver.written + saver.skipped} epoch checkpoints skipped while "
+            "the previous one was still being written (a resume redoes the epochs after the newest)")
     if bar is not None:
         bar.close()
     if main:
@@ -641,28 +645,44 @@ def _detached_copy(obj):
 
 
 class CheckpointWriter:
-    """Writes each epoch's checkpoint in a background thread while the next epoch trains.
+    """Writes epoch checkpoints in a background thread while training goes on.
 
     The state is copied to the CPU first, so training may change the live tensors at once.
-    A write waits for the previous one, and a killed process still leaves the last complete
-    checkpoint: the file is replaced atomically. Errors surface on the next call.
+    A killed process still leaves the last complete checkpoint: the file is replaced
+    atomically. If the previous write is still running when the next epoch ends, that
+    epoch's checkpoint is skipped rather than waited for: a disk slower than the epochs
+    (a network file system, a large model on few images) never stalls training, and a
+    resumed run starts from the newest complete checkpoint and redoes the epochs after it
+    (their records are truncated and rewritten). Errors surface on the next call.
+
+    ``write(path, state)`` writes one checkpoint (default: ``torch.save`` through
+    :func:`sei_core.files.atomic_write`).
     """
 
-    def __init__(self):
+    def __init__(self, write: Callable[[Path, dict], None] | None = None):
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
+        self._save = write or (lambda path, state: atomic_write(path, lambda f: torch.save(state, f)))
+        self.written = self.skipped = 0
 
     def _write(self, path: Path, state: dict) -> None:
         try:
-            atomic_write(path, lambda f: torch.save(state, f))
+            self._save(path, state)
         except BaseException as e:  # re-raised in the training thread by wait()
             self._error = e
 
-    def submit(self, path: Path, state: dict) -> None:
-        snapshot = _detached_copy(state)
+    def submit(self, path: Path, state: dict) -> bool:
+        """Start writing ``state`` to ``path``; False (nothing copied) while the previous
+        write is still running."""
+        if self._thread is not None and self._thread.is_alive():
+            self.skipped += 1
+            return False
         self.wait()
+        snapshot = _detached_copy(state)
         self._thread = threading.Thread(target=self._write, args=(path, snapshot), daemon=True)
         self._thread.start()
+        self.written += 1
+        return True
 
     def close(self) -> None:
         """Let a write in flight finish (a stopped run keeps its newest checkpoint)."""

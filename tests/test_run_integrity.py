@@ -71,3 +71,47 @@ def test_background_run_writes_each_log_line_once(tiny_data, tiny_train, tmp_pat
     assert len(finished) == 1, lines
     bare = [ln.split("] ", 1)[1] for ln in lines if ln.startswith("[") and "] " in ln]
     assert not set(bare) & set(lines), "a line was written both with and without its time stamp"
+
+
+def test_a_checkpoint_write_still_running_is_not_waited_for(tmp_path):
+    """A slow disk never stalls training: while a checkpoint is being written, the next
+    epoch's is skipped (nothing copied), and the file always holds a complete checkpoint."""
+    import threading
+
+    import torch
+
+    from sei_core.files import atomic_write
+    from sei_core.train import CheckpointWriter
+
+    release = threading.Event()
+
+    def slow_save(path, state):
+        release.wait(timeout=30)  # the disk is busy until the test lets it go
+        atomic_write(path, lambda f: torch.save(state, f))
+
+    ckpt = tmp_path / "checkpoint.pt"
+    saver = CheckpointWriter(slow_save)
+    t0 = time.perf_counter()
+    assert saver.submit(ckpt, {"epoch": 1, "w": torch.ones(3)})
+    assert not saver.submit(ckpt, {"epoch": 2, "w": torch.full((3,), 2.0)})  # returns at once, skipped
+    assert time.perf_counter() - t0 < 5 and not ckpt.exists()
+    release.set()
+    saver.wait()
+    assert torch.load(ckpt)["epoch"] == 1
+    assert saver.submit(ckpt, {"epoch": 3, "w": torch.full((3,), 3.0)})
+    saver.close()
+    saver.wait()
+    assert torch.load(ckpt)["epoch"] == 3 and (saver.written, saver.skipped) == (2, 1)
+
+
+def test_a_failed_checkpoint_write_is_raised_in_training(tmp_path):
+    from sei_core.train import CheckpointWriter
+
+    def broken(path, state):
+        raise OSError("No space left on device")
+
+    saver = CheckpointWriter(broken)
+    saver.submit(tmp_path / "c.pt", {"epoch": 1})
+    saver.close()
+    with pytest.raises(OSError, match="No space left"):
+        saver.wait()
