@@ -60,12 +60,18 @@ def test_validation_report_lists_every_problem_with_row_and_fix(open_app, app_en
     assert {"bad.csv line 2", "bad.csv line 3", "bad.csv line 4"} <= set(table["where"])
 
 
+def add_broken_image(app_env, *rows: str) -> None:
+    """An image file that is not an image (``images/broken.png``), labelled in the label file,
+    then the label-file ``rows`` given."""
+    (app_env.data / "images" / "broken.png").write_bytes(b"not a png")
+    with open(app_env.labels, "a") as f:
+        f.write("".join(f"{r}\n" for r in ("images/broken.png,nevus,P1", *rows)))
+
+
 def test_unreadable_images_are_reported_and_outside_paths_not_shown(open_app, app_env):
     secret = app_env.root / "secret.png"
     Image.new("RGB", (8, 8), "blue").save(secret)
-    (app_env.data / "images" / "broken.png").write_bytes(b"not a png")
-    with open(app_env.labels, "a") as f:
-        f.write("images/broken.png,nevus,P1\n../secret.png,nevus,P2\n")
+    add_broken_image(app_env, "../secret.png,nevus,P2")
     at = open_app()
     assert not at.exception
     assert any("cannot be read" in w.value for w in at.warning)
@@ -205,9 +211,7 @@ def test_a_large_data_set_opens_at_once_and_every_image_is_opened_in_the_backgro
     import pages._common as common
 
     monkeypatch.setattr(common, "OPEN_AT_ONCE", 10)  # the 50 images below count as "large"
-    (app_env.data / "images" / "broken.png").write_bytes(b"not a png")
-    with open(app_env.labels, "a") as f:
-        f.write("images/broken.png,nevus,P1\nimages/gone.png,nevus,P2\n")
+    add_broken_image(app_env, "images/gone.png,nevus,P2")
     at = open_app()
     assert not at.exception
     # what was checked at once: the rows and that each file exists (gone.png does not) ...

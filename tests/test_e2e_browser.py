@@ -11,27 +11,22 @@ a couple of minutes on a laptop CPU) and saves ``docs/screenshots/explore.png`` 
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from benchmarks.app_server import CHROMIUM as CHROMIUM_PATH, CHROMIUM_ARGS, app_server
 from sample_data.make_sample_data import generate
 from sei_core import jobs
 from sei_core.review import ReviewStore
 from sei_core.runs import list_runs
 
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = Path(CHROMIUM_PATH)
 ROOT = Path(__file__).resolve().parent.parent
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
+ARGS = [*CHROMIUM_ARGS, "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SCREENSHOTS = os.environ.get("SEI_SCREENSHOTS", "").lower() in ("1", "true", "yes")
 
 pytestmark = [
@@ -41,45 +36,17 @@ pytestmark = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def server(tmp_path):
-    """A real ``streamlit run app.py`` on a free localhost port, with its own runs folder."""
+    """A real ``streamlit run app.py`` on a free localhost port, with its own runs folder
+    (:func:`benchmarks.app_server.app_server`, the browser benchmarks' server)."""
     data = generate(tmp_path / "data", n_per_class=100 if SCREENSHOTS else 12, image_size=64 if SCREENSHOTS else 32,
                     seed=0 if SCREENSHOTS else 1)
-    port = free_port()
-    env = dict(os.environ, SEI_RUNS_DIR=str(tmp_path / "runs"), HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
-    log = open(tmp_path / "server.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none",
-         "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            raise RuntimeError(f"streamlit did not start:\n{(tmp_path / 'server.log').read_text()}")
-        time.sleep(0.3)
     try:
-        yield url, data, tmp_path / "runs"
+        with app_server(tmp_path / "runs", tmp_path / "server.log", ["--server.fileWatcherType", "none"],
+                        timeout=60) as (_, url):
+            yield url, data, tmp_path / "runs"
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
         for run in list_runs(tmp_path / "runs"):  # a training the test left behind
             if run.is_locked():
                 jobs.stop(run)
