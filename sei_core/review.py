@@ -595,6 +595,15 @@ class ReviewStore:
         df["audit"] = df["audit"].fillna(0).astype(bool)
         return df
 
+    def decisions_since(self, last_id: int) -> list[tuple]:
+        """``(id, path, action, new_status, q_audit)`` of every decision logged after ``last_id``,
+        in log order (an undo names the decision it reverts in place of ``q_audit``): what
+        :meth:`ReviewQueue.count` reads after each decision, O(new decisions)."""
+        with self._connect() as conn:
+            return [tuple(r) for r in conn.execute(
+                "SELECT id, path, action, new_status, CASE WHEN action = 'undo' THEN undoes ELSE q_audit END "
+                "FROM decisions WHERE id > ? ORDER BY id", (int(last_id),))]
+
     def decided_paths(self, reviewer: str) -> list[str]:
         """The images ``reviewer`` decided (decisions in effect), in the order decided, each
         once (at its latest decision): what "Previous" walks back through."""
@@ -1442,17 +1451,13 @@ class ReviewQueue:
         from .review_count import count_from_decisions, stop_advice
 
         a = self.audit(store)
-        df = store.estimation_decisions()
-        at = a._index.get_indexer(df["path"].tolist()) if len(df) else np.zeros(0, np.int64)
-        keep = at >= 0
-        df, at = df[keep], at[keep]
-        rank = a.rank[at]
-        wrong = df["status"].isin([RELABELED, DISCARDED]).to_numpy()
-        audit = df["audit"].to_numpy(dtype=bool)
-        given = self._all_labels[a.order]
+        ids, rank, wrong, audit = a.log_view(store)
+        if a.given is None:
+            a.given = self._all_labels[a.order]
+        given = a.given
         k = int(self._all_labels.max()) + 1 if self._all_labels.size else 0
         c = count_from_decisions(given, rank, wrong, audit, n_classes=kw.pop("n_classes", k), model=model, **kw)
-        return c, stop_advice(rank, wrong, audit, df["id"].to_numpy(), c), (rank, wrong, audit)
+        return c, stop_advice(rank, wrong, audit, ids, c), (rank, wrong, audit)
 
     def previous_decided(self, path: str | None, decided: Sequence[str]) -> str | None:
         """"Previous": the image decided just before ``path`` in ``decided`` (a reviewer's images
@@ -1507,9 +1512,47 @@ class _AuditState:
         self.decided = np.zeros(n, dtype=bool)
         self.picks: dict[str, tuple[int, float]] = {}  # path -> (population, share) at the draw
         self.recent: list[bool] = []  # wrong or not, of the decisions in order (this queue's)
+        self.given: np.ndarray | None = None  # the given label at each rank (ReviewQueue.count)
+        self._log: dict = {"last": 0}  # log_view's cache
         self.frontier = 0  # no unreviewed image ranks before it
         self.cursor = -1  # rank of the last image shown in order
         self._index = pd.Index(list(queue._all_ids), dtype=object)
+
+    def log_view(self, store: "ReviewStore") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(id, rank, wrong, audit)`` of the latest decision in effect on each image of the
+        run, in log order, kept up to date with only the decisions logged since the last call
+        (O(new decisions); the whole log again after an undo or with another store)."""
+        c = self._log
+        rows = store.decisions_since(c["last"])
+        if c.get("store") is not store or any(r[2] == "undo" for r in rows):
+            df = store.estimation_decisions()
+            c.clear()
+            c.update(last=0, store=store, at={}, cols=([], [], [], []), gone=[])
+            rows = [(int(i), p, "", st, au) for i, p, st, au in zip(df["id"], df["path"], df["status"], df["audit"])]
+            last = store.decisions_since(0)
+            c["last_full"] = last[-1][0] if last else 0
+        at, cols, gone = c["at"], c["cols"], c["gone"]
+        new = [r for r in rows if r[2] != "undo"]
+        if new:
+            idx = self._index.get_indexer([r[1] for r in new])
+            for (i, p, _, st, au), k in zip(new, idx.tolist()):
+                if k < 0:
+                    continue
+                if p in at:
+                    gone[at[p]] = True  # its latest decision goes last, in log order
+                at[p] = len(cols[0])
+                for col, v in zip(cols, (int(i), int(self.rank[k]), st in (RELABELED, DISCARDED), bool(au))):
+                    col.append(v)
+                gone.append(False)
+        if rows:
+            c["last"] = max(rows[-1][0], c.pop("last_full", 0))
+        elif "last_full" in c:
+            c["last"] = c.pop("last_full")
+        if c.get("arrays_for") != (c["last"], len(gone)):
+            keep = ~np.asarray(gone, dtype=bool)
+            c["arrays"] = tuple(np.asarray(col, dtype=t)[keep] for col, t in zip(cols, (np.int64, np.int64, bool, bool)))
+            c["arrays_for"] = (c["last"], len(gone))
+        return c["arrays"]
 
     def index_of(self, path: str) -> int | None:
         i = self._index.get_indexer([path])[0]

@@ -23,12 +23,11 @@ post-stratification on rank: the unreviewed ranks are cut into ``B`` bands of eq
 ``n_b`` (``B`` grows with the number of usable audit picks, one band per ``audits_per_band``);
 in band ``b`` the ``a_b`` audit picks that fell there, ``w_b`` of them wrong, are a uniform
 random sample of it (each was drawn uniformly from every image unreviewed at its time and
-conditioned on landing in the band), so, with each band's rate at its posterior mean (below),
-
-    Ŵ_U = Σ_b n_b · (w_b + ½) / (a_b + 1)
-
-(the plain ratio ``w_b / a_b`` says 0 whenever no pick was wrong, which the benchmark found
-far worse when the unreviewed images hold few wrong labels). Audit picks ranked before the
+conditioned on landing in the band), so ``w_b / a_b`` estimates the band's rate and
+``Ŵ_U ≈ Σ_b n_b · w_b / a_b``. The estimate shown is the posterior median of ``W_U`` (below):
+the plain ratio says 0 whenever no pick was wrong, the posterior mean ``(w_b + ½) / (a_b + 1)``
+overcounts when the picks are few (+17 % on the HAM10000 cells at 20 % of N, measured), the
+median lies between. Audit picks ranked before the
 first unreviewed image (overtaken by the review in order) are not used. Decisions in order
 (not audit picks) only add to ``F``: they are not random, so they do not inform the rates.
 
@@ -124,7 +123,7 @@ class DecisionCount:
 def count_from_decisions(given_by_rank: np.ndarray, rank: np.ndarray, wrong: np.ndarray, audit: np.ndarray, *,
                          n_classes: int | None = None, level: float = LEVEL, min_audits: int = MIN_AUDITS,
                          audits_per_band: int = AUDITS_PER_BAND, max_bands: int = MAX_BANDS,
-                         prior_weight: float = 2.0, n_draws: int = 4000, seed: int = 0,
+                         prior_weight: float = 2.0, n_draws: int = 2000, seed: int = 0,
                          model=None) -> DecisionCount:
     """The number of wrong labels in the data set, per given class and still unreviewed.
 
@@ -145,13 +144,19 @@ def count_from_decisions(given_by_rank: np.ndarray, rank: np.ndarray, wrong: np.
     rank = np.asarray(rank, dtype=np.int64)
     wrong = np.asarray(wrong, dtype=bool)
     audit = np.asarray(audit, dtype=bool)
-    decided = np.zeros(n, dtype=bool)
-    decided[rank] = True
-    unrev = np.flatnonzero(~decided)  # ranks, ascending
-    u = int(unrev.size)
+    # O(D log D) apart from one bincount over N: the unreviewed ranks are never listed
+    done = np.unique(rank)
+    u = n - int(done.size)
+    gaps = done - np.arange(done.size)  # unreviewed ranks before each decided one
+
+    def unreviewed_rank(m: np.ndarray) -> np.ndarray:
+        """The m-th (0-based) unreviewed rank."""
+        m = np.asarray(m, dtype=np.int64)
+        return m + np.searchsorted(gaps, m, side="right")
+
     found = int(wrong.sum())
     found_k = np.bincount(given_by_rank[rank[wrong]], minlength=k)[:k] if k else np.zeros(0, np.int64)
-    first = int(unrev[0]) if u else n
+    first = int(unreviewed_rank(0)) if u else n
     use = audit & (rank > first)
     a = int(use.sum())
     common = dict(n_samples=n, decisions=int(rank.size), found=found, audits=int(audit.sum()), audits_used=a,
@@ -185,23 +190,21 @@ def count_from_decisions(given_by_rank: np.ndarray, rank: np.ndarray, wrong: np.
     ar, aw = rank[use], wrong[use]
     pooled = aw.mean()
     b = int(np.clip(a // max(audits_per_band, 1), 1, max_bands))
-    cuts = unrev[(np.arange(1, b) * u) // b] if b > 1 else np.zeros(0, np.int64)  # first rank of bands 2..B
-    band_of_unrev = np.searchsorted(cuts, unrev, side="right")
+    at = (np.arange(b + 1) * u) // b  # band j holds the unreviewed ranks at[j] .. at[j+1]-1 (by position)
+    cuts = unreviewed_rank(at[1:-1])  # first rank of bands 2..B
     band_of_pick = np.searchsorted(cuts, ar, side="right")
-    n_b = np.bincount(band_of_unrev, minlength=b)
+    n_b = np.diff(at)
     a_b = np.bincount(band_of_pick, minlength=b)
     w_b = np.bincount(band_of_pick, weights=aw, minlength=b)
-    rate = (w_b + 0.5) / (a_b + 1.0)  # the posterior mean of each band's rate
-    est_u = float((n_b * rate).sum())
     p = rng.beta(w_b + 0.5, a_b - w_b + 0.5, size=(n_draws, b))
     draws = rng.binomial(n_b, p).sum(axis=1)
-    lo_u, hi_u = np.quantile(draws, q)
-    bands = tuple((int(unrev[np.searchsorted(band_of_unrev, j)]), int(unrev[np.searchsorted(band_of_unrev, j,
-                   side="right") - 1]), int(n_b[j]), int(a_b[j]), int(w_b[j])) for j in range(b) if n_b[j])
+    lo_u, est_u, hi_u = (float(v) for v in np.quantile(draws, (q[0], 0.5, q[1])))  # the posterior median
+    lo_r, hi_r = unreviewed_rank(at[:-1]), unreviewed_rank(np.maximum(at[1:] - 1, 0))
+    bands = tuple((int(lo_r[j]), int(hi_r[j]), int(n_b[j]), int(a_b[j]), int(w_b[j])) for j in range(b) if n_b[j])
     # per class: one band, shrunk to the pooled rate
     pc, pl, ph = (np.zeros(k) for _ in range(3))
     if k:
-        u_k = np.bincount(given_by_rank[unrev], minlength=k)[:k]
+        u_k = np.bincount(given_by_rank, minlength=k)[:k] - np.bincount(given_by_rank[done], minlength=k)[:k]
         pick_k = given_by_rank[ar]
         a_k = np.bincount(pick_k, minlength=k)[:k]
         w_k = np.bincount(pick_k, weights=aw, minlength=k)[:k]
