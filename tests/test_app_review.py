@@ -88,9 +88,9 @@ def test_the_estimate_says_what_the_decisions_so_far_say_about_it(open_app, app_
     at.button(key="act_confirm").click().run()
     text = " ".join(c.value for c in at.caption)
     # one decision, no random check decided yet: the model's estimate, said to be one
-    assert "0 wrong labels found in 1 decisions" in text
-    assert "Too few images picked at random are decided yet (0; 10 needed)" in text
-    assert "stop after 58 correct labels in a row" in text
+    assert md("0 wrong labels found in 1 decisions") in text
+    assert md("Too few images picked at random are decided yet (0; 10 needed)") in text
+    assert md("stop after 58 correct labels in a row") in text
 
 
 def test_backup_of_the_untouched_original_is_made_once(open_app, app_env, flagged):
