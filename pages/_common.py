@@ -443,7 +443,7 @@ def _sign_in_with_oidc() -> bool:
 
     if importlib.util.find_spec("authlib") is None:
         st.error("The login is configured (an [auth] section in .streamlit/secrets.toml) but Streamlit's login "
-                 "needs Authlib, which is not installed: `pip install 'sei-review[auth]'` (or "
+                 "needs Authlib, which is not installed: `pip install -e '.[auth]'` in the project (or "
                  "`pip install Authlib`) on the server, then restart it.", icon=":material/error:")
         return False
     if st.button("Sign in", type="primary", icon=":material/login:", key="sei_oidc_login"):
