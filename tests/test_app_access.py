@@ -135,3 +135,16 @@ def test_a_data_path_outside_the_roots_is_refused_on_the_data_page(network, monk
         at = app("pages/data.py", query={"token": TOKEN, "data": target})
         assert any("outside the folders this app may open" in e.value for e in at.error), [e.value for e in at.error]
         assert not at.get("imgs")
+
+
+@pytest.mark.parametrize("page", ["pages/data.py", "pages/train.py", "pages/explore.py", "pages/review.py"])
+def test_every_page_that_reads_the_data_refuses_data_outside_the_roots(app_env, monkeypatch, tmp_path, page):
+    """A local app with data roots that do not hold the chosen data (and its run's data)."""
+    elsewhere = tmp_path / "allowed"
+    elsewhere.mkdir()
+    monkeypatch.setenv(access.DATA_ROOTS_ENV, str(elsewhere))
+    before = app_env.labels.read_bytes()
+    at = app(page)
+    assert any("outside the folders this app may open" in e.value for e in at.error), [e.value for e in at.error]
+    assert not at.get("imgs")
+    assert app_env.labels.read_bytes() == before and not (app_env.data / ".sei_review").exists()
