@@ -512,6 +512,10 @@ def app_command(a: argparse.Namespace, env: dict | None = None) -> tuple[list[st
     root = Path(__file__).resolve().parent.parent
     cmd = [sys.executable, "-m", "streamlit", "run", str(root / "app.py"), "--server.address", address,
            "--server.port", str(a.port), "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    if url:
+        # the address browsers use; without it a headless Streamlit on 0.0.0.0 asks checkip.amazonaws.com
+        # for this machine's external address to print it
+        cmd += ["--browser.serverAddress", host]
     return cmd, env, url
 
 

@@ -186,6 +186,7 @@ def test_sei_app_is_local_unless_network_and_network_needs_roots(tmp_path):
         cli.app_command(p.parse_args(["app", "--network"]), env={})
     cmd, env, url = cli.app_command(p.parse_args(["app", "--network", "--data-root", str(tmp_path)]), env={})
     assert cmd[cmd.index("--server.address") + 1] == "0.0.0.0"
+    assert cmd[cmd.index("--browser.serverAddress") + 1] == url.split("//")[1].split(":")[0]  # no external-IP lookup
     assert env[access.NETWORK_ENV] == "1" and env[access.DATA_ROOTS_ENV] == str(tmp_path.resolve())
     assert url.endswith(f"/?token={env[access.TOKEN_ENV]}") and len(env[access.TOKEN_ENV]) >= 40
     assert access.settings("0.0.0.0", {}, env=env).problems() == []
