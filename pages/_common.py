@@ -484,8 +484,20 @@ def gate() -> None:
 
 
 def sign_out_button() -> None:
-    """In the sidebar of a signed-in session: who is signed in, and a way out."""
+    """In the sidebar: how others can reach a local app (an SSH tunnel); in a signed-in
+    session, who is signed in and a way out."""
     s = access_settings()
+    if not s.exposed:
+        import re
+        import socket
+
+        port = int(st.config.get_option("server.port") or 8501)
+        host = socket.gethostname()
+        host = host if re.fullmatch(r"[A-Za-z0-9.-]{1,253}", host) else "THIS-HOST"  # shown in a code span
+        st.caption(f"Open on this computer only. From another one: `ssh -L {port}:localhost:{port} "
+                   f"{host}`, then http://localhost:{port} there (or network mode with a "
+                   "login: `sei app --network`, see the README).")
+        return
     if s.login is None:
         return
     who = signed_in_name()

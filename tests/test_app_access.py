@@ -148,3 +148,9 @@ def test_every_page_that_reads_the_data_refuses_data_outside_the_roots(app_env, 
     assert any("outside the folders this app may open" in e.value for e in at.error), [e.value for e in at.error]
     assert not at.get("imgs")
     assert app_env.labels.read_bytes() == before and not (app_env.data / ".sei_review").exists()
+
+
+def test_a_local_app_says_how_to_reach_it_from_another_machine(app_env, monkeypatch):
+    monkeypatch.delenv(access.NETWORK_ENV, raising=False)
+    at = app("pages/data.py")
+    assert any("ssh -L" in c.value and "this computer only" in c.value for c in at.sidebar.caption)
