@@ -172,7 +172,6 @@ def outside(full_paths: Sequence[str], roots: Sequence[Path]) -> np.ndarray:
     parts = pc.split_pattern(arr, "/", max_splits=1, reverse=True)
     folder, name = pc.list_element(parts, 0), pc.list_element(parts, 1)
     codes, folders = pd.factorize(pd.Series(folder, dtype="string[pyarrow]"))
-    names = np.asarray(name.to_numpy(zero_copy_only=False), dtype=object)
     order = np.argsort(codes, kind="stable")
     bounds = np.searchsorted(codes[order], np.arange(len(folders) + 1))
     for f, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
@@ -187,7 +186,8 @@ def outside(full_paths: Sequence[str], roots: Sequence[Path]) -> np.ndarray:
         except OSError:
             special = set()
         special |= {".", "..", ""}
-        for i in rows[np.isin(names[rows], list(special))]:
+        hit = pc.is_in(name.take(pa.array(rows)), value_set=pa.array(sorted(special), type=pa.string()))
+        for i in rows[hit.to_numpy(zero_copy_only=False)]:
             out[i] = not ok(arr[int(i)].as_py())
     return out
 
