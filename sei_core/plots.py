@@ -401,7 +401,7 @@ def integral_comparison(signed: np.ndarray, unsigned: np.ndarray, flagged: np.nd
     fig.update_annotations(font=dict(size=13, color="#333333"))
     fig.update_xaxes(title_text="score (lower = more suspicious)")
     fig.update_yaxes(title_text="images", col=1)
-    return _layout(fig, 370, top=80)
+    return _layout(fig, 400 if is_noisy is not None else 370, top=115 if is_noisy is not None else 80)
 
 
 def training_curves(history: Sequence[Mapping], epochs: int | None = None) -> go.Figure:
