@@ -1,7 +1,7 @@
 """Rare classes: flag rates on un-noised data and mean F1 on bench grids, per threshold rule.
 
 Usage: python benchmarks/rare_classes.py --run RUN [RUN ...] --grid BENCH_DIR [BENCH_DIR ...]
-       [--method confidence] [--rules own balanced count]
+       [--method confidence] [--rules own balanced count balanced:1]
 
 Trains nothing: replays the recorded runs.
 
@@ -25,9 +25,10 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sei_core import bench  # noqa: E402
-from sei_core.methods import DEFAULT_METHOD  # noqa: E402
+from sei_core.methods import DEFAULT_METHOD, METHODS  # noqa: E402
 from sei_core.ranking import count_errors, load_run, score_records  # noqa: E402
 from sei_core.runs import Run  # noqa: E402
+from sei_core.scores import combine_runs, frequency_scaled_thresholds  # noqa: E402
 
 
 def md(df: pd.DataFrame, index: bool = True) -> str:
@@ -45,6 +46,19 @@ def f1(flagged: np.ndarray, noisy: np.ndarray) -> float:
 
 
 def flags(loaded, method: str, rule: str) -> np.ndarray:
+    """The flags of ``method`` by ``rule``: a rule of sei_core.methods.RULES, or ``balanced:A``
+    (the balanced rule with exponent A instead of sei_core.scores.BALANCED_POWER)."""
+    if rule.startswith("balanced:"):
+        power = float(rule.split(":", 1)[1])
+        m = METHODS[method]
+        k = len(loaded.classes)
+        scores, thr = [], []
+        for rec, aux in zip(loaded.records, loaded.is_aux):
+            s = np.asarray(m(rec), dtype=np.float64)
+            scores.append(s)
+            thr.append(frequency_scaled_thresholds(m.threshold(s, aux), np.where(aux, k, loaded.labels), k, power))
+        score, t, src = combine_runs(np.stack(scores), np.stack(thr), loaded.is_aux)
+        return (src >= 0) & (score < np.nan_to_num(t, nan=-np.inf))
     count = count_errors(loaded.records, loaded.is_aux) if rule == "count" else None
     return score_records(loaded.records, loaded.is_aux, method, rule, count=count).flagged
 
