@@ -9,7 +9,8 @@ import pandas as pd
 import streamlit as st
 
 from pages._common import (DEFAULT_METHOD, PAPER_METHOD, _scored, _scores, facts, file_stamp, guard, images_of, log, md, need_run, page_setup,
-                           reviewer_name, score_name, scores_of, signed_in_name)
+                           reliability_of, reliability_warning, reviewer_name, score_name, scores_of,
+                           signed_in_name)
 from sei_core import dynamics, plots, workspace
 from sei_core.review_count import DEFAULT_AUDIT_SHARE, calibration_points
 from sei_core.gallery import ImageAccessError, fit, zoom
@@ -382,6 +383,7 @@ def body() -> None:
     store = review_store(str(label_file), tuple(s.classes), columns["path_column"], columns["label_column"])
     header(run, label_file, store)
     state_filter, k = controls(s.classes)
+    reliability_warning(run, k=k)
     reviewer = reviewer_name()
     if not reviewer:
         st.warning("Enter your name to start reviewing; it is saved with every decision.", icon=":material/badge:")
@@ -465,6 +467,10 @@ def decision_panel(run, store: ReviewStore, queue: ReviewQueue, state_filter: st
             rows.append(("Paper's SEI", f"{s.sei[i]:.3g}  (threshold {s.sei_threshold[i]:.3g}, "
                          f"{'flagged' if s.sei_flagged[i] else 'not flagged'})" if np.isfinite(s.sei[i]) else "no score"))
         rows.append(("Status", STATUS_WORDS.get(status, status) + (f" by {by}" if by else "")))
+        trust = reliability_of(run)[int(s.labels[i])]
+        if not trust.reliable:  # the model has not learnt this image's class: say so beside its flag
+            rows.append(("Flags of this class", f"unreliable: the model agrees with {100 * trust.agreement:.0f}% "
+                                                f"of its {trust.images:,} labels"))
         facts(rows)
         if status == "discarded":
             st.info("This image is discarded: it is left out of the cleaned export.", icon=":material/delete:")
@@ -490,9 +496,10 @@ def decision_panel(run, store: ReviewStore, queue: ReviewQueue, state_filter: st
 
     c1, c2 = st.columns([1, 1], gap="large")
     with c1:
-        st.markdown("**Signed entropy per epoch**")
-        st.caption("Below zero: the model disagreed with the label at that epoch. Dotted: the average of each "
-                   "group (see Explore); purple: the running SEI.")
+        st.markdown("**The model's view of this label during training**")
+        st.caption("Above zero: the model agreed with the label at that epoch, below zero: it disagreed; the further "
+                   "from zero, the surer it was (the signed entropy). Dotted: the average of each group (see "
+                   "Explore); purple: the running sum (the paper's SEI).")
         se = sample_values(s, "signed_entropy", i)
         st.plotly_chart(plots.signed_entropy_curve(se, dynamics.cumulative_sei(se), group_means=ctx["group_means"]),
                         key="review_curve", **CHART)
