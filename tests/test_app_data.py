@@ -174,8 +174,8 @@ def test_a_label_file_with_other_column_names_is_mapped_and_trained_with_them(op
         cfg = run.config()
         assert (cfg["data"], cfg["path_column"], cfg["label_column"]) == (str(f), "image_id", "diagnosis")
     finally:  # the background process: stopped once it holds the run (or has finished)
-        deadline = time.time() + 120
-        while not run.is_locked() and run.status().get("state") in (None, "created") and time.time() < deadline:
+        deadline = time.monotonic() + 120
+        while not run.is_locked() and run.status().get("state") in (None, "created") and time.monotonic() < deadline:
             time.sleep(0.1)
         jobs.stop(run)
 

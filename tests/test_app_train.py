@@ -21,8 +21,8 @@ def stop_all(app_env):
 
 
 def wait_for(run: Run, predicate, timeout: float = 120.0) -> dict:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         st = run.status()
         if predicate(st):
             return st
