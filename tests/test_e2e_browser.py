@@ -74,7 +74,7 @@ def settle(page) -> None:
     since the previous settle on this page and the app is not running."""
     page.wait_for_function(
         "() => window.__seiRuns > (window.__seiSettled || 0) && document.querySelector("
-        "'[data-testid=\\"stApp\\"][data-test-script-state=\\"notRunning\\"]')", polling="raf", timeout=60_000)
+        "'[data-testid=stApp][data-test-script-state=notRunning]') !== null", polling="raf", timeout=60_000)
     page.evaluate("() => { window.__seiSettled = window.__seiRuns; }")
 
 
