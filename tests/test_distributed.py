@@ -15,12 +15,16 @@ import time
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from sei_core.jobs import descendants
 from sei_core.records import RecordStore
 from sei_core.ranking import score_run
 from sei_core.runs import Run
 from sei_core.train import TrainConfig, train
+
+#: several training processes each (torchrun, torch.multiprocessing): costly
+pytestmark = pytest.mark.slow
 
 DIST = dict(model="SEI-Tiny-ViT", image_size=32, epochs=3, batch_size=16, lr=0.02, workers=2, device="cpu", seed=3)
 #: scores of two processes and of one agree to this (measured: 1e-6; float summation order)

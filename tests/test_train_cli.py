@@ -79,6 +79,7 @@ def test_flags_and_status_commands(finished_run, capsys, tmp_path):
     assert "unknown method 'magic'" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # trains in another process (interpreter, torch and training each time)
 def test_killed_run_resumes_to_the_same_scores(tiny_data, tmp_path):
     args = dict(epochs=6, seed=5)
     ref = tmp_path / "reference"
@@ -107,6 +108,7 @@ def test_killed_run_resumes_to_the_same_scores(tiny_data, tmp_path):
     assert run.status()["state"] == "finished"
 
 
+@pytest.mark.slow  # trains in another process (interpreter, torch and training each time)
 def test_stop_signal_leaves_a_resumable_run(tiny_data, tmp_path):
     out = tmp_path / "stopped"
     proc = subprocess.Popen([sys.executable, "-m", "sei_core.cli", *_args(tiny_data, out, epochs=40)],
