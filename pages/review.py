@@ -9,7 +9,8 @@ import pandas as pd
 import streamlit as st
 
 from pages._common import (DEFAULT_METHOD, PAPER_METHOD, _scored, _scores, facts, file_stamp, guard, images_of, log, md, need_run, page_setup,
-                           score_name, scores_of)
+                           reliability_of, reliability_warning, reviewer_name, score_name, scores_of,
+                           signed_in_name)
 from sei_core import dynamics, plots, workspace
 from sei_core.count import COUNT_CAVEAT, review_progress
 from sei_core.gallery import ImageAccessError, fit, zoom
@@ -59,7 +60,7 @@ def _say(kind: str, text: str) -> None:
 
 def act(store: ReviewStore, queue: ReviewQueue, action: str, path: str, shown_label: str, shown_status: str,
         sei: float | None, new_label: str | None = None, force: bool = False) -> None:
-    reviewer = st.session_state.get("reviewer", "").strip()
+    reviewer = reviewer_name()
     if not reviewer:
         _say("error", "Enter your name first, so every decision can be attributed.")
         return
@@ -106,7 +107,7 @@ def previous(path: str) -> None:
 
 
 def undo(store: ReviewStore, queue: ReviewQueue, force: bool = False, decision_id: int | None = None) -> None:
-    reviewer = st.session_state.get("reviewer", "").strip()
+    reviewer = reviewer_name()
     if not reviewer:
         _say("error", "Enter your name first: undo reverts your own latest decision.")
         return
@@ -191,11 +192,17 @@ def header(run, label_file: Path, store: ReviewStore) -> None:
 def controls(classes: list[str]) -> tuple[str, int]:
     if "reviewer" not in st.session_state:  # widget state is dropped while another page is shown
         st.session_state["reviewer"] = st.session_state.get("_reviewer") or st.query_params.get("reviewer", "")
+    signed_in = signed_in_name()  # with a login, decisions carry the signed-in identity, not a typed name
+    if signed_in:
+        st.session_state["reviewer"] = signed_in
     c = st.columns([2, 2, 2])
     c[0].text_input("Your name", key="reviewer", on_change=remember_reviewer, placeholder="e.g. Dr. Ana Silva",
-                    help="Recorded with every decision. Kept in the page address and in this browser, so a "
-                         "reload or a new visit keeps it. Press Enter, then use the keyboard shortcuts.")
-    reviewer_script(st.session_state.get("reviewer", "").strip())
+                    disabled=bool(signed_in),
+                    help="Your signed-in identity, recorded with every decision." if signed_in else
+                    "Recorded with every decision. Kept in the page address and in this browser, so a "
+                    "reload or a new visit keeps it. Press Enter, then use the keyboard shortcuts.")
+    if not signed_in:
+        reviewer_script(st.session_state.get("reviewer", "").strip())
     k = c[1].selectbox("Given class", [-1] + list(range(len(classes))), key="review_class", on_change=on_filter_change,
                        format_func=lambda j: "All classes" if j < 0 else classes[j],
                        help="The label the image had when the model was trained.")
@@ -375,7 +382,8 @@ def body() -> None:
     store = review_store(str(label_file), tuple(s.classes), columns["path_column"], columns["label_column"])
     header(run, label_file, store)
     state_filter, k = controls(s.classes)
-    reviewer = st.session_state.get("reviewer", "").strip()
+    reliability_warning(run, k=k)
+    reviewer = reviewer_name()
     if not reviewer:
         st.warning("Enter your name to start reviewing; it is saved with every decision.", icon=":material/badge:")
     if run.status().get("state") != "finished":
@@ -402,7 +410,7 @@ def decision_panel(run, store: ReviewStore, queue: ReviewQueue, state_filter: st
     s = scores_of(run)
     cfg = run.config()
     ctx = run_context(str(run.path), workspace.run_stamp(run))
-    reviewer = st.session_state.get("reviewer", "").strip()
+    reviewer = reviewer_name()
     shown = queue.select(STATE_FILTERS[state_filter], k)
     st.progress(queue.reviewed() / len(queue), text=f"Reviewed {queue.reviewed()} of {len(queue)} images in the queue "
                 f"({int(s.flagged.sum())} flagged by the model, {queue.requested} sent from Explore)")
@@ -463,6 +471,10 @@ def decision_panel(run, store: ReviewStore, queue: ReviewQueue, state_filter: st
             rows.append(("Paper's SEI", f"{s.sei[i]:.3g}  (threshold {s.sei_threshold[i]:.3g}, "
                          f"{'flagged' if s.sei_flagged[i] else 'not flagged'})" if np.isfinite(s.sei[i]) else "no score"))
         rows.append(("Status", STATUS_WORDS.get(status, status) + (f" by {by}" if by else "")))
+        trust = reliability_of(run)[int(s.labels[i])]
+        if not trust.reliable:  # the model has not learnt this image's class: say so beside its flag
+            rows.append(("Flags of this class", f"unreliable: the model agrees with {100 * trust.agreement:.0f}% "
+                                                f"of its {trust.images:,} labels"))
         facts(rows)
         if status == "discarded":
             st.info("This image is discarded: it is left out of the cleaned export.", icon=":material/delete:")
@@ -488,9 +500,10 @@ def decision_panel(run, store: ReviewStore, queue: ReviewQueue, state_filter: st
 
     c1, c2 = st.columns([1, 1], gap="large")
     with c1:
-        st.markdown("**Signed entropy per epoch**")
-        st.caption("Below zero: the model disagreed with the label at that epoch. Dotted: the average of each "
-                   "group (see Explore); purple: the running SEI.")
+        st.markdown("**The model's view of this label during training**")
+        st.caption("Above zero: the model agreed with the label at that epoch, below zero: it disagreed; the further "
+                   "from zero, the surer it was (the signed entropy). Dotted: the average of each group (see "
+                   "Explore); purple: the running sum (the paper's SEI).")
         se = sample_values(s, "signed_entropy", i)
         st.plotly_chart(plots.signed_entropy_curve(se, dynamics.cumulative_sei(se), group_means=ctx["group_means"]),
                         key="review_curve", **CHART)
@@ -549,7 +562,7 @@ def export(store: ReviewStore, label_file: Path) -> None:
         if c[1].button("Export", icon=":material/download:", key="export", width="stretch"):
             try:
                 n = store.export_clean(out)
-            except ReviewError as e:
+            except (ReviewError, PermissionError) as e:  # PermissionError: sei_core.access refused the folder
                 st.error(md(e), icon=":material/error:")
                 return
             st.success(f"Wrote {n} rows.", icon=":material/check_circle:")

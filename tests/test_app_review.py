@@ -17,6 +17,27 @@ REVIEW = "pages/review.py"
 ME = "Dr. Test"
 
 
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    """This module's data: conftest's tiny set with 30 % label noise instead of 15 %, so that the
+    4-epoch run flags enough images to review (16 of 48; with 15 % the balanced threshold of a
+    class slightly rarer than the auxiliary class left one)."""
+    from sample_data.make_sample_data import generate
+
+    return generate(tmp_path_factory.mktemp("tiny-review"), n_per_class=12, image_size=32, noise_rate=0.3, seed=1)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_data, tmp_path_factory):
+    """conftest's trained run, on this module's data."""
+    from conftest import train_args
+    from sei_core import cli
+
+    out = tmp_path_factory.mktemp("runs-review") / "first"
+    assert cli.main(train_args(tiny_data, out)) == 0
+    return out
+
+
 def labels(path) -> pd.DataFrame:
     return pd.read_csv(path, dtype=str, keep_default_na=False).set_index("path")
 
