@@ -40,6 +40,7 @@ DECODE_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # a decode in another process, killed and resumed: 41 s at load 10-15
 def test_killed_decode_resumes_where_it_stopped(many_images, tmp_path):
     cache = tmp_path / "cache"
     ds = dataset.load(many_images)
