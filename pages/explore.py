@@ -128,6 +128,30 @@ def summary(s, truth, mask, status: dict) -> None:
                 "will change until training finishes.", icon=":material/hourglass_top:")
 
 
+# -- the count from the review decisions (issue 22; sei_core.review_count) -------------------------
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _decision_count(run_path: str, stamp: tuple, log_stamp: tuple):
+    from sei_core.review import run_count
+
+    return run_count(Run(run_path))
+
+
+def decision_count(run) -> None:
+    """What the review decisions so far say: found, the estimate with its interval, what is still
+    unreviewed, the stopping suggestion (shown once the run has a decision log)."""
+    from sei_core.review import review_label_file
+
+    label_file = review_label_file(run)
+    db = label_file.parent / ".sei_review" / f"{label_file.stem}.decisions.sqlite"
+    if not db.is_file():
+        return
+    c, stop, _ = _decision_count(str(run.path), workspace.run_stamp(run),
+                                 (file_stamp(db), file_stamp(Path(str(db) + "-wal"))))
+    if c.decisions:
+        st.caption("**From the review so far:** " + md(c.sentence()) + " " + md(stop.sentence()))
+
+
 @st.cache_resource(max_entries=4, show_spinner=False)
 def file_names(run_path: str, stamp: tuple, method: str) -> pd.Series:
     """The file name of every sample, for the name search (built on the first search only)."""
@@ -300,6 +324,7 @@ def body() -> None:
     v = class_view(str(run.path), stamp, method, k, None if f is None else file_stamp(f))
     groups, mask, fig = summary_of(run, method).groups, v["mask"], v["figures"]
     summary(s, truth, mask, status)
+    decision_count(run)  # the count from the review decisions (issue 22)
     reliability_warning(run, method, k)
 
     st.subheader(f"{name} by class", anchor=False)

@@ -438,3 +438,25 @@ def class_counts(counts: Mapping[str, int]) -> go.Figure:
     # room right of the longest bar for its count (the count was cut to "11" of 111)
     fig.update_xaxes(title_text="images", range=[0, 1.15 * max([*counts.values(), 1])])
     return _layout(fig, max(200, 40 * len(names) + 90))
+
+
+def calibration_curve(points: Mapping, n: int, title: str = "Share of wrong labels by rank") -> go.Figure:
+    """The share of wrong labels against rank in the review order, from the decisions
+    (:func:`sei_core.review_count.calibration_points`): the binned share as a line, each
+    decision as a point at 1 (wrong) or 0 (correct), audit picks marked apart."""
+    if not len(points["rank"]):
+        return _empty("No decisions yet.")
+    fig = go.Figure()
+    ok = np.isfinite(points["share"])
+    fig.add_trace(go.Scatter(x=points["mid"][ok], y=points["share"][ok], mode="lines+markers", name="share wrong",
+                             line=dict(color=THRESHOLD_COLOR)))
+    for audit, name, sym in ((False, "decided in order", "line-ns-open"), (True, "picked at random", "diamond")):
+        m = points["audit"] == audit
+        if m.any():
+            y = points["wrong"][m].astype(float)
+            fig.add_trace(go.Scatter(x=points["rank"][m], y=y, mode="markers", name=name,
+                                     marker=dict(symbol=sym, size=7, opacity=0.5,
+                                                 color=np.where(y > 0, FLAGGED_COLOR, KEPT_COLOR))))
+    fig.update_xaxes(title="rank in the review order (0 = most suspicious)", range=[0, max(n, 1)])
+    fig.update_yaxes(title="share wrong (points: 1 wrong, 0 correct)", range=[-0.05, 1.05])
+    return _layout(fig, height=300, title=dict(text=text(title), font=dict(size=14)))
