@@ -71,11 +71,19 @@ class CpuMeter:
         return int(stat["user_usec"]) / 1e6, int(stat["system_usec"]) / 1e6
 
     def close(self) -> None:
-        if self.group is not None:
+        """Remove the cgroup once the last process of the tree has left it (a few seconds)."""
+        if self.group is None:
+            return
+        deadline = time.monotonic() + 10
+        while True:
             try:
                 self.group.rmdir()
+                return
             except OSError:
-                pass
+                if time.monotonic() > deadline:
+                    print(f"note: {self.group} still holds processes; remove it with rmdir", file=sys.stderr)
+                    return
+                time.sleep(0.2)
 
 
 def measure(cmd: list[str], env: dict, load: int, pin: int | None) -> dict:
