@@ -645,6 +645,6 @@ def need_run() -> Run | None:
     run = current_run()
     if run is None:
         st.info("There is no run for this data set yet. Train one on the Train page; "
-                "it takes about a minute on the sample data.", icon=":material/info:")
+                "it takes a few minutes on a CPU for the sample data.", icon=":material/info:")
         st.page_link(TRAIN_PAGE, label="Go to Train", icon=":material/model_training:")
     return run
