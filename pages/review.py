@@ -325,13 +325,13 @@ def thumbnail(data: str, split: str, sid: str, side: int, stamp: tuple) -> np.nd
         return None
 
 
-def strip(cfg: dict, s, idx: np.ndarray, title: str) -> None:
+def strip(cfg: dict, s, idx: np.ndarray, title: str, stamp: tuple) -> None:
+    """Six example thumbnails; ``stamp``: the run's version (:func:`thumbnail_stamp`)."""
     st.markdown(title)
     if not len(idx):
         st.caption("No confidently clean examples of this class in the run.")
         return
     cols = st.columns(6)
-    stamp = file_stamp(cfg["data"])
     for j, i in enumerate(idx[:6]):
         with cols[j]:
             th = thumbnail(cfg["data"], cfg.get("split", "train"), s.ids[i], 160, stamp)
@@ -339,6 +339,14 @@ def strip(cfg: dict, s, idx: np.ndarray, title: str) -> None:
                 st.caption("(not shown)")
             else:
                 st.image(th, width="stretch", caption=f"{100 * s.suggested_probability[i]:.0f}%")
+
+
+def thumbnail_stamp(run, cfg: dict) -> tuple:
+    """The thumbnails' cache key: the run's version, and an image folder's own stamp. Not the
+    label file's: the review rewrites it with every decision (and undo), which would decode
+    every example image again on each key (issue 18 item 7)."""
+    data = Path(cfg["data"])
+    return (*workspace.run_stamp(run), *(file_stamp(data) if data.is_dir() else ()))
 
 
 def action_bar(store: ReviewStore, queue: ReviewQueue, classes: list[str], path: str, label: str, status: str,
@@ -507,12 +515,12 @@ def decision_panel(run, store: ReviewStore, queue: ReviewQueue, state_filter: st
         st.plotly_chart(plots.signed_entropy_curve(se, dynamics.cumulative_sei(se), group_means=ctx["group_means"]),
                         key="review_curve", **CHART)
     with c2:
-        given_k = int(s.labels[i])
+        given_k, stamp = int(s.labels[i]), thumbnail_stamp(run, cfg)
         strip(cfg, s, _without(ctx["clean"][given_k], i),
-              f"Confidently clean examples of **{md(s.classes[given_k])}** (the label it was given)")
+              f"Confidently clean examples of **{md(s.classes[given_k])}** (the label it was given)", stamp)
         if suggested is not None and s.suggested[i] != given_k:
             strip(cfg, s, _without(ctx["clean"][int(s.suggested[i])], i),
-                  f"Confidently clean examples of **{md(suggested)}** (the model's suggestion)")
+                  f"Confidently clean examples of **{md(suggested)}** (the model's suggestion)", stamp)
         st.caption("Percentages: how sure the model is of each example's label over the last epochs.")
 
 

@@ -607,6 +607,16 @@ class ReviewStore:
                 "SELECT id, path, action, new_status, CASE WHEN action = 'undo' THEN undoes ELSE q_audit END "
                 "FROM decisions WHERE id > ? ORDER BY id", (int(last_id),))]
 
+    def decision_in_effect(self, path: str) -> tuple | None:
+        """``(id, path, action, new_status, q_audit)`` of the latest decision in effect on
+        ``path`` (not undone, not an undo), or None: what an undo leaves the image with, read
+        by the path index (O(decisions on that path), not O(log))."""
+        with self._connect() as conn:
+            r = conn.execute(
+                "SELECT id, path, action, new_status, q_audit FROM decisions WHERE path = ? AND "
+                "action != 'undo' AND undone = 0 ORDER BY id DESC LIMIT 1", (str(path),)).fetchone()
+        return None if r is None else tuple(r)
+
     def decided_paths(self, reviewer: str) -> list[str]:
         """The images ``reviewer`` decided (decisions in effect), in the order decided, each
         once (at its latest decision): what "Previous" walks back through."""
@@ -1525,10 +1535,13 @@ class _AuditState:
     def log_view(self, store: "ReviewStore") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``(id, rank, wrong, audit)`` of the latest decision in effect on each image of the
         run, in log order, kept up to date with only the decisions logged since the last call
-        (O(new decisions); the whole log again after an undo or with another store)."""
+        (O(new decisions), an undo included: its image falls back to its decision in effect
+        before, :meth:`ReviewStore.decision_in_effect`; the whole log only with another store).
+        The arrays are in log order of each image's latest decision, except that an image an
+        undo fell back on goes last: ``id`` gives the order decided."""
         c = self._log
         rows = store.decisions_since(c["last"])
-        if c.get("store") is not store or any(r[2] == "undo" for r in rows):
+        if c.get("store") is not store:
             df = store.estimation_decisions()
             c.clear()
             c.update(last=0, store=store, at={}, cols=([], [], [], []), gone=[])
@@ -1536,7 +1549,17 @@ class _AuditState:
             last = store.decisions_since(0)
             c["last_full"] = last[-1][0] if last else 0
         at, cols, gone = c["at"], c["cols"], c["gone"]
-        new = [r for r in rows if r[2] != "undo"]
+        new = []
+        for r in rows:
+            if r[2] != "undo":
+                new.append(r)
+                continue
+            new = [x for x in new if x[1] != r[1]]  # an undo of a decision in this batch
+            if r[1] in at:
+                gone[at.pop(r[1])] = True
+            back = store.decision_in_effect(r[1])  # as of now: a later row of this batch may follow
+            if back is not None and back[0] <= r[0]:
+                new.append(back)
         if new:
             idx = self._index.get_indexer([r[1] for r in new])
             for (i, p, _, st, au), k in zip(new, idx.tolist()):

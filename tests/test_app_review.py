@@ -325,3 +325,36 @@ def test_a_run_on_chosen_columns_is_reviewed_in_its_label_column(open_app, app_e
     at.button(key="export").click().run()
     assert not at.exception and not at.error
     assert (app_env.root / "clean.csv").read_text().splitlines()[0].startswith("image_id;diagnosis;age;")
+
+
+def test_previous_then_undo_decodes_no_example_image_again(open_app, app_env, flagged, monkeypatch):
+    """Issue 18 item 7 (← then U, then the next key): the undo rewrites the label file, which is
+    the data file here; the example thumbnails of the image on screen stay cached (keyed by the
+    run, not by the label file), so the undo and the key after it decode only what is new."""
+    import sei_core.gallery as gallery
+
+    made = []
+    real_fit = gallery.fit
+    def counted(im, side, *a, **k):  # the example thumbnails are 160 px (the image on screen: 720)
+        if side == 160:
+            made.append(1)
+        return real_fit(im, side, *a, **k)
+
+    monkeypatch.setattr(gallery, "fit", counted)
+    at = open_review(open_app)
+    first = current(at)
+    at.button(key="act_confirm").click().run()
+    at.button(key="act_previous").click().run()  # back to the image just decided: its thumbnails are made
+    assert current(at) == first
+    del made[:]
+    at.button(key="act_undo").click().run()  # the label file is rewritten; the same image stays on screen
+    assert not at.exception and current(at) == first
+    assert labels(app_env.labels).loc[first, "review_status"] == ""
+    assert made == []  # no thumbnail made again
+    at.button(key="act_confirm").click().run()  # the key after the undo
+    assert not at.exception and current(at) != first
+    after = len(made)
+    at.button(key="act_previous").click().run()
+    del made[:]
+    at.button(key="act_undo").click().run()
+    assert made == [] and after <= 12  # at most the two strips of the next image

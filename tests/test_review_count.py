@@ -227,3 +227,64 @@ def test_review_sim_and_count_on_a_tiny_run(trained_run, tmp_path, capsys):
     got = json.loads(capsys.readouterr().out)
     assert got["count"]["decisions"] == 0 and got["stop"]["run_length"] == 58
     assert "0 wrong labels found in 0 decisions" in got["sentence"]
+
+
+class _CountingStore(ReviewStore):
+    """The real store, counting how often the whole log is read for the count."""
+
+    full_reads = 0
+
+    def estimation_decisions(self):
+        self.full_reads += 1
+        return super().estimation_decisions()
+
+
+def _fresh_view(store):
+    """(id, rank, wrong, audit) from the whole log by a new queue, sorted by id."""
+    view = _queue(0.0).audit(store).log_view(store)
+    o = np.argsort(view[0])
+    return tuple(v[o] for v in view)
+
+
+def test_an_undo_updates_the_count_without_reading_the_whole_log_again(tmp_path):
+    """Issue 18 item 7: the key after an undo costs what any other decision costs. The count's
+    view of the log follows an undo by the undone image's own decisions (the path index), not
+    by re-reading every decision; it stays equal to a view built from the whole log, also with
+    several undos (of decisions old and new, on one image twice) between two counts."""
+    f = tmp_path / "labels.csv"
+    f.write_text("path,label\n" + "".join(f"{p},{'x' if i % 2 else 'y'}\n" for i, p in enumerate(IDS)))
+    store = _CountingStore(f, classes=["x", "y"])
+    q = _queue(0.0)
+    q.follow(store)
+
+    def decide(path, wrong):
+        label, status = q.row(path)[:2]
+        how = dict(expected_status=status, sampling=q.sampling(path, store))
+        d = (store.relabel(path, "x" if label == "y" else "y", "Dr. A", label, **how)
+             if wrong else store.confirm(path, "Dr. A", label, **how))
+        q.apply(d.path, d.new_label, d.new_status, "Dr. A")
+
+    def undo():
+        u = store.undo("Dr. A")
+        q.apply(u.path, u.new_label, u.new_status, "")
+
+    for i in range(6):
+        decide(IDS[i], i % 2 == 0)
+    decide(IDS[1], True)  # a second decision on one image
+    q.count(store)
+    assert store.full_reads == 1  # the first count reads the log once
+    steps = [[undo], [undo, undo], [lambda: decide(IDS[2], False), undo, undo], [lambda: decide(IDS[7], True)],
+             [undo, lambda: decide(IDS[1], False)]]
+    for step in steps:  # ← then U, and the key after it, as the page does them
+        for act in step:
+            act()
+        reads = store.full_reads
+        c, _, pts = q.count(store)
+        assert store.full_reads == reads  # undos and the decisions after them: no whole-log read
+        view = q.audit(store).log_view(store)
+        o = np.argsort(view[0])
+        for got, want in zip((v[o] for v in view), _fresh_view(store)):
+            np.testing.assert_array_equal(got, want)
+        assert c.found == int(store.estimation_decisions()["status"].isin(["relabeled", "discarded"]).sum())
+    # Previous still walks back through the images decided, in the order decided (undone ones left out)
+    assert q.previous_decided(None, store.decided_paths("Dr. A")) == IDS[1]
