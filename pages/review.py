@@ -10,6 +10,7 @@ import streamlit as st
 
 from pages._common import (DEFAULT_METHOD, PAPER_METHOD, _scored, _scores, facts, file_stamp, guard, images_of, log, md, need_run, page_setup,
                            score_name, scores_of)
+from pages._common import class_text, image_layout
 from sei_core import dynamics, plots, workspace
 from sei_core.count import COUNT_CAVEAT, review_progress
 from sei_core.gallery import ImageAccessError, fit, zoom
@@ -306,10 +307,11 @@ def image_view(src, sid: str) -> None:
 
 
 @st.cache_resource(max_entries=256, show_spinner=False)
-def thumbnail(data: str, split: str, sid: str, side: int, stamp: tuple) -> np.ndarray | None:
-    """A small copy of an example image (the same examples come back for every image of a class)."""
+def thumbnail(data: str, split: str, sid: str, side: int, stamp: tuple, layout: tuple = ()) -> np.ndarray | None:
+    """A small copy of an example image (the same examples come back for every image of a class);
+    ``layout``: the label file's image folders and extension (``image_layout(cfg)``'s values)."""
     try:
-        return np.asarray(fit(images_of(data, split).open(sid, max_side=4 * side), side))
+        return np.asarray(fit(images_of(data, split, *layout).open(sid, max_side=4 * side), side))
     except ImageAccessError:
         return None
 
@@ -323,7 +325,8 @@ def strip(cfg: dict, s, idx: np.ndarray, title: str) -> None:
     stamp = file_stamp(cfg["data"])
     for j, i in enumerate(idx[:6]):
         with cols[j]:
-            th = thumbnail(cfg["data"], cfg.get("split", "train"), s.ids[i], 160, stamp)
+            th = thumbnail(cfg["data"], cfg.get("split", "train"), s.ids[i], 160, stamp,
+                           tuple(image_layout(cfg).values()))
             if th is None:
                 st.caption("(not shown)")
             else:
@@ -385,14 +388,14 @@ def body() -> None:
     queue.follow(store)  # decisions since the last run (this tab's, others', other programs')
     if not len(queue):
         st.success("Nothing to review: the model flagged no image in this run.", icon=":material/check_circle:")
-        export(store, label_file)
+        export(store, label_file, run.config().get("class_names"))
         return
     focus = st.session_state.pop("review_focus", None)
     if focus in queue.position:
         st.session_state["review_current"] = focus
     decision_panel(run, store, queue, state_filter, k, reviewer)
     review_log(store, s, queue, state_filter, k)
-    export(store, label_file)
+    export(store, label_file, run.config().get("class_names"))
 
 
 @st.fragment
@@ -440,7 +443,7 @@ def decision_panel(run, store: ReviewStore, queue: ReviewQueue, state_filter: st
         return
     label, status, by, orig = row
     suggested = s.classes[s.suggested[i]] if 0 <= s.suggested[i] < len(s.classes) else None
-    src = images_of(cfg["data"], cfg.get("split", "train"))
+    src = images_of(cfg["data"], cfg.get("split", "train"), **image_layout(cfg))
 
     at = np.searchsorted(shown, q)
     inside = at < len(shown) and shown[at] == q
@@ -453,10 +456,11 @@ def decision_panel(run, store: ReviewStore, queue: ReviewQueue, state_filter: st
         image_view(src, current)
     with right:
         st.subheader(md(Path(current).name), anchor=False)
-        rows = [("Label now", label)]
+        rows = [("Label now", class_text(cfg, label))]
         if orig and orig != label:
-            rows.append(("Original label", orig))
-        rows += [("Model suggests", f"{suggested} · {100 * s.suggested_probability[i]:.0f}%" if suggested else "—"),
+            rows.append(("Original label", class_text(cfg, orig)))
+        rows += [("Model suggests", f"{class_text(cfg, suggested)} · {100 * s.suggested_probability[i]:.0f}%"
+                  if suggested else "—"),
                  (score_name(s.method), f"{s.score[i]:.3g}  (threshold {s.threshold[i]:.3g})"
                   if np.isfinite(s.score[i]) else "no score")]
         if s.method != PAPER_METHOD:
@@ -538,7 +542,7 @@ def review_log(store: ReviewStore, s, queue: ReviewQueue, state_filter: str, k: 
                      hide_index=True, width="stretch")
 
 
-def export(store: ReviewStore, label_file: Path) -> None:
+def export(store: ReviewStore, label_file: Path, class_names: dict | None = None) -> None:
     with st.container(border=True):
         st.subheader("Export a cleaned label file", anchor=False)
         st.caption("All rows with their current labels, without the discarded ones; the review columns are kept. "
@@ -548,7 +552,7 @@ def export(store: ReviewStore, label_file: Path) -> None:
         out = c[0].text_input("Write to", value=default, key="export_path")
         if c[1].button("Export", icon=":material/download:", key="export", width="stretch"):
             try:
-                n = store.export_clean(out)
+                n = store.export_clean(out, class_names=class_names)
             except ReviewError as e:
                 st.error(md(e), icon=":material/error:")
                 return
