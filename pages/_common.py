@@ -7,6 +7,7 @@ UI glue only; the method lives in ``sei_core``.
 from __future__ import annotations
 
 import contextlib
+import re
 import logging
 import threading
 from pathlib import Path
@@ -89,6 +90,28 @@ def show_error(e: BaseException) -> None:
         st.error(md(str(e)), icon=":material/error:")
     else:
         st.error(md(str(e)), icon=":material/error:")
+
+
+#: What a training error says in the command line's words, and the same in this page's words.
+APP_WORDS = (
+    (r"\(or pass the file with --weights /path/to/file\)", "(or choose Weights “local checkpoint” and give the file)"),
+    (r"(train from random weights )?with --weights none", "choose Weights “none” (random weights), or the “CPU” "
+                                                          "settings, and start again"),
+    (r"--weights none", "Weights “none”"),
+    (r"--batch-size", "“Batch size”"), (r"--image-size", "“Image size”"),
+    (r"(use )?--skip-unreadable( to leave it out)?", "tick “Leave out unreadable images”"),
+    (r"--max-pixels", "a larger pixel limit (command line only)"),
+    (r"`sei resume [^`]+`", "the Resume button"),
+    (r", or pass --path-column and --label-column", ""), (r", or pass --image-dir for each", ""),
+    (r"; use --device cpu", "; choose Device “cpu”"),
+)
+
+
+def in_app_words(message: str) -> str:
+    """A training error as this page says it: the controls to use, not command-line flags."""
+    for pattern, words in APP_WORDS:
+        message = re.sub(pattern, words, message)
+    return message
 
 
 @contextlib.contextmanager
@@ -192,10 +215,30 @@ def data_options(data: dict) -> dict:
             "image_ext": data.get("image_ext") or None}
 
 
+@st.cache_data(max_entries=16, show_spinner=False)
+def _saved_names(prompts_file: str, stamp: tuple) -> dict:
+    from sei_core.dataset import Prompts
+
+    try:
+        return Prompts.load(prompts_file).names
+    except DataError:
+        return {}
+
+
+def class_names_of(cfg: dict) -> dict:
+    """Display names of a run's class codes: those saved beside its data now (prompts.json,
+    edited on the Data page), over those it was trained with (``class_names`` of its config)."""
+    from sei_core.dataset import PROMPTS_FILE
+
+    data = Path(cfg.get("data", ""))
+    f = (data if data.is_dir() else data.parent) / PROMPTS_FILE
+    return {**(cfg.get("class_names") or {}), **(_saved_names(str(f), file_stamp(f)) if f.is_file() else {})}
+
+
 def class_text(cfg: dict, code: str | None) -> str:
     """A class as the pages show it: ``melanocytic nevus (nv)`` where the run's data set names
-    its code (``class_names`` of the run's config, from prompts.json), else the code."""
-    name = (cfg.get("class_names") or {}).get(code) if code else None
+    its code (:func:`class_names_of`), else the code."""
+    name = class_names_of(cfg).get(code) if code else None
     return f"{name} ({code})" if name and name != code else str(code or "")
 
 
@@ -316,6 +359,7 @@ def choose_data(path: str, split: str = "train", columns: dict | None = None) ->
     st.session_state["data"] = workspace.data_choice(path, split, **columns)
     if not same:
         st.session_state.pop("run_name", None)
+        st.session_state.pop("_run_choice", None)
         if "run" in st.query_params:
             del st.query_params["run"]
 
@@ -373,23 +417,27 @@ def sidebar() -> None:
             names = [r.name for r in runs]
             labels = {r.name: run_label(r) for r in runs}
             st.markdown("**Run**")
+            # the choice is kept under its own key: the menu is another widget on every page
             pending = st.session_state.pop("_select_run", None)
             if pending in names:
-                st.session_state["run_name"] = pending
+                st.session_state["_run_choice"] = pending
             if not names:
                 st.session_state.pop("run_name", None)
+                st.session_state.pop("_run_choice", None)
                 if "run" in st.query_params:
                     del st.query_params["run"]
                 st.caption("No run yet. Start one on the Train page.")
                 return
-            if st.session_state.get("run_name") not in names:
+            if st.session_state.get("_run_choice") not in names:
                 # the address's run (a reload keeps it), else the newest finished run of this data set
                 asked = st.query_params.get("run")
                 best = workspace.newest_finished(runs, data["path"])
-                st.session_state["run_name"] = asked if asked in names else (best.name if best else names[0])
+                st.session_state["_run_choice"] = asked if asked in names else (best.name if best else names[0])
+            st.session_state["run_name"] = st.session_state["_run_choice"]
             if st.query_params.get("run") != st.session_state["run_name"]:
                 st.query_params["run"] = st.session_state["run_name"]
             st.selectbox("Run", names, key="run_name", format_func=lambda n: labels.get(n, n),
+                         on_change=lambda: st.session_state.update(_run_choice=st.session_state["run_name"]),
                          label_visibility="collapsed",
                          help="Runs trained on this data set come first. Explore and Review show the selected run.")
             run = current_run()

@@ -10,7 +10,7 @@ import streamlit as st
 
 from pages._common import (DEFAULT_METHOD, PAPER_METHOD, _scored, _scores, facts, file_stamp, guard, images_of, log, md, need_run, page_setup,
                            score_name, scores_of)
-from pages._common import class_text, image_layout
+from pages._common import class_names_of, class_text, image_layout
 from sei_core import dynamics, plots, workspace
 from sei_core.count import COUNT_CAVEAT, review_progress
 from sei_core.gallery import ImageAccessError, fit, zoom
@@ -388,14 +388,14 @@ def body() -> None:
     queue.follow(store)  # decisions since the last run (this tab's, others', other programs')
     if not len(queue):
         st.success("Nothing to review: the model flagged no image in this run.", icon=":material/check_circle:")
-        export(store, label_file, run.config().get("class_names"))
+        export(store, label_file, class_names_of(run.config()))
         return
     focus = st.session_state.pop("review_focus", None)
     if focus in queue.position:
         st.session_state["review_current"] = focus
     decision_panel(run, store, queue, state_filter, k, reviewer)
     review_log(store, s, queue, state_filter, k)
-    export(store, label_file, run.config().get("class_names"))
+    export(store, label_file, class_names_of(run.config()))
 
 
 @st.fragment

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from pages._common import (page_setup, DATA_PAGE, EXPLORE_PAGE, REVIEW_PAGE, current_data, current_run, data_options,
-                           data_set, guard, md, scores_of, select_run, short_path, show_problems)
+                           data_set, guard, in_app_words, md, scores_of, select_run, short_path, show_problems)
 from sei_core import jobs, plots, workspace
 from sei_core.dataset import DataError
 from sei_core.labels import LABEL_COL, PATH_COL
@@ -20,26 +20,6 @@ POLL_SECONDS = 2.0
 PAGE_PRESETS = ["cpu", "paper"]
 WEIGHT_MODES = ["none", "local checkpoint", "pretrained tag"]
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
-#: What a training error says in the command line's words, and the same in this page's words.
-APP_WORDS = (
-    (r"\(or pass the file with --weights /path/to/file\)", "(or choose Weights “local checkpoint” and give the file)"),
-    (r"(train from random weights )?with --weights none", "choose Weights “none” (random weights), or the “CPU” "
-                                                          "settings, and start again"),
-    (r"--weights none", "Weights “none”"),
-    (r"--batch-size", "“Batch size”"), (r"--image-size", "“Image size”"),
-    (r"(use |or use |or )?--skip-unreadable( to leave it out)?", "tick “Leave out unreadable images”"),
-    (r"--max-pixels", "a larger pixel limit (command line only)"),
-    (r"`sei resume [^`]+`", "the Resume button"),
-    (r", or pass --path-column and --label-column", ""), (r", or pass --image-dir for each", ""),
-    (r"; use --device cpu", "; choose Device “cpu”"),
-)
-
-
-def in_app_words(message: str) -> str:
-    """A training error as this page says it: the controls to use, not command-line flags."""
-    for pattern, words in APP_WORDS:
-        message = re.sub(pattern, words, message)
-    return message
 
 page_setup("Train")
 st.caption("Training runs in its own background process: it keeps going if you reload the page, close the "
