@@ -429,7 +429,7 @@ def _occupied(run: Run) -> str:
                 f"({st.get('error') or 'see its log.txt'}); fix the cause and continue it with "
                 f"`sei resume {run.path}`, or choose another --out to start afresh")
     if st.get("state") == "finished":
-        return f"{run.path} already holds a finished run; choose another --out for a new one"
+        return f"{run.path} already holds a run (finished); choose another --out for a new one"
     return (f"{run.path} already holds a run ({st.get('state')}); choose another --out, or resume it with "
             f"`sei resume {run.path}`")
 

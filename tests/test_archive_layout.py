@@ -249,7 +249,7 @@ def test_a_failed_run_that_trained_nothing_does_not_block_its_folder(archive, tm
     assert rc == 0, err
     assert Run(out).status()["state"] == "finished" and not Run(out).trained_nothing()
     rc, _, err = _run_cli(base, capsys)  # a finished run is kept
-    assert rc == 1 and "already holds a finished run" in err
+    assert rc == 1 and "already holds a run (finished)" in err
 
 
 def test_a_failed_run_with_epochs_says_how_to_continue(tmp_path, capsys, tiny_data):
