@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from sei_core import workspace
+from sei_core import access, workspace
 from sei_core.dataset import DataError, ImageCheck, LabeledImages, Validation, check
 from sei_core.gallery import ImageAccessError, ImageSource
 from sei_core.labels import LABEL_COL, PATH_COL
@@ -284,6 +284,38 @@ def scores_of(run: Run, method: str = DEFAULT_METHOD):
     return _scores(str(run.path), workspace.run_stamp(run), method)
 
 
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _reliability(run_path: str, stamp: tuple, method: str):
+    import numpy as np
+
+    from sei_core.reliability import class_reliability
+
+    s = _scores(run_path, stamp, method)
+    return class_reliability(s.labels, s.suggested, s.flagged, s.classes, scored=np.isfinite(s.score))
+
+
+def reliability_of(run: Run, method: str = DEFAULT_METHOD):
+    """Per class, how far the model agrees with its labels (``sei_core.reliability``; cached per run version)."""
+    return _reliability(str(run.path), workspace.run_stamp(run), method)
+
+
+def reliability_warning(run: Run, method: str = DEFAULT_METHOD, k: int = -1) -> None:
+    """Say which classes' flags are unreliable and what would help (only class ``k`` if ``k >= 0``)."""
+    from sei_core.reliability import reliability_note
+
+    rel = reliability_of(run, method)
+    note = reliability_note(rel if k < 0 else rel[k:k + 1], run.config())
+    if note:
+        st.warning(md_safe_names(note, [r.name for r in rel]), icon=":material/report:")
+
+
+def md_safe_names(text: str, names) -> str:
+    """``text`` with each class name Markdown-escaped (they come from the user's data)."""
+    for n in sorted(set(names), key=len, reverse=True):
+        text = text.replace(f"**{n}**", f"**{md(n)}**")
+    return text
+
+
 #: How the pages name a ranking score (one place: sei_core.methods).
 SCORE_NAMES = DISPLAY_NAMES
 score_name = display_name
@@ -402,7 +434,12 @@ def run_label(run: Run) -> str:
         state = run.status().get("state", "?")
     except Exception:
         state = "?"
-    return f"{_STATE_ICON.get(state, '?')} {run.name} ({state})"
+    try:
+        data = workspace.data_name(run.config().get("data", ""))
+    except Exception:
+        data = ""
+    shown = run.name if not data or data.lower() in run.name.lower() else f"{run.name} · {data}"
+    return f"{_STATE_ICON.get(state, '?')} {shown} ({state})"
 
 
 def sidebar() -> None:
@@ -448,14 +485,214 @@ def sidebar() -> None:
                     st.text(short_path(other))
 
 
+# -- who may use the app (sei_core.access) ------------------------------------------------------
+
+SIGNED_IN = "_sei_signed_in"  # session state: how this browser session signed in ("token" / "oidc")
+_TOKEN_STORE = "sei-review.token"  # the browser's sessionStorage key: a reload keeps the sign-in
+_SESSION_TOKEN = "_sei_token"  # session state: the token this session signed in with, checked on every run
+
+
+def _secrets() -> dict:
+    """The ``[auth]`` and ``[sei]`` sections of ``.streamlit/secrets.toml`` ({} without the file)."""
+    try:
+        if not st.secrets.load_if_toml_exists():
+            return {}
+        return {k: st.secrets[k] for k in ("auth", access.SECRETS_SECTION) if k in st.secrets}
+    except Exception:  # an unreadable secrets file: no login configured, which refuses an exposed app
+        log.exception("cannot read .streamlit/secrets.toml")
+        return {}
+
+
+def access_settings() -> access.Settings:
+    """How this server is reached and what it may open (:func:`sei_core.access.settings`), from
+    the address Streamlit listens on, ``secrets.toml`` and the environment."""
+    s = access.settings(st.config.get_option("server.address"), _secrets())
+    if s.roots and not access.data_roots():
+        # roots from secrets.toml: the library (and training processes started from here) read them
+        # from the environment
+        import os
+
+        os.environ[access.DATA_ROOTS_ENV] = os.pathsep.join(map(str, s.roots))
+    return s
+
+
+def _user() -> dict:
+    try:
+        return st.user.to_dict()
+    except Exception:
+        return {}
+
+
+def _token_holder(s: access.Settings) -> str | None:
+    """Who this session's token signs in (:meth:`sei_core.access.Settings.holder`): a reviewer's
+    name, ``access.ANONYMOUS`` for the shared token, None when it signed in with none (or with
+    one the server no longer has)."""
+    if st.session_state.get(SIGNED_IN) != "token":
+        return None
+    return s.holder(st.session_state.get(_SESSION_TOKEN))
+
+
+def signed_in_name() -> str | None:
+    """The signed-in person's identity, which every decision records: the OpenID Connect login's,
+    or the name a personal token belongs to; None without either (a local app, or the shared
+    token, which says nothing about who is signing in)."""
+    s = access_settings()
+    if s.login == "oidc":
+        return access.identity(_user())
+    return (_token_holder(s) or None) if s.login == "token" else None
+
+
+def anonymous_sign_in() -> bool:
+    """True if this session signed in with the shared token: decisions carry the typed name."""
+    s = access_settings()
+    return s.login == "token" and _token_holder(s) == access.ANONYMOUS
+
+
+def reviewer_name() -> str:
+    """The name recorded with a decision: the signed-in identity, else the name typed on Review."""
+    return signed_in_name() or str(st.session_state.get("reviewer", "")).strip()
+
+
+def _token_script(store: str | None, clear: bool) -> None:
+    import json
+
+    st.html("<script>(() => { try { const K = %s, t = %s, clear = %s, url = new URL(window.location.href);"
+            " if (clear) { sessionStorage.removeItem(K); return; }"
+            " if (t) { sessionStorage.setItem(K, t); return; }"
+            " const saved = sessionStorage.getItem(K);"
+            " if (saved && !url.searchParams.get('token')) { url.searchParams.set('token', saved);"
+            " window.location.replace(url.toString()); } } catch (e) {} })();</script>"
+            % tuple(json.dumps(v).replace("<", "\\u003c") for v in (_TOKEN_STORE, store, clear)),
+            unsafe_allow_javascript=True, width="content")
+
+
+def _accept_token(s: access.Settings, given: str) -> bool:
+    """Sign this session in with ``given`` if it is one of the server's tokens (a personal one
+    signs in its reviewer; :func:`signed_in_name`)."""
+    if s.holder(given) is None:
+        st.session_state["_sei_token_failed"] = True
+        return False
+    st.session_state[SIGNED_IN] = "token"
+    st.session_state[_SESSION_TOKEN] = given
+    _token_script(given, False)
+    return True
+
+
+def _token_in_address(s: access.Settings) -> bool:
+    """True if the address carried one of the server's tokens (``?token=…``); it is removed from
+    the address either way (bookmarks, screenshots)."""
+    given = st.query_params.get("token")
+    if given is None:
+        return False
+    del st.query_params["token"]
+    return _accept_token(s, given)
+
+
+def _sign_in_with_token(s: access.Settings) -> bool:
+    """The sign-in field; True once this session typed one of the server's tokens."""
+    with st.form("sei_sign_in"):
+        typed = st.text_input("Access token", type="password",
+                              help="Your token: the server printed it, in the address to open, when it started.")
+        if st.form_submit_button("Sign in", type="primary", icon=":material/login:"):
+            if _accept_token(s, typed.strip()):
+                st.rerun()
+    failed = st.session_state.pop("_sei_token_failed", False)
+    if failed:
+        st.error("That is not this server's token.", icon=":material/error:")
+    _token_script(None, failed or st.session_state.pop("_sei_signed_out", False))
+    return False
+
+
+def _sign_in_with_oidc() -> bool:
+    """True if the visitor is signed in with the OpenID Connect provider of ``secrets.toml``."""
+    if access.identity(_user()):
+        return True
+    import importlib.util
+
+    if importlib.util.find_spec("authlib") is None:
+        st.error("The login is configured (an [auth] section in .streamlit/secrets.toml) but Streamlit's login "
+                 "needs Authlib, which is not installed: `pip install -e '.[auth]'` in the project (or "
+                 "`pip install Authlib`) on the server, then restart it.", icon=":material/error:")
+        return False
+    if st.button("Sign in", type="primary", icon=":material/login:", key="sei_oidc_login"):
+        try:
+            st.login()
+        except Exception as e:  # a wrong [auth] section: say what Streamlit says, never a traceback
+            st.error(f"The sign-in cannot start: {md(e)}", icon=":material/error:")
+    return False
+
+
+def gate() -> None:
+    """Let this visitor in, or show only the sign-in (or why the app refuses) and stop the page.
+
+    A local app (listening on loopback only) lets everyone on this machine in. An exposed one
+    (:attr:`sei_core.access.Settings.exposed`) asks for its login first, and refuses to serve
+    anything while no login or no data folders are configured."""
+    s = access_settings()
+    if not s.exposed:
+        return
+    problems = s.problems()
+    if problems:
+        st.title("SEI review", anchor=False)
+        for p in problems:
+            st.error(md(p), icon=":material/lock:")
+        st.stop()
+    if s.login == "oidc" and st.session_state.get(SIGNED_IN) == "oidc" and access.identity(_user()):
+        return
+    if s.login == "token" and (_token_holder(s) is not None or _token_in_address(s)):
+        return
+    st.title("Sign in to SEI review", anchor=False)
+    st.caption("This server can be reached from the network, so it asks who you are before it shows any data.")
+    ok = _sign_in_with_oidc() if s.login == "oidc" else _sign_in_with_token(s)
+    if ok:
+        st.session_state[SIGNED_IN] = s.login
+        return
+    st.stop()
+
+
+def sign_out_button() -> None:
+    """In the sidebar: how others can reach a local app (an SSH tunnel); in a signed-in
+    session, who is signed in and a way out."""
+    s = access_settings()
+    if not s.exposed:
+        import re
+        import socket
+
+        port = int(st.config.get_option("server.port") or 8501)
+        host = socket.gethostname()
+        host = host if re.fullmatch(r"[A-Za-z0-9.-]{1,253}", host) else "THIS-HOST"  # shown in a code span
+        st.caption(f"Open on this computer only. From another one: `ssh -L {port}:localhost:{port} "
+                   f"{host}`, then http://localhost:{port} there (or network mode with a "
+                   "login: `sei app --network`, see the README).")
+        return
+    if s.login is None:
+        return
+    who = signed_in_name()
+    if who:
+        st.caption(f"Signed in as {md(who)}")
+    elif anonymous_sign_in():
+        st.caption("Signed in with the shared token (no personal identity)")
+    if st.button("Sign out", icon=":material/logout:", key="sei_sign_out"):
+        for key in (SIGNED_IN, _SESSION_TOKEN, "reviewer", "_reviewer"):  # the next person starts afresh
+            st.session_state.pop(key, None)
+        if "reviewer" in st.query_params:
+            del st.query_params["reviewer"]
+        if s.login == "oidc":
+            st.logout()
+        else:
+            st.session_state["_sei_signed_out"] = True  # the sign-in page then forgets the browser's copy
+            st.rerun()
+
+
 # -- navigation ----------------------------------------------------------------------------
 
 _run = threading.local()  # per script-run thread: did app.py start this run?
 
 
 def _start() -> None:
-    """The app's address without a page (``/``) opens the Data page at its own address."""
-    st.switch_page(DATA_PAGE)
+    """The app's address without a page (``/``) opens the Data page at its own address, with the
+    address's parameters (``/?token=…``, the address a network-mode server prints)."""
+    st.switch_page(DATA_PAGE, query_params=st.query_params.to_dict() or None)
 
 
 def navigation():
@@ -498,11 +735,14 @@ def menu() -> None:
 
 
 def page_setup(title: str) -> None:
-    """Page configuration, title and the shared sidebar; first thing every page calls."""
+    """Page configuration, the sign-in of an exposed server (:func:`gate`), title and the shared
+    sidebar; first thing every page calls."""
     _declare_pages_if_run_directly()
     st.set_page_config(**PAGE_CONFIG)
+    gate()  # an exposed server shows nothing but its sign-in before this
     with st.sidebar:
         menu()
+        sign_out_button()
     sidebar()
     st.title(title, anchor=False)
 
@@ -512,6 +752,6 @@ def need_run() -> Run | None:
     run = current_run()
     if run is None:
         st.info("There is no run for this data set yet. Train one on the Train page; "
-                "it takes about a minute on the sample data.", icon=":material/info:")
+                "it takes a few minutes on a CPU for the sample data.", icon=":material/info:")
         st.page_link(TRAIN_PAGE, label="Go to Train", icon=":material/model_training:")
     return run

@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import dataset
+from . import access, dataset
 from .files import atomic_write_csv, stream_writes_to
 from .runs import Run, RunError
 from .bench import BenchError as _BenchError
@@ -509,6 +509,158 @@ def cmd_bench(a) -> int:
     return 1 if report.failures else 0
 
 
+def cmd_count(a) -> int:
+    from .review import run_count
+
+    run = Run(a.run)
+    if not run.exists():
+        raise RunError(f"{run.path} is not a run directory")
+    c, stop, _ = run_count(run)
+    if a.json:
+        print(json.dumps({"count": c.to_json(), "stop": {k: getattr(stop, k) for k in (
+            "next_share", "next_share_from", "still_to_find", "streak", "run_length", "p_chance", "p_plus", "stop")},
+            "sentence": c.sentence(), "stop_sentence": stop.sentence()}, indent=1, default=float))
+        return 0
+    print(c.sentence())
+    print(stop.sentence())
+    return 0
+
+
+def cmd_review_sim(a) -> int:
+    from .review_sim import simulate, summary
+
+    run = Run(a.run)
+    if not run.exists():
+        raise RunError(f"{run.path} is not a run directory")
+    if a.decisions < 1 or a.repeats < 1 or not 0 <= a.audit_share <= 1:
+        raise ValueError("--decisions and --repeats must be at least 1, --audit-share between 0 and 1")
+    df = simulate(run.path, a.truth, a.decisions, repeats=a.repeats, audit_share=a.audit_share, seed=a.seed)
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(a.out, index=False)
+    sm = summary(df, len(run.samples()[0]))
+    print(f"{a.out}: {len(df)} rows ({a.repeats} replays); the {100 * 0.9:.0f} % interval held the true count "
+          f"at {100 * sm['coverage']:.0f} % of {sm['checkpoints']} checkpoints counted from the decisions; "
+          f"mean |relative error| {sm['rel_error']:.3f} at {sm['at']} decisions; found / static order "
+          f"at least {sm['min_found_ratio']:.2f}")
+    return 0
+
+
+def _app_parser(sub) -> None:
+    p = sub.add_parser(
+        "app", help="open the app (local: this machine only; --network: other machines, with a login)",
+        description="Starts `streamlit run app.py` from the project folder. Locally it listens on 127.0.0.1 "
+                    "only (reach it from elsewhere through `ssh -L 8501:localhost:8501 HOST`). With --network it "
+                    "listens on every interface, opens only the folders given by --data-root (or "
+                    f"${access.DATA_ROOTS_ENV}), and asks for a login: the OpenID Connect provider of "
+                    f".streamlit/secrets.toml where one is configured, else a token: a personal one per "
+                    f"--user NAME (or ${access.TOKENS_ENV}, or [sei.tokens] in secrets.toml), whose name then "
+                    f"signs every decision, else one shared token (${access.TOKEN_ENV}, or a new one); the "
+                    "addresses that carry new tokens are printed here.")
+    p.add_argument("--network", action="store_true", help="let other machines reach the app (with a login)")
+    p.add_argument("--data-root", action="append", default=[], metavar="DIR",
+                   help="a folder the app may open (repeatable); required with --network unless "
+                        f"${access.DATA_ROOTS_ENV} is set")
+    p.add_argument("--user", action="append", default=[], metavar="NAME",
+                   help="with --network: a reviewer with a personal token (repeatable); the app records NAME "
+                        "with every decision they make, and one address to open is printed per person")
+    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--address", default=None,
+                   help="the address to listen on (default 127.0.0.1; with --network 0.0.0.0)")
+
+
+def app_command(a: argparse.Namespace, env: dict | None = None,
+                secrets_: dict | None = None) -> tuple[list[str], dict, list[tuple[str, str]]]:
+    """``(command, environment, links)`` of ``sei app``: Streamlit's command line, the
+    environment that carries the access settings (:mod:`sei_core.access`), and the addresses
+    to open that carry the tokens made here, ``(reviewer name, address)`` (name
+    ``access.ANONYMOUS`` for the shared token).
+
+    ``secrets_``: the app's ``secrets.toml`` sections (default :func:`access.read_secrets`): with
+    an ``[auth]`` login no token is made; with personal tokens there (``[sei.tokens]``) no
+    shared one. Raises ValueError when network mode lacks data roots, a --user name is not
+    usable, ``--user`` comes without --network, or the address is not loopback without
+    --network."""
+    env = dict(os.environ if env is None else env)
+    root = Path(__file__).resolve().parent.parent
+    if a.user and not a.network:
+        raise ValueError("--user makes a personal token for network mode: add --network")
+    address = a.address or ("0.0.0.0" if a.network else "127.0.0.1")
+    if not a.network and not access.is_loopback(address):
+        raise ValueError(f"--address {address} lets other machines reach the app: add --network (which asks "
+                         "for a login), or use an SSH tunnel to 127.0.0.1")
+    roots = access.parse_roots(a.data_root) or access.data_roots(env)
+    for r in roots:
+        if not r.is_dir():
+            raise ValueError(f"data root {r} is not a folder")
+    if roots:
+        env[access.DATA_ROOTS_ENV] = os.pathsep.join(map(str, roots))
+    links: list[tuple[str, str]] = []
+    if a.network:
+        if not roots:
+            raise ValueError(f"--network needs the folders the app may open: --data-root DIR (repeatable) or "
+                             f"${access.DATA_ROOTS_ENV}")
+        env[access.NETWORK_ENV] = "1"
+        secrets_ = access.read_secrets(root) if secrets_ is None else secrets_
+        if secrets_.get("auth") and a.user:
+            raise ValueError("--user makes personal tokens, but .streamlit/secrets.toml configures an OpenID Connect "
+                             "login ([auth]), which signs people in instead: drop --user (or the [auth] section)")
+        users = list(dict.fromkeys(u.strip() for u in a.user))
+        bad = [u for u in users if not u or "," in u or not u.isprintable()]
+        if bad:
+            raise ValueError(f"--user {', '.join(map(repr, bad))}: a reviewer's name must be non-empty, printable "
+                             "and hold no comma")
+        named, problems = access.parse_tokens(env.get(access.TOKENS_ENV))
+        if problems:
+            raise ValueError(" ".join(problems))
+        new = [(u, access.new_token()) for u in users]
+        named = tuple(p for p in named if p[0] not in users) + tuple(new)
+        if named:
+            env[access.TOKENS_ENV] = access.format_tokens(named)
+        own = secrets_.get(access.SECRETS_SECTION) or {}
+        if not (secrets_.get("auth") or named or own.get("tokens") or env.get(access.TOKEN_ENV) or own.get("token")):
+            env[access.TOKEN_ENV] = access.new_token()  # no login configured: one shared token, as Jupyter's
+        if env.get(access.TOKEN_ENV) and not secrets_.get("auth"):
+            new.append((access.ANONYMOUS, env[access.TOKEN_ENV]))
+        import socket
+        from urllib.parse import quote
+
+        host = socket.gethostname() if address in ("0.0.0.0", "::") else address
+        links = [(who, f"http://{host}:{a.port}/?token={quote(t)}") for who, t in new]
+    cmd = [sys.executable, "-m", "streamlit", "run", str(root / "app.py"), "--server.address", address,
+           "--server.port", str(a.port), "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    if a.network:
+        # the address browsers use; without it a headless Streamlit on 0.0.0.0 asks checkip.amazonaws.com
+        # for this machine's external address to print it
+        cmd += ["--browser.serverAddress", host]
+    return cmd, env, links
+
+
+def cmd_app(a) -> int:
+    import subprocess
+
+    cmd, env, links = app_command(a)
+    root = Path(cmd[4]).parent
+    if not (root / "app.py").is_file():
+        raise ValueError(f"the app is not here ({root / 'app.py'}): run `sei app` from a source checkout")
+    if a.network:
+        print("sei: network mode: only the folders", env[access.DATA_ROOTS_ENV], "may be opened.", file=sys.stderr)
+        for who, url in links:
+            if who:
+                print(f"sei: {who}: open {url}", file=sys.stderr)
+            else:
+                print(f"sei: open {url}", file=sys.stderr)
+        if any(who for who, _ in links):
+            print("     (each address signs its reviewer in, and the app records that name with their decisions: "
+                  "give each person only their own, and keep it secret.)", file=sys.stderr)
+        elif links:
+            print("     (the token signs a browser in; keep it secret. It names nobody, so decisions carry the name "
+                  "typed on the Review page: `--user NAME` gives each reviewer their own.)", file=sys.stderr)
+        else:
+            print("sei: the sign-in is the one configured in .streamlit/secrets.toml or the environment.",
+                  file=sys.stderr)
+    return subprocess.call(cmd, cwd=root, env=env)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sei", description="Find mislabeled images with the Signed Entropy Integral.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -550,8 +702,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p = sub.add_parser("sample-data", help="(re)generate the bundled sample data set")
     p.add_argument("--out", default=None)
+    p = sub.add_parser("count", help="how many labels are wrong, from the review decisions, and when to stop")
+    p.add_argument("run")
+    p.add_argument("--json", action="store_true", help="machine-readable")
+    p = sub.add_parser("review-sim", help="a simulated truthful reviewer through the app's queue, store and count",
+                       description="Plays a truthful expert (answers with the true label) through the review queue "
+                                   "(with audit sampling), the decision store (on a copy of the label file) and the "
+                                   "count; writes one row per replay and checkpoint (every 10 %% of --decisions).")
+    p.add_argument("run")
+    p.add_argument("--truth", required=True, help="truth CSV with path and true_label columns (sei bench's truth.csv)")
+    p.add_argument("--decisions", type=int, required=True)
+    p.add_argument("--repeats", type=int, default=10)
+    from .review_count import DEFAULT_AUDIT_SHARE
+    p.add_argument("--audit-share", type=float, default=DEFAULT_AUDIT_SHARE)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
     _bench_parser(sub)
-    for name, fn in [("train", cmd_train), ("resume", cmd_resume), ("status", cmd_status), ("flags", cmd_flags),
+    _app_parser(sub)
+    for name, fn in [("count", cmd_count), ("review-sim", cmd_review_sim), ("app", cmd_app), ("train", cmd_train),
+                     ("resume", cmd_resume), ("status", cmd_status), ("flags", cmd_flags),
                      ("stop", cmd_stop), ("validate", cmd_validate), ("models", cmd_models), ("weights", cmd_weights),
                      ("sample-data", cmd_sample_data), ("demo", cmd_demo), ("bench", cmd_bench)]:
         sub.choices[name].set_defaults(func=fn)
@@ -580,7 +749,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 130
             # a clean, shared stop: exit 0 so torchrun does not report a failure; status.json says "stopped"
             return 0
-        if isinstance(e, (dataset.DataError, RunError, ValueError, _BenchError, *_loaded("models", "ModelError"))):
+        if isinstance(e, (dataset.DataError, RunError, ValueError, access.AccessError, _BenchError, *_loaded("models", "ModelError"))):
             if not under_torchrun() or os.environ.get("RANK") == "0":  # one report per torchrun job
                 print(f"sei: error: {e}", file=sys.stderr)
             return 1

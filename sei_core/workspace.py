@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import access
 from .files import atomic_write_bytes, atomic_write_json
 from .labels import LABEL_COL, PATH_COL, TableError, source_kind, truth_columns
 from .review import (REVIEW_LABEL_FILE, REVIEW_REQUESTS_FILE, is_read_only,  # noqa: F401 (pages use them here)
@@ -220,11 +221,33 @@ def run_stamp(run: Run) -> tuple:
     return (str(run.path.resolve()), *stamps)
 
 
+#: Label-file names that say nothing about the data set: a run is named after their folder.
+GENERIC_STEMS = {"labels", "label", "train", "training", "metadata", "data", "dataset", "annotations", "images",
+                 "list", "all", "test", "val", "valid", "validation"}
+
+
+def data_name(data_path: str | Path) -> str:
+    """A short name that tells data sets apart: the file's stem, with its folder's name in
+    front where the stem is generic (``labels``, ``train``, ``metadata`` …) or shared
+    (``skin/labels.csv`` → ``skin``, ``derm/train.csv`` → ``derm-train``, ``retinamnist.npz``
+    → ``retinamnist``, an image folder → its name)."""
+    p = Path(str(data_path).rstrip("/\\"))
+    if not p.name:
+        return ""
+    if p.suffix.lower() not in (".csv", ".tsv", ".txt", ".npz"):
+        return p.name
+    stem, parent = p.stem, p.parent.name
+    if stem.lower() == "labels" and parent:
+        return parent
+    if parent and stem.lower() in GENERIC_STEMS:
+        return f"{parent}-{stem}"
+    return stem
+
+
 def new_run_name(data_path: str | Path, model: str, folder: Path | None = None) -> str:
-    """A fresh, readable run name: ``<data>-<model>-<n>``."""
+    """A fresh, readable run name: ``<data>-<model>-<n>``, ``<data>`` from :func:`data_name`."""
     folder = folder or runs_dir()
-    p = Path(data_path)
-    stem = p.parent.name if p.name in ("labels.csv",) else p.stem
+    stem = data_name(data_path)
     base = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in f"{stem}-{model}").strip("-").lower()
     base = base or "run"
     n = 1
@@ -251,8 +274,9 @@ def truth_file(data_path: str | Path) -> Path | None:
     p = Path(data_path)
     if source_kind(p) != "csv":
         return None
+    roots = access.allowed_roots()
     for cand in (p.with_name(f"{p.stem}.truth.csv"), p.with_name("truth.csv")):
-        if cand.is_file():
+        if cand.is_file() and (roots is None or access.inside(cand, roots)):
             return cand
     return None
 
@@ -300,5 +324,6 @@ def save_prompts(data, prompts) -> Path:
     """
     prompts.for_classes(data.classes)  # validates the template
     target = prompts_file(data)
+    access.check(target, "the prompts file")
     _write_json(target, prompts.to_dict())
     return target
