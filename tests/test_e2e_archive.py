@@ -20,9 +20,9 @@ import pytest
 from benchmarks.app_server import CHROMIUM, CHROMIUM_ARGS, app_server
 from sei_core import cli
 from tests.test_archive_layout import OPTS, PARTS, make_archive
-from tests.test_e2e_browser import goto, settle
+from tests.test_e2e_browser import goto, new_page, settle
 
-pytestmark = [pytest.mark.slow,
+pytestmark = [pytest.mark.slow, pytest.mark.browser,
               pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason=f"needs Chromium at {CHROMIUM}")]
 
 
@@ -59,7 +59,7 @@ def archive_flow(page, url: str, folder: Path) -> dict:
     seen["false no-images"] = "has no images" in body
     seen["offered folders"] = "“HAM10000_images_part_1”, “HAM10000_images_part_2”" in body
     page.get_by_role("button", name="Use these image folders").first.click()
-    settle(page, 1.0)
+    settle(page)
     body = page.locator('[data-testid="stMain"]').inner_text()
     seen["checked"] = "Checked: every row has a path and a label, every image file exists" in body
     seen["address"] = page.url
@@ -110,7 +110,7 @@ def test_the_archive_layout_from_its_folder_to_a_review_written_into_the_table(t
         assert cli.main(["train", str(folder), *OPTS, "--out", str(failed), "--epochs", "1"]) == 1
     with app_server(runs, tmp_path / "server.log") as (_, url), sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        page = new_page(browser)
         seen = archive_flow(page, url, folder)
         browser.close()
     print(seen)
