@@ -7,6 +7,7 @@ UI glue only; the method lives in ``sei_core``.
 from __future__ import annotations
 
 import contextlib
+import re
 import logging
 import threading
 from pathlib import Path
@@ -15,7 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from sei_core import access, workspace
-from sei_core.dataset import DataError, ImageCheck, LabeledImages, load
+from sei_core.dataset import DataError, ImageCheck, LabeledImages, Validation, check
 from sei_core.gallery import ImageAccessError, ImageSource
 from sei_core.labels import LABEL_COL, PATH_COL
 from sei_core.models import ModelError
@@ -91,6 +92,28 @@ def show_error(e: BaseException) -> None:
         st.error(md(str(e)), icon=":material/error:")
 
 
+#: What a training error says in the command line's words, and the same in this page's words.
+APP_WORDS = (
+    (r"\(or pass the file with --weights /path/to/file\)", "(or choose Weights “local checkpoint” and give the file)"),
+    (r"(train from random weights )?with --weights none", "choose Weights “none” (random weights), or the “CPU” "
+                                                          "settings, and start again"),
+    (r"--weights none", "Weights “none”"),
+    (r"--batch-size", "“Batch size”"), (r"--image-size", "“Image size”"),
+    (r"(use )?--skip-unreadable( to leave it out)?", "tick “Leave out unreadable images”"),
+    (r"--max-pixels", "a larger pixel limit (command line only)"),
+    (r"`sei resume [^`]+`", "the Resume button"),
+    (r", or pass --path-column and --label-column", ""), (r", or pass --image-dir for each", ""),
+    (r"; use --device cpu", "; choose Device “cpu”"),
+)
+
+
+def in_app_words(message: str) -> str:
+    """A training error as this page says it: the controls to use, not command-line flags."""
+    for pattern, words in APP_WORDS:
+        message = re.sub(pattern, words, message)
+    return message
+
+
 @contextlib.contextmanager
 def guard(where: str = "this page"):
     """Run a page body; known errors become messages, unknown ones a plain apology + log."""
@@ -126,12 +149,13 @@ def file_stamp(path: str | Path) -> tuple:
 
 @st.cache_resource(show_spinner="Reading and checking the data…", max_entries=6)
 def load_data(path: str, split: str, stamp: tuple, path_column: str = PATH_COL,
-              label_column: str = LABEL_COL) -> LabeledImages:
-    """The validated data set: every row checked, and that every image file exists (one
-    directory listing per folder); missing files become warnings in ``.problems``. Whether
-    each image opens is :func:`image_check`'s."""
-    return load(path, split=split, skip_unreadable=True, check_images="exists", path_column=path_column,
-                label_column=label_column)
+              label_column: str = LABEL_COL, image_dirs: tuple = (), image_ext: str | None = None) -> Validation:
+    """The data set's report (:func:`sei_core.dataset.check`, the one ``sei validate`` and
+    ``sei train`` give): every row checked, and that every image file exists (one directory
+    listing per folder); its ``data`` holds the usable rows, the missing images in its
+    ``.problems``. Whether each image opens is :func:`image_check`'s."""
+    return check(path, split=split, check_images="exists", path_column=path_column, label_column=label_column,
+                 image_dirs=list(image_dirs), image_ext=image_ext)
 
 
 #: Data sets up to this many images have every image opened when they are opened (a second or
@@ -140,8 +164,9 @@ OPEN_AT_ONCE = 20_000
 
 
 @st.cache_resource(max_entries=6, show_spinner="Opening every image…")
-def _image_check(path: str, split: str, stamp: tuple, path_column: str, label_column: str) -> ImageCheck:
-    ck = ImageCheck(load_data(path, split, stamp, path_column, label_column))
+def _image_check(path: str, split: str, stamp: tuple, path_column: str, label_column: str,
+                 image_dirs: tuple = (), image_ext: str | None = None) -> ImageCheck:
+    ck = ImageCheck(load_data(path, split, stamp, path_column, label_column, image_dirs, image_ext).data)
     if ck.total <= OPEN_AT_ONCE:
         ck.run()
     return ck
@@ -152,13 +177,30 @@ def image_check(data: dict) -> ImageCheck:
     small data set; for a large one started by :meth:`~sei_core.dataset.ImageCheck.start` and
     shared by every tab."""
     path = data["path"]
-    return _image_check(path, data.get("split", "train"), file_stamp(path), *data_columns(data).values())
+    return _image_check(path, data.get("split", "train"), file_stamp(path), *_load_key(data))
+
+
+def _load_key(data: dict) -> tuple:
+    """The arguments of :func:`load_data` after path, split and stamp, for a data choice."""
+    opts = data_options(data)
+    return (opts["path_column"], opts["label_column"], tuple(opts["image_dirs"]), opts["image_ext"])
+
+
+def data_report(data: dict) -> Validation:
+    """The report of a data choice (:func:`current_data`): what ``sei validate`` and ``sei train``
+    say about it, cached per file version."""
+    path = data["path"]
+    return load_data(path, data.get("split", "train"), file_stamp(path), *_load_key(data))
 
 
 def data_set(data: dict) -> LabeledImages:
-    """The data set of a data choice (:func:`current_data`), validated, cached per file version."""
-    path = data["path"]
-    return load_data(path, data.get("split", "train"), file_stamp(path), *data_columns(data).values())
+    """The usable rows of a data choice (:func:`current_data`), validated, cached per file
+    version (its ``problems``: the images left out); :class:`DataError` with the problems that
+    leaving unreadable images out does not cure (bad rows, a class without images)."""
+    report = data_report(data)
+    if report.data is None or report.unskippable:
+        raise DataError(report.unskippable or report.problems, f"{report.source} has problems")
+    return report.data
 
 
 def data_columns(data: dict) -> dict:
@@ -166,13 +208,53 @@ def data_columns(data: dict) -> dict:
     return {"path_column": data.get("path_column") or PATH_COL, "label_column": data.get("label_column") or LABEL_COL}
 
 
+def data_options(data: dict) -> dict:
+    """How a data choice is read: its columns, image folders and image extension (keyword
+    arguments of :func:`sei_core.dataset.check` and fields of ``TrainConfig``)."""
+    return {**data_columns(data), "image_dirs": list(data.get("image_dirs") or []),
+            "image_ext": data.get("image_ext") or None}
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _saved_names(prompts_file: str, stamp: tuple) -> dict:
+    from sei_core.dataset import Prompts
+
+    try:
+        return Prompts.load(prompts_file).names
+    except DataError:
+        return {}
+
+
+def class_names_of(cfg: dict) -> dict:
+    """Display names of a run's class codes: those saved beside its data now (prompts.json,
+    edited on the Data page), over those it was trained with (``class_names`` of its config)."""
+    from sei_core.dataset import PROMPTS_FILE
+
+    data = Path(cfg.get("data", ""))
+    f = (data if data.is_dir() else data.parent) / PROMPTS_FILE
+    return {**(cfg.get("class_names") or {}), **(_saved_names(str(f), file_stamp(f)) if f.is_file() else {})}
+
+
+def class_text(cfg: dict, code: str | None) -> str:
+    """A class as the pages show it: ``melanocytic nevus (nv)`` where the run's data set names
+    its code (:func:`class_names_of`), else the code."""
+    name = class_names_of(cfg).get(code) if code else None
+    return f"{name} ({code})" if name and name != code else str(code or "")
+
+
+def image_layout(cfg: dict) -> dict:
+    """``{"image_dirs", "image_ext"}`` of a data choice or a run's config (for :func:`images_of`)."""
+    return {"image_dirs": tuple(cfg.get("image_dirs") or ()), "image_ext": cfg.get("image_ext") or None}
+
+
 @st.cache_resource(max_entries=6)
-def _image_source(path: str, split: str) -> ImageSource:
-    return ImageSource(path, split)
+def _image_source(path: str, split: str, image_dirs: tuple = (), image_ext: str | None = None) -> ImageSource:
+    return ImageSource(path, split, image_dirs=image_dirs, image_ext=image_ext)
 
 
-def images_of(path: str, split: str = "train") -> ImageSource:
-    return _image_source(path, split)
+def images_of(path: str, split: str = "train", image_dirs=(), image_ext: str | None = None) -> ImageSource:
+    """The images of a data set for display (with the image folders and extension of its label file)."""
+    return _image_source(path, split, tuple(image_dirs or ()), image_ext or None)
 
 
 @st.cache_resource(show_spinner="Scoring the run…", max_entries=4)
@@ -272,13 +354,15 @@ def current_data() -> dict:
             known = workspace.remembered_columns(path, split)
             st.session_state["data"] = workspace.data_choice(
                 path, split, st.query_params.get("path_column", known["path_column"]),
-                st.query_params.get("label_column", known["label_column"]))
+                st.query_params.get("label_column", known["label_column"]),
+                st.query_params.get_all("image_dir") or known["image_dirs"],
+                st.query_params.get("image_ext", known["image_ext"]))
         else:
             st.session_state["data"] = workspace.current_data()
     data = st.session_state["data"]
     if st.query_params.get("data") != data["path"]:
         st.query_params["data"] = data["path"]
-    defaults = {"split": "train", "path_column": PATH_COL, "label_column": LABEL_COL}
+    defaults = {"split": "train", "path_column": PATH_COL, "label_column": LABEL_COL, "image_ext": None}
     for key, default in defaults.items():
         value = data.get(key, default)
         if value != default:
@@ -286,27 +370,39 @@ def current_data() -> dict:
                 st.query_params[key] = value
         elif key in st.query_params:
             del st.query_params[key]
+    dirs = list(data.get("image_dirs") or [])
+    if st.query_params.get_all("image_dir") != dirs:
+        if dirs:
+            st.query_params["image_dir"] = dirs
+        elif "image_dir" in st.query_params:
+            del st.query_params["image_dir"]
     return data
 
 
 def choose_data(path: str, split: str = "train", columns: dict | None = None) -> None:
     """Switch this session (only) to a data set; it joins "recently opened" once it opens
-    (:func:`opened_data`). ``columns`` (``path_column``, ``label_column``): default, the
-    ones last used with this data set."""
-    columns = columns or workspace.remembered_columns(path, split)
-    same = st.session_state.get("data", {}).get("path") == workspace.normalise_data_path(path)
+    (:func:`opened_data`). ``columns`` (``path_column``, ``label_column``, optionally
+    ``image_dirs``, ``image_ext``): default, the ones last used with this data set."""
+    now = st.session_state.get("data", {})
+    same = now.get("path") == workspace.normalise_data_path(path)
+    base = data_options(now) if same and now.get("split", "train") == split else \
+        workspace.remembered_columns(path, split)
+    columns = {**base, **(columns or {})}
     st.session_state["data"] = workspace.data_choice(path, split, **columns)
     if not same:
         st.session_state.pop("run_name", None)
+        st.session_state.pop("_run_choice", None)
+        if "run" in st.query_params:
+            del st.query_params["run"]
 
 
 def opened_data(data: dict, ok: bool) -> None:
     """Remember a data set that opened (with its columns) in "recently opened"; forget one
     that failed."""
     recent = workspace.recent_data()
-    entry = workspace.data_choice(data["path"], data.get("split", "train"), **data_columns(data))
+    entry = workspace.data_choice(data["path"], data.get("split", "train"), **data_options(data))
     if ok and (not recent or recent[0] != entry):
-        workspace.remember_data(entry["path"], entry["split"], **data_columns(entry))
+        workspace.remember_data(entry["path"], entry["split"], **data_options(entry))
     elif not ok and any(it["path"] == entry["path"] and it["split"] == entry["split"] for it in recent):
         workspace.forget_data(entry["path"], entry["split"])
 
@@ -358,16 +454,27 @@ def sidebar() -> None:
             names = [r.name for r in runs]
             labels = {r.name: run_label(r) for r in runs}
             st.markdown("**Run**")
+            # the choice is kept under its own key: the menu is another widget on every page
             pending = st.session_state.pop("_select_run", None)
             if pending in names:
-                st.session_state["run_name"] = pending
+                st.session_state["_run_choice"] = pending
             if not names:
                 st.session_state.pop("run_name", None)
+                st.session_state.pop("_run_choice", None)
+                if "run" in st.query_params:
+                    del st.query_params["run"]
                 st.caption("No run yet. Start one on the Train page.")
                 return
-            if st.session_state.get("run_name") not in names:
-                st.session_state["run_name"] = names[0]
+            if st.session_state.get("_run_choice") not in names:
+                # the address's run (a reload keeps it), else the newest finished run of this data set
+                asked = st.query_params.get("run")
+                best = workspace.newest_finished(runs, data["path"])
+                st.session_state["_run_choice"] = asked if asked in names else (best.name if best else names[0])
+            st.session_state["run_name"] = st.session_state["_run_choice"]
+            if st.query_params.get("run") != st.session_state["run_name"]:
+                st.query_params["run"] = st.session_state["run_name"]
             st.selectbox("Run", names, key="run_name", format_func=lambda n: labels.get(n, n),
+                         on_change=lambda: st.session_state.update(_run_choice=st.session_state["run_name"]),
                          label_visibility="collapsed",
                          help="Runs trained on this data set come first. Explore and Review show the selected run.")
             run = current_run()

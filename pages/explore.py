@@ -12,6 +12,7 @@ import streamlit as st
 from pages._common import (DEFAULT_METHOD, PAPER_METHOD, REVIEW_PAGE, _scored, _scores, facts, file_stamp, guard,
                            images_of, md, need_run, page_setup, reliability_warning, score_name, scores_of, summary_of,
                            truth_of)
+from pages._common import image_layout
 from sei_core.count import COUNT_CAVEAT, ESTIMATOR_TEXT
 from sei_core.methods import DEFAULT_RULE, METHODS, threshold_text
 from sei_core import dynamics, metrics, plots, workspace
@@ -271,7 +272,8 @@ def sample_panel(run, s, truth, groups, order, means, names: Callable[[], pd.Ser
     left, mid, right = st.columns([2, 3, 5], gap="medium")
     with left:
         try:
-            st.image(fit(images_of(cfg["data"], cfg.get("split", "train")).open(sid, max_side=1024), 320),
+            st.image(fit(images_of(cfg["data"], cfg.get("split", "train"), **image_layout(cfg)).open(
+                sid, max_side=1024), 320),
                      width="stretch")
         except ImageAccessError as e:
             st.warning(md(e), icon=":material/hide_image:")

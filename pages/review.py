@@ -11,6 +11,7 @@ import streamlit as st
 from pages._common import (DEFAULT_METHOD, PAPER_METHOD, _scored, _scores, anonymous_sign_in, facts, file_stamp, guard,
                            images_of, log, md, need_run, page_setup, reliability_of, reliability_warning, reviewer_name,
                            score_name, scores_of, signed_in_name)
+from pages._common import class_names_of, class_text, image_layout
 from sei_core import dynamics, plots, workspace
 from sei_core.review_count import DEFAULT_AUDIT_SHARE, calibration_points
 from sei_core.gallery import ImageAccessError, fit, zoom
@@ -317,10 +318,11 @@ def image_view(src, sid: str) -> None:
 
 
 @st.cache_resource(max_entries=256, show_spinner=False)
-def thumbnail(data: str, split: str, sid: str, side: int, stamp: tuple) -> np.ndarray | None:
-    """A small copy of an example image (the same examples come back for every image of a class)."""
+def thumbnail(data: str, split: str, sid: str, side: int, stamp: tuple, layout: tuple = ()) -> np.ndarray | None:
+    """A small copy of an example image (the same examples come back for every image of a class);
+    ``layout``: the label file's image folders and extension (``image_layout(cfg)``'s values)."""
     try:
-        return np.asarray(fit(images_of(data, split).open(sid, max_side=4 * side), side))
+        return np.asarray(fit(images_of(data, split, *layout).open(sid, max_side=4 * side), side))
     except ImageAccessError:
         return None
 
@@ -334,7 +336,8 @@ def strip(cfg: dict, s, idx: np.ndarray, title: str, stamp: tuple) -> None:
     cols = st.columns(6)
     for j, i in enumerate(idx[:6]):
         with cols[j]:
-            th = thumbnail(cfg["data"], cfg.get("split", "train"), s.ids[i], 160, stamp)
+            th = thumbnail(cfg["data"], cfg.get("split", "train"), s.ids[i], 160, stamp,
+                           tuple(image_layout(cfg).values()))
             if th is None:
                 st.caption("(not shown)")
             else:
@@ -405,14 +408,14 @@ def body() -> None:
     queue.follow(store)  # decisions since the last run (this tab's, others', other programs')
     if not len(queue):
         st.success("Nothing to review: the model flagged no image in this run.", icon=":material/check_circle:")
-        export(store, label_file)
+        export(store, label_file, class_names_of(run.config()))
         return
     focus = st.session_state.pop("review_focus", None)
     if focus in queue.position:
         st.session_state["review_current"] = focus
     decision_panel(run, store, queue, state_filter, k, reviewer)
     review_log(store, s, queue, state_filter, k)
-    export(store, label_file)
+    export(store, label_file, class_names_of(run.config()))
 
 
 @st.fragment
@@ -455,7 +458,7 @@ def decision_panel(run, store: ReviewStore, queue: ReviewQueue, state_filter: st
         return
     label, status, by, orig = row
     suggested = s.classes[s.suggested[i]] if 0 <= s.suggested[i] < len(s.classes) else None
-    src = images_of(cfg["data"], cfg.get("split", "train"))
+    src = images_of(cfg["data"], cfg.get("split", "train"), **image_layout(cfg))
 
     at = np.searchsorted(shown, q)
     inside = at < len(shown) and shown[at] == q
@@ -468,10 +471,11 @@ def decision_panel(run, store: ReviewStore, queue: ReviewQueue, state_filter: st
         image_view(src, current)
     with right:
         st.subheader(md(Path(current).name), anchor=False)
-        rows = [("Label now", label)]
+        rows = [("Label now", class_text(cfg, label))]
         if orig and orig != label:
-            rows.append(("Original label", orig))
-        rows += [("Model suggests", f"{suggested} · {100 * s.suggested_probability[i]:.0f}%" if suggested else "—"),
+            rows.append(("Original label", class_text(cfg, orig)))
+        rows += [("Model suggests", f"{class_text(cfg, suggested)} · {100 * s.suggested_probability[i]:.0f}%"
+                  if suggested else "—"),
                  (score_name(s.method), f"{s.score[i]:.3g}  (threshold {s.threshold[i]:.3g})"
                   if np.isfinite(s.score[i]) else "no score")]
         if s.method != PAPER_METHOD:
@@ -580,7 +584,7 @@ def review_log(store: ReviewStore, s, queue: ReviewQueue, state_filter: str, k: 
                      hide_index=True, width="stretch")
 
 
-def export(store: ReviewStore, label_file: Path) -> None:
+def export(store: ReviewStore, label_file: Path, class_names: dict | None = None) -> None:
     with st.container(border=True):
         st.subheader("Export a cleaned label file", anchor=False)
         st.caption("All rows with their current labels, without the discarded ones; the review columns are kept. "
@@ -590,7 +594,7 @@ def export(store: ReviewStore, label_file: Path) -> None:
         out = c[0].text_input("Write to", value=default, key="export_path")
         if c[1].button("Export", icon=":material/download:", key="export", width="stretch"):
             try:
-                n = store.export_clean(out)
+                n = store.export_clean(out, class_names=class_names)
             except (ReviewError, PermissionError) as e:  # PermissionError: sei_core.access refused the folder
                 st.error(md(e), icon=":material/error:")
                 return

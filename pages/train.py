@@ -7,8 +7,8 @@ import re
 import pandas as pd
 import streamlit as st
 
-from pages._common import (page_setup, EXPLORE_PAGE, REVIEW_PAGE, current_data, current_run, data_columns, data_set,
-                           guard, md, scores_of, select_run, short_path, show_problems)
+from pages._common import (page_setup, DATA_PAGE, EXPLORE_PAGE, REVIEW_PAGE, current_data, current_run, data_options,
+                           data_set, guard, in_app_words, md, scores_of, select_run, short_path, show_problems)
 from sei_core import jobs, plots, workspace
 from sei_core.dataset import DataError
 from sei_core.labels import LABEL_COL, PATH_COL
@@ -187,10 +187,10 @@ def new_run_form(data: dict) -> None:
                 lr=float(lr), momentum=float(momentum), weight_decay=float(wd), batch_size=int(batch),
                 milestones=parse_milestones(milestones), gamma=float(gamma), seed=int(seed), device=device,
                 runs=int(runs), record=record, augment=augment, skip_unreadable=bool(skip),
-                workers=2, **data_columns(data),
+                workers=2, **data_options(data),
             )
             out = workspace.runs_dir() / name
-            if Run(out).exists() or out.exists():
+            if (Run(out).exists() and not Run(out).trained_nothing()) or (out.exists() and not Run(out).exists()):
                 st.error(f"A run called {md(name)} exists already; choose another name.", icon=":material/error:")
                 return
             jobs.start(config, out)
@@ -259,8 +259,9 @@ def _draw_progress(run_path: str) -> None:
                 help="On the training labels (noisy ones and the extra class included), so it stays below 100%.")
     c[3].metric("Time left", fmt_seconds(st_.get("eta_seconds")) if state == "running" else "—",
                 help="Estimated from the first batches until an epoch has finished, then from the last epochs.")
-    st.plotly_chart(plots.training_curves(st_.get("history") or [], epochs), width="stretch",
-                    config={"displayModeBar": False}, key=f"curve::{run_path}")
+    if st_.get("history") or state in ("running", "created"):  # a failed or stopped run without epochs: no chart
+        st.plotly_chart(plots.training_curves(st_.get("history") or [], epochs), width="stretch",
+                        config={"displayModeBar": False}, key=f"curve::{run_path}")
     if state == "running":
         # a callback runs before any part of the page reruns, whichever rerun the click starts
         st.button("Stop", icon=":material/stop:", key="stop_run", on_click=_control, args=(jobs.stop, run),
@@ -269,8 +270,14 @@ def _draw_progress(run_path: str) -> None:
         st.info("Starting… (loading the data and the model)", icon=":material/hourglass_top:")
     elif state in ("stopped", "interrupted", "failed"):
         if state == "failed":
-            st.error("Training failed: " + md(st_.get("error") or "no reason was recorded; see the log below."),
+            st.error("Training failed: " + md(in_app_words(st_.get("error") or
+                                                            "no reason was recorded; see the log below.")),
                      icon=":material/error:")
+            if run.trained_nothing():
+                st.info(f"Nothing was trained yet. Fix the cause (the data on the Data page, or the settings in "
+                        f"“New run” above), then start again: a new run named {md(run.name)} replaces this one. "
+                        "Resume retries with the same settings.", icon=":material/info:")
+                st.page_link(DATA_PAGE, label="Go to Data", icon=":material/folder_open:")
         elif state == "interrupted":
             st.warning(md(st_.get("error") or "The training process ended without finishing."),
                        icon=":material/warning:")

@@ -43,12 +43,21 @@ def _train_parser(sub) -> None:
 
 
 def add_column_options(p: argparse.ArgumentParser) -> None:
-    """Which columns of a label CSV hold the image path and the label (`sei train`, `validate`, `bench`)."""
+    """Which columns of a label CSV hold the image path and the label, and where its images are
+    (`sei train`, `validate`, `bench`)."""
     p.add_argument("--path-column", default=DEFAULTS.path_column, metavar="NAME",
                    help="the label file's column of image paths, e.g. image_id (default: path)")
     p.add_argument("--label-column", default=DEFAULTS.label_column, metavar="NAME",
                    help="the label file's column of labels, e.g. diagnosis (default: label); review "
                         "decisions are written back to this column")
+    p.add_argument("--image-dir", action="append", default=[], metavar="DIR", dest="image_dirs",
+                   help="a folder that holds the images (repeat for several, e.g. --image-dir "
+                        "HAM10000_images_part_1 --image-dir HAM10000_images_part_2; relative to the label "
+                        "file's folder): the path cells are names inside these folders, searched in order")
+    p.add_argument("--image-ext", default=None, metavar="EXT",
+                   help="the extension of path cells that name an image without one, e.g. .jpg for "
+                        "ISIC_0027419 (default: the cell as given, then " + ", ".join(dataset.TRY_EXTENSIONS[:4])
+                        + " …)")
 
 
 def add_training_options(p: argparse.ArgumentParser) -> None:
@@ -138,9 +147,29 @@ def training_settings(a: argparse.Namespace) -> dict:
     )
 
 
+def data_source(path: str) -> Path:
+    """The data set a typed path names, absolute: a folder holding one label file (and its
+    image folders) names that label file (:func:`sei_core.dataset.table_in_folder`)."""
+    p = Path(path).expanduser().resolve()
+    return (dataset.table_in_folder(p) or p) if p.is_dir() else p
+
+
+def image_dirs_of(a: argparse.Namespace, data: str | None = None) -> list[str]:
+    """``--image-dir`` folders as absolute paths: a relative one from the current folder if it
+    is there, else from the label file's folder."""
+    base = data_source(data or a.data).parent
+    out = []
+    for d in a.image_dirs or []:
+        p = Path(d).expanduser()
+        out.append(str(p.resolve() if p.is_absolute() or p.is_dir() or not (base / p).is_dir()
+                       else (base / p).resolve()))
+    return out
+
+
 def _config_from(a: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(data=str(Path(a.data).expanduser().resolve()), nproc_per_node=a.nproc_per_node,
-                       path_column=a.path_column, label_column=a.label_column, **training_settings(a))
+    return TrainConfig(data=str(data_source(a.data)), nproc_per_node=a.nproc_per_node,
+                       path_column=a.path_column, label_column=a.label_column, image_dirs=image_dirs_of(a),
+                       image_ext=a.image_ext, **training_settings(a))
 
 
 def _torchrun(nproc: int, argv: list[str], run: Path) -> int:
@@ -319,15 +348,31 @@ def cmd_stop(a) -> int:
 
 
 def cmd_validate(a) -> int:
-    data = dataset.load(a.data, split=a.split, skip_unreadable=True, max_pixels=a.max_pixels,
-                        path_column=a.path_column, label_column=a.label_column)
+    """The report `sei train` would give with the same options (:func:`sei_core.dataset.check`):
+    every problem it refuses (exit code 1), every warning, and the classes of the usable rows."""
+    source = data_source(a.data)
+    v = dataset.check(source, split=a.split, skip_unreadable=a.skip_unreadable, max_pixels=a.max_pixels,
+                      path_column=a.path_column, label_column=a.label_column,
+                      image_dirs=image_dirs_of(a), image_ext=a.image_ext)
     columns = ("" if (a.path_column, a.label_column) == (DEFAULTS.path_column, DEFAULTS.label_column)
                else f" (image paths from column '{a.path_column}', labels from '{a.label_column}')")
-    print(f"{a.data}: {len(data)} images, {len(data.classes)} classes{columns}")
-    for c, n in data.class_counts().items():
-        print(f"  {n:6d}  {c}")
-    for p in [*data.warnings, *data.problems]:
+    opened = "" if source == Path(a.data).expanduser().resolve() else f" ({source.name} in that folder)"
+    data = v.data
+    if data is not None:
+        print(f"{a.data}{opened}: {len(data)} images, {len(data.classes)} classes{columns}")
+        names = data.prompts().names
+        for c, n in data.class_counts().items():
+            print(f"  {n:6d}  {c}" + (f"  ({names[c]})" if names.get(c) and names[c] != c else ""))
+    for p in v.warnings:
         print(f"warning: {p}")
+    if v.problems:
+        print(f"sei: error: {v.source} has problems ({len(v.problems)}); `sei train` refuses it until they are "
+              "fixed:", file=sys.stderr)
+        for p in v.problems:
+            print(f"  - {p}", file=sys.stderr)
+        return 1
+    print("no problems: `sei train` accepts it" + (" (leaving out the images listed above)" if v.warnings and
+                                                   a.skip_unreadable else ""))
     return 0
 
 
@@ -451,6 +496,7 @@ def cmd_bench(a) -> int:
                            rates=a.rates, seeds=a.seeds, methods=a.methods, folds=a.folds, train=settings,
                            max_samples=a.max_samples, keep_checkpoints=a.keep_checkpoints,
                            path_column=a.path_column, label_column=a.label_column,
+                           image_dirs=image_dirs_of(a, a.data[0]) if a.data else [], image_ext=a.image_ext,
                            progress_bar=a.progress)
     report = bench.run_bench(spec, a.out)
     done = sum(s == "completed" for s in report.cells.values())
@@ -641,6 +687,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data")
     p.add_argument("--split", default="train")
     p.add_argument("--max-pixels", type=int, default=dataset.DEFAULT_MAX_PIXELS)
+    p.add_argument("--skip-unreadable", action="store_true",
+                   help="report as `sei train --skip-unreadable` would: missing/corrupt images left out")
     add_column_options(p)
     sub.add_parser("models", help="list the model names")
     p = sub.add_parser("weights", help="pretrained weights: where they are kept, a model's tags, fetch one",

@@ -76,6 +76,17 @@ class TrainConfig:
     #: review writes decisions back to this label column)
     path_column: str = ds_mod.PATH_COL
     label_column: str = ds_mod.LABEL_COL
+    #: folders the label file's images are in (absolute, searched in order; empty: the label
+    #: file's folder), and the extension added to path cells that name an image without one
+    #: (None: as given, then .jpg, .jpeg, .png …; see sei_core.dataset.extensions_tried)
+    image_dirs: list[str] = field(default_factory=list)
+    image_ext: str | None = None
+
+    def data_options(self) -> dict:
+        """The keyword arguments of :func:`sei_core.dataset.load` that say how the data set is
+        read: columns and image folders of a label file (part of the data set's identity)."""
+        return dict(path_column=self.path_column, label_column=self.label_column,
+                    image_dirs=list(self.image_dirs or []), image_ext=self.image_ext or None)
 
     def resolved_milestones(self) -> list[int]:
         if self.milestones is not None:
@@ -87,7 +98,8 @@ class TrainConfig:
         prompts where set, the data's own (``prompts.json`` or the defaults, ``base``) otherwise."""
         return ds_mod.Prompts(template=self.template or base.template,
                               aux_prompt=self.aux_prompt or base.aux_prompt,
-                              per_class={**base.per_class, **(self.per_class_prompts or {})})
+                              per_class={**base.per_class, **(self.per_class_prompts or {})},
+                              names=dict(base.names))
 
     def validate(self) -> None:
         problems = []

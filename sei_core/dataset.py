@@ -45,6 +45,18 @@ DEFAULT_MAX_PIXELS = 100_000_000
 DEFAULT_TEMPLATE = "A photo showing {}."
 DEFAULT_AUX_PROMPT = "A photo showing something else."
 PROMPTS_FILE = "prompts.json"
+#: Display names of the diagnosis codes of the ISIC / HAM10000 archive (offered on the Data page).
+ISIC_NAMES = {
+    "nv": "melanocytic nevus", "mel": "melanoma", "bkl": "benign keratosis", "bcc": "basal cell carcinoma",
+    "akiec": "actinic keratosis / intraepithelial carcinoma", "vasc": "vascular lesion", "df": "dermatofibroma",
+}
+
+
+def known_names(classes: Sequence[str]) -> dict[str, str]:
+    """Display names known for these class codes (the ISIC diagnosis codes, matched without
+    regard to case) when at least half of the classes are such codes; else ``{}``."""
+    hits = {c: ISIC_NAMES[c.strip().lower()] for c in classes if c.strip().lower() in ISIC_NAMES}
+    return hits if classes and 2 * len(hits) >= len(classes) else {}
 
 
 @dataclass(frozen=True)
@@ -76,20 +88,33 @@ class DataError(Exception):
 @dataclass(frozen=True)
 class Prompts:
     """Text prompts of a data set: one template (or explicit prompt) per class and the
-    auxiliary prompt used for the extra, meaningless class of the threshold samples."""
+    auxiliary prompt used for the extra, meaningless class of the threshold samples; and the
+    display name of each class code (``nv`` → ``melanocytic nevus``), which the prompts, the
+    app and exports use while the label file keeps its codes. Kept in ``prompts.json``
+    beside the data (``template``, ``aux_prompt``, ``per_class``, ``names``)."""
 
     template: str = DEFAULT_TEMPLATE
     aux_prompt: str = DEFAULT_AUX_PROMPT
     per_class: dict[str, str] = field(default_factory=dict)
+    #: class code -> display name (a code without one is shown as it is)
+    names: dict[str, str] = field(default_factory=dict)
+
+    def name(self, c: str) -> str:
+        """The display name of class ``c`` (the code itself without one)."""
+        return self.names.get(c) or c
 
     def for_classes(self, classes: Sequence[str]) -> list[str]:
-        """One prompt per class, in class order, followed by the auxiliary prompt."""
+        """One prompt per class, in class order (the template filled with the class's display
+        name), followed by the auxiliary prompt."""
         if "{}" not in self.template:
             raise ValueError(f"prompt template {self.template!r} needs a '{{}}' for the class name")
-        return [self.per_class.get(c, self.template.format(c)) for c in classes] + [self.aux_prompt]
+        return [self.per_class.get(c, self.template.format(self.name(c))) for c in classes] + [self.aux_prompt]
 
     def to_dict(self) -> dict:
-        return {"template": self.template, "aux_prompt": self.aux_prompt, "per_class": dict(self.per_class)}
+        out = {"template": self.template, "aux_prompt": self.aux_prompt, "per_class": dict(self.per_class)}
+        if self.names:
+            out["names"] = dict(self.names)
+        return out
 
     @classmethod
     def from_dict(cls, d: dict) -> "Prompts":
@@ -97,6 +122,7 @@ class Prompts:
             template=d.get("template", DEFAULT_TEMPLATE),
             aux_prompt=d.get("aux_prompt", DEFAULT_AUX_PROMPT),
             per_class=dict(d.get("per_class", {})),
+            names={str(k): str(v) for k, v in dict(d.get("names", {})).items() if str(v).strip()},
         )
 
     @classmethod
@@ -135,6 +161,13 @@ class LabeledImages:
     array: np.ndarray | None = None  # in-memory images of an .npz, (N, H, W, C) uint8
     path_column: str = PATH_COL
     label_column: str = LABEL_COL
+    #: the folders searched for the images (absolute, in order); empty: the label file's folder
+    image_dirs: list[str] = field(default_factory=list)
+    #: the extension added to a path cell without one (None: the rule of :func:`extensions_tried`)
+    image_ext: str | None = None
+    #: the image file of each sample where not ``root / id`` (found in an image folder or with an
+    #: added extension); None: every file is ``root / id`` (see :func:`find_images`)
+    files: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -143,6 +176,8 @@ class LabeledImages:
         """The image file of sample ``i`` (None for in-memory .npz images)."""
         if self.kind == "npz":
             return None
+        if self.files is not None:
+            return Path(self.files[i])
         p = Path(self.ids[i])
         return p if p.is_absolute() else self.root / p
 
@@ -193,7 +228,66 @@ class LabeledImages:
         return Prompts.load(access.check(f, "the prompts file")) if f.is_file() else Prompts()
 
 
-def load(
+#: Extensions tried, in this order, after a path cell as given, when the cell names no image
+#: file by itself (an id such as ``ISIC_0027419``): see :func:`extensions_tried`.
+TRY_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif",
+                  ".JPG", ".JPEG", ".PNG", ".TIF", ".TIFF")
+#: Rows with a missing image listed one by one in a report; the rest are counted in one line.
+MAX_LISTED = 20
+
+
+def extensions_tried(image_ext: str | None = None) -> list[str]:
+    """What is appended to a path cell that has no image extension, in the order tried: the
+    cell as given (``""``), then ``image_ext`` if one is given (``.jpg`` or ``jpg``), else
+    every one of :data:`TRY_EXTENSIONS`. A cell that ends in an image extension is tried
+    only as given."""
+    ext = (image_ext or "").strip()
+    if ext:
+        return ["", ext if ext.startswith(".") else "." + ext]
+    return ["", *TRY_EXTENSIONS]
+
+
+@dataclass
+class Validation:
+    """What :func:`check` found: the one report ``sei validate``, the Data page and ``sei train``
+    give for a data set.
+
+    ``problems`` are exactly what training refuses with these settings (every one at once);
+    ``warnings`` what it reports and trains anyway (with ``skip_unreadable``, the images it
+    leaves out). ``data`` is the data set of the usable rows (None when the file or folder
+    cannot be read at all); its ``problems`` are the images left out of it.
+    ``missing`` is the number of rows whose image file was not found.
+    """
+
+    source: Path
+    data: LabeledImages | None
+    problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    missing: int = 0
+    #: folders beside the label file that hold images of the missing rows (:func:`guess_image_dirs`)
+    suggested_dirs: list[str] = field(default_factory=list)
+    #: the problems that remain with ``skip_unreadable`` (bad rows; classes left without images)
+    unskippable: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def raise_problems(self) -> LabeledImages:
+        """The data set, or :class:`DataError` with every problem."""
+        if self.problems:
+            raise DataError(self.problems, f"{self.source} has problems")
+        return self.data
+
+
+def load(source: str | Path, **options) -> LabeledImages:
+    """Read and validate a label file, image folder or MedMNIST ``.npz``: :func:`check`, then
+    the data set, or :class:`DataError` listing every problem it found (with file, row and fix).
+    The options are :func:`check`'s."""
+    return check(source, **options).raise_problems()
+
+
+def check(
     source: str | Path,
     *,
     classes: Sequence[str] | None = None,
@@ -203,72 +297,347 @@ def load(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     path_column: str = PATH_COL,
     label_column: str = LABEL_COL,
-) -> LabeledImages:
-    """Read and validate a label file, image folder or MedMNIST ``.npz``.
+    image_dirs: Sequence[str | Path] = (),
+    image_ext: str | None = None,
+) -> Validation:
+    """Every problem of a label file, image folder or MedMNIST ``.npz``, in one report.
 
     Parameters
     ----------
-    source : the CSV file, the folder with one sub-folder per class, or the ``.npz`` file.
+    source : the CSV file, the folder with one sub-folder per class, a folder holding one label
+        file (and its image folders: that label file is read), or the ``.npz`` file.
     classes : the expected class list (e.g. from an earlier run); a label outside it is an
-        error and a class without images too. Default: the sorted labels found.
+        error and a class without rows too. Default: the sorted labels found.
     split : which split of an ``.npz`` to read (``train``, ``val``, ``test``).
-    skip_unreadable : drop missing/unreadable images with a warning instead of failing.
-    check_images : ``True`` or ``"open"``: open each image's header to find missing, corrupt
-        or huge files; ``"exists"``: only find missing files, from one directory listing per
-        folder (a million files in a second or two; whether each one opens is then left to
-        :class:`ImageCheck` or to decoding, which reports and leaves out what does not);
+    skip_unreadable : leave out missing/unreadable images (reported as warnings) instead of
+        refusing them; a class left without images is then a problem, saying why.
+    check_images : ``True`` or ``"open"``: find missing files, then open each image's header
+        to find corrupt or huge ones; ``"exists"``: only find missing files, from one directory
+        listing per folder (a million files in a second or two; whether each one opens is then
+        left to :class:`ImageCheck` or to decoding, which reports and leaves out what does not);
         ``False``: no check of the files.
     max_pixels : refuse images with more pixels than this.
     path_column, label_column : the label file's columns of image path and label (see
         :func:`sei_core.labels.read_table`); only for a label file.
+    image_dirs : folders the images are in (searched in order) when the path cells are
+        relative to them rather than to the label file's folder; only for a label file.
+    image_ext : the extension of path cells that name an image without it (``ISIC_0027419``);
+        None tries :func:`extensions_tried`'s list. Only for a label file.
 
-    Raises
-    ------
-    DataError listing every problem, with file, row and fix.
+    A row whose image is not found is reported as missing with the paths tried (the first
+    :data:`MAX_LISTED` rows one by one, then their count), never as a class without images.
     """
     src = Path(source).expanduser()
     roots = access.allowed_roots()
     if roots is not None:
         access.check(src, "the data", roots)  # before anything is read, not even whether it exists
     kind = source_kind(src)
+    if kind == "folder" and (table := table_in_folder(src)) is not None:
+        src, kind = table, "csv"
+    fail = lambda problems: Validation(src, None, list(problems))  # noqa: E731
     if kind == "missing":
-        raise DataError([Problem(str(src), "does not exist", "check the path; it may be relative to the folder you started from")])
+        return fail([Problem(str(src), "does not exist", "check the path; it may be relative to the folder you started from")])
     if kind != "csv" and (path_column, label_column) != (PATH_COL, LABEL_COL):
-        raise DataError([Problem(str(src), f"is {'an image folder' if kind == 'folder' else 'a MedMNIST .npz file'}, "
-                                 f"not a label file, so it has no columns '{path_column}' and '{label_column}'",
-                                 "choose columns only for a CSV label file (leave them at 'path' and 'label')")])
-    if kind == "folder":
-        ds, errors = _read_folder(src), []
-    elif kind == "npz":
-        ds, errors = _read_npz(src, split), []
-    else:
-        ds, errors = _read_csv(src, path_column, label_column)
-    # Every problem at once: rows, then image files of the rows that could be read; the class
-    # checks only when the rows are sound (a class may look empty because its rows were bad).
+        return fail([Problem(str(src), f"is {'an image folder' if kind == 'folder' else 'a MedMNIST .npz file'}, "
+                                       f"not a label file, so it has no columns '{path_column}' and '{label_column}'",
+                             "choose columns only for a CSV label file (leave them at 'path' and 'label')")])
+    if kind != "csv" and (list(image_dirs) or image_ext):
+        return fail([Problem(str(src), "image folders and an image extension apply to a label file only",
+                             "leave them empty for an image folder or a .npz file")])
     mode = {True: "open", False: "none"}.get(check_images, check_images)
     if mode not in ("open", "exists", "none"):
         raise ValueError(f"check_images must be True, False, 'open' or 'exists', not {check_images!r}")
+    try:
+        if kind == "folder":
+            ds, errors = _read_folder(src), []
+        elif kind == "npz":
+            ds, errors = _read_npz(src, split), []
+        else:
+            ds, errors = _read_csv(src, path_column, label_column)
+    except DataError as e:
+        return fail(e.problems)
+    if kind == "csv":
+        dirs, bad_dirs = _image_folders(src, image_dirs)
+        if bad_dirs:
+            return fail(bad_dirs)
+        for d in dirs if roots is not None else ():
+            access.check(d, "an image folder", roots)
+        ds.image_dirs, ds.image_ext = dirs, (image_ext or None)
     if roots is not None and ds.kind != "npz" and len(ds):
         out = np.flatnonzero(access.outside(full_paths(ds), roots))
         if len(out):  # refused before any of the data set's files is looked at
             where = ", ".join(map(str, roots))
-            raise DataError(errors + [Problem(ds.where(int(i)), f"the image lies outside the folders this app may "
-                                                               f"open ({where})",
-                                              "use a path inside the data's folder (no '..', no absolute path "
-                                              "or link leading elsewhere), or move the image there")
-                                      for i in out], f"{ds.source} names files outside the data folders")
+            return fail(errors + [Problem(ds.where(int(i)), f"the image lies outside the folders this app may "
+                                                            f"open ({where})",
+                                          "use a path inside the data's folder (no '..', no absolute path "
+                                          "or link leading elsewhere), or move the image there")
+                                  for i in out])
+    # Every problem at once: rows, then image files of the rows that could be read; the class
+    # checks only when the rows are sound (a class may look empty because its rows were bad).
+    bad: list[tuple[int, Problem]] = []  # (sample, problem) of images that cannot be used
+    n_missing, guess = 0, []
     if mode != "none" and ds.kind != "npz":
+        missing = resolve_files(ds)
+        n_missing = int(missing.sum())
+        guess = guess_image_dirs(ds, missing) if n_missing and ds.kind == "csv" else []
+        bad += _missing_problems(ds, missing, guess)
         if mode == "open":
-            found = [(i, p) for i in range(len(ds)) if (p := _image_problem(ds.file_of(i), ds.where(i), max_pixels))]
+            bad += [(i, p) for i in np.flatnonzero(~missing)
+                    if (p := _image_problem(ds.file_of(int(i)), ds.where(int(i)), max_pixels))]
+    leave_out = skip_unreadable and not errors
+    class_problems = [] if errors else _class_problems(ds, classes)
+    images = [p for _, p in sorted(bad, key=lambda t: t[0])]
+    bad_rows = np.unique(np.asarray([i for i, _ in bad], dtype=np.int64))
+    if n_missing > MAX_LISTED:  # the rows not listed one by one are left out too
+        bad_rows = np.union1d(bad_rows, np.flatnonzero(missing))
+    usable = _without(ds, bad_rows, [Problem(p.where, p.message + " — left out", p.fix, "warning")
+                                    for p in images])
+    emptied = _emptied_classes(ds, usable) if not errors and not class_problems and len(bad_rows) else []
+    # what leaving the unreadable images out does not cure: bad rows (and then the images too,
+    # as before), or the classes (a class left without images)
+    unskippable = errors + images if errors else class_problems + emptied
+    problems = unskippable if leave_out or errors else images + class_problems
+    warnings = list(usable.warnings) + (list(usable.problems) if leave_out else [])
+    return Validation(src, usable, problems, warnings, n_missing, guess, unskippable)
+
+
+def table_in_folder(folder: Path) -> Path | None:
+    """The label file a folder holds when it holds exactly one (``*.csv``, ``*.tsv``; not a
+    ``truth.csv`` or a review backup), and no class sub-folders of images: a folder with a
+    metadata table and its image folders (the HAM10000 archive) opens as that table."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return None
+    tables = [Path(e.path) for e in entries if e.is_file() and not e.name.startswith(".")
+              and e.name.lower().endswith((".csv", ".tsv"))
+              and not e.name.lower().endswith(("truth.csv", ".clean.csv")) and ".sei-backup" not in e.name]
+    return tables[0] if len(tables) == 1 else None
+
+
+def _image_folders(src: Path, image_dirs: Sequence[str | Path]) -> tuple[list[str], list[Problem]]:
+    """The image folders as absolute paths (relative ones start at the label file's folder),
+    and a problem for each that is not a folder."""
+    out, problems = [], []
+    for d in image_dirs:
+        d = str(d).strip()
+        if not d:
+            continue
+        p = Path(d).expanduser()
+        p = p if p.is_absolute() else src.parent / p
+        if not p.is_dir():
+            problems.append(Problem(str(p), "is not a folder (given as an image folder)",
+                                    "give a folder that holds the images, or remove it from the image folders"))
+        elif str(p.absolute()) not in out:
+            out.append(str(p.absolute()))
+    return out, problems
+
+
+def _class_problems(ds: LabeledImages, classes: Sequence[str] | None) -> list[Problem]:
+    try:
+        _check_classes(ds, classes)
+    except DataError as e:
+        return e.problems
+    return []
+
+
+def _without(ds: LabeledImages, drop: np.ndarray, left_out: list[Problem]) -> LabeledImages:
+    """``ds`` without the samples ``drop`` (its ``problems``: ``left_out``)."""
+    if not len(drop):
+        ds.problems = list(ds.problems) + left_out
+        return ds
+    keep = np.setdiff1d(np.arange(len(ds)), drop, assume_unique=True)
+    out = subset(ds, keep)
+    out.problems = list(ds.problems) + left_out
+    return out
+
+
+def _emptied_classes(full: LabeledImages, usable: LabeledImages) -> list[Problem]:
+    """Classes that have rows but no usable image, once the unusable ones are left out: said
+    as what they are (never "has no images")."""
+    had = np.bincount(full.labels, minlength=len(full.classes))
+    has = np.bincount(usable.labels, minlength=len(full.classes))
+    out = []
+    for k in np.flatnonzero((had > 0) & (has == 0)).tolist():
+        had_k = int(had[k])
+        out.append(Problem(full.source.name, f"every image of class {full.classes[k]!r} ({had_k} row"
+                                             f"{'s' * (had_k != 1)}) is missing or unreadable, so leaving "
+                                             "them out leaves the class without images",
+                           "fix the paths of its images (the rows left out are listed), or delete its rows"))
+    if (has > 0).sum() < 2 and (had > 0).sum() >= 2:
+        out.append(Problem(full.source.name, f"{'no' if not (has > 0).any() else 'only one'} class keeps images "
+                                             "once the missing and unreadable ones are left out",
+                           "fix the paths of the images left out (they are listed)"))
+    return out
+
+
+def resolve_files(ds: LabeledImages) -> np.ndarray:
+    """Find the image file of every sample of a label file: the path cell relative to the label
+    file's folder (or absolute) or, with ``ds.image_dirs``, to each image folder in turn, as
+    given and then with each extension of :func:`extensions_tried` (``ds.image_ext``). Sets
+    ``ds.files`` where a file is found elsewhere than ``root / id``; returns ``(N,)`` True
+    where no file was found. One directory listing per folder (see :func:`find_images`)."""
+    if ds.kind != "csv":
+        return missing_files(ds)
+    files, found = find_images(ds.root, ds.ids, ds.image_dirs, ds.image_ext)
+    ds.files = files
+    return ~found
+
+
+def candidates(root: Path, image_id: str, image_dirs: Sequence[str] = (), image_ext: str | None = None) -> list[str]:
+    """The paths tried for one path cell, in the order :func:`find_images` tries them."""
+    bases = [str(d) for d in image_dirs] or [str(root.absolute())]
+    exts = [""] if Path(image_id).suffix.lower() in IMAGE_EXTENSIONS else extensions_tried(image_ext)
+    if os.path.isabs(image_id):
+        return [image_id + e for e in exts]
+    return [os.path.join(b, image_id) + e for e in exts for b in bases]
+
+
+def find_images(root: Path, ids: Sequence[str], image_dirs: Sequence[str] = (),
+                image_ext: str | None = None) -> tuple[list[str] | None, np.ndarray]:
+    """The image file of every path cell, and ``(N,)`` True where one was found.
+
+    Tried in the order of :func:`candidates`: for each extension (the cell as given first),
+    each folder (``image_dirs``, else ``root``). Each folder is listed once (``os.listdir``),
+    and the names are looked up in the listing column-wise, so a million rows in two image
+    folders take a few listings and a few vectorised look-ups; only names not found in a
+    folder that could not be listed are ``stat``'ed, and the cell as given once more (a
+    case-insensitive file system). Returns the files as absolute paths where any differs
+    from ``root / cell`` (else None) and the found mask.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = len(ids)
+    found = np.zeros(n, dtype=bool)
+    if n == 0:
+        return None, found
+    root_s = str(Path(root).absolute()).rstrip("/")
+    cells = pa.array(list(ids), type=pa.string())
+    absolute = pc.starts_with(cells, "/").to_numpy(zero_copy_only=False)
+    lower = pc.utf8_lower(cells)
+    has_ext = np.zeros(n, dtype=bool)
+    for e in IMAGE_EXTENSIONS:
+        has_ext |= pc.ends_with(lower, e).to_numpy(zero_copy_only=False)
+    has_ext &= ~pc.match_substring_regex(cells, r"/\.[^/]*$|^\.[^/]*$").to_numpy(zero_copy_only=False)
+    bases = [str(d).rstrip("/") for d in image_dirs] or [root_s]
+    listings: dict[str, pa.Array | None] = {}
+    unlisted = np.zeros(n, dtype=bool)
+    resolved = np.full(n, None, dtype=object)
+    elsewhere = False
+
+    def listing(folder: str):
+        if folder not in listings:
+            try:
+                listings[folder] = pa.array(os.listdir(folder or "/"), type=pa.string())
+            except OSError:
+                listings[folder] = None
+        return listings[folder]
+
+    for e in extensions_tried(image_ext):
+        for b, base in enumerate(bases):
+            todo = np.flatnonzero(~found & ~(has_ext & (e != "")) & ~(absolute & (b > 0)))
+            if not len(todo):
+                continue
+            sub = cells.take(pa.array(todo))
+            full = pc.if_else(pc.starts_with(sub, "/"), sub, pc.binary_join_element_wise(base + "/", sub, ""))
+            if e:
+                full = pc.binary_join_element_wise(full, e, "")
+            parts = pc.split_pattern(full, "/", max_splits=1, reverse=True)
+            folder, name = pc.list_element(parts, 0), pc.list_element(parts, 1)
+            codes, folders = pd.factorize(pd.Series(folder, dtype="string[pyarrow]"))
+            hit = np.zeros(len(todo), dtype=bool)
+            order = np.argsort(codes, kind="stable")
+            bounds = np.searchsorted(codes[order], np.arange(len(folders) + 1))
+            for f, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+                rows = order[lo:hi]
+                listed = listing(str(folders[f]))
+                if listed is None:
+                    unlisted[todo[rows]] = True
+                    continue
+                hit[rows] = pc.is_in(name.take(pa.array(rows)), value_set=listed).to_numpy(zero_copy_only=False)
+            if hit.any():
+                found[todo[hit]] = True
+                resolved[todo[hit]] = full.filter(pa.array(hit)).to_numpy(zero_copy_only=False)
+                elsewhere = elsewhere or bool(e) or base != root_s
+    # confirm by stat: the cell as given (case-insensitive file systems), and every candidate
+    # of a cell whose folder could not be listed
+    for i in np.flatnonzero(~found):
+        tries = candidates(Path(root_s), ids[i], bases if image_dirs else ()) if unlisted[i] else \
+            [ids[i] if absolute[i] else os.path.join(bases[0], ids[i])]
+        if not unlisted[i]:
+            tries = tries[:1]
+        for t in tries:
+            if os.path.isfile(t):
+                found[i], resolved[i] = True, t
+                elsewhere = elsewhere or t != os.path.join(root_s, ids[i])
+                break
+    if not elsewhere:
+        return None, found
+    default = [i if absolute[k] else root_s + "/" + i for k, i in enumerate(ids)]
+    return [str(r) if r is not None else default[k] for k, r in enumerate(resolved)], found
+
+
+def guess_image_dirs(ds: LabeledImages, missing: np.ndarray | None = None, sample: int = 200) -> list[str]:
+    """Folders beside a label file (its own folder and its sub-folders, one level down, other
+    than the image folders already chosen) that hold the images of rows whose image was not
+    found (``missing``, ``(N,)``; default: found by :func:`find_images`): the image folders a
+    user probably means, in name order. Looks at up to ``sample`` such rows; one listing per
+    folder."""
+    if ds.kind != "csv" or not len(ds):
+        return []
+    if missing is None:
+        missing = ~find_images(ds.root, ds.ids, ds.image_dirs, ds.image_ext)[1]
+    ids = [ds.ids[i] for i in np.flatnonzero(missing)[:sample]]
+    if not ids:
+        return []
+    try:
+        subs = sorted(e.path for e in os.scandir(ds.root) if e.is_dir() and not e.name.startswith("."))
+    except OSError:
+        return []
+    out = []
+    for folder in [str(ds.root.absolute()), *(str(Path(f).absolute()) for f in subs)]:
+        if folder in ds.image_dirs:
+            continue
+        if find_images(ds.root, ids, [folder], ds.image_ext)[1].any():
+            out.append(folder)
+    return out
+
+
+def _missing_problems(ds: LabeledImages, missing: np.ndarray, guess: list[str]) -> list[tuple[int, Problem]]:
+    """The first :data:`MAX_LISTED` rows whose image was not found, each with the paths tried,
+    and one line with the count of all of them when there are more."""
+    rows = np.flatnonzero(missing)
+    if not len(rows):
+        return []
+    fix = _missing_fix(ds, guess)
+    out = []
+    for i in rows[:MAX_LISTED]:
+        i = int(i)
+        tried = candidates(ds.root, ds.ids[i], ds.image_dirs, ds.image_ext) if ds.kind == "csv" \
+            else [str(ds.file_of(i))]
+        if len(tried) == 1:
+            msg = f"image file {tried[0]!r} does not exist"
         else:
-            found = [(int(i), _missing_problem(ds.file_of(i), ds.where(i))) for i in np.flatnonzero(missing_files(ds))]
-        if found and (skip_unreadable and not errors):
-            ds = _drop_or_fail(ds, [p for _, p in found], True, [i for i, _ in found])
-        else:
-            errors += [p for _, p in found]
-    if errors:
-        raise DataError(errors, f"{ds.source} has problems")
-    return _check_classes(ds, classes)
+            shown = ", ".join(repr(t) for t in tried[:3])
+            msg = (f"no image file found for {ds.ids[i]!r}: tried {len(tried)} paths ({shown}, … {tried[-1]!r})")
+        out.append((i, Problem(ds.where(i), msg, fix)))
+    if len(rows) > MAX_LISTED:
+        out.append((int(rows[MAX_LISTED]), Problem(
+            ds.source.name, f"{len(rows):,} rows in all name an image that was not found "
+                            f"({len(rows) - MAX_LISTED:,} more besides the {MAX_LISTED} listed)", fix)))
+    return out
+
+
+def _missing_fix(ds: LabeledImages, guess: list[str]) -> str:
+    """How to fix missing images: the image folders beside the label file (``guess``) if some hold them."""
+    leave = "or leave the images out (“Leave out unreadable images” on the Train page, --skip-unreadable)"
+    if guess:
+        names = in_words([os.path.relpath(g, ds.root) for g in guess])
+        return (f"the images seem to be in {names} beside the label file: choose {'them' if len(guess) > 1 else 'it'} "
+                f"as image folders on the Data page, or pass --image-dir for each; {leave}")
+    return ("correct the path (relative paths start at the label file's folder), or choose the folders that hold "
+            f"the images (“Image folders” on the Data page, --image-dir) and their extension (--image-ext); {leave}")
 
 
 def _read_csv(src: Path, path_column: str = PATH_COL,
@@ -636,28 +1005,6 @@ class ImageCheck:
         self.finished = True
 
 
-def _drop_or_fail(ds: LabeledImages, problems: list[Problem], skip: bool,
-                  index: Sequence[int] | None = None) -> LabeledImages:
-    """Either fail with the image problems, or drop those samples (``index``: their
-    positions, else found by each problem's ``where``) and keep warnings."""
-    if not problems:
-        return ds
-    if not skip:
-        raise DataError(problems, f"{ds.source} has unreadable images")
-    if index is None:
-        bad = {p.where for p in problems}
-        index = [i for i in range(len(ds)) if ds.where(i) in bad]
-    drop = np.zeros(len(ds), dtype=bool)
-    drop[np.asarray(index, dtype=np.int64)] = True
-    keep = np.flatnonzero(~drop)
-    ds.ids = [ds.ids[i] for i in keep]
-    ds.labels = ds.labels[keep]
-    if ds.rows is not None:
-        ds.rows = ds.rows[keep]
-    ds.problems += [Problem(p.where, p.message + " — skipped", p.fix, "warning") for p in problems]
-    return _check_classes(ds, ds.classes)
-
-
 class ImageModeError(ValueError):
     """An image whose pixel values cannot be mapped to 8-bit RGB without guessing."""
 
@@ -1015,4 +1362,6 @@ def subset(ds: LabeledImages, keep: Iterable[int]) -> LabeledImages:
         rows=None if ds.rows is None else ds.rows[keep],
         array=None if ds.array is None else ds.array[keep],
         path_column=ds.path_column, label_column=ds.label_column,
+        image_dirs=list(ds.image_dirs), image_ext=ds.image_ext,
+        files=None if ds.files is None else [ds.files[i] for i in keep],
     )

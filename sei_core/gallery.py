@@ -3,8 +3,9 @@
 A label file can name any path (``../../home/user/secret.png``, an absolute path, a
 symbolic link pointing elsewhere). For display the app resolves every path and refuses
 anything that does not lie inside the data root (the CSV's folder, the image folder, or the
-``.npz``'s in-memory array), so a crafted label file cannot make the app serve other files;
-where data roots are set (:mod:`sei_core.access`) the data and each image must lie inside them too.
+``.npz``'s in-memory array) or one of the image folders the user chose for a label file, so
+a crafted label file cannot make the app serve other files; where data roots are set
+(:mod:`sei_core.access`) the data and each image must lie inside them too.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from . import access
-from .dataset import IMAGE_EXTENSIONS, read_rgb, rgb_from_array
+from .dataset import IMAGE_EXTENSIONS, candidates, read_rgb, rgb_from_array
 from .labels import source_kind
 
 
@@ -26,7 +27,7 @@ class ImageAccessError(Exception):
 class ImageSource:
     """The images of one data set (label CSV, image folder or MedMNIST ``.npz``) for display."""
 
-    def __init__(self, data_path: str | Path, split: str = "train"):
+    def __init__(self, data_path: str | Path, split: str = "train", image_dirs=(), image_ext: str | None = None):
         p = Path(data_path).expanduser()
         access.check(p, "the data")
         self.path = p
@@ -34,18 +35,29 @@ class ImageSource:
         kind = source_kind(p)
         self.kind = "csv" if kind == "missing" else kind
         self.root = p.resolve() if kind == "folder" else p.parent.resolve()
+        #: a label file's image folders and extension (see sei_core.dataset.find_images)
+        self.image_dirs = [str(Path(d).expanduser().resolve()) for d in image_dirs or ()]
+        self.image_ext = image_ext or None
         self._array: np.ndarray | None = None
 
     def file_of(self, sample_id: str) -> Path:
-        """The image file of ``sample_id``, resolved; raises if it lies outside the data root."""
+        """The image file of ``sample_id``, resolved (in the image folders, with the extension
+        rule, as training finds it); raises if it lies outside the data root and image folders."""
         if self.kind == "npz":
             raise ImageAccessError("images of a .npz file are in memory, not files")
         rel = Path(sample_id)
         candidate = (rel if rel.is_absolute() else self.root / rel).resolve()
-        if not candidate.is_relative_to(self.root):
+        if self.kind == "csv" and (self.image_dirs or candidate.suffix.lower() not in IMAGE_EXTENSIONS):
+            for c in candidates(self.root, str(sample_id), self.image_dirs, self.image_ext):
+                if Path(c).is_file():
+                    candidate = Path(c).resolve()
+                    break
+        roots = [self.root, *(Path(d) for d in self.image_dirs)]
+        if not any(candidate.is_relative_to(r) for r in roots):
             raise ImageAccessError(
                 f"'{sample_id}' lies outside the data folder {self.root}; for safety only images inside "
-                "that folder are shown. Move the image into the folder and use a relative path.")
+                "that folder (or the image folders chosen for it) are shown. Move the image into the folder "
+                "and use a relative path.")
         try:
             access.check(candidate)
         except access.AccessError as e:

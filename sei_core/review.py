@@ -737,8 +737,12 @@ class ReviewStore:
         got = status.reindex(pd.Index(list(paths), dtype=object))
         return got.astype(object).where(got.notna(), None).to_numpy(dtype=object)
 
-    def export_clean(self, out_path: str | os.PathLike[str]) -> int:
+    def export_clean(self, out_path: str | os.PathLike[str], class_names: dict[str, str] | None = None) -> int:
         """Write a label file without discarded rows (provenance columns kept); returns rows written.
+
+        ``class_names`` (code -> display name, e.g. ``nv`` -> ``melanocytic nevus``): a column
+        ``<label column>_name`` is added after the review columns with each row's name (the
+        label column keeps its codes).
 
         Written in the label file's dialect. Image paths relative to the label file's folder
         are rewritten relative to the export's folder (absolute where no relative path exists,
@@ -768,6 +772,9 @@ class ReviewStore:
             raise ExportError(f"Could not create the folder of {out}: {exc}.") from exc
         pc = state.table.path_column
         clean[pc] = _paths_for(clean[pc], self.label_file.parent, out.parent)
+        if class_names:
+            codes = clean[state.table.label_column].str.strip()
+            clean[f"{state.table.label_column.strip()}_name"] = codes.map(lambda c: class_names.get(c, c))
         try:
             data = render_table(state.table, clean)
             atomic_write(out, lambda fh: fh.write(data))

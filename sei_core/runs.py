@@ -172,6 +172,27 @@ class Run:
                                           "(killed or crashed); resume it to continue")
         return st
 
+    def trained_nothing(self) -> bool:
+        """True for a run that failed before its first epoch ended (bad data, missing
+        weights …): nothing of it is worth keeping, so a new ``sei train`` may replace it."""
+        st = self.status()
+        if st.get("state") != "failed" or st.get("history") or st.get("epoch"):
+            return False
+        return not any(p.name in ("checkpoint.pt", "done") for p in self.path.glob("run*/*"))
+
+    def clear(self) -> None:
+        """Remove everything of the run but its lock (the caller holds it): for a new run in the
+        same folder over one that :meth:`trained_nothing`."""
+        import shutil
+
+        for p in self.path.iterdir():
+            if p.name == ".lock":
+                continue
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+
     def update_status(self, **fields) -> dict:
         """Merge ``fields`` into status.json (atomic) and return the new status."""
         try:

@@ -208,7 +208,7 @@ def prepare(config: TrainConfig, run: Run, log: Callable[[str], None] = print) -
     run.update_status(phase="loading data")
     data = ds_mod.load(config.data, split=config.split, skip_unreadable=config.skip_unreadable,
                        max_pixels=config.max_pixels, classes=run.config().get("classes"),
-                       path_column=config.path_column, label_column=config.label_column)
+                       **config.data_options())
     for p in data.problems:
         log(f"warning: {p}")
     t0 = time.time()
@@ -239,7 +239,8 @@ def prepare(config: TrainConfig, run: Run, log: Callable[[str], None] = print) -
                            "Start a new run on the current data instead")
     prompts = config.resolve_prompts(data.prompts())
     cfg = run.config()
-    cfg.update(classes=data.classes, prompts=prompts.for_classes(data.classes), n_samples=len(data))
+    cfg.update(classes=data.classes, prompts=prompts.for_classes(data.classes), n_samples=len(data),
+               class_names={c: prompts.name(c) for c in data.classes if prompts.name(c) != c})
     run.write_config(cfg)
     run.write_samples(data.ids, [data.classes[k] for k in data.labels], data.rows)
     cache = Path(images.filename) if isinstance(images, np.memmap) else None
@@ -399,14 +400,14 @@ def _create_run(config: TrainConfig, out: str | Path) -> tuple[Run, int]:
     """:func:`init_run` that keeps the lock (the caller trains, then releases it)."""
     config.validate()
     run = Run(out)
-    if run.exists():
-        raise RunError(f"{run.path} already holds a run; choose another --out, or resume it with "
-                       f"`sei resume {run.path}`")
+    if run.exists() and not run.trained_nothing():
+        raise RunError(_occupied(run))
     lock = run.acquire(creating=True)
     try:
-        if run.exists():  # created by a process that held the lock just before us
-            raise RunError(f"{run.path} already holds a run; choose another --out, or resume it with "
-                           f"`sei resume {run.path}`")
+        if run.exists():  # a failed run that trained nothing is replaced; any other is kept
+            if not run.trained_nothing():  # e.g. created by a process that held the lock just before us
+                raise RunError(_occupied(run))
+            run.clear()
         cfg = dataclasses.asdict(config)
         if cfg["classes"] is None:  # written by prepare() once the data is read
             del cfg["classes"]
@@ -418,6 +419,19 @@ def _create_run(config: TrainConfig, out: str | Path) -> tuple[Run, int]:
         Run.release(lock)
         raise
     return run, lock
+
+
+def _occupied(run: Run) -> str:
+    """Why ``sei train --out`` cannot create a run where ``run`` is, and what to do instead."""
+    st = run.status()
+    if st.get("state") == "failed":
+        return (f"{run.path} holds a run that failed after training {len(st.get('history') or [])} epoch(s) "
+                f"({st.get('error') or 'see its log.txt'}); fix the cause and continue it with "
+                f"`sei resume {run.path}`, or choose another --out to start afresh")
+    if st.get("state") == "finished":
+        return f"{run.path} already holds a run (finished); choose another --out for a new one"
+    return (f"{run.path} already holds a run ({st.get('state')}); choose another --out, or resume it with "
+            f"`sei resume {run.path}`")
 
 
 def _aux_sets(run: Run, config: TrainConfig, n: int, k: int) -> list[np.ndarray]:

@@ -89,13 +89,16 @@ def normalise_data_path(path: str | Path) -> str:
 
 
 def data_choice(path: str | Path, split: str = "train", path_column: str = PATH_COL,
-                label_column: str = LABEL_COL) -> dict:
-    """A data choice as the app keeps it: ``{"path", "split", "path_column", "label_column"}``
-    (the path normalised; the columns say which of a label file's columns hold the image path
-    and the label, part of the data set's identity)."""
+                label_column: str = LABEL_COL, image_dirs=(), image_ext: str | None = None) -> dict:
+    """A data choice as the app keeps it: ``{"path", "split", "path_column", "label_column",
+    "image_dirs", "image_ext"}`` (the path normalised; the columns say which of a label file's
+    columns hold the image path and the label, the image folders (absolute) and extension
+    where its images are: part of the data set's identity)."""
     return {"path": normalise_data_path(path), "split": str(split or "train"),
             "path_column": str(path_column or PATH_COL).strip(),
-            "label_column": str(label_column or LABEL_COL).strip()}
+            "label_column": str(label_column or LABEL_COL).strip(),
+            "image_dirs": [normalise_data_path(d) for d in (image_dirs or []) if str(d).strip()],
+            "image_ext": (str(image_ext).strip() or None) if image_ext else None}
 
 
 def _same_data(a: dict, b: dict) -> bool:
@@ -112,9 +115,11 @@ def recent_data(folder: Path | None = None) -> list[dict]:
     out = []
     for it in items:
         if isinstance(it, dict) and isinstance(it.get("path"), str):
+            dirs = it.get("image_dirs") if isinstance(it.get("image_dirs"), list) else []
             out.append({"path": it["path"], "split": str(it.get("split", "train")),
                         "path_column": str(it.get("path_column") or PATH_COL),
-                        "label_column": str(it.get("label_column") or LABEL_COL)})
+                        "label_column": str(it.get("label_column") or LABEL_COL),
+                        "image_dirs": [str(d) for d in dirs], "image_ext": it.get("image_ext") or None})
     return out
 
 
@@ -130,11 +135,12 @@ def _write_recent(folder: Path, items: list[dict]) -> None:
 
 
 def remember_data(path: str | Path, split: str = "train", folder: Path | None = None, *,
-                  path_column: str = PATH_COL, label_column: str = LABEL_COL) -> list[dict]:
-    """Put a data choice, with its columns, at the front of the recent list (one entry per
-    data set and split; kept to :data:`MAX_RECENT`)."""
+                  path_column: str = PATH_COL, label_column: str = LABEL_COL, image_dirs=(),
+                  image_ext: str | None = None) -> list[dict]:
+    """Put a data choice, with its columns and image folders, at the front of the recent list
+    (one entry per data set and split; kept to :data:`MAX_RECENT`)."""
     folder = folder or runs_dir()
-    entry = data_choice(path, split, path_column, label_column)
+    entry = data_choice(path, split, path_column, label_column, image_dirs, image_ext)
     items = [entry] + [it for it in recent_data(folder) if not _same_data(it, entry)]
     items = items[:MAX_RECENT]
     _write_recent(folder, items)
@@ -153,13 +159,28 @@ def forget_data(path: str | Path, split: str = "train", folder: Path | None = No
 
 
 def remembered_columns(path: str | Path, split: str = "train", folder: Path | None = None) -> dict:
-    """``{"path_column", "label_column"}`` last used with this data set (the defaults if it
-    was never opened with others)."""
+    """``{"path_column", "label_column", "image_dirs", "image_ext"}`` last used with this data
+    set (the defaults if it was never opened with others)."""
     entry = data_choice(path, split)
     for it in recent_data(folder):
         if _same_data(it, entry):
-            return {"path_column": it["path_column"], "label_column": it["label_column"]}
-    return {"path_column": PATH_COL, "label_column": LABEL_COL}
+            return {k: it[k] for k in ("path_column", "label_column", "image_dirs", "image_ext")}
+    return {"path_column": PATH_COL, "label_column": LABEL_COL, "image_dirs": [], "image_ext": None}
+
+
+def newest_finished(runs: list[Run], data_path: str | Path | None = None) -> Run | None:
+    """The newest finished run among ``runs`` (newest first, as :func:`runs_for` lists them)
+    trained on ``data_path`` (any data set if None); None if there is none."""
+    want = None if data_path is None else normalise_data_path(data_path)
+    for r in runs:
+        try:
+            if r.status().get("state") != "finished":
+                continue
+            if want is None or normalise_data_path(r.config().get("data", "")) == want:
+                return r
+        except Exception:
+            continue
+    return None
 
 
 def current_data(folder: Path | None = None) -> dict:

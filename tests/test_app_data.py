@@ -87,13 +87,13 @@ def test_prompts_are_saved_beside_the_data(open_app, app_env):
     form_inputs = [t for t in at.text_input if t.label.startswith("Template")]
     form_inputs[0].input("A close-up photo of {}.")
     [t for t in at.text_input if t.label == "Auxiliary prompt"][0].input("A photo of other skin.")
-    [b for b in at.button if b.label == "Save prompts"][0].click().run()
+    [b for b in at.button if b.label == "Save names and prompts"][0].click().run()
     assert not at.exception and not at.error
     saved = json.loads((app_env.data / "prompts.json").read_text())
     assert saved["template"] == "A close-up photo of {}." and saved["aux_prompt"] == "A photo of other skin."
     # a template without {} is refused with a message
     [t for t in at.text_input if t.label.startswith("Template")][0].input("no placeholder")
-    [b for b in at.button if b.label == "Save prompts"][0].click().run()
+    [b for b in at.button if b.label == "Save names and prompts"][0].click().run()
     assert any("needs {}" in e.value for e in at.error)
 
 
@@ -159,8 +159,10 @@ def test_a_label_file_with_other_column_names_is_mapped_and_trained_with_them(op
     assert any("Every image opens (48 checked)" in s.value for s in at.success)
     assert at.query_params["label_column"] == "diagnosis"
     recent = json.loads((app_env.runs / "recent.json").read_text())["data"]
-    assert recent[0] == {"path": str(f), "split": "train", "path_column": "image_id", "label_column": "diagnosis"}
-    assert workspace.remembered_columns(f) == {"path_column": "image_id", "label_column": "diagnosis"}
+    assert recent[0] == {"path": str(f), "split": "train", "path_column": "image_id", "label_column": "diagnosis",
+                         "image_dirs": [], "image_ext": None}
+    assert workspace.remembered_columns(f) == {"path_column": "image_id", "label_column": "diagnosis",
+                                             "image_dirs": [], "image_ext": None}
     # the same two columns picked twice are refused in words
     at.selectbox(key="pick_path_column").select("diagnosis")
     at.button(key="use_columns").click().run()
@@ -217,7 +219,7 @@ def test_a_large_data_set_opens_at_once_and_every_image_is_opened_in_the_backgro
     at = open_app()
     assert not at.exception
     # what was checked at once: the rows and that each file exists (gone.png does not) ...
-    assert any("1 image file(s) are missing" in w.value for w in at.warning)
+    assert any("1 row(s) name an image that was not found" in e.value.replace("\\", "") for e in at.error)
     assert any("gone.png" in " ".join(map(str, d.value["where"])) for d in at.dataframe if "where" in d.value)
     # ... and what was not yet: whether each image opens
     assert any("Not checked yet" in i.value for i in at.info)

@@ -157,10 +157,13 @@ def test_read_only_label_file_is_reviewed_through_a_working_copy(tmp_path):
 def test_a_data_set_is_remembered_with_its_columns(tmp_path):
     f = tmp_path / "derm.csv"
     workspace.remember_data(f, folder=tmp_path)
-    assert workspace.remembered_columns(f, folder=tmp_path) == {"path_column": "path", "label_column": "label"}
+    assert workspace.remembered_columns(f, folder=tmp_path) == {"path_column": "path", "label_column": "label",
+                                                                "image_dirs": [], "image_ext": None}
     items = workspace.remember_data(f, folder=tmp_path, path_column="image_id", label_column="diagnosis")
-    assert items == [{"path": str(f), "split": "train", "path_column": "image_id", "label_column": "diagnosis"}]
-    assert workspace.remembered_columns(f, folder=tmp_path) == {"path_column": "image_id", "label_column": "diagnosis"}
+    assert items == [{"path": str(f), "split": "train", "path_column": "image_id", "label_column": "diagnosis",
+                      "image_dirs": [], "image_ext": None}]
+    assert workspace.remembered_columns(f, folder=tmp_path) == {"path_column": "image_id", "label_column": "diagnosis",
+                                                                "image_dirs": [], "image_ext": None}
     assert workspace.current_data(tmp_path)["label_column"] == "diagnosis"
     assert workspace.remembered_columns(tmp_path / "other.csv", folder=tmp_path)["label_column"] == "label"
     assert workspace.forget_data(f, folder=tmp_path) == []

@@ -99,6 +99,9 @@ class BenchSpec:
     #: noisy copies are ``path,label`` files, so the cells train without them)
     path_column: str = PATH_COL
     label_column: str = LABEL_COL
+    #: the image folders and extension of the label files of ``data`` (see TrainConfig)
+    image_dirs: list[str] = field(default_factory=list)
+    image_ext: str | None = None
     keep_checkpoints: bool = False
     progress_bar: bool = False
 
@@ -207,7 +210,8 @@ def stratified_subset(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
 def prepare_source(data: str | Path, bench_dir: str | Path, *, name: str | None = None,
                    split: str = "train", max_pixels: int = ds_mod.DEFAULT_MAX_PIXELS,
                    skip_unreadable: bool = False, max_samples: int | None = None,
-                   path_column: str = PATH_COL, label_column: str = LABEL_COL) -> Source:
+                   path_column: str = PATH_COL, label_column: str = LABEL_COL,
+                   image_dirs: list[str] | tuple = (), image_ext: str | None = None) -> Source:
     """Validate ``data`` and write its clean label file (absolute paths) into the bench.
 
     For a MedMNIST ``.npz`` the images of ``split`` are written once as PNG files under
@@ -217,8 +221,8 @@ def prepare_source(data: str | Path, bench_dir: str | Path, *, name: str | None 
     ``labels.csv`` is always ``path,label``. It is written last, so its presence means the
     source is complete and it is reused as it is.
     """
-    columns = ({"path_column": path_column, "label_column": label_column}
-               if source_kind(data) == "csv" else {})  # the columns of a label file only
+    columns = ({"path_column": path_column, "label_column": label_column, "image_dirs": list(image_dirs),
+                "image_ext": image_ext} if source_kind(data) == "csv" else {})  # of a label file only
     ds = ds_mod.load(data, split=split, max_pixels=max_pixels, skip_unreadable=skip_unreadable, **columns)
     name = name or dataset_name(data)
     folder = Path(bench_dir).resolve() / "data" / name
@@ -498,7 +502,8 @@ def run_bench(spec: BenchSpec, out: str | Path, *, log: Callable[[str], None] | 
                                       max_pixels=spec.train.get("max_pixels", ds_mod.DEFAULT_MAX_PIXELS),
                                       skip_unreadable=spec.train.get("skip_unreadable", False),
                                       max_samples=spec.max_samples, path_column=spec.path_column,
-                                      label_column=spec.label_column))
+                                      label_column=spec.label_column, image_dirs=spec.image_dirs,
+                                      image_ext=spec.image_ext))
     by_name = dict(zip(names, sources))
     cells = cells_of(spec, names)
     states, failures = {}, []
@@ -548,6 +553,7 @@ def evaluate_run(run: Run | object, is_noisy: np.ndarray, methods: Sequence[str]
 def spec_from_train_config(config, **kw) -> BenchSpec:
     """A :class:`BenchSpec` whose training settings are those of a ``TrainConfig``."""
     train = {k: v for k, v in dataclasses.asdict(config).items()
-             if k not in ("data", "seed", "path_column", "label_column")}
-    kw = {"path_column": config.path_column, "label_column": config.label_column, **kw}
+             if k not in ("data", "seed", "path_column", "label_column", "image_dirs", "image_ext")}
+    kw = {"path_column": config.path_column, "label_column": config.label_column,
+          "image_dirs": list(config.image_dirs or []), "image_ext": config.image_ext, **kw}
     return BenchSpec(train=train, **kw)

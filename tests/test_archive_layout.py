@@ -1,0 +1,304 @@
+"""The HAM10000 archive's layout: a metadata table whose ``image_id`` cells name images without
+an extension in two image folders beside it, with short diagnosis codes — read, validated
+(one report for ``sei validate``, the Data page and ``sei train``), trained on and reviewed in
+place; class names; failed runs."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sei_core import cli, dataset, workspace
+from sei_core.dataset import Prompts, check, find_images, known_names
+from sei_core.review import ReviewStore, review_columns, review_label_file
+from sei_core.runs import Run
+
+CODES = ["nv", "mel", "bkl", "bcc", "akiec", "vasc", "df"]
+HEADER = "lesion_id,image_id,dx,dx_type,age,sex,localization"
+PARTS = ("HAM10000_images_part_1", "HAM10000_images_part_2")
+OPTS = ["--path-column", "image_id", "--label-column", "dx"]
+
+
+def make_archive(root: Path, n: int = 28, crlf: bool = False) -> Path:
+    """A generated archive of ``n`` images: ``HAM10000_metadata.csv`` (ids without extension,
+    codes of 7 classes, extra columns) and the images alternately in the two part folders."""
+    rng = np.random.default_rng(0)
+    for p in PARTS:
+        (root / p).mkdir(parents=True, exist_ok=True)
+    rows = [HEADER]
+    for i in range(n):
+        iid = f"ISIC_{27419 + i:07d}"
+        k = i % len(CODES)
+        a = np.full((16, 16, 3), 40 + 30 * k, dtype=np.uint8) + rng.integers(0, 20, (16, 16, 3), dtype=np.uint8)
+        Image.fromarray(a).save(root / PARTS[i % 2] / f"{iid}.jpg")
+        rows.append(f"HAM_{i:07d},{iid},{CODES[k]},histo,{40 + i}.0,{'male' if i % 3 else 'female'},back")
+    f = root / "HAM10000_metadata.csv"
+    f.write_bytes(("\r\n" if crlf else "\n").join(rows).encode() + (b"\r\n" if crlf else b"\n"))
+    return f
+
+
+@pytest.fixture
+def archive(tmp_path) -> Path:
+    return make_archive(tmp_path / "ham")
+
+
+def _run_cli(args, capsys) -> tuple[int, str, str]:
+    rc = cli.main([str(a) for a in args])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def _listed(err: str) -> list[str]:
+    """The problems a `sei validate` / `sei train` error lists (lines ``  - …``)."""
+    return [line[4:] for line in err.splitlines() if line.startswith("  - ")]
+
+
+# -- reading the layout --------------------------------------------------------------------------
+
+def test_ids_without_extension_are_found_in_two_folders(archive):
+    dirs = [str(archive.parent / p) for p in PARTS]
+    v = check(archive, path_column="image_id", label_column="dx", image_dirs=dirs)
+    assert v.ok and v.missing == 0 and len(v.data) == 28
+    assert v.data.class_counts() == {c: 4 for c in sorted(CODES)}
+    assert v.data.ids[0] == "ISIC_0027419"  # the cell, as review keys it
+    assert v.data.file_of(0) == archive.parent / PARTS[0] / "ISIC_0027419.jpg"
+    assert v.data.file_of(1) == archive.parent / PARTS[1] / "ISIC_0027420.jpg"
+    # the folders may be given relative to the label file's folder, and by `--image-ext`
+    same = check(archive, path_column="image_id", label_column="dx", image_dirs=list(PARTS), image_ext="jpg")
+    assert same.ok and [str(same.data.file_of(i)) for i in range(28)] == [str(v.data.file_of(i)) for i in range(28)]
+    wrong = check(archive, path_column="image_id", label_column="dx", image_dirs=list(PARTS), image_ext=".png")
+    assert wrong.missing == 28
+
+
+def test_the_extension_rule_tries_the_cell_as_given_first_then_jpg_before_png(tmp_path):
+    for name in ("a", "a.jpg", "a.png", "b.png", "c.jpeg.jpg"):
+        (tmp_path / name).write_bytes(b"x")
+    files, found = find_images(tmp_path, ["a", "b", "c.jpeg", "d"])
+    assert found.tolist() == [True, True, False, False]  # c.jpeg ends in an image extension: only as given
+    assert files[:2] == [str(tmp_path / "a"), str(tmp_path / "b.png")]
+    files, found = find_images(tmp_path, ["a.jpg", "a.png"])
+    assert found.all() and files is None  # every file is where the cell says: no list kept
+
+
+def test_missing_images_are_reported_as_missing_never_as_an_empty_class(archive, capsys):
+    rc, out, err = _run_cli(["validate", archive, *OPTS], capsys)
+    assert rc == 1
+    listed = _listed(err)
+    assert "has no images" not in err and "single class" not in err
+    assert len(listed) == dataset.MAX_LISTED + 1  # bounded: the first rows, then the count
+    assert listed[0].startswith("HAM10000_metadata.csv line 2 (ISIC_0027419): no image file found for "
+                                "'ISIC_0027419': tried 14 paths")
+    assert f"'{archive.parent / 'ISIC_0027419.jpg'}'" in listed[0]
+    assert "28 rows in all name an image that was not found (8 more besides the 20 listed)" in listed[-1]
+    # the fix names the two folders beside the table
+    assert "'HAM10000_images_part_1' and 'HAM10000_images_part_2' beside the label file" in listed[-1]
+    # leaving them out: every class is said to have lost its images, not to have none
+    rc, out, err = _run_cli(["validate", archive, *OPTS, "--skip-unreadable"], capsys)
+    assert rc == 1 and "has no images" not in err
+    assert "every image of class 'akiec' (4 rows) is missing or unreadable" in err
+    assert out.count("left out") == dataset.MAX_LISTED + 1
+
+
+def test_validate_and_train_accept_the_archive_with_its_folders(archive, tmp_path, capsys, tiny_train):
+    dirs = ["--image-dir", archive.parent / PARTS[0], "--image-dir", archive.parent / PARTS[1]]
+    rc, out, err = _run_cli(["validate", archive.parent, *OPTS, *dirs], capsys)  # the folder opens as its table
+    assert rc == 0 and "(HAM10000_metadata.csv in that folder): 28 images, 7 classes" in out
+    assert "no problems" in out
+    run = tmp_path / "runs" / "ham"
+    tiny = {**tiny_train, "epochs": 1, "batch_size": 8, "image_size": 32}
+    train = ["train", archive.parent, *OPTS, *dirs, "--out", run, "--no-progress"] + \
+        [x for k, v in tiny.items() for x in (f"--{k.replace('_', '-')}", v)]
+    rc, out, err = _run_cli(train, capsys)
+    assert rc == 0, err
+    cfg = Run(run).config()
+    assert cfg["data"] == str(archive) and cfg["image_dirs"] == [str(archive.parent / p) for p in PARTS]
+    assert cfg["path_column"] == "image_id" and cfg["label_column"] == "dx"
+    # the review writes into HAM10000_metadata.csv itself: its dx cell of that row and the review columns
+    assert review_label_file(Run(run)) == archive
+    before = archive.read_bytes()
+    with ReviewStore(archive, classes=cfg["classes"], **review_columns(Run(run))) as store:
+        store.relabel("ISIC_0027421", "mel", "dr-a", expected_label="bkl")
+        store.confirm("ISIC_0027419", "dr-a", expected_label="nv")
+    after = archive.read_bytes().decode().splitlines()
+    old = before.decode().splitlines()
+    assert after[0].startswith(HEADER + ",")  # the review columns come after the user's
+    assert after[3].startswith(old[3].replace(",bkl,", ",mel,") + ",")
+    assert after[1].startswith(old[1] + ",") and after[5].startswith(old[5])
+    assert [line.split(",")[:7] for line in after[6:]] == [line.split(",") for line in old[6:]]
+
+
+def test_a_table_in_a_crlf_file_keeps_its_bytes_where_nothing_changed(tmp_path):
+    archive = make_archive(tmp_path / "ham", n=14, crlf=True)
+    v = check(archive, path_column="image_id", label_column="dx", image_dirs=list(PARTS))
+    assert v.ok
+    raw = archive.read_bytes()
+    with ReviewStore(archive, classes=v.data.classes, path_column="image_id", label_column="dx") as store:
+        store.relabel("ISIC_0027420", "nv", "dr-b", expected_label="mel")
+    new = archive.read_bytes()
+    assert new.count(b"\r\n") == raw.count(b"\r\n") and b"\n" not in new.replace(b"\r\n", b"")
+    assert new.split(b"\r\n")[2].startswith(raw.split(b"\r\n")[2].replace(b",mel,", b",nv,"))
+
+
+def test_folder_with_one_table_opens_as_that_table_and_an_image_folder_says_what_to_do(archive):
+    v = check(archive.parent, path_column="image_id", label_column="dx", image_dirs=list(PARTS))
+    assert v.ok and v.source == archive and v.data.kind == "csv"
+    flat = check(archive.parent / PARTS[0])
+    assert not flat.ok and "no sub-folders" in str(flat.problems[0])
+    assert dataset.table_in_folder(archive.parent / PARTS[0]) is None
+
+
+# -- one report from sei validate, the Data page and sei train ---------------------------------------
+
+def _fixtures(root: Path) -> dict[str, tuple[Path, list[str]]]:
+    """Bad data sets of several kinds: (label file, the column options) by name."""
+    out = {}
+    ham = make_archive(root / "ham")
+    out["archive without its folders"] = (ham, OPTS)
+    few = root / "few"
+    few.mkdir()
+    for name in ("a.png", "b.png", "c.png"):
+        Image.new("RGB", (8, 8), "red").save(few / name)
+    (few / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    (few / "labels.csv").write_text("path,label\na.png,x\nb.png,y\nc.png,y\ngone.png,x\nbroken.png,y\n")
+    out["one missing, one corrupt"] = (few / "labels.csv", [])
+    (few / "rows.csv").write_text("path,label\na.png,\nb.png,y\nmissing.png,x\nc.png,x\n")
+    out["a bad row and a missing image"] = (few / "rows.csv", [])
+    (few / "only.csv").write_text("path,label\na.png,x\nmissing.png,y\n")
+    out["a class whose only image is missing"] = (few / "only.csv", [])
+    return out
+
+
+def _page_problems(open_app, f: Path, opts: list[str]) -> list[str]:
+    at = open_app()
+    at.text_input(key="data_path_input").input(str(f)).run()
+    at.button[0].click().run()
+    if opts:
+        at.selectbox(key="pick_path_column").select(opts[1]).run()
+        at.selectbox(key="pick_label_column").select(opts[3]).run()
+        at.button(key="use_columns").click().run()
+    assert not at.exception
+    found = []
+    for d in at.dataframe:
+        t = d.value
+        if "where" in t and "how to fix" in t:
+            found += [f"{w}: {p}." + (f" Fix: {x}" if x else "") for w, p, x, s in
+                      zip(t["where"], t["problem"], t["how to fix"], t["severity"]) if s == "error"]
+    return found
+
+
+def test_every_fixture_gets_the_same_problems_from_validate_the_data_page_and_train(
+        tmp_path, capsys, open_app, tiny_train):
+    for name, (f, opts) in _fixtures(tmp_path / "fixtures").items():
+        rc, _, err = _run_cli(["validate", f, *opts], capsys)
+        said = _listed(err)
+        assert rc == 1 and said, name
+        assert not any(re.search(r"has no images|single class", s) for s in said), (name, said)
+        rc, _, err = _run_cli(["train", f, *opts, "--out", tmp_path / "runs" / re.sub(r"\W", "-", name),
+                               "--no-progress", "--epochs", "1", "--model", tiny_train["model"],
+                               "--image-size", "32"], capsys)
+        assert rc == 1
+        assert _listed(err) == said, name
+        assert sorted(_page_problems(open_app, f, opts)) == sorted(said), name
+
+
+# -- class names ----------------------------------------------------------------------------------
+
+def test_class_names_are_used_in_prompts_and_kept_in_prompts_json(archive):
+    v = check(archive, path_column="image_id", label_column="dx", image_dirs=list(PARTS))
+    names = known_names(v.data.classes)
+    assert names["nv"] == "melanocytic nevus" and names["akiec"] == "actinic keratosis / intraepithelial carcinoma"
+    assert known_names(["cat", "dog", "nv"]) == {}  # not ISIC codes
+    saved = workspace.save_prompts(v.data, Prompts(template="A dermoscopic image showing {}.", names=names))
+    assert json.loads(saved.read_text())["names"]["df"] == "dermatofibroma"
+    p = v.data.prompts()
+    prompts = p.for_classes(v.data.classes)
+    assert prompts[v.data.classes.index("nv")] == "A dermoscopic image showing melanocytic nevus."
+    assert p.name("vasc") == "vascular lesion" and p.name("other") == "other"
+    assert "nv" in archive.read_text()  # the label file keeps its codes
+
+
+def test_an_export_of_decisions_names_each_code(archive, tmp_path):
+    names = {"nv": "melanocytic nevus", "mel": "melanoma"}
+    v = check(archive, path_column="image_id", label_column="dx", image_dirs=list(PARTS))
+    with ReviewStore(archive, classes=v.data.classes, path_column="image_id", label_column="dx") as store:
+        store.relabel("ISIC_0027419", "mel", "dr-a", expected_label="nv")
+        store.export_clean(tmp_path / "clean.csv", class_names=names)
+    lines = (tmp_path / "clean.csv").read_text().splitlines()
+    assert lines[0].endswith(",dx_name")
+    assert lines[1].split(",")[2] == "mel" and lines[1].endswith(",melanoma")
+    assert lines[3].split(",")[2] == "bkl" and lines[3].endswith(",bkl")  # no name: the code
+
+
+# -- failed runs ----------------------------------------------------------------------------------
+
+def test_a_failed_run_that_trained_nothing_does_not_block_its_folder(archive, tmp_path, capsys, tiny_train):
+    out = tmp_path / "runs" / "again"
+    base = ["train", archive, *OPTS, "--out", out, "--no-progress", "--epochs", "1", "--batch-size", "8",
+            "--model", tiny_train["model"], "--image-size", "32"]
+    rc, _, err = _run_cli(base, capsys)
+    assert rc == 1 and "no image file found" in err
+    assert Run(out).status()["state"] == "failed" and Run(out).trained_nothing()
+    rc, _, err = _run_cli(base + ["--image-dir", archive.parent / PARTS[0], "--image-dir", archive.parent / PARTS[1]],
+                          capsys)
+    assert rc == 0, err
+    assert Run(out).status()["state"] == "finished" and not Run(out).trained_nothing()
+    rc, _, err = _run_cli(base, capsys)  # a finished run is kept
+    assert rc == 1 and "already holds a run (finished)" in err
+
+
+def test_a_failed_run_with_epochs_says_how_to_continue(tmp_path, capsys, tiny_data):
+    run = Run(tmp_path / "r")
+    run.write_config({"data": str(tiny_data), "epochs": 2})
+    run.update_status(state="failed", error="out of memory", history=[{"run": 1, "epoch": 1}])
+    rc, _, err = _run_cli(["train", tiny_data, "--out", run.path, "--epochs", "1"], capsys)
+    assert rc == 1 and "failed after training 1 epoch(s) (out of memory)" in err
+    assert f"`sei resume {run.path}`" in err and run.config()["epochs"] == 2
+
+
+def test_the_newest_finished_run_is_chosen(tmp_path, tiny_data):
+    runs = []
+    for name, state in (("new-failed", "failed"), ("older-finished", "finished"), ("oldest", "finished")):
+        r = Run(tmp_path / name)
+        r.write_config({"data": str(tiny_data)})
+        r.update_status(state=state)
+        runs.append(r)
+    assert workspace.newest_finished(runs, tiny_data).name == "older-finished"
+    assert workspace.newest_finished(runs[:1], tiny_data) is None
+    assert workspace.newest_finished(runs, tmp_path / "other.csv") is None
+
+
+def test_explore_opens_the_newest_finished_run_and_the_address_keeps_the_choice(open_app, app_env):
+    from streamlit.testing.v1 import AppTest
+
+    failed = app_env.runs / "zz-failed"
+    failed.mkdir()
+    (failed / "config.json").write_text((app_env.run / "config.json").read_text())  # the newest run
+    Run(failed).update_status(state="failed", error="weights missing")
+    at = open_app("pages/explore.py")
+    assert at.sidebar.selectbox(key="run_name").value == app_env.run.name  # not the newer failed one
+    assert at.query_params["run"] == app_env.run.name
+    root = Path(__file__).resolve().parent.parent
+    at = AppTest.from_file(str(root / "app.py"), default_timeout=120)
+    at.query_params["run"] = "zz-failed"  # straight to /train?run=…, as a reload of the page
+    at.switch_page("pages/train.py").run()
+    assert not at.exception
+    assert at.sidebar.selectbox(key="run_name").value == "zz-failed"
+    said = " ".join(e.value for e in at.error) + " ".join(i.value for i in at.info)
+    assert "Training failed: weights missing" in said and "Nothing was trained yet" in said
+
+
+def test_a_training_error_is_said_in_the_pages_words():
+    from pages._common import in_app_words
+
+    msg = in_app_words("could not download the 'openai' weights of RN50 (OSError: offline). Without internet, "
+                       "download X on another machine and copy it to Y (or pass the file with --weights "
+                       "/path/to/file); or train from random weights with --weights none")
+    assert "--" not in msg and "Weights “none”" in msg and "“local checkpoint”" in msg
+    assert in_app_words("replace the file, or use --skip-unreadable to leave it out") == \
+        "replace the file, or tick “Leave out unreadable images”"
