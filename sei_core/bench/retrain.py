@@ -161,6 +161,29 @@ def retrain_cell(folder: Path, base: dict, clean_run_dir: Path, clean_config, te
     return rows
 
 
+def second_round(cell: str | Path, truth_label: dict[str, str]) -> dict | None:
+    """What a second round of review would get in one cell: the ``reviewed`` retrain's review
+    queue (its own flags, most suspicious first) without the images the first round decided
+    (they stay decided in the shared label file), and how many of those hold a wrong label.
+    Trains nothing; None until the cell's ``reviewed`` run has finished."""
+    from ..ranking import score_run
+    from ..retrain import read_reviewed
+    from ..review import ReviewQueue, review_columns
+
+    run = Run(Path(cell) / "retrain" / "reviewed" / "run")
+    if not run.exists() or run.status().get("state") != "finished":
+        return None
+    s = score_run(run)
+    rv = read_reviewed(Path(cell) / "retrain" / "reviewed" / "labels.csv", **review_columns(run))
+    decided = set(rv.paths[(rv.status != "").to_numpy()])
+    queue = ReviewQueue(s.ids, s.labels, s.score, s.flagged)
+    given = dict(zip(s.ids, (s.classes[k] for k in s.labels)))
+    todo = [i for i in queue.ids if i not in decided]
+    wrong = {i for i in s.ids if truth_label.get(i, given[i]) != given[i]}
+    return {"flagged": len(queue), "already_decided": len(queue) - len(todo), "to_review": len(todo),
+            "wrong_in_to_review": sum(i in wrong for i in todo), "wrong_left": len(wrong)}
+
+
 def gather(bench_dir: str | Path) -> pd.DataFrame:
     """Every cell's ``retrain.csv`` in one frame."""
     files = sorted(Path(bench_dir).glob("cells/*/*/rate*/seed*/retrain.csv"))
@@ -189,18 +212,29 @@ def write_retrain_report(bench_dir: str | Path) -> list[Path]:
         return []
     atomic_write_csv(bench_dir / "retrain.csv", rows[RETRAIN_COLUMNS])
     lines = ["# Held-out test scores after cleaning", "",
-             "Means over seeds (number of seeds in brackets). Gap closed: (x − noisy) / (clean − noisy) per cell, "
-             "then the mean; 1 = as good as training on the true labels, 0 = no better than the noisy labels.", ""]
+             "One row per cell (seed), then the mean over the cells that have all four variants. Gap closed: "
+             "(x − noisy) / (clean − noisy); 1 = as good as training on the true labels, 0 = no better than the "
+             "noisy labels, below 0 = worse; – where a variant is missing or the gap is under 0.005.", ""]
+
+    def f(x, fmt):
+        return "–" if pd.isna(x) else format(x, fmt)
+
     for metric in ("macro_f1", "balanced_accuracy", "accuracy"):
         g = gap_closed(rows, metric)
         lines += [f"## {metric}", "",
-                  "| data | noise | rate | seeds | noisy | minus flagged | reviewed | clean | gap closed: minus flagged"
+                  "| data | noise | rate | seed | noisy | minus flagged | reviewed | clean | gap closed: minus flagged"
                   " | gap closed: reviewed |", "|---|---|---|---|---|---|---|---|---|---|"]
         for (d, n, r), part in g.groupby(["dataset", "noise", "rate"]):
-            m = part.mean(numeric_only=True)
-            lines.append(f"| {d} | {n} | {r:.0%} | {len(part)} | {m['noisy']:.3f} | {m['minus_flagged']:.3f} | "
-                         f"{m['reviewed']:.3f} | {m['clean']:.3f} | {m['minus_flagged_gap_closed']:+.2f} | "
-                         f"{m['reviewed_gap_closed']:+.2f} |")
+            for _, m in part.iterrows():
+                lines.append(f"| {d} | {n} | {r:.0%} | {m['seed']} | {f(m['noisy'], '.3f')} | "
+                             f"{f(m['minus_flagged'], '.3f')} | {f(m['reviewed'], '.3f')} | {f(m['clean'], '.3f')} | "
+                             f"{f(m['minus_flagged_gap_closed'], '+.2f')} | {f(m['reviewed_gap_closed'], '+.2f')} |")
+            full = part.dropna(subset=list(VARIANTS))
+            if len(full) > 1:
+                m = full.mean(numeric_only=True)
+                lines.append(f"| {d} | {n} | {r:.0%} | mean of {len(full)} | {m['noisy']:.3f} | "
+                             f"{m['minus_flagged']:.3f} | {m['reviewed']:.3f} | {m['clean']:.3f} | "
+                             f"{f(m['minus_flagged_gap_closed'], '+.2f')} | {f(m['reviewed_gap_closed'], '+.2f')} |")
         lines.append("")
     dec = rows[rows["variant"].isin(["minus_flagged", "reviewed"])].groupby(["noise", "rate", "variant"])[
         ["n_train", "n_wrong_in_train", "decisions", "relabeled", "discarded"]].mean()
@@ -212,6 +246,21 @@ def write_retrain_report(bench_dir: str | Path) -> list[Path]:
     noisy = rows[rows["variant"] == "noisy"].groupby(["noise", "rate"])[["n_train", "n_wrong_in_train"]].mean()
     for (n, r), m in noisy.iterrows():
         lines.append(f"| {n} | {r:.0%} | noisy | {m['n_train']:.0f} | {m['n_wrong_in_train']:.0f} | 0 | 0 | 0 |")
+    rounds = []
+    for cell in sorted(bench_dir.glob("cells/*/*/rate*/seed*")):
+        clean = bench_dir / "data" / cell.parts[-4] / "labels.csv"
+        if not clean.is_file():
+            continue
+        t = pd.read_csv(clean, dtype=str, keep_default_na=False)
+        r = second_round(cell, dict(zip(t["path"], t["label"])))
+        if r is not None:
+            rounds.append({"noise": cell.parts[-3], "rate": cell.parts[-2][4:], "seed": cell.parts[-1][4:], **r})
+    if rounds:
+        lines += ["", "## A second round of review (the `reviewed` retrain's queue; trains nothing)", "",
+                  "| noise | rate | seed | flagged | decided in round 1 | left to review | wrong labels among them "
+                  "| wrong labels left in the training set |", "|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['noise']} | {r['rate']} | {r['seed']} | {r['flagged']} | {r['already_decided']} | "
+                  f"{r['to_review']} | {r['wrong_in_to_review']} | {r['wrong_left']} |" for r in rounds]
     md = bench_dir / "retrain.md"
     text = "\n".join(lines) + "\n"
     atomic_write(md, lambda f: f.write(text.encode()))
