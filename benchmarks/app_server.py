@@ -33,18 +33,23 @@ def loadavg() -> str:
 
 
 @contextlib.contextmanager
-def app_server(runs_dir: str | Path, log: Path, extra: list[str] = (), timeout: float = 120.0):
+def app_server(runs_dir: str | Path, log: Path, extra: list[str] = (), timeout: float = 120.0, *,
+               root: Path = ROOT, address: str | None = "127.0.0.1", env: dict | None = None):
     """``(process, url)`` of ``streamlit run app.py`` on ``runs_dir``, once its health check
-    answers; its whole process group is stopped on exit. Output goes to ``log``."""
+    answers; its whole process group is stopped on exit. Output goes to ``log``.
+
+    ``root``: the project folder it runs in (another checkout); ``address``: ``--server.address``
+    (None: none given, so the project's ``.streamlit/config.toml`` decides, as for a user);
+    ``env``: more environment variables."""
     port = free_port()
     env = dict(os.environ, SEI_RUNS_DIR=str(runs_dir), HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1",
-               PYTHONPATH=str(ROOT))
+               PYTHONPATH=str(root), **(env or {}))
+    where = [] if address is None else ["--server.address", address]
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-             "--server.port", str(port), "--server.address", "127.0.0.1",
-             "--browser.gatherUsageStats", "false", *extra],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+             "--server.port", str(port), *where, "--browser.gatherUsageStats", "false", *extra],
+            cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.time() + timeout

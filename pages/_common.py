@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from sei_core import workspace
+from sei_core import access, workspace
 from sei_core.dataset import DataError, ImageCheck, LabeledImages, load
 from sei_core.gallery import ImageAccessError, ImageSource
 from sei_core.labels import LABEL_COL, PATH_COL
@@ -342,14 +342,186 @@ def sidebar() -> None:
                     st.text(short_path(other))
 
 
+# -- who may use the app (sei_core.access) ------------------------------------------------------
+
+SIGNED_IN = "_sei_signed_in"  # session state: how this browser session signed in ("token" / "oidc")
+_TOKEN_STORE = "sei-review.token"  # the browser's sessionStorage key: a reload keeps the sign-in
+
+
+def _secrets() -> dict:
+    """The ``[auth]`` and ``[sei]`` sections of ``.streamlit/secrets.toml`` ({} without the file)."""
+    try:
+        if not st.secrets.load_if_toml_exists():
+            return {}
+        return {k: st.secrets[k] for k in ("auth", access.SECRETS_SECTION) if k in st.secrets}
+    except Exception:  # an unreadable secrets file: no login configured, which refuses an exposed app
+        log.exception("cannot read .streamlit/secrets.toml")
+        return {}
+
+
+def access_settings() -> access.Settings:
+    """How this server is reached and what it may open (:func:`sei_core.access.settings`), from
+    the address Streamlit listens on, ``secrets.toml`` and the environment."""
+    s = access.settings(st.config.get_option("server.address"), _secrets())
+    if s.roots and not access.data_roots():
+        # roots from secrets.toml: the library (and training processes started from here) read them
+        # from the environment
+        import os
+
+        os.environ[access.DATA_ROOTS_ENV] = os.pathsep.join(map(str, s.roots))
+    return s
+
+
+def _user() -> dict:
+    try:
+        return st.user.to_dict()
+    except Exception:
+        return {}
+
+
+def signed_in_name() -> str | None:
+    """The signed-in person's identity (OpenID Connect login), which every decision records; None
+    without an identity provider (a shared token says nothing about who is signing in)."""
+    s = access_settings()
+    return access.identity(_user()) if s.login == "oidc" else None
+
+
+def reviewer_name() -> str:
+    """The name recorded with a decision: the signed-in identity, else the name typed on Review."""
+    return signed_in_name() or str(st.session_state.get("reviewer", "")).strip()
+
+
+def _token_script(store: str | None, clear: bool) -> None:
+    import json
+
+    st.html("<script>(() => { try { const K = %s, t = %s, clear = %s, url = new URL(window.location.href);"
+            " if (clear) { sessionStorage.removeItem(K); return; }"
+            " if (t) { sessionStorage.setItem(K, t); return; }"
+            " const saved = sessionStorage.getItem(K);"
+            " if (saved && !url.searchParams.get('token')) { url.searchParams.set('token', saved);"
+            " window.location.replace(url.toString()); } } catch (e) {} })();</script>"
+            % tuple(json.dumps(v).replace("<", "\\u003c") for v in (_TOKEN_STORE, store, clear)),
+            unsafe_allow_javascript=True, width="content")
+
+
+def _token_in_address(expected: str) -> bool:
+    """True if the address carried the server's token (``?token=…``); it is removed from the
+    address either way (bookmarks, screenshots)."""
+    given = st.query_params.get("token")
+    if given is None:
+        return False
+    del st.query_params["token"]
+    if access.token_ok(given, expected):
+        _token_script(given, False)
+        return True
+    st.session_state["_sei_token_failed"] = True
+    return False
+
+
+def _sign_in_with_token(expected: str) -> bool:
+    """The sign-in field; True once this session typed the server's token."""
+    with st.form("sei_sign_in"):
+        typed = st.text_input("Access token", type="password",
+                              help="The token the server printed when it started (the address it printed carries it).")
+        if st.form_submit_button("Sign in", type="primary", icon=":material/login:"):
+            if access.token_ok(typed.strip(), expected):
+                st.session_state[SIGNED_IN] = "token"
+                _token_script(typed.strip(), False)
+                st.rerun()
+            st.session_state["_sei_token_failed"] = True
+    failed = st.session_state.pop("_sei_token_failed", False)
+    if failed:
+        st.error("That is not this server's token.", icon=":material/error:")
+    _token_script(None, failed or st.session_state.pop("_sei_signed_out", False))
+    return False
+
+
+def _sign_in_with_oidc() -> bool:
+    """True if the visitor is signed in with the OpenID Connect provider of ``secrets.toml``."""
+    if access.identity(_user()):
+        return True
+    import importlib.util
+
+    if importlib.util.find_spec("authlib") is None:
+        st.error("The login is configured (an [auth] section in .streamlit/secrets.toml) but Streamlit's login "
+                 "needs Authlib, which is not installed: `pip install -e '.[auth]'` in the project (or "
+                 "`pip install Authlib`) on the server, then restart it.", icon=":material/error:")
+        return False
+    if st.button("Sign in", type="primary", icon=":material/login:", key="sei_oidc_login"):
+        try:
+            st.login()
+        except Exception as e:  # a wrong [auth] section: say what Streamlit says, never a traceback
+            st.error(f"The sign-in cannot start: {md(e)}", icon=":material/error:")
+    return False
+
+
+def gate() -> None:
+    """Let this visitor in, or show only the sign-in (or why the app refuses) and stop the page.
+
+    A local app (listening on loopback only) lets everyone on this machine in. An exposed one
+    (:attr:`sei_core.access.Settings.exposed`) asks for its login first, and refuses to serve
+    anything while no login or no data folders are configured."""
+    s = access_settings()
+    if not s.exposed:
+        return
+    problems = s.problems()
+    if problems:
+        st.title("SEI review", anchor=False)
+        for p in problems:
+            st.error(md(p), icon=":material/lock:")
+        st.stop()
+    if st.session_state.get(SIGNED_IN) == s.login and (s.login != "oidc" or access.identity(_user())):
+        return
+    if s.login == "token" and _token_in_address(s.token):
+        st.session_state[SIGNED_IN] = "token"
+        return
+    st.title("Sign in to SEI review", anchor=False)
+    st.caption("This server can be reached from the network, so it asks who you are before it shows any data.")
+    ok = _sign_in_with_oidc() if s.login == "oidc" else _sign_in_with_token(s.token)
+    if ok:
+        st.session_state[SIGNED_IN] = s.login
+        return
+    st.stop()
+
+
+def sign_out_button() -> None:
+    """In the sidebar: how others can reach a local app (an SSH tunnel); in a signed-in
+    session, who is signed in and a way out."""
+    s = access_settings()
+    if not s.exposed:
+        import re
+        import socket
+
+        port = int(st.config.get_option("server.port") or 8501)
+        host = socket.gethostname()
+        host = host if re.fullmatch(r"[A-Za-z0-9.-]{1,253}", host) else "THIS-HOST"  # shown in a code span
+        st.caption(f"Open on this computer only. From another one: `ssh -L {port}:localhost:{port} "
+                   f"{host}`, then http://localhost:{port} there (or network mode with a "
+                   "login: `sei app --network`, see the README).")
+        return
+    if s.login is None:
+        return
+    who = signed_in_name()
+    if who:
+        st.caption(f"Signed in as {md(who)}")
+    if st.button("Sign out", icon=":material/logout:", key="sei_sign_out"):
+        st.session_state.pop(SIGNED_IN, None)
+        if s.login == "oidc":
+            st.logout()
+        else:
+            st.session_state["_sei_signed_out"] = True  # the sign-in page then forgets the browser's copy
+            st.rerun()
+
+
 # -- navigation ----------------------------------------------------------------------------
 
 _run = threading.local()  # per script-run thread: did app.py start this run?
 
 
 def _start() -> None:
-    """The app's address without a page (``/``) opens the Data page at its own address."""
-    st.switch_page(DATA_PAGE)
+    """The app's address without a page (``/``) opens the Data page at its own address, with the
+    address's parameters (``/?token=…``, the address a network-mode server prints)."""
+    st.switch_page(DATA_PAGE, query_params=st.query_params.to_dict() or None)
 
 
 def navigation():
@@ -392,11 +564,14 @@ def menu() -> None:
 
 
 def page_setup(title: str) -> None:
-    """Page configuration, title and the shared sidebar; first thing every page calls."""
+    """Page configuration, the sign-in of an exposed server (:func:`gate`), title and the shared
+    sidebar; first thing every page calls."""
     _declare_pages_if_run_directly()
     st.set_page_config(**PAGE_CONFIG)
+    gate()  # an exposed server shows nothing but its sign-in before this
     with st.sidebar:
         menu()
+        sign_out_button()
     sidebar()
     st.title(title, anchor=False)
 

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from pages._common import current_run, facts, file_stamp, guard, md, page_setup, short_path
-from sei_core import bench, workspace
+from sei_core import access, bench, workspace
 from sei_core.methods import DEFAULT_METHOD, PAPER_METHOD
 from sei_core.ranking import load_run
 from sei_core.runs import Run
@@ -103,6 +103,7 @@ def grids() -> None:
                     icon=":material/info:")
             return
     folder = Path(choice).expanduser()
+    access.check(folder, "the benchmark folder")  # inside the data roots or the app's folders, where roots are set
     if not folder.is_dir():
         st.error(f"{md(folder)} is not a folder.", icon=":material/error:")
         return

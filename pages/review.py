@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from pages._common import (DEFAULT_METHOD, PAPER_METHOD, _scored, _scores, facts, file_stamp, guard, images_of, log, md, need_run, page_setup,
-                           score_name, scores_of)
+                           reviewer_name, score_name, scores_of, signed_in_name)
 from sei_core import dynamics, plots, workspace
 from sei_core.count import COUNT_CAVEAT, review_progress
 from sei_core.gallery import ImageAccessError, fit, zoom
@@ -59,7 +59,7 @@ def _say(kind: str, text: str) -> None:
 
 def act(store: ReviewStore, queue: ReviewQueue, action: str, path: str, shown_label: str, shown_status: str,
         sei: float | None, new_label: str | None = None, force: bool = False) -> None:
-    reviewer = st.session_state.get("reviewer", "").strip()
+    reviewer = reviewer_name()
     if not reviewer:
         _say("error", "Enter your name first, so every decision can be attributed.")
         return
@@ -106,7 +106,7 @@ def previous(path: str) -> None:
 
 
 def undo(store: ReviewStore, queue: ReviewQueue, force: bool = False, decision_id: int | None = None) -> None:
-    reviewer = st.session_state.get("reviewer", "").strip()
+    reviewer = reviewer_name()
     if not reviewer:
         _say("error", "Enter your name first: undo reverts your own latest decision.")
         return
@@ -191,11 +191,17 @@ def header(run, label_file: Path, store: ReviewStore) -> None:
 def controls(classes: list[str]) -> tuple[str, int]:
     if "reviewer" not in st.session_state:  # widget state is dropped while another page is shown
         st.session_state["reviewer"] = st.session_state.get("_reviewer") or st.query_params.get("reviewer", "")
+    signed_in = signed_in_name()  # with a login, decisions carry the signed-in identity, not a typed name
+    if signed_in:
+        st.session_state["reviewer"] = signed_in
     c = st.columns([2, 2, 2])
     c[0].text_input("Your name", key="reviewer", on_change=remember_reviewer, placeholder="e.g. Dr. Ana Silva",
-                    help="Recorded with every decision. Kept in the page address and in this browser, so a "
-                         "reload or a new visit keeps it. Press Enter, then use the keyboard shortcuts.")
-    reviewer_script(st.session_state.get("reviewer", "").strip())
+                    disabled=bool(signed_in),
+                    help="Your signed-in identity, recorded with every decision." if signed_in else
+                    "Recorded with every decision. Kept in the page address and in this browser, so a "
+                    "reload or a new visit keeps it. Press Enter, then use the keyboard shortcuts.")
+    if not signed_in:
+        reviewer_script(st.session_state.get("reviewer", "").strip())
     k = c[1].selectbox("Given class", [-1] + list(range(len(classes))), key="review_class", on_change=on_filter_change,
                        format_func=lambda j: "All classes" if j < 0 else classes[j],
                        help="The label the image had when the model was trained.")
@@ -375,7 +381,7 @@ def body() -> None:
     store = review_store(str(label_file), tuple(s.classes), columns["path_column"], columns["label_column"])
     header(run, label_file, store)
     state_filter, k = controls(s.classes)
-    reviewer = st.session_state.get("reviewer", "").strip()
+    reviewer = reviewer_name()
     if not reviewer:
         st.warning("Enter your name to start reviewing; it is saved with every decision.", icon=":material/badge:")
     if run.status().get("state") != "finished":
@@ -403,7 +409,7 @@ def decision_panel(run, store: ReviewStore, queue: ReviewQueue, state_filter: st
     s = scores_of(run)
     cfg = run.config()
     ctx = run_context(str(run.path), workspace.run_stamp(run))
-    reviewer = st.session_state.get("reviewer", "").strip()
+    reviewer = reviewer_name()
     shown = queue.select(STATE_FILTERS[state_filter], k)
     st.progress(queue.reviewed() / len(queue), text=f"Reviewed {queue.reviewed()} of {len(queue)} images in the queue "
                 f"({int(s.flagged.sum())} flagged by the model, {queue.requested} sent from Explore)")
@@ -550,7 +556,7 @@ def export(store: ReviewStore, label_file: Path) -> None:
         if c[1].button("Export", icon=":material/download:", key="export", width="stretch"):
             try:
                 n = store.export_clean(out)
-            except ReviewError as e:
+            except (ReviewError, PermissionError) as e:  # PermissionError: sei_core.access refused the folder
                 st.error(md(e), icon=":material/error:")
                 return
             st.success(f"Wrote {n} rows.", icon=":material/check_circle:")

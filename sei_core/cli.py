@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import dataset
+from . import access, dataset
 from .files import atomic_write_csv, stream_writes_to
 from .runs import Run, RunError
 from .bench import BenchError as _BenchError
@@ -560,6 +560,76 @@ def _evaluate_parser(sub) -> None:
     p.set_defaults(func=cmd_evaluate)
 
 
+def _app_parser(sub) -> None:
+    p = sub.add_parser(
+        "app", help="open the app (local: this machine only; --network: other machines, with a login)",
+        description="Starts `streamlit run app.py` from the project folder. Locally it listens on 127.0.0.1 "
+                    "only (reach it from elsewhere through `ssh -L 8501:localhost:8501 HOST`). With --network it "
+                    "listens on every interface, opens only the folders given by --data-root (or "
+                    f"${access.DATA_ROOTS_ENV}), and asks for a login: the OpenID Connect provider of "
+                    f".streamlit/secrets.toml where one is configured, else a token (${access.TOKEN_ENV}, or a "
+                    "new one) printed here with the address to open.")
+    p.add_argument("--network", action="store_true", help="let other machines reach the app (with a login)")
+    p.add_argument("--data-root", action="append", default=[], metavar="DIR",
+                   help="a folder the app may open (repeatable); required with --network unless "
+                        f"${access.DATA_ROOTS_ENV} is set")
+    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--address", default=None,
+                   help="the address to listen on (default 127.0.0.1; with --network 0.0.0.0)")
+
+
+def app_command(a: argparse.Namespace, env: dict | None = None) -> tuple[list[str], dict, str | None]:
+    """``(command, environment, address to open)`` of ``sei app``: Streamlit's command line
+    and the environment that carries the access settings (:mod:`sei_core.access`).
+
+    Raises ValueError when network mode lacks data roots or the address is not loopback
+    without --network."""
+    env = dict(os.environ if env is None else env)
+    address = a.address or ("0.0.0.0" if a.network else "127.0.0.1")
+    if not a.network and not access.is_loopback(address):
+        raise ValueError(f"--address {address} lets other machines reach the app: add --network (which asks "
+                         "for a login), or use an SSH tunnel to 127.0.0.1")
+    roots = access.parse_roots(a.data_root) or access.data_roots(env)
+    for r in roots:
+        if not r.is_dir():
+            raise ValueError(f"data root {r} is not a folder")
+    if roots:
+        env[access.DATA_ROOTS_ENV] = os.pathsep.join(map(str, roots))
+    url = None
+    if a.network:
+        if not roots:
+            raise ValueError(f"--network needs the folders the app may open: --data-root DIR (repeatable) or "
+                             f"${access.DATA_ROOTS_ENV}")
+        env[access.NETWORK_ENV] = "1"
+        env[access.TOKEN_ENV] = env.get(access.TOKEN_ENV) or access.new_token()
+        import socket
+
+        host = socket.gethostname() if address in ("0.0.0.0", "::") else address
+        url = f"http://{host}:{a.port}/?token={env[access.TOKEN_ENV]}"
+    root = Path(__file__).resolve().parent.parent
+    cmd = [sys.executable, "-m", "streamlit", "run", str(root / "app.py"), "--server.address", address,
+           "--server.port", str(a.port), "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    if url:
+        # the address browsers use; without it a headless Streamlit on 0.0.0.0 asks checkip.amazonaws.com
+        # for this machine's external address to print it
+        cmd += ["--browser.serverAddress", host]
+    return cmd, env, url
+
+
+def cmd_app(a) -> int:
+    import subprocess
+
+    cmd, env, url = app_command(a)
+    root = Path(cmd[4]).parent
+    if not (root / "app.py").is_file():
+        raise ValueError(f"the app is not here ({root / 'app.py'}): run `sei app` from a source checkout")
+    if url:
+        print("sei: network mode: only the folders", env[access.DATA_ROOTS_ENV], "may be opened.", file=sys.stderr)
+        print(f"sei: open {url}\n     (the token signs a browser in; keep it secret. With an [auth] section in "
+              ".streamlit/secrets.toml the sign-in is that OpenID Connect provider's instead.)", file=sys.stderr)
+    return subprocess.call(cmd, cwd=root, env=env)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sei", description="Find mislabeled images with the Signed Entropy Integral.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -601,7 +671,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None)
     _bench_parser(sub)
     _evaluate_parser(sub)
-    for name, fn in [("train", cmd_train), ("resume", cmd_resume), ("status", cmd_status), ("flags", cmd_flags),
+    _app_parser(sub)
+    for name, fn in [("app", cmd_app), ("train", cmd_train), ("resume", cmd_resume), ("status", cmd_status), ("flags", cmd_flags),
                      ("stop", cmd_stop), ("validate", cmd_validate), ("models", cmd_models), ("weights", cmd_weights),
                      ("sample-data", cmd_sample_data), ("demo", cmd_demo), ("bench", cmd_bench)]:
         sub.choices[name].set_defaults(func=fn)
@@ -630,7 +701,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 130
             # a clean, shared stop: exit 0 so torchrun does not report a failure; status.json says "stopped"
             return 0
-        if isinstance(e, (dataset.DataError, RunError, ValueError, _BenchError, *_loaded("models", "ModelError"))):
+        if isinstance(e, (dataset.DataError, RunError, ValueError, access.AccessError, _BenchError, *_loaded("models", "ModelError"))):
             if not under_torchrun() or os.environ.get("RANK") == "0":  # one report per torchrun job
                 print(f"sei: error: {e}", file=sys.stderr)
             return 1

@@ -36,6 +36,7 @@ except ImportError:  # Windows: one decoder per cache is then up to the caller
     fcntl = None
 
 from .files import atomic_write_json
+from . import access
 from .labels import LABEL_COL, PATH_COL, TableError, in_words, read_table, source_kind
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
@@ -189,7 +190,7 @@ class LabeledImages:
         """Prompts from a ``prompts.json`` beside the data, else the generic defaults."""
         folder = self.root if self.kind != "csv" else self.source.parent
         f = folder / PROMPTS_FILE
-        return Prompts.load(f) if f.is_file() else Prompts()
+        return Prompts.load(access.check(f, "the prompts file")) if f.is_file() else Prompts()
 
 
 def load(
@@ -226,6 +227,9 @@ def load(
     DataError listing every problem, with file, row and fix.
     """
     src = Path(source).expanduser()
+    roots = access.allowed_roots()
+    if roots is not None:
+        access.check(src, "the data", roots)  # before anything is read, not even whether it exists
     kind = source_kind(src)
     if kind == "missing":
         raise DataError([Problem(str(src), "does not exist", "check the path; it may be relative to the folder you started from")])
@@ -244,6 +248,15 @@ def load(
     mode = {True: "open", False: "none"}.get(check_images, check_images)
     if mode not in ("open", "exists", "none"):
         raise ValueError(f"check_images must be True, False, 'open' or 'exists', not {check_images!r}")
+    if roots is not None and ds.kind != "npz" and len(ds):
+        out = np.flatnonzero(access.outside(full_paths(ds), roots))
+        if len(out):  # refused before any of the data set's files is looked at
+            where = ", ".join(map(str, roots))
+            raise DataError(errors + [Problem(ds.where(int(i)), f"the image lies outside the folders this app may "
+                                                               f"open ({where})",
+                                              "use a path inside the data's folder (no '..', no absolute path "
+                                              "or link leading elsewhere), or move the image there")
+                                      for i in out], f"{ds.source} names files outside the data folders")
     if mode != "none" and ds.kind != "npz":
         if mode == "open":
             found = [(i, p) for i in range(len(ds)) if (p := _image_problem(ds.file_of(i), ds.where(i), max_pixels))]
@@ -485,6 +498,19 @@ def _check_classes(ds: LabeledImages, classes: Sequence[str] | None) -> LabeledI
     return ds
 
 
+def full_paths(ds: LabeledImages):
+    """The absolute path of every sample's image file as written (a relative path joined to the
+    data root; ``..`` and links not resolved), as one Arrow string array (POSIX paths)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if os.sep != "/" or os.altsep:
+        return pa.array([str(ds.file_of(i).absolute()) for i in range(len(ds))], type=pa.string())
+    root = str(ds.root.absolute()).rstrip("/") + "/"
+    ids = pa.array(ds.ids, type=pa.string())
+    return pc.if_else(pc.starts_with(ids, "/"), ids, pc.binary_join_element_wise(root, ids, ""))
+
+
 def missing_files(ds: LabeledImages) -> np.ndarray:
     """``(N,)`` True where sample ``i``'s image file does not exist.
 
@@ -502,9 +528,7 @@ def missing_files(ds: LabeledImages) -> np.ndarray:
         return np.zeros(n, dtype=bool)
     if os.sep != "/" or os.altsep:  # another separator convention: file by file
         return np.array([not ds.file_of(i).is_file() for i in range(n)], dtype=bool)
-    root = str(ds.root.absolute()).rstrip("/") + "/"
-    ids = pa.array(ds.ids, type=pa.string())
-    full = pc.if_else(pc.starts_with(ids, "/"), ids, pc.binary_join_element_wise(root, ids, ""))
+    full = full_paths(ds)
     parts = pc.split_pattern(full, "/", max_splits=1, reverse=True)
     folder, name = pc.list_element(parts, 0), pc.list_element(parts, 1)
     codes, folders = pd.factorize(pd.Series(folder, dtype="string[pyarrow]"))

@@ -3,7 +3,8 @@
 A label file can name any path (``../../home/user/secret.png``, an absolute path, a
 symbolic link pointing elsewhere). For display the app resolves every path and refuses
 anything that does not lie inside the data root (the CSV's folder, the image folder, or the
-``.npz``'s in-memory array), so a crafted label file cannot make the app serve other files.
+``.npz``'s in-memory array), so a crafted label file cannot make the app serve other files;
+where data roots are set (:mod:`sei_core.access`) the data and each image must lie inside them too.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from . import access
 from .dataset import IMAGE_EXTENSIONS, read_rgb, rgb_from_array
 from .labels import source_kind
 
@@ -26,6 +28,7 @@ class ImageSource:
 
     def __init__(self, data_path: str | Path, split: str = "train"):
         p = Path(data_path).expanduser()
+        access.check(p, "the data")
         self.path = p
         self.split = split
         kind = source_kind(p)
@@ -43,6 +46,10 @@ class ImageSource:
             raise ImageAccessError(
                 f"'{sample_id}' lies outside the data folder {self.root}; for safety only images inside "
                 "that folder are shown. Move the image into the folder and use a relative path.")
+        try:
+            access.check(candidate)
+        except access.AccessError as e:
+            raise ImageAccessError(str(e)) from e
         if candidate.suffix.lower() not in IMAGE_EXTENSIONS:
             raise ImageAccessError(f"'{sample_id}' is not an image file (allowed: {', '.join(sorted(IMAGE_EXTENSIONS))})")
         if not candidate.is_file():

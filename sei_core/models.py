@@ -193,7 +193,9 @@ def _resolve_weights(name: str, weights: str | None) -> tuple[Path | None, str |
         return None, None
     path = Path(weights).expanduser()
     if path.is_file():
-        return path, None
+        from . import access
+
+        return access.check(path, "the weights file"), None
     if weights in known_weights(name):
         return fetch_weights(name, weights), weights
     if name in TORCHVISION_MODELS or path.suffix or os.sep in weights:

@@ -84,6 +84,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from . import access
 from .files import atomic_write, atomic_write_bytes, atomic_write_json, remove_temp_files
 from .labels import (COLUMN_FIX, LABEL_COL, PATH_COL, LabelTable, TableError, in_words, line_starts, read_table,
                      render_rows, render_table, source_kind)
@@ -488,9 +489,11 @@ class ReviewStore:
         label_column: str = LABEL_COL,
     ) -> None:
         self.label_file = Path(label_file).absolute()
+        access.check(self.label_file, "the label file")  # where data roots are set (sei_core.access)
         self.path_column, self.label_column = str(path_column).strip(), str(label_column).strip()
         default_db = self.label_file.parent / ".sei_review" / f"{self.label_file.stem}.decisions.sqlite"
         self.db_path = Path(db_path).absolute() if db_path is not None else default_db
+        access.check(self.db_path, "the decision log")
         self.lock_path = self.db_path.parent / f"{self.label_file.stem}.lock"
         self.write_lock_path = self.db_path.parent / f"{self.label_file.stem}.write.lock"
         self.backup_path = Path(str(self.label_file) + _BACKUP_SUFFIX)
@@ -665,6 +668,7 @@ class ReviewStore:
         an existing file from the label file's folder (ids of an ``.npz``) are kept as they are.
         """
         out = Path(out_path).absolute()
+        access.check(out, "the export")
         protected = {self.label_file.resolve(): "the live label file",
                      self.backup_path.resolve(): "the backup of the original label file"}
         for guarded, what in protected.items():

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import access
 from .files import atomic_write_bytes, atomic_write_json
 from .labels import LABEL_COL, PATH_COL, TableError, source_kind, truth_columns
 from .review import (REVIEW_LABEL_FILE, REVIEW_REQUESTS_FILE, is_read_only,  # noqa: F401 (pages use them here)
@@ -230,8 +231,9 @@ def truth_file(data_path: str | Path) -> Path | None:
     p = Path(data_path)
     if source_kind(p) != "csv":
         return None
+    roots = access.allowed_roots()
     for cand in (p.with_name(f"{p.stem}.truth.csv"), p.with_name("truth.csv")):
-        if cand.is_file():
+        if cand.is_file() and (roots is None or access.inside(cand, roots)):
             return cand
     return None
 
@@ -279,5 +281,6 @@ def save_prompts(data, prompts) -> Path:
     """
     prompts.for_classes(data.classes)  # validates the template
     target = prompts_file(data)
+    access.check(target, "the prompts file")
     _write_json(target, prompts.to_dict())
     return target
