@@ -203,6 +203,38 @@ def scores_of(run: Run, method: str = DEFAULT_METHOD):
     return _scores(str(run.path), workspace.run_stamp(run), method)
 
 
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _reliability(run_path: str, stamp: tuple, method: str):
+    import numpy as np
+
+    from sei_core.reliability import class_reliability
+
+    s = _scores(run_path, stamp, method)
+    return class_reliability(s.labels, s.suggested, s.flagged, s.classes, scored=np.isfinite(s.score))
+
+
+def reliability_of(run: Run, method: str = DEFAULT_METHOD):
+    """Per class, how far the model agrees with its labels (``sei_core.reliability``; cached per run version)."""
+    return _reliability(str(run.path), workspace.run_stamp(run), method)
+
+
+def reliability_warning(run: Run, method: str = DEFAULT_METHOD, k: int = -1) -> None:
+    """Say which classes' flags are unreliable and what would help (only class ``k`` if ``k >= 0``)."""
+    from sei_core.reliability import reliability_note
+
+    rel = reliability_of(run, method)
+    note = reliability_note(rel if k < 0 else rel[k:k + 1], run.config())
+    if note:
+        st.warning(md_safe_names(note, [r.name for r in rel]), icon=":material/report:")
+
+
+def md_safe_names(text: str, names) -> str:
+    """``text`` with each class name Markdown-escaped (they come from the user's data)."""
+    for n in sorted(set(names), key=len, reverse=True):
+        text = text.replace(f"**{n}**", f"**{md(n)}**")
+    return text
+
+
 #: How the pages name a ranking score (one place: sei_core.methods).
 SCORE_NAMES = DISPLAY_NAMES
 score_name = display_name
@@ -307,7 +339,12 @@ def run_label(run: Run) -> str:
         state = run.status().get("state", "?")
     except Exception:
         state = "?"
-    return f"{_STATE_ICON.get(state, '?')} {run.name} ({state})"
+    try:
+        data = workspace.data_name(run.config().get("data", ""))
+    except Exception:
+        data = ""
+    shown = run.name if not data or data.lower() in run.name.lower() else f"{run.name} · {data}"
+    return f"{_STATE_ICON.get(state, '?')} {shown} ({state})"
 
 
 def sidebar() -> None:

@@ -1,4 +1,4 @@
-"""Explore: why each image was flagged — SEI per class, entropy curves, alignment, one image at a time."""
+"""Explore: why each image was flagged — the score per class, how the model's view changed in training, one image at a time."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import pandas as pd
 import streamlit as st
 
 from pages._common import (DEFAULT_METHOD, PAPER_METHOD, REVIEW_PAGE, _scored, _scores, facts, file_stamp, guard,
-                           images_of, md, need_run, page_setup, score_name, scores_of, summary_of, truth_of)
+                           images_of, md, need_run, page_setup, reliability_warning, score_name, scores_of, summary_of,
+                           truth_of)
 from sei_core.count import COUNT_CAVEAT, ESTIMATOR_TEXT
 from sei_core.methods import DEFAULT_RULE, METHODS, threshold_text
 from sei_core import dynamics, metrics, plots, workspace
@@ -27,29 +28,61 @@ CHART = dict(width="stretch", config={"displayModeBar": False})
 page_setup("Explore")
 
 HELP = """
+**What this page shows.** A model was trained on your labels. For every image it was then asked how much it
+believes the image's label. Images it does not believe are **flagged** for your review (red); the others are
+**kept** (blue). A flag is a question for you, not a verdict: the Review page shows each flagged image with the
+class the model suggests instead.
+
+**The score** (lower = more suspicious) says how strongly the model believed the image's label during training.
+
+**The dashed line** in each class is where flagging starts: images to its left are flagged. The model sets it
+itself, from images it was deliberately given a wrong label during training: an image whose label it believes no
+more than those is flagged. For a class rarer than those images the line is lower, so that a class is not flagged
+just for being rare.
+
+**The groups in the curves:**
+- **Flagged**: below the line: the label may be wrong.
+- **Easy for the model**: kept, and the model agreed with the label early in training and from then on.
+- **Hard for the model**: kept, but the model agreed with the label only late in training, or still not at the
+  end. The model found these images difficult; that alone does not mean their label is wrong.
+"""
+
+METHOD_HELP = """
 **Signed entropy (SE).** After every training epoch the model gives each image a probability for every class.
-Their *entropy* measures how unsure the model is (0 = certain). The entropy gets a **plus** sign when the model's
+Their *entropy* (in nats; 0 = certain) measures how unsure the model is. It gets a **plus** sign when the model's
 guess equals the image's given label and a **minus** sign when it disagrees.
 
-**SEI (Signed Entropy Integral)** adds up the signed entropy over all epochs. Correctly labelled images end high;
-mislabeled images spend many epochs disagreeing with their label and end **strongly negative**.
+**SEI (Signed Entropy Integral)**, the paper's score, adds up the signed entropy over all epochs. Correctly
+labelled images end high; mislabeled images spend many epochs disagreeing with their label and end **strongly
+negative**.
 
-**Threshold.** During training a random set of images is deliberately relabeled to an extra
-"something else" class; they are known to be mislabeled, and their average SEI is the threshold (dashed line).
-Images below it are **flagged**. With two complementary runs each image is scored by the run in which it kept
-its label, so there can be two thresholds.
+**Auxiliary images and the threshold.** During training a random set of images is relabeled to an extra
+"something else" class (the *auxiliary* class): they are known to be mislabeled, and their mean score is the
+threshold. With two complementary runs each image is scored by the runs in which it kept its label (the mean of
+their scores and thresholds), so the few images that were one run's auxiliary images are judged by the other
+run's threshold alone.
 
-**The three groups** used in the curves:
-- **Flagged**: SEI below the threshold: likely mislabeled.
-- **Easy clean**: not flagged, and learned early: from some epoch in the first half of training on, the model
-  always predicted the given label.
-- **Hard clean**: not flagged, but learned only in the second half of training, or still predicted as another
-  class at the end. The model found these difficult, yet their labels look right.
-
+**Groups.** *Easy clean* (here "easy for the model"): from some epoch in the first half of training on, the model
+always predicted the given label; *hard clean* ("hard for the model"): learned only in the second half, or never.
 Bands around the mean curves show ± one standard deviation. *Alignment* is the share of a group whose prediction
-equals the given label at each epoch. The last section compares SEI with the same integral **without the sign**:
-uncertainty alone cannot tell a hard but correct image from a mislabeled one; the sign can.
+equals the given label at each epoch.
 """
+
+
+def method_help(s) -> None:
+    """The method's own words: what the scores, thresholds and estimate are (one click away)."""
+    st.markdown(METHOD_HELP)
+    if DEFAULT_METHOD != PAPER_METHOD:
+        m = METHODS[DEFAULT_METHOD]
+        st.markdown(f"**{score_name(DEFAULT_METHOD)}**, the score this app ranks and flags by unless you choose "
+                    f"SEI above: {md(m.computed_on)}; flagged by {md(threshold_text(DEFAULT_METHOD, DEFAULT_RULE))}. "
+                    "It was chosen because it found injected label noise best in this project's benchmark "
+                    "(the Benchmark page and docs/benchmarks.md show the numbers, SEI beside it).")
+    st.markdown(f"This view: {md(score_name(s.method))} flagged by {md(threshold_text(s.method, s.rule))}; "
+                "before any per-class scaling the threshold of each training run is "
+                + ", ".join(f"{t:.3g}" for t in s.run_thresholds) + ".")
+    if s.count is not None:
+        st.markdown(f"The estimate of wrong labels comes from {md(ESTIMATOR_TEXT[s.count.estimator])}.")
 
 
 def score_choice() -> str:
@@ -76,16 +109,14 @@ def summary(s, truth, mask, status: dict) -> None:
     c = st.columns(5)
     c[0].metric("Images", f"{int(mask.sum()):,}")
     name = score_name(s.method)
-    c[1].metric("Flagged", f"{int((s.flagged & mask).sum()):,}",
-                help=f"{name} below the threshold: likely mislabeled. Review them on the Review page.")
-    c[2].metric("Threshold" + ("s" if len(s.run_thresholds) > 1 else ""),
-                " / ".join(f"{t:.3g}" for t in s.run_thresholds),
-                help=f"Threshold rule of {name}: {threshold_text(s.method, s.rule)}; one per run.")
+    n_flag = int((s.flagged & mask).sum())
+    c[1].metric("Flagged", f"{n_flag:,}",
+                help="The model doubts their label: review them on the Review page.")
+    c[2].metric("Share flagged", f"{100 * n_flag / max(1, int(mask.sum())):.1f}%")
     c[3].metric("Epochs recorded", s.epochs)
-    # -- error count (sei_core.count, issue 11) --
+    # -- error count (sei_core.count) --
     if s.count is not None:
-        st.caption(f"Estimated mislabeled images in the whole data set: **{s.count.describe()}**, from "
-                   f"{ESTIMATOR_TEXT[s.count.estimator]}. {COUNT_CAVEAT}")
+        st.caption(f"Estimated mislabeled images in the whole data set: **{s.count.describe()}**. {COUNT_CAVEAT}")
     # -- end error count --
     if truth is not None and scored.any():
         rep = metrics.precision_recall_f1(s.flagged[scored], truth[scored])
@@ -95,6 +126,30 @@ def summary(s, truth, mask, status: dict) -> None:
     if status.get("state") != "finished":
         st.info(f"This run is {md(status.get('state'))}: the scores use the {s.epochs} epoch(s) recorded so far and "
                 "will change until training finishes.", icon=":material/hourglass_top:")
+
+
+# -- the count from the review decisions (issue 22; sei_core.review_count) -------------------------
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _decision_count(run_path: str, stamp: tuple, log_stamp: tuple):
+    from sei_core.review import run_count
+
+    return run_count(Run(run_path))
+
+
+def decision_count(run) -> None:
+    """What the review decisions so far say: found, the estimate with its interval, what is still
+    unreviewed, the stopping suggestion (shown once the run has a decision log)."""
+    from sei_core.review import review_label_file
+
+    label_file = review_label_file(run)
+    db = label_file.parent / ".sei_review" / f"{label_file.stem}.decisions.sqlite"
+    if not db.is_file():
+        return
+    c, stop, _ = _decision_count(str(run.path), workspace.run_stamp(run),
+                                 (file_stamp(db), file_stamp(Path(str(db) + "-wal"))))
+    if c.decisions:
+        st.caption("**From the review so far:** " + md(c.sentence()) + " " + md(stop.sentence()))
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
@@ -128,8 +183,7 @@ def class_view(run_path: str, stamp: tuple, method: str, k: int, truth_stamp: tu
         auroc = {"signed": metrics.auroc(signed[m], truth[m]), "unsigned": metrics.auroc(unsigned[m], truth[m])}
     figures = dict(
         hist=plots.score_histograms(s.score, s.flagged, s.labels, s.classes, s.threshold, truth,
-                                  show_classes=None if k == ALL else [k], score_name=name,
-                                  run_thresholds=s.run_thresholds),
+                                  show_classes=None if k == ALL else [k], score_name=name),
         group_curves=plots.group_curves(mean, std, count, dynamics.GROUP_NAMES, "signed entropy"),
         alignment=plots.alignment_plot(o.alignment(k), dynamics.GROUP_NAMES, count),
         entropy=o.entropy_figure(k),
@@ -226,9 +280,9 @@ def sample_panel(run, s, truth, groups, order, means, names: Callable[[], pd.Ser
         sug = s.classes[s.suggested[i]] if 0 <= s.suggested[i] < k else "—"
         rows = [("Given label", s.classes[s.labels[i]]),
                 (score_name(s.method), f"{s.score[i]:.3g}" if np.isfinite(s.score[i])
-                 else "no score (auxiliary in every run)"),
+                 else "no score (a wrong-label reference in every training run)"),
                 ("Threshold", f"{s.threshold[i]:.3g}" if np.isfinite(s.threshold[i]) else "—"),
-                ("Decision", "flagged, likely mislabeled" if s.flagged[i] else "kept"),
+                ("Decision", "flagged: the label may be wrong" if s.flagged[i] else "kept"),
                 ("Group", dynamics.GROUP_NAMES[groups[i]] if groups[i] >= 0 else "unscored"),
                 ("Model suggests", f"{sug} ({100 * s.suggested_probability[i]:.0f}%)"
                  if np.isfinite(s.suggested_probability[i]) else sug)]
@@ -240,8 +294,8 @@ def sample_panel(run, s, truth, groups, order, means, names: Callable[[], pd.Ser
             send_to_review(run, sid)
             st.switch_page(REVIEW_PAGE)
     with right:
-        st.caption("Its signed entropy per epoch (black), the group means for comparison (dotted), and the "
-                   "running SEI (purple, right axis).")
+        st.caption("Per epoch, whether the model agreed with its label (above zero) or not (below), and how sure "
+                   "it was (black); the groups' averages for comparison (dotted); the running SEI (purple, right axis).")
         se = sample_values(s, "signed_entropy", i)
         st.plotly_chart(plots.signed_entropy_curve(
             se, dynamics.cumulative_sei(se),
@@ -263,25 +317,20 @@ def body() -> None:
         k = class_filter(s.classes)
     with st.expander("How to read this page", icon=":material/help:"):
         st.markdown(HELP)
-        if DEFAULT_METHOD != PAPER_METHOD:
-            m = METHODS[DEFAULT_METHOD]
-            st.markdown(f"**{score_name(DEFAULT_METHOD)}**, the score this app ranks and flags by unless you choose "
-                        f"SEI above: {md(m.computed_on)}; flagged by {md(threshold_text(DEFAULT_METHOD, DEFAULT_RULE))}. "
-                        "It was chosen because it found injected label noise best in this project's benchmark "
-                        "(the Benchmark page and docs/benchmarks.md show the numbers, SEI beside it).")
+    with st.expander("How this is computed", icon=":material/functions:"):
+        method_help(s)
     truth = truth_of(run)
     f = workspace.truth_file(run.config().get("data", ""))
     v = class_view(str(run.path), stamp, method, k, None if f is None else file_stamp(f))
     groups, mask, fig = summary_of(run, method).groups, v["mask"], v["figures"]
     summary(s, truth, mask, status)
+    decision_count(run)  # the count from the review decisions (issue 22)
+    reliability_warning(run, method, k)
 
     st.subheader(f"{name} by class", anchor=False)
-    two = len(s.run_thresholds) > 1
-    st.caption(f"Each bar counts images with that {name}. Red: flagged (below the dashed threshold line), blue: kept."
-               + (" Hatched: truly mislabeled according to the truth file." if truth is not None else "")
-               + (" Two threshold lines: the data set was trained twice (two complementary runs, each with its own "
-                  "threshold); every image is judged by the run in which it kept its label, so a class shows the "
-                  "threshold of each run that scored some of its images." if two else ""))
+    st.caption(f"Each bar counts images with that {name} (lower = the model doubts the label more). Red: flagged "
+               "(left of the dashed line), blue: kept."
+               + (" Hatched: truly mislabeled according to the truth file." if truth is not None else ""))
     if k == ALL and len(s.classes) > SCROLL_CLASSES:
         st.caption(f"{len(s.classes)} classes: scroll inside the box, or choose one class above.")
         with st.container(height=760):
@@ -297,31 +346,31 @@ def body() -> None:
     in_view = mask & (s.flagged if only_flagged else True)
     sample_panel(run, s, truth, groups, order, v["se_mean"], lambda: file_names(str(run.path), stamp, method), in_view)
 
-    st.subheader("Signed entropy over training", anchor=False)
+    st.subheader("How the model's view changed during training", anchor=False)
     c1, c2 = st.columns(2)
     with c1:
-        st.caption("Mean signed entropy of each group (band: ± one standard deviation). Flagged images sit below "
-                   "zero for many epochs: the model keeps disagreeing with their label.")
+        st.caption("Each group's average over training: above zero the model agreed with the label, below zero it "
+                   "disagreed (the further from zero, the surer it was; technically the signed entropy, band ± one "
+                   "standard deviation). Flagged images stay below zero for many epochs.")
         st.plotly_chart(fig["group_curves"], key="group_curves", **CHART)
     with c2:
-        st.caption("Label–prediction alignment: the share of each group whose prediction equals the given label, "
-                   "per epoch. Mislabeled images are predicted as their true class until the model starts to "
-                   "memorise the wrong label.")
+        st.caption("The share of each group whose label the model agreed with, per epoch. Images with a wrong "
+                   "label are seen as their true class until the model starts to learn the wrong label by heart.")
         st.plotly_chart(fig["alignment"], key="alignment", **CHART)
 
     c1, c2 = st.columns(2)
     with c1:
-        st.subheader("Entropy: kept vs flagged", anchor=False)
-        st.caption("How unsure the model is about each image over training (thin lines: a few individual images; "
-                   "thick: the mean, band ± one standard deviation).")
+        st.subheader("How unsure the model was: kept vs flagged", anchor=False)
+        st.caption("The model's uncertainty about each image over training (0 = certain; thin lines: a few "
+                   "individual images; thick: the mean, band ± one standard deviation).")
         st.plotly_chart(fig["entropy"], key="entropy", **CHART)
     with c2:
-        st.subheader("Signed vs unsigned integral", anchor=False)
-        st.caption("The same entropy summed with and without the sign. "
-                   + ("AUROC (from the truth file): how well each score ranks truly mislabeled images first (1 = "
-                      "perfectly, 0.5 = chance)." if truth is not None else
-                      "Colours: flagged vs kept. With a truth file the plot shows which score separates the truly "
-                      "mislabeled images."))
+        st.subheader("Agreeing vs only being sure", anchor=False)
+        st.caption("Left, the paper's score (SEI): the model's certainty counted for the label when it agreed and "
+                   "against it when it disagreed; right, the certainty alone. Being unsure does not tell a difficult "
+                   "image from a mislabeled one; agreeing or disagreeing does. Red: flagged by SEI, blue: kept"
+                   + ("; hatched: truly mislabeled (truth file). AUROC: how well each score puts the truly "
+                      "mislabeled images first (1 = perfectly, 0.5 = chance)." if truth is not None else "."))
         st.plotly_chart(fig["integrals"], key="integrals", **CHART)
 
 

@@ -9,9 +9,10 @@ import pandas as pd
 import streamlit as st
 
 from pages._common import (DEFAULT_METHOD, PAPER_METHOD, _scored, _scores, facts, file_stamp, guard, images_of, log, md, need_run, page_setup,
-                           reviewer_name, score_name, scores_of, signed_in_name)
+                           reliability_of, reliability_warning, reviewer_name, score_name, scores_of,
+                           signed_in_name)
 from sei_core import dynamics, plots, workspace
-from sei_core.count import COUNT_CAVEAT, review_progress
+from sei_core.review_count import DEFAULT_AUDIT_SHARE, calibration_points
 from sei_core.gallery import ImageAccessError, fit, zoom
 from sei_core.review import (STATE_FILTERS, STATUSES as REVIEW_STATUSES, ConflictError, ReviewError, ReviewQueue,
                              ReviewStore, review_columns, review_label_file)
@@ -65,12 +66,13 @@ def act(store: ReviewStore, queue: ReviewQueue, action: str, path: str, shown_la
         return
     sei = None if sei is None or not np.isfinite(sei) else float(sei)
     try:
+        how = dict(expected_status=shown_status, force=force, sampling=queue.sampling(path, store))  # issue 22
         if action == "confirm":
-            d = store.confirm(path, reviewer, shown_label, sei, expected_status=shown_status, force=force)
+            d = store.confirm(path, reviewer, shown_label, sei, **how)
         elif action == "relabel":
-            d = store.relabel(path, new_label, reviewer, shown_label, sei, expected_status=shown_status, force=force)
+            d = store.relabel(path, new_label, reviewer, shown_label, sei, **how)
         else:
-            d = store.discard(path, reviewer, shown_label, sei, expected_status=shown_status, force=force)
+            d = store.discard(path, reviewer, shown_label, sei, **how)
     except ConflictError as e:
         st.session_state["review_conflict"] = {
             "path": path, "action": action, "new_label": new_label, "sei": sei, "message": str(e),
@@ -381,6 +383,7 @@ def body() -> None:
     store = review_store(str(label_file), tuple(s.classes), columns["path_column"], columns["label_column"])
     header(run, label_file, store)
     state_filter, k = controls(s.classes)
+    reliability_warning(run, k=k)
     reviewer = reviewer_name()
     if not reviewer:
         st.warning("Enter your name to start reviewing; it is saved with every decision.", icon=":material/badge:")
@@ -413,22 +416,17 @@ def decision_panel(run, store: ReviewStore, queue: ReviewQueue, state_filter: st
     shown = queue.select(STATE_FILTERS[state_filter], k)
     st.progress(queue.reviewed() / len(queue), text=f"Reviewed {queue.reviewed()} of {len(queue)} images in the queue "
                 f"({int(s.flagged.sum())} flagged by the model, {queue.requested} sent from Explore)")
-    if s.count is not None:  # the error count, and what the decisions so far say about it
-        flagged_positions = np.flatnonzero(s.flagged[queue.index])
-        statuses = np.array(REVIEW_STATUSES, dtype=object)[np.clip(queue.status[flagged_positions], 0, None)]
-        st.caption(f"Estimated mislabeled images in the whole data set: **{s.count.describe()}** "
-                   f"({COUNT_CAVEAT[0].lower()}{COUNT_CAVEAT[1:].removesuffix('.')}). "
-                   + review_progress(statuses).sentence())
+    count_panel(store, queue, s)  # the count from the decisions and when to stop (issue 22)
     show_messages()
     undo_conflict_box(store, queue)
 
     adv = st.session_state.pop("review_advance_from", None)
     back = st.session_state.pop("review_back_from", None)
     current = st.session_state.get("review_current")
-    if adv is not None:
-        current = queue.after(adv, shown)
-    elif back is not None:
-        current = queue.before(back, queue.select(None, k)) or back  # back to the one just decided, too
+    if adv is not None:  # "to review", every class: the queue's order with its random checks (issue 22)
+        current = queue.next_image(adv, store) if state_filter == "to review" and k < 0 else queue.after(adv, shown)
+    elif back is not None:  # back through the images this reviewer decided, in the order decided
+        current = queue.previous_decided(back, store.decided_paths(reviewer)) or back
     elif current not in queue.position:
         current = queue.ids[int(shown[0])] if len(shown) else None
     st.session_state["review_current"] = current
@@ -470,6 +468,10 @@ def decision_panel(run, store: ReviewStore, queue: ReviewQueue, state_filter: st
             rows.append(("Paper's SEI", f"{s.sei[i]:.3g}  (threshold {s.sei_threshold[i]:.3g}, "
                          f"{'flagged' if s.sei_flagged[i] else 'not flagged'})" if np.isfinite(s.sei[i]) else "no score"))
         rows.append(("Status", STATUS_WORDS.get(status, status) + (f" by {by}" if by else "")))
+        trust = reliability_of(run)[int(s.labels[i])]
+        if not trust.reliable:  # the model has not learnt this image's class: say so beside its flag
+            rows.append(("Flags of this class", f"unreliable: the model agrees with {100 * trust.agreement:.0f}% "
+                                                f"of its {trust.images:,} labels"))
         facts(rows)
         if status == "discarded":
             st.info("This image is discarded: it is left out of the cleaned export.", icon=":material/delete:")
@@ -480,7 +482,7 @@ def decision_panel(run, store: ReviewStore, queue: ReviewQueue, state_filter: st
                     help="Restores the previous label and status in the label file and logs the undo.")
         b[1].button("Previous image", icon=":material/skip_previous:", shortcut="left", key="act_previous",
                     on_click=previous, args=(current,), width="stretch",
-                    help="Back to the image before this one (also one you just decided); nothing is written.")
+                    help="Back through the images you decided, latest first; nothing is written.")
         st.caption("Keyboard: Y confirm · 1–%d relabel as that class (the image's own class confirms) · D discard · "
                    "S skip · ← previous · U undo%s. The star marks the model's suggestion: the class it predicted "
                    "most often over the last epochs, with its average probability."
@@ -495,9 +497,10 @@ def decision_panel(run, store: ReviewStore, queue: ReviewQueue, state_filter: st
 
     c1, c2 = st.columns([1, 1], gap="large")
     with c1:
-        st.markdown("**Signed entropy per epoch**")
-        st.caption("Below zero: the model disagreed with the label at that epoch. Dotted: the average of each "
-                   "group (see Explore); purple: the running SEI.")
+        st.markdown("**The model's view of this label during training**")
+        st.caption("Above zero: the model agreed with the label at that epoch, below zero: it disagreed; the further "
+                   "from zero, the surer it was (the signed entropy). Dotted: the average of each group (see "
+                   "Explore); purple: the running sum (the paper's SEI).")
         se = sample_values(s, "signed_entropy", i)
         st.plotly_chart(plots.signed_entropy_curve(se, dynamics.cumulative_sei(se), group_means=ctx["group_means"]),
                         key="review_curve", **CHART)
@@ -509,6 +512,28 @@ def decision_panel(run, store: ReviewStore, queue: ReviewQueue, state_filter: st
             strip(cfg, s, _without(ctx["clean"][int(s.suggested[i])], i),
                   f"Confidently clean examples of **{md(suggested)}** (the model's suggestion)")
         st.caption("Percentages: how sure the model is of each example's label over the last epochs.")
+
+
+# -- the count from the decisions and when to stop (issue 22; sei_core.review_count) ---------------
+
+def count_panel(store: ReviewStore, queue: ReviewQueue, s) -> None:
+    """"N wrong labels found in M decisions; about X in the whole data set …", the stopping
+    suggestion, the share-wrong-by-rank curve and the random-check setting."""
+    if "review_audit_share" not in st.session_state:
+        st.session_state["review_audit_share"] = DEFAULT_AUDIT_SHARE
+    queue.audit_share = float(st.session_state["review_audit_share"])
+    c, stop, pts = queue.count(store, model=s.count)
+    st.caption(md(c.sentence()) + " " + md(stop.sentence()))
+    with st.expander("How the count is made, and random checks", icon=":material/query_stats:"):
+        st.markdown("Some of the images shown are **picked at random** from all images not reviewed yet (flagged "
+                    "or not), looking like any other. Their decisions say how many wrong labels are left among "
+                    "the images nobody has looked at; the images in order add what you found. Confirm counts as "
+                    "a correct label; relabel and discard as a wrong one; skip counts as nothing.")
+        st.slider("Share of random checks (at most)", 0.0, 0.5, step=0.05, key="review_audit_share",
+                  help="0 turns them off (the count then stays the model's estimate). The share used is lower "
+                       "while the images in order are mostly wrong, so checks cost few finds.")
+        st.plotly_chart(plots.calibration_curve(calibration_points(*pts, n=c.n_samples), c.n_samples),
+                        key="review_calibration", **CHART)
 
 
 def _without(idx: np.ndarray, i: int, n: int = 6) -> np.ndarray:

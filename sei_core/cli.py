@@ -560,6 +560,42 @@ def _evaluate_parser(sub) -> None:
     p.set_defaults(func=cmd_evaluate)
 
 
+def cmd_count(a) -> int:
+    from .review import run_count
+
+    run = Run(a.run)
+    if not run.exists():
+        raise RunError(f"{run.path} is not a run directory")
+    c, stop, _ = run_count(run)
+    if a.json:
+        print(json.dumps({"count": c.to_json(), "stop": {k: getattr(stop, k) for k in (
+            "next_share", "next_share_from", "still_to_find", "streak", "run_length", "p_chance", "p_plus", "stop")},
+            "sentence": c.sentence(), "stop_sentence": stop.sentence()}, indent=1, default=float))
+        return 0
+    print(c.sentence())
+    print(stop.sentence())
+    return 0
+
+
+def cmd_review_sim(a) -> int:
+    from .review_sim import simulate, summary
+
+    run = Run(a.run)
+    if not run.exists():
+        raise RunError(f"{run.path} is not a run directory")
+    if a.decisions < 1 or a.repeats < 1 or not 0 <= a.audit_share <= 1:
+        raise ValueError("--decisions and --repeats must be at least 1, --audit-share between 0 and 1")
+    df = simulate(run.path, a.truth, a.decisions, repeats=a.repeats, audit_share=a.audit_share, seed=a.seed)
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(a.out, index=False)
+    sm = summary(df, len(run.samples()[0]))
+    print(f"{a.out}: {len(df)} rows ({a.repeats} replays); the {100 * 0.9:.0f} % interval held the true count "
+          f"at {100 * sm['coverage']:.0f} % of {sm['checkpoints']} checkpoints counted from the decisions; "
+          f"mean |relative error| {sm['rel_error']:.3f} at {sm['at']} decisions; found / static order "
+          f"at least {sm['min_found_ratio']:.2f}")
+    return 0
+
+
 def _app_parser(sub) -> None:
     p = sub.add_parser(
         "app", help="open the app (local: this machine only; --network: other machines, with a login)",
@@ -669,10 +705,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p = sub.add_parser("sample-data", help="(re)generate the bundled sample data set")
     p.add_argument("--out", default=None)
+    p = sub.add_parser("count", help="how many labels are wrong, from the review decisions, and when to stop")
+    p.add_argument("run")
+    p.add_argument("--json", action="store_true", help="machine-readable")
+    p = sub.add_parser("review-sim", help="a simulated truthful reviewer through the app's queue, store and count",
+                       description="Plays a truthful expert (answers with the true label) through the review queue "
+                                   "(with audit sampling), the decision store (on a copy of the label file) and the "
+                                   "count; writes one row per replay and checkpoint (every 10 %% of --decisions).")
+    p.add_argument("run")
+    p.add_argument("--truth", required=True, help="truth CSV with path and true_label columns (sei bench's truth.csv)")
+    p.add_argument("--decisions", type=int, required=True)
+    p.add_argument("--repeats", type=int, default=10)
+    from .review_count import DEFAULT_AUDIT_SHARE
+    p.add_argument("--audit-share", type=float, default=DEFAULT_AUDIT_SHARE)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
     _bench_parser(sub)
     _evaluate_parser(sub)
     _app_parser(sub)
-    for name, fn in [("app", cmd_app), ("train", cmd_train), ("resume", cmd_resume), ("status", cmd_status), ("flags", cmd_flags),
+    for name, fn in [("count", cmd_count), ("review-sim", cmd_review_sim), ("app", cmd_app), ("train", cmd_train),
+                     ("resume", cmd_resume), ("status", cmd_status), ("flags", cmd_flags),
                      ("stop", cmd_stop), ("validate", cmd_validate), ("models", cmd_models), ("weights", cmd_weights),
                      ("sample-data", cmd_sample_data), ("demo", cmd_demo), ("bench", cmd_bench)]:
         sub.choices[name].set_defaults(func=fn)

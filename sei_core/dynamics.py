@@ -29,8 +29,10 @@ import numpy as np
 from .scores import signed_entropy_integral, unsigned_entropy_integral
 
 EASY_CLEAN, HARD_CLEAN, FLAGGED, UNSCORED = 0, 1, 2, -1
-#: Display names of the groups, indexed by group code.
-GROUP_NAMES = ("easy clean", "hard clean", "flagged")
+#: Display names of the groups, indexed by group code, in a reader's words (the module text
+#: above calls them easy clean, hard clean and flagged): "hard" says the model found the
+#: image difficult, not that its label is right.
+GROUP_NAMES = ("easy for the model", "hard for the model", "flagged")
 
 
 def agrees(prediction: np.ndarray, labels: np.ndarray) -> np.ndarray:

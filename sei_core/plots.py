@@ -2,8 +2,10 @@
 
 Every text that comes from the user's data (class names, file names) is HTML-escaped
 before it reaches Plotly, which renders a subset of HTML in titles, legends and hovers.
-Colours are fixed per meaning across every figure: kept/clean in blue, flagged in red,
-the three groups of :mod:`sei_core.dynamics` in green / orange / red.
+Colours mean one thing each across every figure and page: red = flagged (likely mislabeled),
+blue = kept; the groups of :mod:`sei_core.dynamics` add green (easy for the model) and orange
+(hard for the model) beside the flagged red; what a truth file says is drawn as hatching
+(truly mislabeled), never as a colour; everything else (counts, training runs) is grey.
 """
 
 from __future__ import annotations
@@ -17,8 +19,13 @@ from plotly.subplots import make_subplots
 
 KEPT_COLOR = "#4C78A8"
 FLAGGED_COLOR = "#E45756"
-GROUP_COLORS = ("#54A24B", "#F58518", "#E45756")  # easy clean, hard clean, flagged
+GROUP_COLORS = ("#54A24B", "#F58518", FLAGGED_COLOR)  # easy for the model, hard for the model, flagged
 THRESHOLD_COLOR = "#333333"
+NEUTRAL_COLOR = "#8C8C8C"  # counts and anything without a flagged/kept meaning
+RUN_COLORS = ("#444444", "#9A9A9A", "#6B6B6B", "#BDBDBD")  # training runs: greys, told apart by dash
+RUN_DASHES = ("solid", "dash", "dot", "dashdot")
+TRUTH_PATTERN = "/"  # hatching: truly mislabeled according to the truth file
+THRESHOLD_NAME = "threshold (flagged below)"
 FONT = dict(family="Inter, 'Source Sans Pro', Arial, sans-serif", size=13)
 
 
@@ -73,7 +80,6 @@ def _empty(message: str, height: int = 300) -> go.Figure:
 PANEL_HEIGHT = 210
 #: Panels per row of the per-class grid.
 PANEL_COLUMNS = 3
-THRESHOLD_DASHES = ("dash", "dot", "dashdot", "longdash")
 
 
 def binned(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -112,16 +118,16 @@ def score_histograms(
     show_classes: Sequence[int] | None = None,
     ids: Sequence[str] | None = None,
     score_name: str = "SEI",
-    run_thresholds: Sequence[float] | None = None,
     n_bins: int = 30,
 ) -> go.Figure:
-    """Score histogram per class: kept vs flagged stacked, truly mislabeled hatched, threshold lines.
+    """Score histogram per class: kept vs flagged stacked, truly mislabeled hatched, the threshold.
 
     Binned here (``numpy.histogram``), so the figure holds at most ``n_bins`` bars per part
     and panel whatever the number of samples. Any number of classes fits: panels are laid out
     :data:`PANEL_COLUMNS` per row at a fixed :data:`PANEL_HEIGHT` each (the figure grows
-    taller, the page scrolls). Each run's threshold is drawn and named ("threshold, run 2")
-    when ``run_thresholds`` (one per complementary run) is given.
+    taller, the page scrolls). Each panel draws one line, the threshold most of its images
+    are judged by (:data:`THRESHOLD_NAME` in the legend, once): with two complementary runs
+    the few images that were one run's references are judged by a slightly different one.
 
     Parameters
     ----------
@@ -149,11 +155,6 @@ def score_histograms(
     threshold = np.asarray(threshold, dtype=np.float64)
     noisy = None if is_noisy is None else np.asarray(is_noisy, dtype=bool)
     parts = [("kept", KEPT_COLOR, False), ("flagged", FLAGGED_COLOR, True)]
-    runs = [] if run_thresholds is None else [float(t) for t in run_thresholds]
-
-    def run_of(t: float) -> int | None:
-        hit = [r for r, rt in enumerate(runs) if np.isclose(rt, t, rtol=1e-6, atol=1e-9)]
-        return hit[0] if hit else None
 
     # every panel's counts in one pass: bin of each sample (np.histogram's bins: the last one
     # closed), then one bincount over (class, flagged, truly mislabeled, bin)
@@ -162,7 +163,14 @@ def score_histograms(
     b = np.clip(np.searchsorted(edges, score[use], side="right") - 1, 0, n_bins - 1)
     key = ((labels[use] * 2 + flagged[use]) * 2 + (0 if noisy is None else noisy[use])) * n_bins + b
     counts_all = np.bincount(key, minlength=k_all * 4 * n_bins).reshape(k_all, 2, 2, n_bins)
-    lines_used: dict[str, str] = {}
+    # the threshold most images of each shown class are judged by: the median, which is that
+    # value whenever more than half share one (with two runs all but the references do)
+    has_t = use & np.isfinite(threshold)
+    main_t = np.full(k_all, np.nan)
+    for c in show:
+        t_c = threshold[has_t & (labels == c)]
+        if t_c.size:
+            main_t[c] = float(np.median(t_c))
     in_legend: dict[str, tuple[str, str]] = {}  # every part's name, listed once even if empty everywhere
     shapes = []
     for n, c in enumerate(show):
@@ -172,7 +180,7 @@ def score_histograms(
             f = int(flag_value)
             subsets = [(counts_all[c, f].sum(axis=0), name, "")] if noisy is None else [
                 (counts_all[c, f, 0], f"{name} · label correct", ""),
-                (counts_all[c, f, 1], f"{name} · truly mislabeled", "/")]
+                (counts_all[c, f, 1], f"{name} · truly mislabeled", TRUTH_PATTERN)]
             for counts, label, pattern in subsets:
                 first = label not in in_legend and counts.any()
                 in_legend.setdefault(label, (color, pattern))
@@ -180,14 +188,10 @@ def score_histograms(
                     in_legend[label] = ("", "")  # listed by this trace
                 fig.add_trace(_bars(counts, edges, label, color, score_name, pattern=pattern, showlegend=bool(first)),
                               row=r, col=col)
-        in_c = labels == c
-        for t in np.unique(np.round(threshold[in_c & ok & np.isfinite(threshold)], 9)):
-            k = run_of(float(t))
-            name = "threshold" if k is None or len(runs) < 2 else f"threshold, run {k + 1}"
-            dash = THRESHOLD_DASHES[(k or 0) % len(THRESHOLD_DASHES)]
-            lines_used[name] = dash
-            shapes.append(dict(type="line", xref=f"x{axis}", yref=f"y{axis} domain", x0=float(t), x1=float(t),
-                               y0=0, y1=1, line=dict(color=THRESHOLD_COLOR, dash=dash, width=1.5)))
+        if np.isfinite(main_t[c]):
+            t = float(main_t[c])
+            shapes.append(dict(type="line", xref=f"x{axis}", yref=f"y{axis} domain", x0=t, x1=t,
+                               y0=0, y1=1, line=dict(color=THRESHOLD_COLOR, dash="dash", width=1.5)))
     if shapes:  # all at once (one add_vline per panel costs tens of milliseconds each)
         fig.update_layout(shapes=shapes)
     for label, (color, pattern) in in_legend.items():
@@ -195,9 +199,9 @@ def score_histograms(
             fig.add_trace(go.Bar(x=[None], y=[None], name=label, legendgroup=label, showlegend=True,
                                  marker=dict(color=color, pattern=dict(shape=pattern, fgcolor="#1f1f1f",
                                                                        fillmode="overlay", solidity=0.3))))
-    for name, dash in sorted(lines_used.items()):
-        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=name,
-                                 line=dict(color=THRESHOLD_COLOR, dash=dash)))
+    if shapes:  # one entry for the one kind of line drawn
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=THRESHOLD_NAME,
+                                 line=dict(color=THRESHOLD_COLOR, dash="dash")))
     fig.update_layout(barmode="stack", bargap=0.05)
     fig.update_xaxes(range=[edges[0], edges[-1]])
     fig.update_xaxes(title_text=f"{text(score_name)} (lower = more likely mislabeled)", row=rows)
@@ -334,7 +338,7 @@ def entropy_summary(mean: np.ndarray, std: np.ndarray, count: np.ndarray, lines:
                                  legendgroup=name, line=dict(color=color, width=3),
                                  hovertemplate=f"{name}<br>epoch %{{x}}<br>mean entropy %{{y:.3g}}<extra></extra>"))
     _epoch_axis(fig, mean.shape[1])
-    fig.update_yaxes(title_text="entropy (nats)", rangemode="tozero")
+    fig.update_yaxes(title_text="uncertainty (entropy)", rangemode="tozero")
     return _layout(fig, 340)
 
 
@@ -370,12 +374,14 @@ def integral_comparison(signed: np.ndarray, unsigned: np.ndarray, flagged: np.nd
     ok = np.isfinite(signed) & np.isfinite(unsigned)
     if not ok.any():
         return _empty("No scored samples yet")
+    f = np.asarray(flagged, dtype=bool)
     if is_noisy is not None:
         bad = np.asarray(is_noisy, dtype=bool)
-        split = [("label correct (truth file)", ok & ~bad, KEPT_COLOR), ("truly mislabeled (truth file)", ok & bad, FLAGGED_COLOR)]
+        split = [(f"{name} · {truth}", ok & (f == flag) & (bad == noisy), color, TRUTH_PATTERN if noisy else "")
+                 for name, flag, color in (("kept", False, KEPT_COLOR), ("flagged", True, FLAGGED_COLOR))
+                 for truth, noisy in (("label correct", False), ("truly mislabeled", True))]
     else:
-        f = np.asarray(flagged, dtype=bool)
-        split = [("kept", ok & ~f, KEPT_COLOR), ("flagged", ok & f, FLAGGED_COLOR)]
+        split = [("kept", ok & ~f, KEPT_COLOR, ""), ("flagged", ok & f, FLAGGED_COLOR, "")]
     titles = ["signed: SEI", "unsigned: −Σ entropy"]
     if auroc:
         titles = [f"{titles[0]} · AUROC {auroc.get('signed', float('nan')):.2f}",
@@ -383,16 +389,19 @@ def integral_comparison(signed: np.ndarray, unsigned: np.ndarray, flagged: np.nd
     fig = make_subplots(rows=1, cols=2, subplot_titles=titles, horizontal_spacing=0.08)
     for col, values in ((1, signed), (2, unsigned)):
         edges = _edges(values[ok], 40)
-        for name, mask, color in split:
-            fig.add_trace(_bars(binned(values[mask], edges), edges, name, color, "score", showlegend=col == 1,
-                                opacity=0.65), row=1, col=col)
+        for name, mask, color, pattern in split:
+            fig.add_trace(_bars(binned(values[mask], edges), edges, name, color, "score", pattern=pattern,
+                                showlegend=col == 1, opacity=0.65), row=1, col=col)
     for t in thresholds:
         fig.add_vline(x=float(t), line=dict(color=THRESHOLD_COLOR, dash="dash", width=1.5), row=1, col=1)
-    fig.update_layout(barmode="overlay")
+    if len(thresholds):
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name="SEI threshold",
+                                 line=dict(color=THRESHOLD_COLOR, dash="dash")))
+    fig.update_layout(barmode="stack")
     fig.update_annotations(font=dict(size=13, color="#333333"))
     fig.update_xaxes(title_text="score (lower = more suspicious)")
     fig.update_yaxes(title_text="images", col=1)
-    return _layout(fig, 370, top=80)
+    return _layout(fig, 400 if is_noisy is not None else 370, top=115 if is_noisy is not None else 80)
 
 
 def training_curves(history: Sequence[Mapping], epochs: int | None = None) -> go.Figure:
@@ -402,15 +411,14 @@ def training_curves(history: Sequence[Mapping], epochs: int | None = None) -> go
     fig = make_subplots(rows=1, cols=2, subplot_titles=["training loss", "training accuracy (%)"],
                         horizontal_spacing=0.1)
     runs = sorted({int(h["run"]) for h in history})
-    colors = ("#4C78A8", "#F58518", "#54A24B", "#B279A2")
     for k, r in enumerate(runs):
         hs = sorted((h for h in history if int(h["run"]) == r), key=lambda h: h["epoch"])
         x = [h["epoch"] for h in hs]
-        color = colors[k % len(colors)]
+        line = dict(color=RUN_COLORS[k % len(RUN_COLORS)], dash=RUN_DASHES[k % len(RUN_DASHES)])
         fig.add_trace(go.Scatter(x=x, y=[h["loss"] for h in hs], name=f"run {r}", legendgroup=f"run {r}",
-                                 mode="lines+markers", line=dict(color=color), marker=dict(size=4)), row=1, col=1)
+                                 mode="lines+markers", line=line, marker=dict(size=4)), row=1, col=1)
         fig.add_trace(go.Scatter(x=x, y=[100 * h["accuracy"] for h in hs], name=f"run {r}", legendgroup=f"run {r}",
-                                 showlegend=False, mode="lines+markers", line=dict(color=color), marker=dict(size=4)),
+                                 showlegend=False, mode="lines+markers", line=line, marker=dict(size=4)),
                       row=1, col=2)
     if epochs:
         fig.update_xaxes(range=[0.5, epochs + 0.5])
@@ -423,10 +431,32 @@ def class_counts(counts: Mapping[str, int]) -> go.Figure:
     """Horizontal bar chart of images per class."""
     names = list(counts)
     fig = go.Figure(go.Bar(x=[counts[c] for c in names], y=[text(c) for c in names], orientation="h",
-                           marker=dict(color=KEPT_COLOR), text=[counts[c] for c in names],
+                           marker=dict(color=NEUTRAL_COLOR), text=[counts[c] for c in names],
                            textposition="outside", cliponaxis=False,
                            hovertemplate="%{y}: %{x} images<extra></extra>"))
     fig.update_yaxes(autorange="reversed")
     # room right of the longest bar for its count (the count was cut to "11" of 111)
     fig.update_xaxes(title_text="images", range=[0, 1.15 * max([*counts.values(), 1])])
     return _layout(fig, max(200, 40 * len(names) + 90))
+
+
+def calibration_curve(points: Mapping, n: int, title: str = "Share of wrong labels by rank") -> go.Figure:
+    """The share of wrong labels against rank in the review order, from the decisions
+    (:func:`sei_core.review_count.calibration_points`): the binned share as a line, each
+    decision as a point at 1 (wrong) or 0 (correct), audit picks marked apart."""
+    if not len(points["rank"]):
+        return _empty("No decisions yet.")
+    fig = go.Figure()
+    ok = np.isfinite(points["share"])
+    fig.add_trace(go.Scatter(x=points["mid"][ok], y=points["share"][ok], mode="lines+markers", name="share wrong",
+                             line=dict(color=THRESHOLD_COLOR)))
+    for audit, name, sym in ((False, "decided in order", "line-ns-open"), (True, "picked at random", "diamond")):
+        m = points["audit"] == audit
+        if m.any():
+            y = points["wrong"][m].astype(float)
+            fig.add_trace(go.Scatter(x=points["rank"][m], y=y, mode="markers", name=name,
+                                     marker=dict(symbol=sym, size=7, opacity=0.5,
+                                                 color=np.where(y > 0, FLAGGED_COLOR, KEPT_COLOR))))
+    fig.update_xaxes(title="rank in the review order (0 = most suspicious)", range=[0, max(n, 1)])
+    fig.update_yaxes(title="share wrong (points: 1 wrong, 0 correct)", range=[-0.05, 1.05])
+    return _layout(fig, height=300, title=dict(text=text(title), font=dict(size=14)))

@@ -33,6 +33,7 @@ from .methods import (COUNT_ESTIMATOR, COUNT_METHOD, COUNT_PER_CLASS, DEFAULT_ME
                       PAPER_METHOD, PAPER_RULE, METHODS, Method, Records, get_method, split_variant)
 from .records import EPOCH_FIELDS, Columns, sample_range
 from .runs import Run, RunError
+from . import scores as _scores
 from .scores import combine_runs, suggested_labels
 
 __all__ = ["DEFAULT_METHOD", "DEFAULT_RULE", "PAPER_METHOD", "PAPER_RULE", "METHODS", "MethodScores",
@@ -173,6 +174,9 @@ def score_records(
 
     - ``"own"``: the method's rule per run, ``τ_r = method.threshold(s_r, aux_r)``, merged
       like the scores; ``flagged = s < τ``;
+    - ``"balanced"`` (probability scores): as ``"own"``, each run's ``τ_r`` lowered for the
+      samples of every class rarer than the auxiliary class,
+      :func:`sei_core.scores.frequency_scaled_thresholds`; ``run_thresholds`` are the ``τ_r``;
     - ``"count"``: the ``k̂`` lowest merged scores, ``k̂`` from ``count`` (default:
       :func:`count_errors`), overall or, with ``per_class``, ``k̂_c`` per given class
       (:func:`sei_core.count.flag_lowest`).
@@ -183,7 +187,7 @@ def score_records(
     is_aux : (R, N) boolean, True where the sample was relabeled to the auxiliary class.
     method : a name in :data:`~sei_core.methods.METHODS`, a variant ``"name@rule"``, or a
         :class:`~sei_core.methods.Method`.
-    rule : ``"own"`` or ``"count"`` (default: the variant's, else ``"own"``).
+    rule : ``"own"``, ``"count"`` or ``"balanced"`` (default: the variant's, else ``"own"``).
     chunk : samples per range for per-sample methods (default: about :data:`CHUNK_CELLS`
         cells per range).
     """
@@ -191,18 +195,25 @@ def score_records(
         method, vrule = split_variant(method)
         rule = rule or vrule
     rule = rule or "own"
-    if rule not in ("own", "count"):
-        raise ValueError(f"unknown threshold rule {rule!r}; choose 'own' or 'count'")
+    if rule not in ("own", "count", "balanced"):
+        raise ValueError(f"unknown threshold rule {rule!r}; choose 'own', 'count' or 'balanced'")
     name, m = _method(method)
+    if rule == "balanced" and not m.probability:
+        raise ValueError(f"the 'balanced' rule is for probability scores (such as confidence), not {name!r}")
     is_aux = np.asarray(is_aux, dtype=bool)
     if len(records) == 0 or is_aux.shape[0] != len(records):
         raise ValueError(f"need one aux mask per run: {len(records)} runs, masks {is_aux.shape}")
     scores, thresholds = [], []
+    per_sample = []
     for rec, aux in zip(records, is_aux):
         s = method_scores(m, rec, is_aux.shape[1], chunk)
         scores.append(s)
-        thresholds.append(float(m.threshold(s, aux)) if rule == "own" else np.nan)
-    score, thr, src = combine_runs(np.stack(scores), np.array(thresholds), is_aux, how=how)
+        thresholds.append(float(m.threshold(s, aux)) if rule != "count" else np.nan)
+        if rule == "balanced":
+            k = int(rec["probs_last"].shape[1]) - 1
+            per_sample.append(_scores.frequency_scaled_thresholds(thresholds[-1], np.where(aux, k, rec["labels"]), k))
+    score, thr, src = combine_runs(np.stack(scores), np.stack(per_sample) if per_sample else np.array(thresholds),
+                                   is_aux, how=how)
     scored = src >= 0
     if rule == "count":
         count = count if count is not None else count_errors(records, is_aux)

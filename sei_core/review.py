@@ -104,6 +104,7 @@ __all__ = [
     "ReviewQueue",
     "ReviewStore",
     "STATE_FILTERS",
+    "Sampling",
     "UndoError",
     "UnknownLabelError",
     "UnknownSampleError",
@@ -394,6 +395,13 @@ CREATE INDEX IF NOT EXISTS decisions_by_reviewer ON decisions(reviewer, id);
 _MIGRATIONS = (
     ("applied", "ALTER TABLE decisions ADD COLUMN applied INTEGER NOT NULL DEFAULT 1"),
     ("new_reviewed_by", "ALTER TABLE decisions ADD COLUMN new_reviewed_by TEXT"),
+    # How the image came to be shown (issue 22, the count from the decisions): its rank in the
+    # queue's static order, the audit population's size, whether it was an audit pick and the
+    # audit share then. NULL in older logs: such decisions count as ones in queue order.
+    ("q_rank", "ALTER TABLE decisions ADD COLUMN q_rank INTEGER"),
+    ("q_population", "ALTER TABLE decisions ADD COLUMN q_population INTEGER"),
+    ("q_audit", "ALTER TABLE decisions ADD COLUMN q_audit INTEGER"),
+    ("q_share", "ALTER TABLE decisions ADD COLUMN q_share REAL"),
 )
 _PENDING_INDEX = "CREATE INDEX IF NOT EXISTS decisions_pending ON decisions(id) WHERE applied = 0"
 
@@ -408,6 +416,28 @@ def _decision_from_row(row: sqlite3.Row) -> Decision:
         old_status=row["old_status"], new_status=row["new_status"], sei=row["sei"],
         undone=bool(row["undone"]), undoes=row["undoes"], old_reviewed_by=row["old_reviewed_by"],
     )
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How a decided image came to be shown, logged with the decision (what the count from
+    the decisions needs, :mod:`sei_core.review_count`).
+
+    ``rank``: the image's position in the queue's static order (0 = most suspicious);
+    ``population``: how many images an audit pick was drawn from at that moment (the
+    not-yet-reviewed ones); ``audit``: drawn at random (True) or next in the static order;
+    ``share``: the audit share in effect. An audit pick's inclusion probability at its draw is
+    ``share / population``.
+    """
+
+    rank: int
+    population: int
+    audit: bool
+    share: float
+
+    @property
+    def inclusion_probability(self) -> float:
+        return self.share / self.population if self.audit and self.population else float("nan")
 
 
 @dataclass
@@ -533,20 +563,59 @@ class ReviewStore:
     # ----------------------------------------------------------------- actions
 
     def confirm(self, path: str, reviewer: str, expected_label: str, sei: float | None = None,
-                *, expected_status: str = "", force: bool = False) -> Decision:
-        """Mark the current label as correct."""
-        return self._decide("confirm", path, reviewer, expected_label, expected_status, sei, force)
+                *, expected_status: str = "", force: bool = False, sampling: Sampling | None = None) -> Decision:
+        """Mark the current label as correct. ``sampling``: how the image came to be shown
+        (:meth:`ReviewQueue.sampling`), logged for the count."""
+        return self._decide("confirm", path, reviewer, expected_label, expected_status, sei, force,
+                            sampling=sampling)
 
     def relabel(self, path: str, new_label: str, reviewer: str, expected_label: str,
-                sei: float | None = None, *, expected_status: str = "", force: bool = False) -> Decision:
+                sei: float | None = None, *, expected_status: str = "", force: bool = False,
+                sampling: Sampling | None = None) -> Decision:
         """Replace the label with ``new_label`` (must be a valid class)."""
         return self._decide("relabel", path, reviewer, expected_label, expected_status, sei, force,
-                            new_label=new_label)
+                            new_label=new_label, sampling=sampling)
 
     def discard(self, path: str, reviewer: str, expected_label: str, sei: float | None = None,
-                *, expected_status: str = "", force: bool = False) -> Decision:
+                *, expected_status: str = "", force: bool = False, sampling: Sampling | None = None) -> Decision:
         """Mark the sample as unusable; the row stays in the file with status 'discarded'."""
-        return self._decide("discard", path, reviewer, expected_label, expected_status, sei, force)
+        return self._decide("discard", path, reviewer, expected_label, expected_status, sei, force,
+                            sampling=sampling)
+
+    def estimation_decisions(self) -> pd.DataFrame:
+        """The decisions in effect (not undone, not undos), one row per image (its latest), in
+        log order, with what the count needs: ``id, path, reviewer, status`` (the status it
+        set) and the logged :class:`Sampling` (``rank, population, audit, share``; NaN/None in
+        older logs). Undone decisions are left out, so an undo takes its decision out of
+        the count too."""
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT id, path, reviewer, new_status, q_rank, q_population, q_audit, q_share FROM decisions "
+                "WHERE action != 'undo' AND undone = 0 ORDER BY id").fetchall()
+        df = pd.DataFrame([tuple(r) for r in rows], columns=["id", "path", "reviewer", "status", "rank",
+                                                             "population", "audit", "share"])
+        df = df.drop_duplicates("path", keep="last").reset_index(drop=True)
+        df["audit"] = df["audit"].fillna(0).astype(bool)
+        return df
+
+    def decisions_since(self, last_id: int) -> list[tuple]:
+        """``(id, path, action, new_status, q_audit)`` of every decision logged after ``last_id``,
+        in log order (an undo names the decision it reverts in place of ``q_audit``): what
+        :meth:`ReviewQueue.count` reads after each decision, O(new decisions)."""
+        with self._connect() as conn:
+            return [tuple(r) for r in conn.execute(
+                "SELECT id, path, action, new_status, CASE WHEN action = 'undo' THEN undoes ELSE q_audit END "
+                "FROM decisions WHERE id > ? ORDER BY id", (int(last_id),))]
+
+    def decided_paths(self, reviewer: str) -> list[str]:
+        """The images ``reviewer`` decided (decisions in effect), in the order decided, each
+        once (at its latest decision): what "Previous" walks back through."""
+        reviewer = str(reviewer).strip()
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT path, MAX(id) AS last FROM decisions WHERE reviewer = ? AND action != 'undo' "
+                "AND undone = 0 GROUP BY path ORDER BY last", (reviewer,)).fetchall()
+        return [r[0] for r in rows]
 
     def undo(self, reviewer: str, decision_id: int | None = None, *, force: bool = False) -> Decision:
         """Revert ``reviewer``'s latest not-yet-undone decision, or decision ``decision_id``.
@@ -701,7 +770,7 @@ class ReviewStore:
 
     def _decide(self, action: str, path: str, reviewer: str, expected_label: str,
                 expected_status: str, sei: float | None, force: bool,
-                new_label: str | None = None) -> Decision:
+                new_label: str | None = None, sampling: Sampling | None = None) -> Decision:
         reviewer = _check_reviewer(reviewer)
         if expected_status not in STATUSES:
             raise ReviewError(f"expected_status must be one of {list(STATUSES)}, got {expected_status!r}.")
@@ -715,13 +784,13 @@ class ReviewStore:
             d = self._log(conn, state, path, action=action, reviewer=reviewer,
                           new_label=label if new_label is None else new_label,
                           new_status=_STATUS_FOR_ACTION[action], new_reviewed_by=reviewer,
-                          sei=None if sei is None else float(sei), undoes=None)
+                          sei=None if sei is None else float(sei), undoes=None, sampling=sampling)
         self._write_back()
         return d
 
     def _log(self, conn: sqlite3.Connection, state: _FileState, path: str, *, action: str,
              reviewer: str, new_label: str, new_status: str, new_reviewed_by: str,
-             sei: float | None, undoes: int | None) -> Decision:
+             sei: float | None, undoes: int | None, sampling: Sampling | None = None) -> Decision:
         """Commit the decision to the log as pending (caller holds the log lock)."""
         _, old_label, old_status, old_by = self._row_now(conn, state, path)
         stamp = _utc_now()
@@ -729,10 +798,14 @@ class ReviewStore:
         try:
             cur = conn.execute(
                 "INSERT INTO decisions (time, reviewer, path, action, old_label, new_label, "
-                "old_status, new_status, sei, undone, undoes, old_reviewed_by, applied, new_reviewed_by) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, 0, ?)",
+                "old_status, new_status, sei, undone, undoes, old_reviewed_by, applied, new_reviewed_by, "
+                "q_rank, q_population, q_audit, q_share) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, 0, ?, ?, ?, ?, ?)",
                 (stamp, reviewer, path, action, old_label, new_label, old_status, new_status,
-                 sei, undoes, old_by, new_reviewed_by),
+                 sei, undoes, old_by, new_reviewed_by,
+                 *((None,) * 4 if sampling is None else
+                   (int(sampling.rank), int(sampling.population), int(bool(sampling.audit)),
+                    float(sampling.share)))),
             )
             decision_id = cur.lastrowid
             if undoes is not None:
@@ -1158,6 +1231,22 @@ def request_review(run: "Run", sample_id: str) -> list[str]:
     return items
 
 
+def run_count(run: "Run"):
+    """The number of wrong labels of ``run``'s data from its decision log, and when to stop
+    (what ``sei count`` prints and the pages show): ``(DecisionCount, StopAdvice, points)`` of
+    :meth:`ReviewQueue.count` over the run's own queue, with the model's estimate as the
+    fallback."""
+    from .score_cache import scored
+
+    s = scored(run).scores
+    store = ReviewStore(review_label_file(run), classes=list(s.classes), **review_columns(run))
+    try:
+        queue = ReviewQueue(s.ids, s.labels, s.score, s.flagged, review_requests(run))
+        return queue.count(store, model=s.count)
+    finally:
+        store.close()
+
+
 # --------------------------------------------------------------------------- the queue
 
 #: Review states a queue can be narrowed to (``None``: every state).
@@ -1186,7 +1275,13 @@ class ReviewQueue:
     """
 
     def __init__(self, ids: Sequence[str], labels: np.ndarray, score: np.ndarray, flagged: np.ndarray,
-                 requested: Sequence[str] = (), status_table: pd.DataFrame | None = None) -> None:
+                 requested: Sequence[str] = (), status_table: pd.DataFrame | None = None, *,
+                 audit_share: float = 0.0, seed: int | None = None) -> None:
+        self._all_ids, self._all_labels = ids, np.asarray(labels)
+        self._all_score = np.asarray(score, dtype=np.float64)
+        self.audit_share = float(audit_share)
+        self._rng = np.random.default_rng(seed)
+        self._audit: _AuditState | None = None
         member = np.asarray(flagged, dtype=bool).copy()
         self.requested = 0
         if len(requested):
@@ -1229,6 +1324,8 @@ class ReviewQueue:
         last call while the label file is the same version (O(decisions)); every queue row
         again on the first call or after the file was replaced by another program."""
         mark, changed = store.changes(self.synced_with)
+        if changed is None and self._audit is not None:
+            self._audit.resync(store)
         if changed is None:
             present, cols = store.status_of(self.ids)
             self.label, self.original = cols["label"], cols["original_label"]
@@ -1242,6 +1339,8 @@ class ReviewQueue:
 
     def apply(self, path: str, label: str, status: str, reviewer: str) -> None:
         """One decision (or undo) taken: update that row only."""
+        if self._audit is not None:
+            self._audit.set_decided(path, status != "")
         q = self.position.get(path)
         if q is None:
             return
@@ -1293,6 +1392,248 @@ class ReviewQueue:
             earlier = others[others < q] if q >= 0 else others[:0]
             pick = earlier[-1] if len(earlier) else others[-1]
         return self.ids[int(pick)]
+
+    # ----------------------------------------------------------------- audit sampling (issue 22)
+
+    def audit(self, store: "ReviewStore") -> "_AuditState":
+        """The queue's static order over every image and what is reviewed, built on first use
+        (an argsort of every score and the review status of every row: once per queue)."""
+        if self._audit is None:
+            self._audit = _AuditState(self)
+            self._audit.resync(store)
+        return self._audit
+
+    def next_image(self, path: str, store: "ReviewStore") -> str | None:
+        """The image to show after ``path`` (just decided or skipped), with audit sampling: with
+        probability ``audit_share`` an image drawn uniformly at random from every image not
+        reviewed yet (an audit pick, remembered until decided), else the next unreviewed image
+        of the static order after the last one shown in order. The static order is the queue
+        (flagged and requested images, most suspicious first) followed by every other image by
+        score, so the review can go on past the flagged ones. The pick is shown like any other
+        image; it is added to the queue's rows if it was not in them. None: nothing left."""
+        a = self.audit(store)
+        q = self.position.get(path) if path is not None else None
+        a.left(path, wrong=None if q is None else bool(self.status[q] in (_CODE[RELABELED], _CODE[DISCARDED])))
+        pick = None
+        share = self.share_now()
+        if share > 0 and self._rng.random() < share:
+            pick = a.draw(exclude=path, rng=self._rng)
+        if pick is None:
+            pick = a.next_in_order(exclude=path)
+        else:
+            a.picks[pick] = (int(a.n - a.decided.sum()), share)
+        if pick is not None:
+            self._include(pick, store)
+        return pick
+
+    def share_now(self) -> float:
+        """The chance that the next image is an audit pick: ``audit_share · (1 − p̂)``, ``p̂`` the
+        share wrong among the latest decisions in order, ``(w + 1) / (n + 1)`` over the last
+        :data:`AUDIT_WINDOW` of them (so 0 before the first). Audits cost wrong labels found
+        only where the order still finds many; they are drawn where it no longer does
+        (measured: docs/benchmarks.md). The picks stay uniform over the unreviewed images, so
+        the estimate is unchanged by when they are drawn."""
+        if self.audit_share <= 0 or self._audit is None:
+            return 0.0
+        recent = self._audit.recent[-AUDIT_WINDOW:]
+        p = (sum(recent) + 1) / (len(recent) + 1)
+        return self.audit_share * (1 - p)
+
+    def sampling(self, path: str, store: "ReviewStore") -> "Sampling | None":
+        """How ``path`` came to be shown (logged with its decision): its rank in the static
+        order, the audit population's size, and whether it is an audit pick."""
+        a = self.audit(store)
+        i = a.index_of(path)
+        if i is None:
+            return None
+        m = a.picks.get(path)
+        return Sampling(rank=int(a.rank[i]), population=int(m[0] if m is not None else a.n - a.decided.sum()),
+                        audit=m is not None, share=float(m[1] if m is not None else self.share_now()))
+
+    def count(self, store: "ReviewStore", model=None, **kw):
+        """The number of wrong labels from the decisions in ``store``'s log
+        (:func:`sei_core.review_count.count_from_decisions`) and when to stop
+        (:func:`~sei_core.review_count.stop_advice`): ``(DecisionCount, StopAdvice, points)``,
+        ``points`` the decisions as ``(rank, wrong, audit)``. Ranks are this queue's; the log
+        gives each image's latest decision in effect and whether it was an audit pick."""
+        from .review_count import count_from_decisions, stop_advice
+
+        a = self.audit(store)
+        ids, rank, wrong, audit = a.log_view(store)
+        if a.given is None:
+            a.given = self._all_labels[a.order]
+        given = a.given
+        k = int(self._all_labels.max()) + 1 if self._all_labels.size else 0
+        c = count_from_decisions(given, rank, wrong, audit, n_classes=kw.pop("n_classes", k), model=model, **kw)
+        return c, stop_advice(rank, wrong, audit, ids, c), (rank, wrong, audit)
+
+    def previous_decided(self, path: str | None, decided: Sequence[str]) -> str | None:
+        """"Previous": the image decided just before ``path`` in ``decided`` (a reviewer's images
+        in the order decided, :meth:`ReviewStore.decided_paths`); the latest one when ``path`` is
+        not among them (e.g. the next image, not decided yet); None if there is none."""
+        decided = list(decided)
+        if path in decided:
+            at = decided.index(path)
+            return decided[at - 1] if at > 0 else None
+        return decided[-1] if decided else None
+
+    def _include(self, path: str, store: "ReviewStore") -> None:
+        """Make ``path`` (a sample of the run) a row of the queue, at its end."""
+        if path in self.position:
+            return
+        i = self._audit.index_of(path)
+        present, cols = store.status_of([path])
+        self.position[path] = len(self.ids)
+        self.ids.append(path)
+        self.index = np.append(self.index, i)
+        self.given = np.append(self.given, self._all_labels[i])
+        self.label = np.append(self.label, cols["label"])
+        self.original = np.append(self.original, cols["original_label"])
+        self.reviewer = np.append(self.reviewer, cols["reviewed_by"])
+        code = _CODE.get(str(cols["review_status"][0]).strip(), np.int8(0)) if present[0] else MISSING
+        self.status = np.append(self.status, np.int8(code))
+
+
+#: How many of the latest decisions in order set the audit chance (:meth:`ReviewQueue.share_now`).
+AUDIT_WINDOW = 20
+
+
+class _AuditState:
+    """A queue's static order over all ``N`` images and which are reviewed (for audit sampling).
+
+    ``order`` (N,): sample index at each rank (the queue's rows, then the rest by score);
+    ``rank`` (N,): its inverse; ``decided`` (N,): reviewed, by sample index; ``picks``: audit
+    picks not decided yet -> the population they were drawn from.
+    """
+
+    def __init__(self, queue: ReviewQueue) -> None:
+        n = len(queue._all_ids)
+        self.n = n
+        self.ids = queue._all_ids
+        member = np.zeros(n, dtype=bool)
+        member[queue.index] = True
+        rest = np.flatnonzero(~member)
+        rest = rest[np.argsort(np.nan_to_num(queue._all_score[rest], nan=np.inf), kind="stable")]
+        self.order = np.concatenate([queue.index, rest]).astype(np.int64)
+        self.rank = np.empty(n, dtype=np.int64)
+        self.rank[self.order] = np.arange(n)
+        self.decided = np.zeros(n, dtype=bool)
+        self.picks: dict[str, tuple[int, float]] = {}  # path -> (population, share) at the draw
+        self.recent: list[bool] = []  # wrong or not, of the decisions in order (this queue's)
+        self.given: np.ndarray | None = None  # the given label at each rank (ReviewQueue.count)
+        self._log: dict = {"last": 0}  # log_view's cache
+        self.frontier = 0  # no unreviewed image ranks before it
+        self.cursor = -1  # rank of the last image shown in order
+        self._index = pd.Index(list(queue._all_ids), dtype=object)
+
+    def log_view(self, store: "ReviewStore") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(id, rank, wrong, audit)`` of the latest decision in effect on each image of the
+        run, in log order, kept up to date with only the decisions logged since the last call
+        (O(new decisions); the whole log again after an undo or with another store)."""
+        c = self._log
+        rows = store.decisions_since(c["last"])
+        if c.get("store") is not store or any(r[2] == "undo" for r in rows):
+            df = store.estimation_decisions()
+            c.clear()
+            c.update(last=0, store=store, at={}, cols=([], [], [], []), gone=[])
+            rows = [(int(i), p, "", st, au) for i, p, st, au in zip(df["id"], df["path"], df["status"], df["audit"])]
+            last = store.decisions_since(0)
+            c["last_full"] = last[-1][0] if last else 0
+        at, cols, gone = c["at"], c["cols"], c["gone"]
+        new = [r for r in rows if r[2] != "undo"]
+        if new:
+            idx = self._index.get_indexer([r[1] for r in new])
+            for (i, p, _, st, au), k in zip(new, idx.tolist()):
+                if k < 0:
+                    continue
+                if p in at:
+                    gone[at[p]] = True  # its latest decision goes last, in log order
+                at[p] = len(cols[0])
+                for col, v in zip(cols, (int(i), int(self.rank[k]), st in (RELABELED, DISCARDED), bool(au))):
+                    col.append(v)
+                gone.append(False)
+        if rows:
+            c["last"] = max(rows[-1][0], c.pop("last_full", 0))
+        elif "last_full" in c:
+            c["last"] = c.pop("last_full")
+        if c.get("arrays_for") != (c["last"], len(gone)):
+            keep = ~np.asarray(gone, dtype=bool)
+            c["arrays"] = tuple(np.asarray(col, dtype=t)[keep] for col, t in zip(cols, (np.int64, np.int64, bool, bool)))
+            c["arrays_for"] = (c["last"], len(gone))
+        return c["arrays"]
+
+    def index_of(self, path: str) -> int | None:
+        i = self._index.get_indexer([path])[0]
+        return None if i < 0 else int(i)
+
+    def resync(self, store: "ReviewStore") -> None:
+        st = store.statuses(self.ids)
+        self.decided = np.array([bool(v) for v in st], dtype=bool) if len(st) else np.zeros(0, bool)
+        self.frontier = 0
+
+    def set_decided(self, path: str, decided: bool) -> None:
+        i = self.index_of(path)
+        if i is None:
+            return
+        self.decided[i] = decided
+        if not decided:
+            self.frontier = min(self.frontier, int(self.rank[i]))
+
+    def left(self, path: str | None, wrong: bool | None = None) -> None:
+        """``path`` leaves the screen: decided, it moves the order's cursor past it (if shown in
+        order) and its outcome (``wrong``) joins :attr:`recent`; skipped, an audit pick loses its
+        mark (the skipped image is no random pick any more when it comes back)."""
+        i = None if path is None else self.index_of(path)
+        if i is None:
+            return
+        if path in self.picks and not self.decided[i]:
+            del self.picks[path]
+        elif path not in self.picks:
+            r = int(self.rank[i])
+            if self.decided[i] and wrong is not None and r > self.cursor:
+                self.recent = self.recent[-(AUDIT_WINDOW - 1):] + [wrong]
+            self.cursor = max(self.cursor, r)
+
+    def _first_unreviewed(self) -> int:
+        f, n = self.frontier, self.n
+        while f < n:
+            chunk = np.flatnonzero(~self.decided[self.order[f:f + 4096]])
+            if chunk.size:
+                f += int(chunk[0])
+                break
+            f += 4096
+        self.frontier = min(f, n)
+        return self.frontier
+
+    def next_in_order(self, exclude: str | None) -> str | None:
+        start = max(self.cursor + 1, self._first_unreviewed())
+        for lo in (start, self._first_unreviewed()):
+            r = lo
+            while r < self.n:
+                sl = self.order[r:r + 4096]
+                ok = np.flatnonzero(~self.decided[sl])
+                for j in ok.tolist():
+                    sid = self.ids[int(sl[j])]
+                    if sid != exclude and sid not in self.picks:
+                        return sid
+                r += 4096
+        return None
+
+    def draw(self, exclude: str | None, rng: np.random.Generator) -> str | None:
+        """One image drawn uniformly from the unreviewed ones (all rank at or after the
+        frontier), other than ``exclude``; rejection sampling, then an exact draw."""
+        f = self._first_unreviewed()
+        for _ in range(64):
+            r = int(rng.integers(f, self.n)) if f < self.n else -1
+            if r < 0:
+                return None
+            i = int(self.order[r])
+            sid = self.ids[i]
+            if not self.decided[i] and sid != exclude:
+                return sid
+        free = self.order[f:][~self.decided[self.order[f:]]]
+        free = [int(i) for i in free if self.ids[int(i)] != exclude]
+        return self.ids[free[int(rng.integers(len(free)))]] if free else None
 
 
 

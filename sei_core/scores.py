@@ -176,6 +176,42 @@ def aux_threshold(scores: np.ndarray, is_aux: np.ndarray) -> float:
     return float(scores[is_aux].mean())
 
 
+#: The exponent ``a`` of :func:`frequency_scaled_thresholds` (the ``balanced`` rule): ½, half
+#: way (geometrically) between the plain auxiliary mean (0) and the full frequency ratio (1).
+#: Measured in docs/benchmarks.md ("Rare classes"): 1 flags the fewest un-noised images but
+#: loses F1 at 50 % noise, where a rare class's labels are mostly wrong; ½ keeps most of both.
+BALANCED_POWER = 0.5
+
+
+def frequency_scaled_thresholds(threshold: float, labels: np.ndarray, n_classes: int,
+                                power: float = BALANCED_POWER) -> np.ndarray:
+    """Per-sample thresholds for a probability score: ``threshold`` lowered for every class
+    rarer than the auxiliary class, the more the rarer it is.
+
+    ``τ_c = τ · min(1, n_c / n_aux)^a`` (``a`` = ``power``), ``n_c`` the samples trained with label ``c``,
+    ``n_aux`` those relabeled to the auxiliary class (label ``n_classes``). The auxiliary
+    samples' mean probability of their (wrong) label ``τ`` is measured on a label given to
+    ``n_aux`` samples; a model that has not learnt to tell a rarer class apart gives that
+    class's label less probability in the ratio of the two frequencies, whether the label is
+    right or wrong, so comparing it with ``τ`` calls every image of a rare class mislabeled.
+    Scaling by the ratio (``a = 1``) compares like with like; but where a rare class's labels
+    are mostly wrong (heavy noise) the model cannot tell that apart from a class it has not
+    learnt, and the full ratio then keeps wrong labels: ``a`` < 1 trades one against the other
+    (:data:`BALANCED_POWER`). A class at least as common as the auxiliary class keeps ``τ``
+    (scaling it up would flag the images of the majority class the model is merely unsure
+    of); on balanced classes (``n_c = N/K``, so ``n_c·K/(K+1) = n_aux``) nothing changes.
+    Returns ``(N,)`` thresholds; an auxiliary sample (label ``n_classes``) gets ``τ``.
+    """
+    labels = np.asarray(labels)
+    counts = np.bincount(np.clip(labels, 0, n_classes), minlength=n_classes + 1).astype(np.float64)
+    n_aux = counts[n_classes]
+    if n_aux <= 0:
+        raise ValueError("no auxiliary samples: the threshold needs at least one")
+    factor = np.minimum(1.0, counts / n_aux) ** float(power)
+    factor[n_classes] = 1.0
+    return float(threshold) * factor[np.clip(labels, 0, n_classes)]
+
+
 def flag(scores: np.ndarray, threshold: float | np.ndarray) -> np.ndarray:
     """Flag decision: ``s_i < τ`` (boolean ``(N,)``). ``threshold`` may be per-sample."""
     return np.asarray(scores) < np.asarray(threshold)
@@ -217,7 +253,7 @@ def combine_runs(
     Parameters
     ----------
     scores : (R, N) score of every sample in each run.
-    thresholds : (R,) threshold of each run.
+    thresholds : (R,) threshold of each run, or (R, N) one per sample of each run.
     is_aux : (R, N) boolean, True where the sample was relabeled to the extra class.
     how : ``"mean"`` or ``"first"``.
 
@@ -233,6 +269,8 @@ def combine_runs(
     scores = np.asarray(scores, dtype=np.float64)
     thresholds = np.asarray(thresholds, dtype=np.float64)
     is_aux = np.asarray(is_aux, dtype=bool)
+    if thresholds.ndim == 1:
+        thresholds = thresholds[:, None]
     usable = ~is_aux
     has = usable.any(axis=0)
     source = np.where(has, usable.argmax(axis=0), -1)
@@ -240,12 +278,12 @@ def combine_runs(
         cols = np.arange(scores.shape[1])
         pick = np.clip(source, 0, None)
         score = np.where(has, scores[pick, cols], np.nan)
-        thr = np.where(has, thresholds[pick], np.nan)
+        thr = np.where(has, np.broadcast_to(thresholds, scores.shape)[pick, cols], np.nan)
         return score, thr, source
     runs = usable.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         score = np.where(usable, scores, 0.0).sum(axis=0) / runs
-        thr = (usable * thresholds[:, None]).sum(axis=0) / runs
+        thr = np.where(usable, thresholds, 0.0).sum(axis=0) / runs
     return np.where(has, score, np.nan), np.where(has, thr, np.nan), source
 
 

@@ -200,11 +200,33 @@ def run_stamp(run: Run) -> tuple:
     return (str(run.path.resolve()), *stamps)
 
 
+#: Label-file names that say nothing about the data set: a run is named after their folder.
+GENERIC_STEMS = {"labels", "label", "train", "training", "metadata", "data", "dataset", "annotations", "images",
+                 "list", "all", "test", "val", "valid", "validation"}
+
+
+def data_name(data_path: str | Path) -> str:
+    """A short name that tells data sets apart: the file's stem, with its folder's name in
+    front where the stem is generic (``labels``, ``train``, ``metadata`` …) or shared
+    (``skin/labels.csv`` → ``skin``, ``derm/train.csv`` → ``derm-train``, ``retinamnist.npz``
+    → ``retinamnist``, an image folder → its name)."""
+    p = Path(str(data_path).rstrip("/\\"))
+    if not p.name:
+        return ""
+    if p.suffix.lower() not in (".csv", ".tsv", ".txt", ".npz"):
+        return p.name
+    stem, parent = p.stem, p.parent.name
+    if stem.lower() == "labels" and parent:
+        return parent
+    if parent and stem.lower() in GENERIC_STEMS:
+        return f"{parent}-{stem}"
+    return stem
+
+
 def new_run_name(data_path: str | Path, model: str, folder: Path | None = None) -> str:
-    """A fresh, readable run name: ``<data>-<model>-<n>``."""
+    """A fresh, readable run name: ``<data>-<model>-<n>``, ``<data>`` from :func:`data_name`."""
     folder = folder or runs_dir()
-    p = Path(data_path)
-    stem = p.parent.name if p.name in ("labels.csv",) else p.stem
+    stem = data_name(data_path)
     base = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in f"{stem}-{model}").strip("-").lower()
     base = base or "run"
     n = 1

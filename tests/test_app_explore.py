@@ -6,7 +6,7 @@ import json
 import numpy as np
 
 from pages._common import md
-from sei_core import workspace
+from sei_core import plots, workspace
 from pages._common import score_name
 from sei_core.ranking import DEFAULT_METHOD, PAPER_METHOD, score_run
 from sei_core.runs import Run
@@ -39,14 +39,19 @@ def test_every_figure_is_drawn_with_help_and_metrics(open_app, app_env):
     assert metrics["Images"] == str(len(s.ids)) and metrics["Flagged"] == str(int(s.flagged.sum()))
     assert "Flags that are truly wrong" in metrics  # the tiny data set has a truth file
     help_text = " ".join(m.value for m in at.markdown)
-    for words in ("Easy clean", "Hard clean", "Flagged", "Threshold"):
+    for words in ("Easy for the model", "Hard for the model", "Flagged", "dashed line", "Auxiliary images"):
         assert words in help_text
+    # the clinician's page says no issue numbers and keeps the method's words in "How this is computed"
+    assert "issue" not in help_text.lower()
+    assert [e.label for e in at.expander][:2] == ["How to read this page", "How this is computed"]
     hist = chart_json(charts(at)[0])
     names = {t.get("name") for t in hist["data"]}
-    # every part in the legend (even one with no image in the first class), a named line per run's threshold
+    # every part in the legend (even one with no image in the first class), and one entry for the one
+    # kind of line drawn: one threshold line per class panel
     assert {"flagged · truly mislabeled", "flagged · label correct", "kept · truly mislabeled",
             "kept · label correct"} <= names
-    assert {f"threshold, run {r}" for r in (1, 2)} & names
+    assert [t.get("name") for t in hist["data"] if t["type"] == "scatter"] == [plots.THRESHOLD_NAME]
+    assert len(hist["layout"]["shapes"]) == len(s.classes)
     # binned on the server: bars of counts, never one value per image
     bars = [t for t in hist["data"] if t["type"] == "bar"]
     assert bars and all(t["type"] != "histogram" for t in hist["data"])
@@ -138,13 +143,14 @@ def test_the_class_grid_fits_forty_classes():
     score = rng.normal(size=n)
     thr = np.where(rng.random(n) < 0.5, -1.0, -1.2)
     fig = plots.score_histograms(score, score < thr, labels, [f"class {c}" for c in range(k)], thr,
-                               rng.random(n) < 0.1, run_thresholds=[-1.0, -1.2])
+                               rng.random(n) < 0.1)
     assert len(fig.layout.annotations) == k
     rows = -(-k // plots.PANEL_COLUMNS)
     assert fig.layout.height >= rows * plots.PANEL_HEIGHT
     counted = sum(int(np.nansum(np.asarray(t.y, dtype=float))) for t in fig.data if t.type == "bar")
     assert counted == n
-    assert {"threshold, run 1", "threshold, run 2"} <= {t.name for t in fig.data}
+    # one line per panel (the threshold most of its images are judged by), one legend entry for it
+    assert len(fig.layout.shapes) == k and [t.name for t in fig.data if t.type == "scatter"] == [plots.THRESHOLD_NAME]
     listed = {t.name for t in fig.data if t.type == "bar" and t.showlegend}
     assert listed == {"kept · label correct", "kept · truly mislabeled", "flagged · label correct",
                       "flagged · truly mislabeled"}

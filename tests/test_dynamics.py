@@ -33,7 +33,7 @@ def test_sample_groups():
     g = dynamics.sample_groups(PRED, LABELS, flagged, scored)
     # cut = ceil(0.5 * 4) = 2: learned at 0, 1 -> easy; 2 -> hard; flagged wins; unscored last
     assert g.tolist() == [EASY_CLEAN, EASY_CLEAN, HARD_CLEAN, FLAGGED, UNSCORED]
-    assert dynamics.GROUP_NAMES[EASY_CLEAN] == "easy clean"
+    assert dynamics.GROUP_NAMES[EASY_CLEAN] == "easy for the model"
 
 
 def test_sample_groups_rejects_bad_fraction():

@@ -50,3 +50,42 @@ def test_score_records_single_run_leaves_aux_unscored():
     assert math.isnan(ms.score[1]) and not ms.flagged[1] and ms.source_run.tolist() == [0, -1, 0]
     with pytest.raises(ValueError, match="unknown method"):
         score_records([r], np.array([[False, True, False]]), "nope")
+
+
+def test_balanced_rule_lowers_the_threshold_of_classes_rarer_than_the_auxiliary_class():
+    from sei_core.scores import frequency_scaled_thresholds
+
+    # 6 samples trained on: class 0 ×3, class 1 ×1, auxiliary (label 2) ×2
+    trained = np.array([0, 0, 0, 1, 2, 2])
+    np.testing.assert_allclose(frequency_scaled_thresholds(0.4, trained, 2, power=1), [0.4, 0.4, 0.4, 0.2, 0.4, 0.4])
+    np.testing.assert_allclose(frequency_scaled_thresholds(0.4, trained, 2), [0.4] * 3 + [0.4 * 0.5 ** 0.5] + [0.4] * 2)
+    with pytest.raises(ValueError, match="auxiliary"):
+        frequency_scaled_thresholds(0.4, np.array([0, 1]), 2)
+    # two complementary runs; p_label per run: the rare class 1 (samples 3, 4) gets little probability
+    labels = np.array([0, 0, 0, 0, 1, 1, 0, 0])
+    aux = np.zeros((2, 8), bool)
+    aux[0, [6, 7]] = True
+    aux[1, [0, 1]] = True
+    recs = []
+    for r in range(2):
+        rec = _rec(np.ones((2, 8)), np.zeros((2, 8)), np.where(aux[r], 2, labels))
+        rec["p_label"] = np.tile([0.3, 0.3, 0.8, 0.1, 0.25, 0.12, 0.3, 0.3], (2, 1))
+        recs.append(rec)
+    own = score_records(recs, aux, "confidence", "own")
+    bal = score_records(recs, aux, "confidence@balanced")
+    assert bal.rule == "balanced" and bal.run_thresholds == own.run_thresholds
+    # τ = mean p of the aux samples = 0.3 in both runs
+    np.testing.assert_allclose(own.threshold, 0.3)
+    # sample 3 (class 0, p 0.1) is flagged by both; the class-1 samples: 2 of 8 vs 2 aux → unchanged
+    assert own.flagged.tolist() == bal.flagged.tolist()
+    # with class 1 rarer than the auxiliary class (one sample against two), its threshold is
+    # √½ · 0.3 = 0.212: sample 4 (p 0.25) is kept, flagged by the plain rule; sample 3 stays flagged
+    labels2 = labels.copy()
+    labels2[5] = 0
+    recs2 = [dict(r, labels=np.where(a, 2, labels2)) for r, a in zip(recs, aux)]
+    bal2 = score_records(recs2, aux, "confidence", "balanced")
+    assert bal2.threshold[4] == pytest.approx(0.3 * 0.5 ** 0.5)
+    assert not bal2.flagged[4] and bal2.flagged[3]
+    assert score_records(recs2, aux, "confidence", "own").flagged[4]
+    with pytest.raises(ValueError, match="probability scores"):
+        score_records(recs, aux, "sei", "balanced")

@@ -167,3 +167,13 @@ def test_a_data_set_is_remembered_with_its_columns(tmp_path):
     # a recent list written before columns were remembered reads as the default columns
     (tmp_path / "recent.json").write_text(json.dumps({"data": [{"path": str(f), "split": "train"}]}))
     assert workspace.recent_data(tmp_path)[0]["path_column"] == "path"
+
+
+def test_run_names_tell_data_sets_apart(tmp_path):
+    assert workspace.data_name("/data/skin/labels.csv") == "skin"
+    assert workspace.data_name("/data/derm/train.csv") == "derm-train"
+    assert workspace.data_name("/data/eyes/train.csv") == "eyes-train"
+    assert workspace.data_name("/archive/HAM10000_metadata.csv") == "HAM10000_metadata"
+    assert workspace.data_name("/m/retinamnist.npz") == "retinamnist"
+    assert workspace.data_name("/data/folders/") == "folders"
+    assert workspace.new_run_name("/data/eyes/train.csv", "RN50", tmp_path) == "eyes-train-rn50-1"

@@ -60,7 +60,7 @@ from .. import dataset as ds_mod
 from ..baselines import confident_learning
 from ..files import atomic_write, atomic_write_json
 from ..count import cleanlab_count
-from ..methods import METHODS, method_names, split_variant, threshold_text, variant
+from ..methods import METHODS, OUT_OF_SAMPLE_METHODS, method_names, split_variant, threshold_text
 from ..metrics import detection_report
 from ..runs import Run
 from .noise import confusion_calibrated_noise, confusion_matrix, symmetric_noise, write_noisy_label_file
@@ -70,8 +70,9 @@ from .results import COUNT_COLUMNS, RESULT_COLUMNS, write_csv as _write_csv, wri
 NOISE_TYPES = ("symmetric", "confusion")
 DEFAULT_RATES = (0.1, 0.2, 0.3, 0.4, 0.5)
 DEFAULT_SEEDS = (0, 1, 2)
-#: Threshold rules every record-based method is measured with (``name`` and ``name@count``).
-BENCH_RULES = ("own", "count")
+#: Threshold rules every record-based method is measured with (``name``, ``name@count`` and,
+#: for probability scores, ``name@balanced``).
+BENCH_RULES = ("own", "count", "balanced")
 #: Training settings that must not change between calls on one bench directory.
 _TRAIN_KEYS_IGNORED = ("data", "seed", "device", "workers", "cache_dir", "classes", "memory_budget")
 
@@ -591,7 +592,7 @@ def evaluate_run(run: Run | object, is_noisy: np.ndarray, methods: Sequence[str]
         raise ValueError(f"the truth has {is_noisy.shape[0]} samples, the run {len(loaded.ids)}")
     rows = []
     est = count_errors(loaded.records, loaded.is_aux, probs=loaded.probs)
-    for m in methods or [variant(m, r) for r in BENCH_RULES for m in METHODS]:
+    for m in methods or [n for n in method_names(BENCH_RULES) if n not in OUT_OF_SAMPLE_METHODS]:
         ms = score_method(loaded, m, count=est)
         rows.append({"method": m, **_evaluate(ms.score, ms.flagged, is_noisy), "threshold_rule": threshold_text(m)})
     return pd.DataFrame(rows).sort_values("f1", ascending=False, kind="stable").reset_index(drop=True)

@@ -1,0 +1,298 @@
+"""How many labels are wrong, from the expert's decisions: the count with its interval, and
+when to stop reviewing.
+
+Pure functions in the style of ``cleanlab.count``. The model's own estimate
+(:mod:`sei_core.count`) overcounts (it counts hard clean images too); the decisions do not
+depend on the model. The review queue (:class:`sei_core.review.ReviewQueue`) shows the images
+in a **static order** (rank 0 = most suspicious: the flagged images by score, then the rest by
+score) and, with probability ``share`` at each step, an **audit pick** instead: one image drawn
+uniformly at random from every image not reviewed yet. Every decision is logged with its rank
+and whether it was an audit pick (:class:`sei_core.review.Sampling`), so everything here is
+computed from the decision log on disk.
+
+Model and formula
+-----------------
+Let ``y_i = 1`` if image ``i``'s given label is wrong. A decision reveals ``y_i``: **confirm =
+correct (0); relabel = wrong (1); discard = wrong (1)** — a discarded image (unusable: not the
+kind of image the data set is about, unreadable, a duplicate) does not belong under its label,
+so it counts as one label to fix. A skip reveals nothing and counts as nothing.
+
+The total is ``W = F + W_U``: ``F`` the wrong labels found (decided wrong, known exactly) and
+``W_U`` the wrong labels among the ``U`` images not reviewed yet. ``W_U`` is estimated by
+post-stratification on rank: the unreviewed ranks are cut into ``B`` bands of equal size
+``n_b`` (``B`` grows with the number of usable audit picks, one band per ``audits_per_band``);
+in band ``b`` the ``a_b`` audit picks that fell there, ``w_b`` of them wrong, are a uniform
+random sample of it (each was drawn uniformly from every image unreviewed at its time and
+conditioned on landing in the band), so ``w_b / a_b`` estimates the band's rate and
+``Ŵ_U ≈ Σ_b n_b · w_b / a_b``. The estimate shown is the posterior median of ``W_U`` (below):
+the plain ratio says 0 whenever no pick was wrong, the posterior mean ``(w_b + ½) / (a_b + 1)``
+overcounts when the picks are few (+17 % on the HAM10000 cells at 20 % of N, measured), the
+median lies between. Audit picks ranked before the
+first unreviewed image (overtaken by the review in order) are not used. Decisions in order
+(not audit picks) only add to ``F``: they are not random, so they do not inform the rates.
+
+The interval is Bayesian: each band's rate has the Jeffreys posterior
+``Beta(w_b + ½, a_b − w_b + ½)``, the band's unreviewed wrong labels are
+``Binomial(n_b, p_b)`` given it, and the ``level`` interval of ``W`` is the central quantiles of
+``F + Σ_b Binomial(n_b, p_b)`` over ``n_draws`` Monte-Carlo draws. Per given class ``k`` the
+same with one band: ``Ŵ_k = F_k + U_k · r_k`` with ``r_k`` the share wrong among class ``k``'s
+usable picks, shrunk to the pooled rate ``r`` by ``prior_weight`` pseudo-picks:
+``r_k = (w_k + prior_weight · r) / (a_k + prior_weight)``.
+
+Assumptions (what the coverage rests on): audit picks are decided like any other image (an
+audit pick skipped and decided later counts as a decision in order); the expert's answer is
+the truth; the picks are uniform over the unreviewed images at their time (true of the queue's
+draw). Nothing is assumed about the model: a weak ranking only makes the interval wider.
+
+With fewer than ``min_audits`` usable picks the estimate is the model's own
+(:class:`sei_core.count.CountEstimate`, raised to at least ``F``) and says so.
+
+Shapes: ``given_by_rank`` ``(N,)`` (the given label index of the image at each rank);
+``rank``, ``wrong``, ``audit`` ``(D,)`` over the decisions in effect (one per image).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+#: Default share of queue positions that are audit picks (docs/benchmarks.md, issue 22: chosen
+#: by measurement on the grid with ``sei review-sim``).
+DEFAULT_AUDIT_SHARE = 0.3
+#: Fewer usable audit picks than this: the model's estimate is shown instead.
+MIN_AUDITS = 10
+AUDITS_PER_BAND = 20
+MAX_BANDS = 4
+LEVEL = 0.9
+
+
+@dataclass(frozen=True)
+class DecisionCount:
+    """The number of wrong labels estimated from the decisions (see the module docstring).
+
+    ``count``/``low``/``high``: the whole data set (``level`` interval); ``unreviewed*``: among
+    the images not reviewed yet; ``found``: wrong labels found (relabeled or discarded);
+    ``per_class_*``: ``(K,)`` over the given labels. ``source`` is ``"decisions"``, or
+    ``"model"`` when there were too few audit picks (then ``message`` says so).
+    """
+
+    source: str
+    n_samples: int
+    decisions: int
+    found: int
+    audits: int  # audit picks among the decisions in effect
+    audits_used: int  # of them, ranked among the unreviewed images (the ones the estimate uses)
+    count: float
+    low: float
+    high: float
+    unreviewed: int
+    unreviewed_count: float
+    unreviewed_low: float
+    unreviewed_high: float
+    level: float
+    per_class_count: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    per_class_low: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    per_class_high: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    per_class_found: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    bands: tuple = ()  # (first rank, last rank, n unreviewed, picks, wrong picks) per band
+    message: str = ""
+
+    def sentence(self) -> str:
+        """"N wrong labels found in M decisions; about X in the whole data set (90 % interval a–b),
+        about Y still unreviewed"."""
+        head = f"{self.found} wrong labels found in {self.decisions} decisions"
+        pct = f"{100 * self.level:.0f} %"
+        if self.source != "decisions":
+            return f"{head}. {self.message}"
+        return (f"{head}; about {self.count:.0f} in the whole data set ({pct} interval "
+                f"{self.low:.0f}–{self.high:.0f}), about {self.unreviewed_count:.0f} still unreviewed "
+                f"(from {self.audits_used} images picked at random for checking).")
+
+    def to_json(self) -> dict:
+        out = {k: getattr(self, k) for k in (
+            "source", "n_samples", "decisions", "found", "audits", "audits_used", "count", "low", "high",
+            "unreviewed", "unreviewed_count", "unreviewed_low", "unreviewed_high", "level", "message")}
+        for k in ("per_class_count", "per_class_low", "per_class_high", "per_class_found"):
+            out[k] = np.asarray(getattr(self, k)).tolist()
+        out["bands"] = [list(map(int, b)) for b in self.bands]
+        return out
+
+
+def count_from_decisions(given_by_rank: np.ndarray, rank: np.ndarray, wrong: np.ndarray, audit: np.ndarray, *,
+                         n_classes: int | None = None, level: float = LEVEL, min_audits: int = MIN_AUDITS,
+                         audits_per_band: int = AUDITS_PER_BAND, max_bands: int = MAX_BANDS,
+                         prior_weight: float = 2.0, n_draws: int = 2000, seed: int = 0,
+                         model=None) -> DecisionCount:
+    """The number of wrong labels in the data set, per given class and still unreviewed.
+
+    Parameters
+    ----------
+    given_by_rank : (N,) int, the given label of the image at each rank of the static order.
+    rank : (D,) int, the rank of each decided image (decisions in effect, one per image).
+    wrong : (D,) bool, the decision said the label was wrong (relabeled or discarded).
+    audit : (D,) bool, the image was an audit pick.
+    model : the model's :class:`sei_core.count.CountEstimate`, used when there are fewer than
+        ``min_audits`` usable picks (None: the count is then only what was found).
+
+    Returns a :class:`DecisionCount`; formula and assumptions in the module docstring.
+    """
+    given_by_rank = np.asarray(given_by_rank)
+    n = int(given_by_rank.size)
+    k = int(n_classes if n_classes is not None else (given_by_rank.max() + 1 if n else 0))
+    rank = np.asarray(rank, dtype=np.int64)
+    wrong = np.asarray(wrong, dtype=bool)
+    audit = np.asarray(audit, dtype=bool)
+    # O(D log D) apart from one bincount over N: the unreviewed ranks are never listed
+    done = np.unique(rank)
+    u = n - int(done.size)
+    gaps = done - np.arange(done.size)  # unreviewed ranks before each decided one
+
+    def unreviewed_rank(m: np.ndarray) -> np.ndarray:
+        """The m-th (0-based) unreviewed rank."""
+        m = np.asarray(m, dtype=np.int64)
+        return m + np.searchsorted(gaps, m, side="right")
+
+    found = int(wrong.sum())
+    found_k = np.bincount(given_by_rank[rank[wrong]], minlength=k)[:k] if k else np.zeros(0, np.int64)
+    first = int(unreviewed_rank(0)) if u else n
+    use = audit & (rank > first)
+    a = int(use.sum())
+    common = dict(n_samples=n, decisions=int(rank.size), found=found, audits=int(audit.sum()), audits_used=a,
+                  unreviewed=u, level=level, per_class_found=found_k)
+    if a < min_audits or u == 0:
+        if u == 0:
+            return DecisionCount("decisions", count=found, low=found, high=found, unreviewed_count=0.0,
+                                 unreviewed_low=0.0, unreviewed_high=0.0, per_class_count=found_k.astype(float),
+                                 per_class_low=found_k.astype(float), per_class_high=found_k.astype(float),
+                                 message="Every image is reviewed: the count is exact.", **common)
+        need = f"{min_audits - a} more" if a else f"{min_audits}"
+        if model is not None:
+            c, lo, hi = max(model.count, found), max(model.low, found), max(model.high, found)
+            msg = (f"Too few images picked at random are decided yet ({a}; {need} needed) to count from the "
+                   f"decisions: the model's own estimate is shown, about {c:.0f} ({lo:.0f}–{hi:.0f}), "
+                   "which counts hard images too (read it as an upper bound).")
+            pk = np.maximum(np.nan_to_num(np.asarray(model.per_class_count, dtype=float)), found_k) \
+                if np.size(model.per_class_count) == k else np.full(k, np.nan)
+        else:
+            c = lo = hi = float(found)
+            msg = (f"Too few images picked at random are decided yet ({a}; {need} needed) to estimate the "
+                   "wrong labels not reviewed yet.")
+            pk = np.full(k, np.nan)
+        return DecisionCount("model", count=float(c), low=float(lo), high=float(hi),
+                             unreviewed_count=float(c - found), unreviewed_low=float(lo - found),
+                             unreviewed_high=float(hi - found), per_class_count=pk,
+                             per_class_low=np.full(k, np.nan), per_class_high=np.full(k, np.nan),
+                             message=msg, **common)
+    rng = np.random.default_rng(seed)
+    q = ((1 - level) / 2, (1 + level) / 2)
+    ar, aw = rank[use], wrong[use]
+    pooled = aw.mean()
+    b = int(np.clip(a // max(audits_per_band, 1), 1, max_bands))
+    at = (np.arange(b + 1) * u) // b  # band j holds the unreviewed ranks at[j] .. at[j+1]-1 (by position)
+    cuts = unreviewed_rank(at[1:-1])  # first rank of bands 2..B
+    band_of_pick = np.searchsorted(cuts, ar, side="right")
+    n_b = np.diff(at)
+    a_b = np.bincount(band_of_pick, minlength=b)
+    w_b = np.bincount(band_of_pick, weights=aw, minlength=b)
+    p = rng.beta(w_b + 0.5, a_b - w_b + 0.5, size=(n_draws, b))
+    draws = rng.binomial(n_b, p).sum(axis=1)
+    lo_u, est_u, hi_u = (float(v) for v in np.quantile(draws, (q[0], 0.5, q[1])))  # the posterior median
+    lo_r, hi_r = unreviewed_rank(at[:-1]), unreviewed_rank(np.maximum(at[1:] - 1, 0))
+    bands = tuple((int(lo_r[j]), int(hi_r[j]), int(n_b[j]), int(a_b[j]), int(w_b[j])) for j in range(b) if n_b[j])
+    # per class: one band, shrunk to the pooled rate
+    pc, pl, ph = (np.zeros(k) for _ in range(3))
+    if k:
+        u_k = np.bincount(given_by_rank, minlength=k)[:k] - np.bincount(given_by_rank[done], minlength=k)[:k]
+        pick_k = given_by_rank[ar]
+        a_k = np.bincount(pick_k, minlength=k)[:k]
+        w_k = np.bincount(pick_k, weights=aw, minlength=k)[:k]
+        r_k = (w_k + prior_weight * pooled) / (a_k + prior_weight)
+        pc = found_k + u_k * r_k
+        alpha = w_k + prior_weight * pooled + 0.5
+        beta = a_k - w_k + prior_weight * (1 - pooled) + 0.5
+        dk = rng.binomial(u_k, rng.beta(alpha, beta, size=(n_draws, k)))
+        lo_k, hi_k = np.quantile(dk, q, axis=0)
+        pl, ph = found_k + lo_k, found_k + hi_k
+    return DecisionCount("decisions", count=found + est_u, low=found + float(lo_u), high=found + float(hi_u),
+                         unreviewed_count=est_u, unreviewed_low=float(lo_u), unreviewed_high=float(hi_u),
+                         per_class_count=pc, per_class_low=pl, per_class_high=ph, bands=bands, **common)
+
+
+# --------------------------------------------------------------------------- when to stop
+
+
+def selfclean_run_length(p_chance: float = 0.05, p_plus: float = 0.05) -> int:
+    """The SelfClean stopping rule's run length ``n = ⌊ln p_chance / ln(1 − p₊)⌋`` (58 for
+    0.05/0.05): if at least a share ``p₊`` of the next images were wrong, ``n`` correct labels
+    in a row would happen by chance with probability at most about ``p_chance``."""
+    return int(math.floor(math.log(p_chance) / math.log(1 - p_plus)))
+
+
+@dataclass(frozen=True)
+class StopAdvice:
+    """When to stop: the share wrong expected among the next images in order, the wrong labels
+    still to find, the run of correct labels in order so far and the rule's run length."""
+
+    next_share: float  # share wrong among the next images of the static order (estimate)
+    next_share_from: str  # what it is estimated from
+    still_to_find: float  # expected wrong labels among the unreviewed images
+    streak: int  # consecutive confirmed labels at the end of the decisions in order
+    run_length: int  # the SelfClean rule's n
+    p_chance: float
+    p_plus: float
+    stop: bool
+
+    def sentence(self) -> str:
+        share = (f"About {100 * self.next_share:.0f} % of the next images in the queue are expected to be wrong "
+                 f"({self.next_share_from}); about {self.still_to_find:.0f} wrong labels are still to find. "
+                 if np.isfinite(self.next_share) else "")
+        rule = (f"Stopping rule: stop after {self.run_length} correct labels in a row in queue order "
+                f"(now {self.streak}). Its guarantee: if {100 * self.p_plus:.0f} % or more of the next images "
+                f"were wrong, that many correct ones in a row would happen by chance less than "
+                f"{100 * self.p_chance:.0f} % of the time.")
+        return share + rule + (" You can stop now." if self.stop else "")
+
+
+def stop_advice(rank: np.ndarray, wrong: np.ndarray, audit: np.ndarray, order: np.ndarray | None = None,
+                count: DecisionCount | None = None, *, window: int = 50, p_chance: float = 0.05,
+                p_plus: float = 0.05) -> StopAdvice:
+    """When to stop, from the decisions in effect.
+
+    ``rank``, ``wrong``, ``audit``: (D,) as in :func:`count_from_decisions`; ``order``: (D,)
+    the order they were made in (e.g. decision ids; None: as given). The share wrong among
+    the next images is the share among the last ``window`` decisions in order (the images
+    just before the next ones), or the first band's audit rate of ``count`` when that band has
+    more picks; the streak counts the confirmed labels at the end of the decisions in order.
+    """
+    rank, wrong, audit = np.asarray(rank), np.asarray(wrong, dtype=bool), np.asarray(audit, dtype=bool)
+    o = np.arange(rank.size) if order is None else np.argsort(np.asarray(order), kind="stable")
+    seq = ~audit[o]
+    w_seq = wrong[o][seq]
+    recent = w_seq[-window:]
+    streak = int(np.argmax(w_seq[::-1])) if w_seq.any() else int(w_seq.size)
+    share, src = (float(recent.mean()), f"{recent.size} latest decisions in queue order") if recent.size \
+        else (float("nan"), "")
+    if count is not None and count.bands and count.bands[0][3] > recent.size:
+        _, _, _, picks, bad = count.bands[0]
+        share, src = bad / picks, f"{picks} random picks among the next ranks"
+    still = count.unreviewed_count if count is not None else float("nan")
+    n = selfclean_run_length(p_chance, p_plus)
+    return StopAdvice(share, src, still, streak, n, p_chance, p_plus, streak >= n)
+
+
+def calibration_points(rank: np.ndarray, wrong: np.ndarray, audit: np.ndarray, n: int, bins: int = 20) -> dict:
+    """The calibration curve: the share wrong against rank. ``bins`` equal rank bins over
+    ``[0, n)``: ``(bins,)`` arrays ``mid`` (bin centre rank), ``share`` (wrong among the
+    decisions there, NaN where none), ``decided``; and the decisions themselves as points
+    (``rank``, ``wrong``, ``audit``)."""
+    rank = np.asarray(rank, dtype=np.int64)
+    edges = np.linspace(0, max(n, 1), bins + 1)
+    at = np.clip(np.searchsorted(edges, rank, side="right") - 1, 0, bins - 1)
+    d = np.bincount(at, minlength=bins)
+    w = np.bincount(at, weights=np.asarray(wrong, dtype=float), minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(d > 0, w / np.maximum(d, 1), np.nan)
+    return dict(mid=(edges[:-1] + edges[1:]) / 2, share=share, decided=d, rank=rank,
+                wrong=np.asarray(wrong, dtype=bool), audit=np.asarray(audit, dtype=bool))

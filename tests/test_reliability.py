@@ -1,0 +1,32 @@
+import numpy as np
+
+from sei_core.reliability import class_reliability, reliability_note, what_would_help
+
+
+def test_agreement_per_class_and_the_unreliable_ones():
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 2])
+    suggested = np.array([0, 0, 0, 1, 0, 0, 1, -1])
+    flagged = np.array([False, False, False, True, True, True, False, False])
+    rel = class_reliability(labels, suggested, flagged, ["nevus", "vascular lesion", "dermatofibroma"])
+    assert [r.images for r in rel] == [4, 3, 1]
+    assert [r.flagged for r in rel] == [1, 2, 0]
+    np.testing.assert_allclose([r.agreement for r in rel], [0.75, 1 / 3, 0.0])
+    assert [r.reliable for r in rel] == [True, False, False]
+    # unscored samples do not count; a class without scored images has nothing to flag
+    rel = class_reliability(labels, suggested, flagged, ["a", "b", "c"], scored=labels != 2)
+    assert rel[2].images == 0 and np.isnan(rel[2].agreement) and rel[2].reliable
+    assert class_reliability(labels, suggested, flagged, ["a", "b", "c"], min_agreement=0.3)[1].reliable
+
+
+def test_what_would_help_follows_the_run_settings():
+    weak = class_reliability(np.array([1] * 30), np.zeros(30, int), np.ones(30, bool), ["nevus", "vasc"])
+    cpu = {"weights": None, "image_size": 32, "epochs": 20, "weights_loaded": {"source": "random"}}
+    helps = what_would_help(cpu, [r for r in weak if not r.reliable])
+    assert helps[0] == "more images of vasc" and any("pretrained" in h for h in helps)
+    assert any("GPU" in h for h in helps) and any("epochs (this run trained 20)" in h for h in helps)
+    paper = {"weights": "openai", "image_size": 224, "epochs": 150, "weights_loaded": {"source": "pretrained"}}
+    assert what_would_help(paper, []) == []
+    note = reliability_note(weak, cpu)
+    assert "**vasc** (0% of 30)" in note and "unreliable" in note and "more epochs" in note
+    assert "nevus" not in note
+    assert reliability_note([r for r in weak if r.reliable], cpu) is None

@@ -1,0 +1,229 @@
+"""The count from the expert's decisions (sei_core.review_count), audit sampling in the review
+queue, the decision log's sampling columns (and the migration of older logs), Previous in the
+order decided, and `sei review-sim` / `sei count` on a tiny run."""
+
+import json
+import sqlite3
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sei_core import cli
+from sei_core.count import CountEstimate
+from sei_core.review import ReviewQueue, ReviewStore, Sampling
+from sei_core.review_count import count_from_decisions, selfclean_run_length, stop_advice
+
+
+def _review(truth_wrong, n_decisions, share, rng):
+    """A truthful review of a synthetic ranking without the store: in order with probability
+    1 - share, else a uniform pick from the unreviewed images (what ReviewQueue does)."""
+    n = truth_wrong.size
+    decided = np.zeros(n, dtype=bool)
+    ranks, audits = [], []
+    cursor = 0
+    for _ in range(n_decisions):
+        if rng.random() < share:
+            r = int(rng.choice(np.flatnonzero(~decided)))
+            audits.append(True)
+        else:
+            while decided[cursor]:
+                cursor += 1
+            r = cursor
+            audits.append(False)
+        decided[r] = True
+        ranks.append(r)
+    ranks = np.array(ranks)
+    return ranks, truth_wrong[ranks], np.array(audits)
+
+
+def test_the_interval_holds_the_true_count_at_about_its_level():
+    rng = np.random.default_rng(0)
+    n = 600
+    p = np.clip(0.6 * np.exp(-np.arange(n) / 80) + 0.04, 0, 1)  # a ranking: errors first, a tail of 4 %
+    held, n_rep = 0, 120
+    for rep in range(n_rep):
+        wrong = rng.random(n) < p
+        rank, w, audit = _review(wrong, 150, 0.3, rng)
+        c = count_from_decisions(np.zeros(n, dtype=int), rank, w, audit, seed=rep)
+        assert c.source == "decisions" and c.found == int(w.sum())
+        held += c.low <= wrong.sum() <= c.high
+    assert 0.8 <= held / n_rep <= 0.99
+
+
+def test_every_image_reviewed_is_exact_and_too_few_picks_fall_back_to_the_model():
+    given = np.array([0, 1, 0, 1])
+    c = count_from_decisions(given, np.arange(4), np.array([1, 0, 0, 1], bool), np.zeros(4, bool))
+    assert (c.count, c.low, c.high, c.unreviewed) == (2, 2, 2, 0)
+    assert list(c.per_class_count) == [1, 1]
+    model = CountEstimate("bbe", 4, 3.0, 2.0, 4.0, np.array([1.5, 1.5]))
+    c = count_from_decisions(given, np.array([0]), np.array([True]), np.array([False]), model=model)
+    assert c.source == "model" and c.count == 3.0 and "model's own estimate" in c.sentence()
+    assert "1 wrong labels found in 1 decisions" in c.sentence()
+
+
+def test_per_class_counts_and_the_stopping_rule():
+    rng = np.random.default_rng(1)
+    n = 400
+    given = np.arange(n) % 2
+    wrong = (given == 1) & (rng.random(n) < 0.2)  # only class 1 has wrong labels
+    rank, w, audit = _review(wrong, 200, 0.5, rng)
+    c = count_from_decisions(given, rank, w, audit, n_classes=2)
+    assert c.per_class_count[1] > c.per_class_count[0]
+    assert c.per_class_found[0] == 0 and c.per_class_found[1] == int(w.sum())
+    assert selfclean_run_length(0.05, 0.05) == 58
+    s = stop_advice(np.arange(60), np.zeros(60, bool), np.zeros(60, bool))
+    assert s.streak == 60 and s.stop and "58 correct labels in a row" in s.sentence()
+    s = stop_advice(np.arange(3), np.array([0, 1, 0], bool), np.zeros(3, bool))
+    assert s.streak == 1 and not s.stop
+
+
+IDS = [f"{i:03d}.png" for i in range(40)]
+
+
+def _run_store(tmp_path):
+    f = tmp_path / "labels.csv"
+    f.write_text("path,label\n" + "".join(f"{p},{'x' if i % 2 else 'y'}\n" for i, p in enumerate(IDS)))
+    return ReviewStore(f, classes=["x", "y"]), f
+
+
+def _queue(share, seed=0):
+    score = np.linspace(-2, 2, len(IDS))
+    flagged = score < -1  # 10 flagged
+    return ReviewQueue(IDS, np.arange(len(IDS)) % 2, score, flagged, audit_share=share, seed=seed)
+
+
+def test_audit_picks_come_from_every_unreviewed_image_and_are_logged(tmp_path):
+    store, _ = _run_store(tmp_path)
+    q = _queue(0.5, seed=3)
+    q.follow(store)
+    cur = q.next_image(None, store)
+    assert cur == IDS[0]  # no decision in order yet: no audit chance
+    seen_unflagged_pick = False
+    for _ in range(30):
+        smp = q.sampling(cur, store)
+        label = q.row(cur)[0]
+        d = store.relabel(cur, "x" if label == "y" else "y", "Dr. A", label, sampling=smp) if int(cur[:3]) % 3 == 0 \
+            else store.confirm(cur, "Dr. A", label, sampling=smp)
+        q.apply(d.path, d.new_label, d.new_status, "Dr. A")
+        seen_unflagged_pick |= smp.audit and smp.rank >= 10
+        cur = q.next_image(cur, store)
+    assert seen_unflagged_pick  # picks reach past the flagged images
+    df = store.estimation_decisions()
+    assert len(df) == 30 and df["rank"].notna().all() and df["audit"].any() and (~df["audit"]).any()
+    assert (df.loc[df["audit"], "population"] > 0).all()
+    picks = df[df["audit"]]
+    assert (picks["share"] > 0).all() and (picks["share"] <= 0.5).all()
+    # order ranks increase through the decisions in order (the static order, past the flagged ones too)
+    inorder = df.loc[~df["audit"], "rank"].to_numpy()
+    assert (np.diff(inorder) > 0).all() and inorder.max() >= 10
+    # the count is the log's: a new queue and store (a restart) give the same
+    c1, _, _ = q.count(store, seed=0, min_audits=3)
+    assert c1.source == "decisions"
+    store.close()
+    store2 = ReviewStore(tmp_path / "labels.csv", classes=["x", "y"])
+    q2 = _queue(0.5)
+    q2.follow(store2)
+    c2, _, _ = q2.count(store2, seed=0, min_audits=3)
+    assert json.dumps(c1.to_json()) == json.dumps(c2.to_json())
+    assert c1.found == int(store2.estimation_decisions()["status"].eq("relabeled").sum())
+
+
+def test_undo_takes_a_decision_out_of_the_count_and_a_skipped_pick_loses_its_mark(tmp_path):
+    store, _ = _run_store(tmp_path)
+    q = _queue(0.0)
+    q.follow(store)
+    cur = q.next_image(None, store)
+    d = store.relabel(cur, "x" if q.row(cur)[0] == "y" else "y", "Dr. A", q.row(cur)[0], sampling=q.sampling(cur, store))
+    q.apply(d.path, d.new_label, d.new_status, "Dr. A")
+    assert q.count(store)[0].found == 1
+    u = store.undo("Dr. A")
+    q.apply(u.path, u.new_label, u.new_status, "")
+    assert q.count(store)[0].found == 0 and len(store.estimation_decisions()) == 0
+    # a pick, skipped, is no random pick when it comes back
+    a = q.audit(store)
+    a.picks["030.png"] = (39, 0.3)
+    assert q.sampling("030.png", store).audit
+    q.next_image("030.png", store)  # skipped
+    assert not q.sampling("030.png", store).audit
+
+
+def test_previous_walks_back_through_the_images_decided_in_the_order_decided(tmp_path):
+    store, _ = _run_store(tmp_path)
+    q = _queue(0.0)
+    for p in ("005.png", "001.png", "009.png"):
+        store.confirm(p, "Dr. A", q.row(p)[0] if q.row(p) else ("x" if int(p[:3]) % 2 else "y"))
+    store.confirm("002.png", "Dr. B", "y")
+    order = store.decided_paths("Dr. A")
+    assert order == ["005.png", "001.png", "009.png"]
+    assert q.previous_decided("003.png", order) == "009.png"  # from the next image: the latest
+    assert q.previous_decided("009.png", order) == "001.png"
+    assert q.previous_decided("001.png", order) == "005.png"
+    assert q.previous_decided("005.png", order) is None
+    store.undo("Dr. A")  # 009 undone: no longer among the decided
+    assert store.decided_paths("Dr. A") == ["005.png", "001.png"]
+
+
+def test_an_older_log_is_migrated_and_its_decisions_count_as_in_order(tmp_path):
+    f = tmp_path / "labels.csv"
+    f.write_text("path,label\n" + "".join(f"{p},y\n" for p in IDS))
+    db = tmp_path / ".sei_review" / "labels.decisions.sqlite"
+    db.parent.mkdir()
+    con = sqlite3.connect(db)
+    con.executescript("""CREATE TABLE decisions (id INTEGER PRIMARY KEY, time TEXT NOT NULL, reviewer TEXT NOT NULL,
+        path TEXT NOT NULL, action TEXT NOT NULL, old_label TEXT NOT NULL, new_label TEXT NOT NULL,
+        old_status TEXT NOT NULL, new_status TEXT NOT NULL, sei REAL, undone INTEGER NOT NULL DEFAULT 0,
+        undoes INTEGER NULL, old_reviewed_by TEXT NOT NULL DEFAULT '');
+        INSERT INTO decisions (time, reviewer, path, action, old_label, new_label, old_status, new_status)
+        VALUES ('2024-01-01T00:00:00+00:00', 'Dr. Old', '000.png', 'relabel', 'y', 'x', '', 'relabeled');""")
+    con.commit()
+    con.close()
+    f.write_text("path,label,original_label,review_status,reviewed_by\n000.png,x,y,relabeled,Dr. Old\n"
+                 + "".join(f"{p},y,,,\n" for p in IDS[1:]))
+    store = ReviewStore(f, classes=["x", "y"])
+    cols = {r[1] for r in sqlite3.connect(db).execute("PRAGMA table_info(decisions)")}
+    assert {"q_rank", "q_population", "q_audit", "q_share"} <= cols
+    df = store.estimation_decisions()
+    assert list(df["path"]) == ["000.png"] and not df["audit"].any() and df["rank"].isna().all()
+    q = _queue(0.3)
+    c, _, _ = q.count(store)
+    assert c.found == 1 and c.audits == 0 and c.source == "model"
+    d = store.confirm("001.png", "Dr. New", "y", sampling=Sampling(rank=1, population=39, audit=True, share=0.3))
+    assert d.id == 2 and store.estimation_decisions()["audit"].tolist() == [False, True]
+
+
+def test_review_sim_and_count_on_a_tiny_run(trained_run, tmp_path, capsys):
+    run = trained_run
+    from sei_core.runs import Run
+
+    data = Run(run).config()["data"]
+    lab = pd.read_csv(data, dtype=str)
+    truth = lab.rename(columns={"label": "true_label"})
+    classes = sorted(lab["label"].unique())
+    flip = np.arange(len(lab)) % 5 == 0  # the truth differs from the file on every fifth image
+    truth.loc[flip, "true_label"] = [classes[(classes.index(v) + 1) % len(classes)] for v in lab.loc[flip, "label"]]
+    truth[["path", "true_label"]].to_csv(tmp_path / "truth.csv", index=False)
+    before = open(data, "rb").read()
+    out = tmp_path / "sim.csv"
+    assert cli.main(["review-sim", str(run), "--truth", str(tmp_path / "truth.csv"), "--decisions", "20",
+                     "--repeats", "2", "--audit-share", "0.5", "--out", str(out)]) == 0
+    assert open(data, "rb").read() == before  # the user's label file is untouched
+    df = pd.read_csv(out)
+    for col in ("replay", "decisions", "found", "estimate", "low", "high", "true_count", "static_found"):
+        assert col in df.columns
+    assert sorted(df["replay"].unique()) == [0, 1] and df["decisions"].max() == 20 and len(df) == 20
+    assert (df["true_count"] == int(flip.sum())).all() and (df["found"] <= df["true_count"]).all()
+    assert (df["low"] <= df["high"]).all()
+    assert "rows (2 replays)" in capsys.readouterr().out
+    # sei count on a copy of the run (it opens the run's review store)
+    import shutil
+
+    shutil.copytree(run, tmp_path / "run")
+    shutil.copy(data, tmp_path / "labels.csv")
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    cfg["data"] = str(tmp_path / "labels.csv")
+    (tmp_path / "run" / "config.json").write_text(json.dumps(cfg))
+    assert cli.main(["count", str(tmp_path / "run"), "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["count"]["decisions"] == 0 and got["stop"]["run_length"] == 58
+    assert "0 wrong labels found in 0 decisions" in got["sentence"]
