@@ -383,6 +383,7 @@ def sidebar() -> None:
 
 SIGNED_IN = "_sei_signed_in"  # session state: how this browser session signed in ("token" / "oidc")
 _TOKEN_STORE = "sei-review.token"  # the browser's sessionStorage key: a reload keeps the sign-in
+_SESSION_TOKEN = "_sei_token"  # session state: the token this session signed in with, checked on every run
 
 
 def _secrets() -> dict:
@@ -416,11 +417,29 @@ def _user() -> dict:
         return {}
 
 
+def _token_holder(s: access.Settings) -> str | None:
+    """Who this session's token signs in (:meth:`sei_core.access.Settings.holder`): a reviewer's
+    name, ``access.ANONYMOUS`` for the shared token, None when it signed in with none (or with
+    one the server no longer has)."""
+    if st.session_state.get(SIGNED_IN) != "token":
+        return None
+    return s.holder(st.session_state.get(_SESSION_TOKEN))
+
+
 def signed_in_name() -> str | None:
-    """The signed-in person's identity (OpenID Connect login), which every decision records; None
-    without an identity provider (a shared token says nothing about who is signing in)."""
+    """The signed-in person's identity, which every decision records: the OpenID Connect login's,
+    or the name a personal token belongs to; None without either (a local app, or the shared
+    token, which says nothing about who is signing in)."""
     s = access_settings()
-    return access.identity(_user()) if s.login == "oidc" else None
+    if s.login == "oidc":
+        return access.identity(_user())
+    return (_token_holder(s) or None) if s.login == "token" else None
+
+
+def anonymous_sign_in() -> bool:
+    """True if this session signed in with the shared token: decisions carry the typed name."""
+    s = access_settings()
+    return s.login == "token" and _token_holder(s) == access.ANONYMOUS
 
 
 def reviewer_name() -> str:
@@ -441,31 +460,36 @@ def _token_script(store: str | None, clear: bool) -> None:
             unsafe_allow_javascript=True, width="content")
 
 
-def _token_in_address(expected: str) -> bool:
-    """True if the address carried the server's token (``?token=…``); it is removed from the
-    address either way (bookmarks, screenshots)."""
+def _accept_token(s: access.Settings, given: str) -> bool:
+    """Sign this session in with ``given`` if it is one of the server's tokens (a personal one
+    signs in its reviewer; :func:`signed_in_name`)."""
+    if s.holder(given) is None:
+        st.session_state["_sei_token_failed"] = True
+        return False
+    st.session_state[SIGNED_IN] = "token"
+    st.session_state[_SESSION_TOKEN] = given
+    _token_script(given, False)
+    return True
+
+
+def _token_in_address(s: access.Settings) -> bool:
+    """True if the address carried one of the server's tokens (``?token=…``); it is removed from
+    the address either way (bookmarks, screenshots)."""
     given = st.query_params.get("token")
     if given is None:
         return False
     del st.query_params["token"]
-    if access.token_ok(given, expected):
-        _token_script(given, False)
-        return True
-    st.session_state["_sei_token_failed"] = True
-    return False
+    return _accept_token(s, given)
 
 
-def _sign_in_with_token(expected: str) -> bool:
-    """The sign-in field; True once this session typed the server's token."""
+def _sign_in_with_token(s: access.Settings) -> bool:
+    """The sign-in field; True once this session typed one of the server's tokens."""
     with st.form("sei_sign_in"):
         typed = st.text_input("Access token", type="password",
-                              help="The token the server printed when it started (the address it printed carries it).")
+                              help="Your token: the server printed it, in the address to open, when it started.")
         if st.form_submit_button("Sign in", type="primary", icon=":material/login:"):
-            if access.token_ok(typed.strip(), expected):
-                st.session_state[SIGNED_IN] = "token"
-                _token_script(typed.strip(), False)
+            if _accept_token(s, typed.strip()):
                 st.rerun()
-            st.session_state["_sei_token_failed"] = True
     failed = st.session_state.pop("_sei_token_failed", False)
     if failed:
         st.error("That is not this server's token.", icon=":material/error:")
@@ -507,14 +531,13 @@ def gate() -> None:
         for p in problems:
             st.error(md(p), icon=":material/lock:")
         st.stop()
-    if st.session_state.get(SIGNED_IN) == s.login and (s.login != "oidc" or access.identity(_user())):
+    if s.login == "oidc" and st.session_state.get(SIGNED_IN) == "oidc" and access.identity(_user()):
         return
-    if s.login == "token" and _token_in_address(s.token):
-        st.session_state[SIGNED_IN] = "token"
+    if s.login == "token" and (_token_holder(s) is not None or _token_in_address(s)):
         return
     st.title("Sign in to SEI review", anchor=False)
     st.caption("This server can be reached from the network, so it asks who you are before it shows any data.")
-    ok = _sign_in_with_oidc() if s.login == "oidc" else _sign_in_with_token(s.token)
+    ok = _sign_in_with_oidc() if s.login == "oidc" else _sign_in_with_token(s)
     if ok:
         st.session_state[SIGNED_IN] = s.login
         return
@@ -541,8 +564,13 @@ def sign_out_button() -> None:
     who = signed_in_name()
     if who:
         st.caption(f"Signed in as {md(who)}")
+    elif anonymous_sign_in():
+        st.caption("Signed in with the shared token (no personal identity)")
     if st.button("Sign out", icon=":material/logout:", key="sei_sign_out"):
-        st.session_state.pop(SIGNED_IN, None)
+        for key in (SIGNED_IN, _SESSION_TOKEN, "reviewer", "_reviewer"):  # the next person starts afresh
+            st.session_state.pop(key, None)
+        if "reviewer" in st.query_params:
+            del st.query_params["reviewer"]
         if s.login == "oidc":
             st.logout()
         else:
@@ -618,6 +646,6 @@ def need_run() -> Run | None:
     run = current_run()
     if run is None:
         st.info("There is no run for this data set yet. Train one on the Train page; "
-                "it takes about a minute on the sample data.", icon=":material/info:")
+                "it takes a few minutes on a CPU for the sample data.", icon=":material/info:")
         st.page_link(TRAIN_PAGE, label="Go to Train", icon=":material/model_training:")
     return run

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pages._common import (DEFAULT_METHOD, PAPER_METHOD, _scored, _scores, facts, file_stamp, guard, images_of, log, md, need_run, page_setup,
-                           reliability_of, reliability_warning, reviewer_name, score_name, scores_of,
-                           signed_in_name)
+from pages._common import (DEFAULT_METHOD, PAPER_METHOD, _scored, _scores, anonymous_sign_in, facts, file_stamp, guard,
+                           images_of, log, md, need_run, page_setup, reliability_of, reliability_warning, reviewer_name,
+                           score_name, scores_of, signed_in_name)
 from sei_core import dynamics, plots, workspace
 from sei_core.review_count import DEFAULT_AUDIT_SHARE, calibration_points
 from sei_core.gallery import ImageAccessError, fit, zoom
@@ -203,6 +203,9 @@ def controls(classes: list[str]) -> tuple[str, int]:
                     "Recorded with every decision. Kept in the page address and in this browser, so a "
                     "reload or a new visit keeps it. Press Enter, then use the keyboard shortcuts.")
     if not signed_in:
+        if anonymous_sign_in():
+            c[0].caption("Signed in with the shared token, which names nobody: decisions are recorded "
+                         "under the name typed here.")
         reviewer_script(st.session_state.get("reviewer", "").strip())
     k = c[1].selectbox("Given class", [-1] + list(range(len(classes))), key="review_class", on_change=on_filter_change,
                        format_func=lambda j: "All classes" if j < 0 else classes[j],

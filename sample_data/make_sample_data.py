@@ -4,7 +4,7 @@ The set is a stand-in for a real skin-lesion dataset: four classes of lesion
 drawn on textured skin inside a dark dermoscope vignette, with a fraction of
 "hard" images that blend towards another class and a seeded fraction of
 deliberately wrong labels. It is small enough that a model trains end to end on
-a 2-core CPU in about a minute, and ``truth.csv`` records which labels were
+a 2-core CPU in a few minutes (about 2.5 CPU-minutes), and ``truth.csv`` records which labels were
 flipped so the app and the benchmarks can measure how well the Signed Entropy
 Integral finds them.
 

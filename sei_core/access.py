@@ -8,9 +8,12 @@ Patient images stay where they belong:
   ``SEI_NETWORK=1`` says it is reached from a network (e.g. behind a proxy on this machine).
 - **A login when exposed.** An exposed app serves nothing but the sign-in until the visitor
   signs in: with Streamlit's own OpenID Connect login where ``.streamlit/secrets.toml`` has
-  an ``[auth]`` section, else with a shared secret token (``SEI_TOKEN``, or ``token`` in the
-  ``[sei]`` section of ``secrets.toml``; ``sei app --network`` makes one and prints the
-  address that carries it). Without either it refuses to serve data pages.
+  an ``[auth]`` section, else with a secret token: one per person (``SEI_TOKENS``, or the
+  ``[sei.tokens]`` table of ``secrets.toml``, mapping a reviewer's name to their token; the
+  name is then the identity every decision records) and/or one shared, anonymous token
+  (``SEI_TOKEN``, or ``token`` in the ``[sei]`` section; decisions then carry the name typed
+  on the Review page). ``sei app --network`` makes them and prints the addresses that carry
+  them. Without any login it refuses to serve data pages.
 - **Folders the app may open.** ``SEI_DATA_ROOTS`` (folders separated by ``os.pathsep``) or
   ``data_roots`` in the ``[sei]`` section of ``secrets.toml``: required when exposed,
   optional locally. When set, every file the app or the library opens by a name it was given
@@ -38,6 +41,8 @@ import numpy as np
 NETWORK_ENV = "SEI_NETWORK"
 DATA_ROOTS_ENV = "SEI_DATA_ROOTS"
 TOKEN_ENV = "SEI_TOKEN"
+#: Personal tokens: ``NAME=TOKEN`` entries separated by commas (a name holds no comma).
+TOKENS_ENV = "SEI_TOKENS"
 #: The ``secrets.toml`` section of the app's own settings (``token``, ``data_roots``).
 SECRETS_SECTION = "sei"
 LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
@@ -206,6 +211,69 @@ def token_ok(given: str | None, expected: str | None) -> bool:
     return hmac.compare_digest(str(given).encode("utf-8"), str(expected).encode("utf-8"))
 
 
+#: What :func:`token_holder` returns for the shared token: signed in, but nobody in particular.
+ANONYMOUS = ""
+
+
+def token_holder(given: str | None, shared: str | None,
+                 named: Sequence[tuple[str, str]] = ()) -> str | None:
+    """Who ``given`` signs in: the name of the person whose token it is (``named``: ``(name,
+    token)`` pairs), :data:`ANONYMOUS` for the ``shared`` token, None for any other string.
+
+    Compared in constant time against every token (no early exit, so the time says nothing
+    about which one, or how much of one, matched)."""
+    who = None
+    for name, token in named:
+        if token_ok(given, token) and who is None:
+            who = name
+    if token_ok(given, shared) and who is None:
+        who = ANONYMOUS
+    return who
+
+
+def parse_tokens(value: str | Mapping | None) -> tuple[tuple[tuple[str, str], ...], list[str]]:
+    """Personal tokens from ``$SEI_TOKENS`` (``NAME=TOKEN,NAME=TOKEN``) or a ``[sei.tokens]``
+    table (name → token): ``((name, token), …)`` with names and tokens stripped, and every
+    problem found (a malformed entry, an empty name or token, a name or token given twice)."""
+    if not value:
+        return (), []
+    problems: list[str] = []
+    pairs: list[tuple[str, str]] = []
+    if isinstance(value, Mapping):
+        items = [(str(k), v) for k, v in value.items()]
+    else:
+        items = []
+        for i, entry in enumerate(str(value).split(","), 1):
+            if not entry.strip():
+                continue
+            name, eq, token = entry.rpartition("=")
+            if not eq:
+                problems.append(f"{TOKENS_ENV} entry {i} has no '=': write NAME=TOKEN, entries separated by commas.")
+                continue
+            items.append((name, token))
+    for name, token in items:
+        name = name.strip()
+        token = token.strip() if isinstance(token, str) else ""
+        if not name or not token:
+            problems.append(f"The personal token of {name or '(no name)'!r} has an empty name or token "
+                            f"(or a token that is not a string): give each reviewer a name and a token.")
+            continue
+        if any(n == name for n, _ in pairs):
+            problems.append(f"The reviewer {name!r} has two personal tokens: keep one.")
+            continue
+        if any(hmac.compare_digest(t.encode("utf-8"), token.encode("utf-8")) for _, t in pairs):
+            problems.append(f"The personal token of {name!r} is also another reviewer's: give each their own "
+                            "(sei app --network --user NAME makes them).")
+            continue
+        pairs.append((name, token))
+    return tuple(pairs), problems
+
+
+def format_tokens(pairs: Iterable[tuple[str, str]]) -> str:
+    """``$SEI_TOKENS`` for ``(name, token)`` pairs (the inverse of :func:`parse_tokens`)."""
+    return ",".join(f"{n}={t}" for n, t in pairs)
+
+
 @dataclass(frozen=True)
 class Settings:
     """How the running app is reached and what it may open (see the module's description)."""
@@ -215,6 +283,13 @@ class Settings:
     roots: tuple[Path, ...]  #: the data roots
     token: str | None  #: the shared secret, if one is set
     oidc: bool  #: ``secrets.toml`` has an ``[auth]`` section (Streamlit's OpenID Connect login)
+    tokens: tuple[tuple[str, str], ...] = ()  #: personal tokens, ``(reviewer name, token)``
+    token_problems: tuple[str, ...] = ()  #: what is wrong with the personal tokens given
+
+    def holder(self, given: str | None) -> str | None:
+        """Who the token ``given`` signs in (:func:`token_holder`): a reviewer's name,
+        :data:`ANONYMOUS` (the shared token), or None (nobody)."""
+        return token_holder(given, self.token, self.tokens)
 
     @property
     def exposed(self) -> bool:
@@ -227,7 +302,7 @@ class Settings:
         none configured)."""
         if not self.exposed:
             return None
-        return "oidc" if self.oidc else "token" if self.token else None
+        return "oidc" if self.oidc else "token" if self.token or self.tokens else None
 
     def problems(self) -> list[str]:
         """Why the app must not serve its pages (every reason at once); [] when it may."""
@@ -235,9 +310,13 @@ class Settings:
             return []
         where = f"on {self.address}" if self.address else "on every network interface"
         out = []
+        if self.login == "token":
+            out += self.token_problems
+            if self.token and any(token_ok(self.token, t) for _, t in self.tokens):
+                out.append(f"The shared token ({TOKEN_ENV}) is also a reviewer's personal token: change one.")
         if self.login is None:
-            out.append(f"This server listens {where} but no login is configured. Set {TOKEN_ENV} (or start it "
-                       "with `sei app --network`, which makes a token), or configure an OpenID Connect "
+            out.append(f"This server listens {where} but no login is configured. Set {TOKENS_ENV} or {TOKEN_ENV} "
+                       "(or start it with `sei app --network [--user NAME]`, which makes tokens), or configure an OpenID Connect "
                        "provider in .streamlit/secrets.toml ([auth]); or run it locally "
                        "(`streamlit run app.py` from the project folder listens on 127.0.0.1 only).")
         if not self.roots:
@@ -250,16 +329,36 @@ class Settings:
 def settings(address: str | None, secrets_: Mapping | None = None,
              env: Mapping[str, str] | None = None) -> Settings:
     """The :class:`Settings` of a server listening on ``address`` with ``secrets_`` (the
-    parsed ``secrets.toml``: its ``[auth]`` and ``[sei]`` sections) and environment ``env``.
-    The environment wins over ``[sei]``."""
+    parsed ``secrets.toml``: its ``[auth]`` and ``[sei]`` sections, ``[sei.tokens]`` included)
+    and environment ``env``. The environment wins over ``[sei]``, setting by setting."""
     env = os.environ if env is None else env
     secrets_ = secrets_ or {}
     own = secrets_.get(SECRETS_SECTION) or {}
     roots_value = env.get(DATA_ROOTS_ENV) or own.get("data_roots")
     token = env.get(TOKEN_ENV) or own.get("token") or None
+    tokens, token_problems = parse_tokens(env.get(TOKENS_ENV) or own.get("tokens"))
     return Settings(address=address, network=_flag(env.get(NETWORK_ENV)) or _flag(own.get("network")),
                     roots=parse_roots(roots_value), token=str(token) if token else None,
-                    oidc=bool(secrets_.get("auth")))
+                    oidc=bool(secrets_.get("auth")), tokens=tokens, token_problems=tuple(token_problems))
+
+
+def read_secrets(project: str | os.PathLike[str], home: str | os.PathLike[str] | None = None) -> dict:
+    """The ``[auth]`` and ``[sei]`` sections of the ``secrets.toml`` files Streamlit reads for an
+    app in ``project``: ``~/.streamlit/secrets.toml``, then ``project/.streamlit/secrets.toml``
+    (which wins, section by section). {} without them; ValueError naming a file that is not TOML."""
+    import tomllib
+
+    out: dict = {}
+    home = Path.home() if home is None else Path(home)
+    for f in (home / ".streamlit" / "secrets.toml", Path(project) / ".streamlit" / "secrets.toml"):
+        if not f.is_file():
+            continue
+        try:
+            parsed = tomllib.loads(f.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{f} is not a valid TOML file ({e}): fix it, or move it away") from None
+        out.update({k: parsed[k] for k in ("auth", SECRETS_SECTION) if k in parsed})
+    return out
 
 
 def identity(user: Mapping | None) -> str | None:

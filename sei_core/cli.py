@@ -603,24 +603,38 @@ def _app_parser(sub) -> None:
                     "only (reach it from elsewhere through `ssh -L 8501:localhost:8501 HOST`). With --network it "
                     "listens on every interface, opens only the folders given by --data-root (or "
                     f"${access.DATA_ROOTS_ENV}), and asks for a login: the OpenID Connect provider of "
-                    f".streamlit/secrets.toml where one is configured, else a token (${access.TOKEN_ENV}, or a "
-                    "new one) printed here with the address to open.")
+                    f".streamlit/secrets.toml where one is configured, else a token: a personal one per "
+                    f"--user NAME (or ${access.TOKENS_ENV}, or [sei.tokens] in secrets.toml), whose name then "
+                    f"signs every decision, else one shared token (${access.TOKEN_ENV}, or a new one); the "
+                    "addresses that carry new tokens are printed here.")
     p.add_argument("--network", action="store_true", help="let other machines reach the app (with a login)")
     p.add_argument("--data-root", action="append", default=[], metavar="DIR",
                    help="a folder the app may open (repeatable); required with --network unless "
                         f"${access.DATA_ROOTS_ENV} is set")
+    p.add_argument("--user", action="append", default=[], metavar="NAME",
+                   help="with --network: a reviewer with a personal token (repeatable); the app records NAME "
+                        "with every decision they make, and one address to open is printed per person")
     p.add_argument("--port", type=int, default=8501)
     p.add_argument("--address", default=None,
                    help="the address to listen on (default 127.0.0.1; with --network 0.0.0.0)")
 
 
-def app_command(a: argparse.Namespace, env: dict | None = None) -> tuple[list[str], dict, str | None]:
-    """``(command, environment, address to open)`` of ``sei app``: Streamlit's command line
-    and the environment that carries the access settings (:mod:`sei_core.access`).
+def app_command(a: argparse.Namespace, env: dict | None = None,
+                secrets_: dict | None = None) -> tuple[list[str], dict, list[tuple[str, str]]]:
+    """``(command, environment, links)`` of ``sei app``: Streamlit's command line, the
+    environment that carries the access settings (:mod:`sei_core.access`), and the addresses
+    to open that carry the tokens made here, ``(reviewer name, address)`` (name
+    ``access.ANONYMOUS`` for the shared token).
 
-    Raises ValueError when network mode lacks data roots or the address is not loopback
-    without --network."""
+    ``secrets_``: the app's ``secrets.toml`` sections (default :func:`access.read_secrets`): with
+    an ``[auth]`` login no token is made; with personal tokens there (``[sei.tokens]``) no
+    shared one. Raises ValueError when network mode lacks data roots, a --user name is not
+    usable, ``--user`` comes without --network, or the address is not loopback without
+    --network."""
     env = dict(os.environ if env is None else env)
+    root = Path(__file__).resolve().parent.parent
+    if a.user and not a.network:
+        raise ValueError("--user makes a personal token for network mode: add --network")
     address = a.address or ("0.0.0.0" if a.network else "127.0.0.1")
     if not a.network and not access.is_loopback(address):
         raise ValueError(f"--address {address} lets other machines reach the app: add --network (which asks "
@@ -631,38 +645,70 @@ def app_command(a: argparse.Namespace, env: dict | None = None) -> tuple[list[st
             raise ValueError(f"data root {r} is not a folder")
     if roots:
         env[access.DATA_ROOTS_ENV] = os.pathsep.join(map(str, roots))
-    url = None
+    links: list[tuple[str, str]] = []
     if a.network:
         if not roots:
             raise ValueError(f"--network needs the folders the app may open: --data-root DIR (repeatable) or "
                              f"${access.DATA_ROOTS_ENV}")
         env[access.NETWORK_ENV] = "1"
-        env[access.TOKEN_ENV] = env.get(access.TOKEN_ENV) or access.new_token()
+        secrets_ = access.read_secrets(root) if secrets_ is None else secrets_
+        if secrets_.get("auth") and a.user:
+            raise ValueError("--user makes personal tokens, but .streamlit/secrets.toml configures an OpenID Connect "
+                             "login ([auth]), which signs people in instead: drop --user (or the [auth] section)")
+        users = list(dict.fromkeys(u.strip() for u in a.user))
+        bad = [u for u in users if not u or "," in u or not u.isprintable()]
+        if bad:
+            raise ValueError(f"--user {', '.join(map(repr, bad))}: a reviewer's name must be non-empty, printable "
+                             "and hold no comma")
+        named, problems = access.parse_tokens(env.get(access.TOKENS_ENV))
+        if problems:
+            raise ValueError(" ".join(problems))
+        new = [(u, access.new_token()) for u in users]
+        named = tuple(p for p in named if p[0] not in users) + tuple(new)
+        if named:
+            env[access.TOKENS_ENV] = access.format_tokens(named)
+        own = secrets_.get(access.SECRETS_SECTION) or {}
+        if not (secrets_.get("auth") or named or own.get("tokens") or env.get(access.TOKEN_ENV) or own.get("token")):
+            env[access.TOKEN_ENV] = access.new_token()  # no login configured: one shared token, as Jupyter's
+        if env.get(access.TOKEN_ENV) and not secrets_.get("auth"):
+            new.append((access.ANONYMOUS, env[access.TOKEN_ENV]))
         import socket
+        from urllib.parse import quote
 
         host = socket.gethostname() if address in ("0.0.0.0", "::") else address
-        url = f"http://{host}:{a.port}/?token={env[access.TOKEN_ENV]}"
-    root = Path(__file__).resolve().parent.parent
+        links = [(who, f"http://{host}:{a.port}/?token={quote(t)}") for who, t in new]
     cmd = [sys.executable, "-m", "streamlit", "run", str(root / "app.py"), "--server.address", address,
            "--server.port", str(a.port), "--server.headless", "true", "--browser.gatherUsageStats", "false"]
-    if url:
+    if a.network:
         # the address browsers use; without it a headless Streamlit on 0.0.0.0 asks checkip.amazonaws.com
         # for this machine's external address to print it
         cmd += ["--browser.serverAddress", host]
-    return cmd, env, url
+    return cmd, env, links
 
 
 def cmd_app(a) -> int:
     import subprocess
 
-    cmd, env, url = app_command(a)
+    cmd, env, links = app_command(a)
     root = Path(cmd[4]).parent
     if not (root / "app.py").is_file():
         raise ValueError(f"the app is not here ({root / 'app.py'}): run `sei app` from a source checkout")
-    if url:
+    if a.network:
         print("sei: network mode: only the folders", env[access.DATA_ROOTS_ENV], "may be opened.", file=sys.stderr)
-        print(f"sei: open {url}\n     (the token signs a browser in; keep it secret. With an [auth] section in "
-              ".streamlit/secrets.toml the sign-in is that OpenID Connect provider's instead.)", file=sys.stderr)
+        for who, url in links:
+            if who:
+                print(f"sei: {who}: open {url}", file=sys.stderr)
+            else:
+                print(f"sei: open {url}", file=sys.stderr)
+        if any(who for who, _ in links):
+            print("     (each address signs its reviewer in, and the app records that name with their decisions: "
+                  "give each person only their own, and keep it secret.)", file=sys.stderr)
+        elif links:
+            print("     (the token signs a browser in; keep it secret. It names nobody, so decisions carry the name "
+                  "typed on the Review page: `--user NAME` gives each reviewer their own.)", file=sys.stderr)
+        else:
+            print("sei: the sign-in is the one configured in .streamlit/secrets.toml or the environment.",
+                  file=sys.stderr)
     return subprocess.call(cmd, cwd=root, env=env)
 
 

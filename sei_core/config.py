@@ -157,7 +157,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
            "a small CLIP (SEI-Tiny-RN) from random weights at 32 px, which trains on a CPU in minutes "
            "per thousand images",
            dict(model="SEI-Tiny-RN", weights=None, image_size=32, epochs=20, batch_size=64, lr=0.02)),
-    Preset("cpu-demo", "Demo (the bundled sample data in about a minute)",
+    Preset("cpu-demo", "Demo (the bundled sample data in about 2.5 CPU-minutes)",
            "the settings of `sei demo` for the 400-image sample data",
            dict(model="SEI-Tiny-RN", weights=None, image_size=32, epochs=30, batch_size=32, lr=0.02)),
 )}

@@ -2,6 +2,8 @@
 
 import os
 
+import sei_core  # noqa: E402,F401 - first: its OpenMP policy (sei_core.threads) before any test imports torch
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a hub download attempt must fail at once
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # pretrained weights: an empty folder of the test session's own, never the user's cache

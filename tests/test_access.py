@@ -177,16 +177,65 @@ def test_token_and_identity():
 
 def test_sei_app_is_local_unless_network_and_network_needs_roots(tmp_path):
     p = cli.build_parser()
-    cmd, env, url = cli.app_command(p.parse_args(["app", "--port", "8600"]), env={})
-    assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1" and url is None
+    cmd, env, links = cli.app_command(p.parse_args(["app", "--port", "8600"]), env={}, secrets_={})
+    assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1" and links == []
     assert access.NETWORK_ENV not in env
     with pytest.raises(ValueError, match="--network"):
         cli.app_command(p.parse_args(["app", "--address", "0.0.0.0"]), env={})
     with pytest.raises(ValueError, match="data-root"):
         cli.app_command(p.parse_args(["app", "--network"]), env={})
-    cmd, env, url = cli.app_command(p.parse_args(["app", "--network", "--data-root", str(tmp_path)]), env={})
+    cmd, env, [(who, url)] = cli.app_command(p.parse_args(["app", "--network", "--data-root", str(tmp_path)]),
+                                             env={}, secrets_={})
+    assert who == access.ANONYMOUS and access.TOKENS_ENV not in env
     assert cmd[cmd.index("--server.address") + 1] == "0.0.0.0"
     assert cmd[cmd.index("--browser.serverAddress") + 1] == url.split("//")[1].split(":")[0]  # no external-IP lookup
     assert env[access.NETWORK_ENV] == "1" and env[access.DATA_ROOTS_ENV] == str(tmp_path.resolve())
     assert url.endswith(f"/?token={env[access.TOKEN_ENV]}") and len(env[access.TOKEN_ENV]) >= 40
     assert access.settings("0.0.0.0", {}, env=env).problems() == []
+
+
+def test_personal_tokens_name_who_signs_in():
+    ana, ben, shared = access.new_token(), access.new_token(), access.new_token()
+    pairs, problems = access.parse_tokens(access.format_tokens([("Dr. Ana Silva", ana), ("ben", ben)]))
+    assert (pairs, problems) == ((("Dr. Ana Silva", ana), ("ben", ben)), [])
+    assert access.parse_tokens({" ana ": f" {ana} "}) == ((("ana", ana),), [])  # a [sei.tokens] table
+    assert access.token_holder(ana, shared, pairs) == "Dr. Ana Silva"
+    assert access.token_holder(ben, None, pairs) == "ben"
+    assert access.token_holder(shared, shared, pairs) == access.ANONYMOUS
+    for wrong in (ana[:-1] + "x", "", None, ana + ben, "Dr. Ana Silva"):
+        assert access.token_holder(wrong, shared, pairs) is None
+    # every problem at once; a bad entry never signs anyone in
+    pairs, problems = access.parse_tokens(f"ana={ana},nobody,ben={ana},=x,ana={ben}")
+    assert pairs == (("ana", ana),) and len(problems) == 4
+    assert ["entry 2 has no '='" in p for p in problems] == [True, False, False, False]
+    env = {access.TOKENS_ENV: f"ana={ana},ben={ana}", access.TOKEN_ENV: ana, access.DATA_ROOTS_ENV: "/"}
+    s = access.settings("0.0.0.0", {}, env=env)
+    assert s.login == "token" and len(s.problems()) == 2  # ben's token is ana's; so is the shared one
+    s = access.settings("0.0.0.0", {"sei": {"tokens": {"ana": ana}, "data_roots": ["/"]}}, env={})
+    assert (s.login, s.token, s.holder(ana), s.problems()) == ("token", None, "ana", [])
+
+
+def test_sei_app_user_prints_one_address_per_reviewer(tmp_path):
+    p = cli.build_parser()
+    args = p.parse_args(["app", "--network", "--data-root", str(tmp_path), "--user", "Dr. Ana Silva",
+                         "--user", "ben", "--user", "ben"])
+    cmd, env, links = cli.app_command(args, env={}, secrets_={})
+    assert [who for who, _ in links] == ["Dr. Ana Silva", "ben"] and access.TOKEN_ENV not in env  # nobody anonymous
+    s = access.settings("0.0.0.0", {}, env=env)
+    assert s.problems() == [] and s.token is None
+    for who, url in links:
+        token = url.split("/?token=")[1]
+        assert len(token) >= 40 and s.holder(token) == who
+    with pytest.raises(ValueError, match="comma"):
+        cli.app_command(p.parse_args(["app", "--network", "--data-root", str(tmp_path), "--user", "Silva, Ana"]),
+                        env={}, secrets_={})
+    with pytest.raises(ValueError, match="--network"):
+        cli.app_command(p.parse_args(["app", "--user", "ana"]), env={}, secrets_={})
+    # personal tokens in secrets.toml: no shared token is made beside them
+    (tmp_path / ".streamlit").mkdir()
+    (tmp_path / ".streamlit" / "secrets.toml").write_text('[sei.tokens]\n"Dr. Ana Silva" = "abc"\n')
+    secrets_ = access.read_secrets(tmp_path, home=tmp_path / "nohome")
+    assert secrets_ == {"sei": {"tokens": {"Dr. Ana Silva": "abc"}}}
+    cmd, env, links = cli.app_command(p.parse_args(["app", "--network", "--data-root", str(tmp_path)]),
+                                      env={}, secrets_=secrets_)
+    assert links == [] and access.TOKEN_ENV not in env and access.TOKENS_ENV not in env

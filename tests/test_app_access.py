@@ -126,6 +126,46 @@ def test_with_openid_connect_decisions_carry_the_signed_in_identity(network):
     assert [d.reviewer for d in ReviewStore(network.labels).decisions()] == [who]
 
 
+def test_a_personal_token_signs_its_reviewer_in_and_decisions_carry_that_name(network, monkeypatch):
+    who = "Dr. Ana Silva"
+    monkeypatch.setenv(access.TOKENS_ENV, access.format_tokens([(who, TOKEN), ("ben", TOKEN[::-1])]))
+    at = app(None, query={"token": TOKEN, "reviewer": "someone else"})
+    assert "token" not in at.query_params and [t.value for t in at.title] == ["Data"]
+    assert any("Signed in as" in c.value and "Ana Silva" in c.value for c in at.sidebar.caption)
+    at.switch_page("pages/review.py").run()
+    assert not at.exception
+    box = at.text_input(key="reviewer")
+    assert box.value == who and box.disabled  # as with the OpenID Connect login
+    first = at.session_state["review_current"]
+    if not first:
+        pytest.skip("the tiny run flagged no image")
+    at.button(key="act_confirm").click().run()
+    assert not at.exception and not at.error
+    row = pd.read_csv(network.labels, dtype=str, keep_default_na=False).set_index("path").loc[first]
+    assert (row["review_status"], row["reviewed_by"]) == ("confirmed", who)
+    from sei_core.review import ReviewStore
+
+    assert [d.reviewer for d in ReviewStore(network.labels).decisions()] == [who]
+
+
+def test_a_wrong_token_signs_nobody_in_and_the_shared_one_asks_for_a_name(network, monkeypatch):
+    monkeypatch.setenv(access.TOKENS_ENV, f"Dr. Ana Silva={TOKEN}")
+    for wrong in (TOKEN[:-1] + "X", TOKEN + "X", "Dr. Ana Silva"):
+        at = app(None, query={"token": wrong})
+        assert shows_only_the_sign_in(at) and any("not this server's token" in e.value for e in at.error)
+        at.text_input[0].input(wrong)
+        at.button[0].click().run()
+        assert shows_only_the_sign_in(at)
+        at.switch_page("pages/review.py").run()
+        assert shows_only_the_sign_in(at)
+    # the shared token beside them: signed in, but nobody in particular; the name typed is recorded
+    monkeypatch.setenv(access.TOKEN_ENV, TOKEN[::-1])
+    at = app("pages/review.py", query={"token": TOKEN[::-1]})
+    box = at.text_input(key="reviewer")
+    assert not box.disabled and box.value == ""
+    assert any("recorded under the name typed here" in c.value for c in at.caption)
+
+
 def test_a_data_path_outside_the_roots_is_refused_on_the_data_page(network, monkeypatch, tmp_path):
     monkeypatch.setenv(access.TOKEN_ENV, TOKEN)
     outside = tmp_path / "elsewhere"

@@ -3,6 +3,7 @@
 import json
 import time
 
+import pytest
 from PIL import Image
 
 from pages._common import md
@@ -127,6 +128,7 @@ def test_a_broken_file_in_one_tab_leaves_other_tabs_and_the_recent_list_alone(op
     assert open_app().session_state["data"]["path"] == str(app_env.labels)
 
 
+@pytest.mark.slow  # trains in another process (interpreter, torch and training each time)
 def test_a_label_file_with_other_column_names_is_mapped_and_trained_with_them(open_app, app_env):
     """`image_id;diagnosis;age`: the page offers the file's columns (guesses first), and once they
     are picked the data set is valid, remembered with its columns, and trained with them."""
@@ -174,8 +176,8 @@ def test_a_label_file_with_other_column_names_is_mapped_and_trained_with_them(op
         cfg = run.config()
         assert (cfg["data"], cfg["path_column"], cfg["label_column"]) == (str(f), "image_id", "diagnosis")
     finally:  # the background process: stopped once it holds the run (or has finished)
-        deadline = time.time() + 120
-        while not run.is_locked() and run.status().get("state") in (None, "created") and time.time() < deadline:
+        deadline = time.monotonic() + 120
+        while not run.is_locked() and run.status().get("state") in (None, "created") and time.monotonic() < deadline:
             time.sleep(0.1)
         jobs.stop(run)
 

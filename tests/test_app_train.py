@@ -21,8 +21,8 @@ def stop_all(app_env):
 
 
 def wait_for(run: Run, predicate, timeout: float = 120.0) -> dict:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         st = run.status()
         if predicate(st):
             return st
@@ -62,6 +62,7 @@ def test_finished_run_shows_its_result_curve_and_the_run_list(open_app, app_env)
     assert list(runs_table["run"]) == [app_env.run.name] and list(runs_table["state"]) == ["finished"]
 
 
+@pytest.mark.slow  # trains in another process (interpreter, torch and training each time)
 def test_start_stop_and_resume_a_background_run(open_app, app_env, stop_all):
     at = open_app(TRAIN)
     start(at, "long", tr_epochs=300, tr_batch_size=16, tr_image_size=32)
@@ -84,6 +85,7 @@ def test_start_stop_and_resume_a_background_run(open_app, app_env, stop_all):
     jobs.stop(run)
 
 
+@pytest.mark.slow  # trains in another process (interpreter, torch and training each time)
 def test_a_failed_run_shows_its_error_in_words(open_app, app_env, stop_all):
     at = open_app(TRAIN)
     start(at, "bad", tr_epochs=1, tr_weights_mode="local checkpoint", tr_weights_file="/nowhere/clip.bin")

@@ -15,12 +15,16 @@ import time
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from sei_core.jobs import descendants
 from sei_core.records import RecordStore
 from sei_core.ranking import score_run
 from sei_core.runs import Run
 from sei_core.train import TrainConfig, train
+
+#: several training processes each (torchrun, torch.multiprocessing): costly
+pytestmark = pytest.mark.slow
 
 DIST = dict(model="SEI-Tiny-ViT", image_size=32, epochs=3, batch_size=16, lr=0.02, workers=2, device="cpu", seed=3)
 #: scores of two processes and of one agree to this (measured: 1e-6; float summation order)
@@ -48,18 +52,18 @@ def test_two_processes_killed_resumed_agree_with_one(tiny_data, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                              "-m", "sei_core.cli", "train", str(tiny_data), "--out", str(out), *_opts()],
                             env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 300
+    deadline = time.monotonic() + 300
     while len(RecordStore(out / "run1" / "records").epochs()) < 2:
         assert proc.poll() is None, "training ended before it could be killed"
-        assert time.time() < deadline, "training made no progress"
+        assert time.monotonic() < deadline, "training made no progress"
         time.sleep(0.05)
     victims = descendants(proc.pid)  # torchrun puts each training process in a session of its own
     assert len(victims) >= 2
     for pid in [proc.pid, *victims]:
         os.kill(pid, signal.SIGKILL)
     proc.wait()
-    deadline = time.time() + 30
-    while Run(out).is_locked() and time.time() < deadline:  # the kernel frees the lock on exit
+    deadline = time.monotonic() + 30
+    while Run(out).is_locked() and time.monotonic() < deadline:  # the kernel frees the lock on exit
         time.sleep(0.05)
     run = Run(out)
     assert run.status()["state"] == "interrupted" and run.status()["world_size"] == 2

@@ -52,11 +52,30 @@ def server(tmp_path):
                 jobs.stop(run)
 
 
-def settle(page, extra: float = 0.5) -> None:
-    """Wait until the script run triggered by the last action is over."""
-    time.sleep(0.4)
-    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=60_000)
-    time.sleep(extra)
+#: Counts the app's finished script runs in the page (``window.__seiRuns``): every time the
+#: app's ``data-test-script-state`` becomes ``notRunning``. Installed before each document loads.
+COUNT_RUNS = """
+window.__seiRuns = 0;
+new MutationObserver(ms => {
+  for (const m of ms) if (m.target.getAttribute('data-test-script-state') === 'notRunning') window.__seiRuns++;
+}).observe(document, {subtree: true, attributes: true, attributeFilter: ['data-test-script-state']});
+"""
+
+
+def new_page(browser):
+    """A page of the test's size whose documents count the app's script runs (:data:`COUNT_RUNS`)."""
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    page.add_init_script(COUNT_RUNS)
+    return page
+
+
+def settle(page) -> None:
+    """Wait until the script run triggered by the last action is over: a run has finished
+    since the previous settle on this page and the app is not running."""
+    page.wait_for_function(
+        "() => window.__seiRuns > (window.__seiSettled || 0) && document.querySelector("
+        "'[data-testid=stApp][data-test-script-state=notRunning]') !== null", polling="raf", timeout=60_000)
+    page.evaluate("() => { window.__seiSettled = window.__seiRuns; }")
 
 
 def screenshot(page, path: Path) -> None:
@@ -89,7 +108,7 @@ def review_steps(page, key: str, n: int) -> list[float]:
             " return h && h.innerText.trim() !== old; }", arg=before, polling="raf", timeout=60_000)
         times.append(time.perf_counter() - t0)
         assert page.locator('[data-testid="stException"]').count() == 0
-        settle(page, 0.1)
+        settle(page)
     return times
 
 
@@ -101,7 +120,7 @@ def test_a_fresh_server_opens_any_page_by_its_address(server):
     url, _, _ = server
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        page = new_page(browser)
         try:
             for path, title in (("/review", "Review"), ("/data", "Data"), ("/explore", "Explore")):
                 page.goto(url + path)
@@ -124,7 +143,7 @@ def test_train_explore_and_relabel_with_the_keyboard(server):
     shots = ROOT / "docs" / "screenshots"
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        page = new_page(browser)
         try:
             page.goto(url)
             page.get_by_role("heading", name="Data", exact=True).wait_for(timeout=60_000)
@@ -178,8 +197,8 @@ def test_train_explore_and_relabel_with_the_keyboard(server):
             target = next((c for c in classes if f"Model suggests: {c} ·" in suggested and c != old),
                           next(c for c in classes if c != old))
             page.keyboard.press(str(classes.index(target) + 1))
-            deadline = time.time() + 30
-            while time.time() < deadline:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
                 after = pd.read_csv(labels, dtype=str, keep_default_na=False).set_index("path")
                 if "review_status" in after.columns and after.loc[path, "review_status"] == "relabeled":
                     break
@@ -192,7 +211,7 @@ def test_train_explore_and_relabel_with_the_keyboard(server):
             log = ReviewStore(labels).decisions()
             assert [(d.reviewer, d.path, d.action, d.old_label, d.new_label) for d in log] == \
                 [("Dr. E2E", path, "relabel", old, target)]
-            settle(page, 1.0)
+            settle(page)
             page.get_by_text("Saved:", exact=False).first.wait_for()
             assert page.locator('[data-testid="stException"]').count() == 0
             assert reviewer.input_value() == "Dr. E2E"  # the shortcut did not go into the name field

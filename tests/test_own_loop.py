@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ["cat", "dog", "fox"]
 
 
+@pytest.mark.slow  # trains in another process (interpreter, torch and training each time)
 def test_example_script_runs_as_written_and_sei_flags_reads_its_run(tmp_path, capsys):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, str(ROOT / "examples" / "own_training_loop.py"), "--out", "own-loop"],

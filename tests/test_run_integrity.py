@@ -34,6 +34,7 @@ def test_lock_is_taken_before_anything_is_written(tiny_data, tiny_train, tmp_pat
     assert Run(out).exists()
 
 
+@pytest.mark.slow  # trains in another process (interpreter, torch and training each time)
 def test_two_trains_on_one_out_started_at_once(tiny_data, tiny_train, tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -55,13 +56,14 @@ def test_two_trains_on_one_out_started_at_once(tiny_data, tiny_train, tmp_path):
     assert Run(out).status()["state"] == "finished"
 
 
+@pytest.mark.slow  # trains in another process (interpreter, torch and training each time)
 def test_background_run_writes_each_log_line_once(tiny_data, tiny_train, tmp_path):
     run = jobs.start(TrainConfig(data=str(tiny_data), **{**tiny_train, "epochs": 1}), tmp_path / "bg")
-    deadline = time.time() + 240
+    deadline = time.monotonic() + 240
     while run.status()["state"] not in ("finished", "failed", "interrupted"):
-        assert time.time() < deadline, "background training did not finish"
+        assert time.monotonic() < deadline, "background training did not finish"
         time.sleep(0.2)
-    while run.is_locked() and time.time() < deadline:
+    while run.is_locked() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert run.status()["state"] == "finished", run.status()
     lines = [ln for ln in run.log_file.read_text().splitlines() if ln.strip()]

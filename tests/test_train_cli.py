@@ -79,6 +79,7 @@ def test_flags_and_status_commands(finished_run, capsys, tmp_path):
     assert "unknown method 'magic'" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # trains in another process (interpreter, torch and training each time)
 def test_killed_run_resumes_to_the_same_scores(tiny_data, tmp_path):
     args = dict(epochs=6, seed=5)
     ref = tmp_path / "reference"
@@ -88,10 +89,10 @@ def test_killed_run_resumes_to_the_same_scores(tiny_data, tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "sei_core.cli", *_args(tiny_data, killed, **args)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
+    deadline = time.monotonic() + 240
     while len(Run(killed).records(1).epochs()) < 3:
         assert proc.poll() is None, "training ended before it could be killed"
-        assert time.time() < deadline, "training made no progress"
+        assert time.monotonic() < deadline, "training made no progress"
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -107,13 +108,14 @@ def test_killed_run_resumes_to_the_same_scores(tiny_data, tmp_path):
     assert run.status()["state"] == "finished"
 
 
+@pytest.mark.slow  # trains in another process (interpreter, torch and training each time)
 def test_stop_signal_leaves_a_resumable_run(tiny_data, tmp_path):
     out = tmp_path / "stopped"
     proc = subprocess.Popen([sys.executable, "-m", "sei_core.cli", *_args(tiny_data, out, epochs=40)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 240
+    deadline = time.monotonic() + 240
     while not Run(out).records(1).epochs():
-        assert proc.poll() is None and time.time() < deadline
+        assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.02)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
