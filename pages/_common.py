@@ -37,6 +37,7 @@ PAGES = (
     (TRAIN_PAGE, "Train", ":material/model_training:", "train"),
     (EXPLORE_PAGE, "Explore", ":material/insights:", "explore"),
     (REVIEW_PAGE, "Review", ":material/rule:", "review"),
+    ("pages/compare.py", "Compare", ":material/compare_arrows:", "compare"),
     ("pages/benchmark.py", "Benchmark", ":material/leaderboard:", "benchmark"),
 )
 

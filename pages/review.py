@@ -416,6 +416,7 @@ def body() -> None:
     decision_panel(run, store, queue, state_filter, k, reviewer)
     review_log(store, s, queue, state_filter, k)
     export(store, label_file, class_names_of(run.config()))
+    retrain_section(run)
 
 
 @st.fragment
@@ -603,6 +604,8 @@ def export(store: ReviewStore, label_file: Path, class_names: dict | None = None
             st.download_button("Download it", Path(out).read_bytes(), file_name=Path(out).name, mime="text/csv",
                                icon=":material/download:")
 
+
+from pages._outcome import retrain_section  # noqa: E402  (the retrain section, issue 19)
 
 with guard("the Review page"):
     body()

@@ -308,6 +308,7 @@ def selected_run() -> None:
     with st.container(border=True):
         st.subheader("Selected run", anchor=False)
         st.text(run.name)
+        lineage_caption(run)
         with st.expander("Settings of this run"):
             cfg = {k: v for k, v in run.config().items() if k not in ("prompts",)}
             st.json(cfg, expanded=False)
@@ -315,6 +316,8 @@ def selected_run() -> None:
             progress(str(run.path))
         except RunError as e:
             st.error(md(e), icon=":material/error:")
+    if run.status().get("state") == "finished":
+        evaluate_section(run)
 
 
 def on_pick_run() -> None:
@@ -353,6 +356,8 @@ def all_runs() -> None:
                  column_config={"flagged": st.column_config.NumberColumn(format="%d"),
                                 "images": st.column_config.NumberColumn(format="%d")})
 
+
+from pages._outcome import evaluate_section, lineage_caption  # noqa: E402  (issue 19)
 
 with guard("the Train page"):
     data = current_data()

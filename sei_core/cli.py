@@ -30,10 +30,12 @@ def _train_parser(sub) -> None:
                                    "or a MedMNIST .npz) and write a run directory. Without --preset, the "
                                    "settings fit the device found: the paper's (CLIP RN50 from OpenAI's "
                                    "weights, 224 px) on a GPU, a small model at 32 px on a CPU.")
-    p.add_argument("data", help="label CSV, image folder or .npz file")
-    p.add_argument("--out", required=True, help="run directory to create, e.g. runs/first")
+    p.add_argument("data", nargs="?", help="label CSV, image folder or .npz file")
+    p.add_argument("--out", help="run directory to create, e.g. runs/first (with --from-review: default "
+                                 "RUN-retrained beside RUN)")
     add_column_options(p)
     add_training_options(p)
+    add_retrain_options(p)
     p.add_argument("--nproc-per-node", type=int, default=DEFAULTS.nproc_per_node, metavar="N",
                    help="train with N processes on this machine (one per GPU; gloo on CPU): starts "
                         "`torchrun --standalone --nproc-per-node N` itself. For several machines run "
@@ -218,6 +220,12 @@ def _weights_first(config: TrainConfig) -> None:
 def cmd_train(a) -> int:
     from . import jobs
 
+    if a.from_review:
+        return cmd_train_from_review(a)
+    if not a.data or not a.out:
+        raise ValueError("give the data to train on and --out DIR (or --from-review RUN)")
+    if a.test:
+        _test_file_first(a.test)
     config = _config_from(a)
     _weights_first(config)
     if config.nproc_per_node > 1 and not under_torchrun() and not a.background:
@@ -227,7 +235,8 @@ def cmd_train(a) -> int:
         run = jobs.start(config, a.out)
         print(f"training in the background: {run.path} (watch with `sei status {run.path}`)")
         return 0
-    return _train_reporting_once(config, a.out, resume=False, progress_bar=not a.no_progress)
+    rc = _train_reporting_once(config, a.out, resume=False, progress_bar=not a.no_progress)
+    return _evaluate_after(a, rc)
 
 
 def cmd_resume(a) -> int:
@@ -475,6 +484,14 @@ def _bench_parser(sub) -> None:
                         "the same subset for every cell), to fit a small compute budget")
     p.add_argument("--keep-checkpoints", action="store_true",
                    help="keep the model checkpoints of finished runs (removed by default: they are large)")
+    p.add_argument("--retrain", action="store_true",
+                   help="also measure what cleaning bought, on the held-out --test set: per cell the test scores "
+                        "of models trained on the noisy labels, without the flagged images, after a simulated "
+                        "review with the true labels, and on the true labels (OUT/retrain.csv, OUT/retrain.md)")
+    p.add_argument("--test", default=None, metavar="TEST", help="the held-out label file of --retrain (path,label)")
+    p.add_argument("--review-budget", type=int, default=None, metavar="D",
+                   help="with --retrain: the simulated reviewer decides the first D images of the review queue "
+                        "(default: all of it)")
     p.add_argument("--report-only", action="store_true",
                    help="only rewrite results.csv/results.md/plots from the cells measured so far")
     add_training_options(p)
@@ -490,6 +507,8 @@ def cmd_bench(a) -> int:
         return 0
     if not a.data:
         raise _BenchError("give the data set(s) to benchmark with --data")
+    if a.retrain != bool(a.test):
+        raise _BenchError("--retrain and --test go together: --retrain --test TEST.csv")
     settings = training_settings(a)
     settings.pop("seed")
     spec = bench.BenchSpec(data=[str(Path(d).expanduser().resolve()) for d in a.data], noise=a.noise,
@@ -497,7 +516,9 @@ def cmd_bench(a) -> int:
                            max_samples=a.max_samples, keep_checkpoints=a.keep_checkpoints,
                            path_column=a.path_column, label_column=a.label_column,
                            image_dirs=image_dirs_of(a, a.data[0]) if a.data else [], image_ext=a.image_ext,
-                           progress_bar=a.progress)
+                           progress_bar=a.progress,
+                           retrain_test=str(Path(a.test).expanduser().resolve()) if a.test else None,
+                           review_budget=a.review_budget)
     report = bench.run_bench(spec, a.out)
     done = sum(s == "completed" for s in report.cells.values())
     print(f"{a.out}: {done} cell(s) measured, {len(report.cells) - done} already done; "
@@ -507,6 +528,82 @@ def cmd_bench(a) -> int:
     for f in report.failures:
         print(f"sei: warning: {f}", file=sys.stderr)
     return 1 if report.failures else 0
+
+
+# ------------------------------------------------------------------ retrain and evaluate
+
+
+def add_retrain_options(p: argparse.ArgumentParser) -> None:
+    """`sei train --from-review RUN` and `--test TEST.csv`."""
+    p.add_argument("--from-review", metavar="RUN", default=None,
+                   help="train again on RUN's label file as its review left it (relabels applied, discarded "
+                        "images left out, the rest as it was), with RUN's settings; the label file is only read")
+    p.add_argument("--test", metavar="TEST", default=None,
+                   help="after training, evaluate the final model on this held-out label file (as `sei evaluate`)")
+
+
+def _test_file_first(test: str) -> None:
+    if not Path(test).expanduser().exists():
+        raise ValueError(f"the test file {test} does not exist; check the path")
+
+
+def _evaluate_after(a, rc: int) -> int:
+    """`sei train --test`: evaluate the finished run."""
+    if rc != 0 or not getattr(a, "test", None) or not _reports():
+        return rc
+    return cmd_evaluate(argparse.Namespace(run=a.out, test=a.test, path_column=None, label_column=None,
+                                           device="cpu", workers=a.workers, json=False))
+
+
+def cmd_train_from_review(a) -> int:
+    from . import jobs, retrain
+
+    explicit = {k: v for k, v in training_settings(a).items() if _typed(a.argv, k)}
+    if a.data:
+        raise ValueError("--from-review trains on RUN's reviewed label file: give no DATA")
+    if a.test:
+        _test_file_first(a.test)
+    a.out = a.out or str(retrain.default_out(a.from_review))
+    config = retrain.prepare_retrain(a.from_review, a.out, **explicit)
+    lin = config.lineage
+    print(f"retraining {a.from_review} on {lin['label_file']} as reviewed: {lin['rows'] - lin['discarded']} images "
+          f"({lin['relabeled']} relabeled, {lin['discarded']} discarded left out, {lin['confirmed']} confirmed) "
+          f"into {a.out}", file=sys.stderr)
+    if a.background:
+        run = jobs.start(config, a.out)
+        print(f"training in the background: {run.path} (watch with `sei status {run.path}`)")
+        return 0
+    rc = _train_reporting_once(config, a.out, resume=False, progress_bar=not a.no_progress)
+    return _evaluate_after(a, rc)
+
+
+def cmd_evaluate(a) -> int:
+    from .evaluate import evaluate, summary_lines
+
+    result = evaluate(a.run, a.test, path_column=a.path_column, label_column=a.label_column, device=a.device,
+                      workers=a.workers)
+    if a.json:
+        print(json.dumps(result, indent=1))
+    else:
+        print("\n".join(summary_lines(result)))
+        print(f"written to {Path(a.run) / 'evaluation.json'} ({result['seconds']:.1f} s)")
+    return 0
+
+
+def _evaluate_parser(sub) -> None:
+    p = sub.add_parser("evaluate", help="accuracy, balanced accuracy, macro-F1 of a run's final model on held-out images",
+                       description="Predict the images of TEST (a label file, image folder or .npz) with RUN's final "
+                                   "model and write accuracy, balanced accuracy, macro-F1, macro AUROC and per-class "
+                                   "recall into RUN/evaluation.json. Refuses a test set that shares an image (same "
+                                   "path or same file content) with the run's training images.")
+    p.add_argument("run")
+    p.add_argument("--test", required=True, metavar="TEST", help="the held-out label file")
+    p.add_argument("--path-column", default=None, metavar="NAME", help="the test file's path column (default: the run's)")
+    p.add_argument("--label-column", default=None, metavar="NAME", help="the test file's label column (default: the run's)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, auto")
+    p.add_argument("--workers", type=int, default=2, help="processes that decode the test images")
+    p.add_argument("--json", action="store_true", help="print the whole evaluation as JSON")
+    p.set_defaults(func=cmd_evaluate)
 
 
 def cmd_count(a) -> int:
@@ -718,6 +815,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
     _bench_parser(sub)
+    _evaluate_parser(sub)
     _app_parser(sub)
     for name, fn in [("count", cmd_count), ("review-sim", cmd_review_sim), ("app", cmd_app), ("train", cmd_train),
                      ("resume", cmd_resume), ("status", cmd_status), ("flags", cmd_flags),
@@ -733,7 +831,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = argv
     try:
-        if args.command in ("train", "bench"):
+        if args.command in ("train", "bench") and not getattr(args, "from_review", None):
             note = _apply_preset(args, argv)
             if note:
                 print(f"sei: {note}", file=sys.stderr)

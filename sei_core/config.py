@@ -81,6 +81,16 @@ class TrainConfig:
     #: (None: as given, then .jpg, .jpeg, .png …; see sei_core.dataset.extensions_tried)
     image_dirs: list[str] = field(default_factory=list)
     image_ext: str | None = None
+    #: a retrain from a review (:mod:`sei_core.retrain`): the ``path,label`` file in the run
+    #: folder of the samples to train on, taken from ``data`` by path cell with these labels
+    #: (relabels applied, discarded images left out); None: all of ``data`` as it is
+    training_table: str | None = None
+    #: the label file review decisions on this run are written to (a retrain's: the parent
+    #: run's, so that every round of review shares one decision log); None: as for any run
+    review_file: str | None = None
+    #: where a retrained run came from (parent run, label file version, decisions, relabels,
+    #: discards); None for a run trained on a data set as it is
+    lineage: dict | None = None
 
     def data_options(self) -> dict:
         """The keyword arguments of :func:`sei_core.dataset.load` that say how the data set is

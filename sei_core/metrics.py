@@ -109,3 +109,44 @@ def detection_report(
     report["auroc"] = auroc(scores, is_noisy)
     report["average_precision"] = average_precision(scores, is_noisy)
     return report
+
+
+def classification_report(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict:
+    """How well a classifier's predictions match the true labels of held-out images.
+
+    ``y_true`` is ``(N,)`` class indices into ``classes``, ``probs`` ``(N, K)`` predicted
+    probabilities (the prediction is their argmax). Returns ``accuracy``; ``balanced_accuracy``
+    (the mean recall over the classes present in ``y_true``, as sklearn's); ``macro_f1`` (the
+    mean F1 over the classes present in ``y_true`` or predicted, as sklearn's ``f1_score``
+    with ``average="macro"``); ``macro_auroc`` (the mean one-vs-rest AUROC of each present
+    class's probability, NaN if fewer than two classes are present); ``per_class`` with each
+    class's ``n``, ``recall``, ``precision`` and ``f1`` (NaN where undefined); and ``confusion``
+    (``K × K`` counts, rows true, columns predicted).
+    """
+    y = np.asarray(y_true, dtype=np.int64)
+    p = np.asarray(probs, dtype=np.float64)
+    k = len(classes)
+    if p.ndim != 2 or p.shape != (len(y), k):
+        raise ValueError(f"probs must be (N, K) = ({len(y)}, {k}), got {p.shape}")
+    if len(y) and (y.min() < 0 or y.max() >= k):
+        raise ValueError("y_true holds class indices outside 0 … K-1")
+    pred = p.argmax(axis=1) if len(y) else y
+    conf = np.bincount(y * k + pred, minlength=k * k).reshape(k, k)
+    tp = np.diag(conf).astype(np.float64)
+    n_true, n_pred = conf.sum(axis=1), conf.sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        recall = np.where(n_true > 0, tp / n_true, np.nan)
+        precision = np.where(n_pred > 0, tp / n_pred, np.nan)
+        f1 = np.where(n_true + n_pred > 0, 2 * tp / (n_true + n_pred), np.nan)
+    present = n_true > 0
+    aucs = [auroc(-p[:, c], y == c) for c in np.flatnonzero(present)] if present.sum() > 1 else []
+    return {
+        "n": int(len(y)),
+        "accuracy": float(tp.sum() / len(y)) if len(y) else float("nan"),
+        "balanced_accuracy": float(np.nanmean(recall[present])) if present.any() else float("nan"),
+        "macro_f1": float(np.mean(f1[present | (n_pred > 0)])) if len(y) else float("nan"),
+        "macro_auroc": float(np.nanmean(aucs)) if len(aucs) else float("nan"),
+        "per_class": {c: {"n": int(n_true[i]), "recall": float(recall[i]), "precision": float(precision[i]),
+                          "f1": float(f1[i])} for i, c in enumerate(classes)},
+        "confusion": conf.tolist(),
+    }

@@ -1206,8 +1206,12 @@ def review_label_file(run: "Run") -> Path:
     working copy ``<run>/labels.csv`` is made once (its paths stay as they were, so its
     cleaned export can replace the original). For an image folder or ``.npz`` a label file
     ``<run>/labels.csv`` (``path,label``, from the samples the run trained on) is created
-    once and used from then on.
+    once and used from then on. A run retrained from a review (:mod:`sei_core.retrain`)
+    reviews into its parent's label file (``review_file`` of its config), so that every round
+    of review shares one decision log.
     """
+    if run.config().get("review_file"):
+        return Path(run.config()["review_file"])
     data = Path(run.config().get("data", ""))
     target = run.path / REVIEW_LABEL_FILE
     if source_kind(data) == "csv":

@@ -206,9 +206,14 @@ class Prepared:
 def prepare(config: TrainConfig, run: Run, log: Callable[[str], None] = print) -> Prepared:
     """Load and validate the data, decode it once (cached in the run), save the sample list."""
     run.update_status(phase="loading data")
+    classes = run.config().get("classes")
     data = ds_mod.load(config.data, split=config.split, skip_unreadable=config.skip_unreadable,
-                       max_pixels=config.max_pixels, classes=run.config().get("classes"),
+                       max_pixels=config.max_pixels, classes=None if config.training_table else classes,
                        **config.data_options())
+    if config.training_table:  # a retrain from a review: its samples and labels
+        from .retrain import apply_training_table
+
+        data = apply_training_table(data, config.training_table, classes)
     for p in data.problems:
         log(f"warning: {p}")
     t0 = time.time()
@@ -512,6 +517,7 @@ def _train_one(run: Run, config: TrainConfig, prep: Prepared, aux: np.ndarray, i
         # DDP broadcast rank 0's parameters; the shared checkpoint made the optimiser states equal
     step = Stepper(net, opt, scaler, device, config.augment, aug_gen, use_amp, amp_dtype, d.rank, d.world)
     saver = CheckpointWriter()
+    saved_epoch = start_epoch - 1  # the epoch of the newest checkpoint this call wrote
     n_batches = _batches(n, config.batch_size)
     if d.active and n // n_batches < 2 * d.world:
         raise RunError(f"batches of {n // n_batches} images cannot be split over {d.world} processes "
@@ -562,13 +568,18 @@ def _train_one(run: Run, config: TrainConfig, prep: Prepared, aux: np.ndarray, i
             history.append({"run": index, "epoch": epoch, "loss": loss_v, "accuracy": acc_v, "seconds": seconds,
                             "lr": opt.param_groups[0]["lr"]})
             store.write_epoch(epoch, stats, probs, loss=loss_v, accuracy=acc_v)
-            saver.submit(ckpt_path, {
-                "epoch": epoch, "history": list(history), "model": model.state_dict(), "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
-                "order_gen": order_gen.get_state(), "aug_gen": aug_gen.get_state().cpu(),
-                "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-            })
+
+            def state() -> dict:
+                return {
+                    "epoch": epoch, "history": list(history), "model": model.state_dict(),
+                    "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
+                    "order_gen": order_gen.get_state(), "aug_gen": aug_gen.get_state().cpu(),
+                    "torch_rng": torch.get_rng_state(),
+                    "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                }
+
+            if saver.submit(ckpt_path, state()):
+                saved_epoch = epoch
             epoch_times.append(seconds)
             remaining = (config.epochs - epoch) + (config.runs - index) * config.epochs
             eta = float(np.mean(epoch_times[-5:])) * remaining
@@ -583,6 +594,11 @@ def _train_one(run: Run, config: TrainConfig, prep: Prepared, aux: np.ndarray, i
     finally:
         saver.close()
     saver.wait()
+    if main and start_epoch <= config.epochs and saved_epoch != config.epochs:
+        # the last epoch's checkpoint was skipped: write it now, so that the run keeps its
+        # final model (held-out evaluation, sei_core.evaluate, reads it)
+        saver.submit(ckpt_path, state())
+        saver.wait()
     if main and saver.skipped:
         say(f"run {index}: {saver.skipped} of {saver.written + saver.skipped} epoch checkpoints skipped while "
             "the previous one was still being written (a resume redoes the epochs after the newest)")

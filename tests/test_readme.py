@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 
 #: README placeholder → what the test puts in its place ({data}: the tiny generated label file)
-PLACEHOLDERS = {"DATA": "{data}"}
+PLACEHOLDERS = {"DATA": "{data}", "TEST": "{test}"}
 #: commands that train (seconds to a minute each): marked slow
-TRAINING = {"train", "status", "flags", "resume", "stop", "demo", "bench"}
+TRAINING = {"train", "status", "flags", "resume", "stop", "demo", "bench", "evaluate"}
 
 
 def readme_commands() -> list[str]:
@@ -53,8 +53,11 @@ def test_the_readme_has_the_documented_commands():
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory, tiny_data):
+    from sample_data.make_sample_data import generate
+
     d = tmp_path_factory.mktemp("readme")
-    return d, {"data": str(tiny_data)}
+    test = generate(d / "heldout", n_per_class=4, image_size=32, noise_rate=0.0, seed=9)  # images no run trains on
+    return d, {"data": str(tiny_data), "test": str(test)}
 
 
 @pytest.mark.parametrize("command", [
@@ -71,7 +74,7 @@ def test_readme_command_runs_as_written(command, workdir):
                           text=True, timeout=900)
     assert proc.returncode == 0, f"`{command}` failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
     assert "Traceback" not in proc.stderr
-    if words[0] == "train" and "--background" not in words:
+    if words[0] == "train" and "--background" not in words and "--from-review" not in words:  # a retrain: the parent's
         assert "found no GPU" in proc.stderr or "found a" in proc.stderr  # it says what it chose and why
         assert "estimated training time" in proc.stderr
     if words[0] == "demo":

@@ -104,6 +104,12 @@ class BenchSpec:
     image_ext: str | None = None
     keep_checkpoints: bool = False
     progress_bar: bool = False
+    #: a held-out test label file: also measure what cleaning bought (:mod:`.retrain`): test
+    #: scores of models trained on the noisy labels, without the flagged images, after a
+    #: simulated review and on the true labels
+    retrain_test: str | None = None
+    #: how many images of the review queue the simulated reviewer decides (None: all of it)
+    review_budget: int | None = None
 
     def method_list(self) -> list[str]:
         names = method_names(BENCH_RULES)
@@ -126,6 +132,10 @@ class BenchSpec:
             problems.append("give at least one seed")
         if self.folds < 2:
             problems.append(f"--folds must be at least 2, got {self.folds}")
+        if self.retrain_test is not None and not Path(self.retrain_test).exists():
+            problems.append(f"the test file {self.retrain_test} does not exist")
+        if self.review_budget is not None and self.review_budget < 1:
+            problems.append(f"--review-budget must be at least 1, got {self.review_budget}")
         if self.max_samples is not None and self.max_samples < 2 * self.folds:
             problems.append(f"--max-samples must be at least 2 × --folds, got {self.max_samples}")
         if problems:
@@ -363,7 +373,8 @@ def run_cell(cell: Cell, source: Source, spec: BenchSpec, bench_dir: Path,
     results_csv = folder / "results.csv"
     done = pd.read_csv(results_csv) if results_csv.is_file() else pd.DataFrame(columns=RESULT_COLUMNS)
     todo = [m for m in spec.method_list() if m not in set(done["method"])]
-    if not todo:
+    retrain_todo = spec.retrain_test is not None and not _retrain_done(folder)
+    if not todo and not retrain_todo:
         return "skipped", []
 
     labels_csv, truth_csv = folder / "labels.csv", folder / "truth.csv"
@@ -393,7 +404,7 @@ def run_cell(cell: Cell, source: Source, spec: BenchSpec, bench_dir: Path,
         elif run.status().get("state") != "finished":
             log(f"{cell.key}: resuming the SEI run")
             train(config, run.path, resume=True, progress_bar=spec.progress_bar, log=log)
-        if not spec.keep_checkpoints:
+        if not spec.keep_checkpoints and spec.retrain_test is None:  # held-out evaluation needs them
             for r in range(1, run.n_sub_runs() + 1):
                 run.checkpoint(r).unlink(missing_ok=True)
         loaded = load_run(run)
@@ -433,7 +444,41 @@ def run_cell(cell: Cell, source: Source, spec: BenchSpec, bench_dir: Path,
             log(f"warning: {failures[-1]}")
     if Run(folder / "run").exists():
         _write_csv(cell_counts(folder, base), folder / "counts.csv")
+    if retrain_todo:
+        failures += _retrain(cell, folder, source, spec, bench_dir, config, base, log)
     return "completed", failures
+
+
+def _retrain_done(folder: Path) -> bool:
+    from .retrain import VARIANTS
+
+    f = folder / "retrain.csv"
+    return f.is_file() and set(VARIANTS) <= set(pd.read_csv(f)["variant"])
+
+
+def _retrain(cell: Cell, folder: Path, source: Source, spec: BenchSpec, bench_dir: Path, config, base: dict,
+             log: Callable[[str], None]) -> list[str]:
+    """The cell's held-out test rows (:func:`sei_core.bench.retrain.retrain_cell`)."""
+    from ..train import train
+    from .retrain import retrain_cell
+
+    run = Run(folder / "run")
+    try:
+        if not run.exists():
+            log(f"{cell.key}: training the SEI run")
+            train(config, run.path, progress_bar=spec.progress_bar, log=log)
+        elif run.status().get("state") != "finished":
+            train(config, run.path, resume=True, progress_bar=spec.progress_bar, log=log)
+        clean_dir = bench_dir / "clean" / cell.dataset / f"seed{cell.seed}" / "run"
+        clean_config = _train_config(spec, source.labels_csv, cell.seed, source, bench_dir)
+        truth_label = dict(zip(source.table["path"], source.table["label"]))
+        retrain_cell(folder, base, clean_dir, clean_config, spec.retrain_test, truth_label,
+                     budget=spec.review_budget, progress_bar=spec.progress_bar, log=log,
+                     keep_checkpoints=spec.keep_checkpoints)
+    except Exception as e:  # one cell's failure must not stop the grid
+        log(f"warning: {cell.key} retrain: {type(e).__name__}: {e}")
+        return [f"{cell.key} retrain: {type(e).__name__}: {e}"]
+    return []
 
 
 #: The error-count estimates a cell records: (estimator, the scores or probabilities it reads).
@@ -515,8 +560,16 @@ def run_bench(spec: BenchSpec, out: str | Path, *, log: Callable[[str], None] | 
         say(f"[{i}/{len(cells)}] {cell.key}: {state}" + (f" in {time.time() - t0:.0f}s" if state != "skipped" else ""))
         if state != "skipped":
             write_results(bench_dir)
+            if spec.retrain_test is not None:
+                from .retrain import write_retrain_report
+
+                write_retrain_report(bench_dir)
     results = write_results(bench_dir)
     files = write_report(bench_dir, results)
+    if spec.retrain_test is not None:
+        from .retrain import write_retrain_report
+
+        files += write_retrain_report(bench_dir)
     return BenchReport(results=results, cells=states, failures=failures, files=files)
 
 
