@@ -10,7 +10,7 @@ and measures, as the user sees them:
 - a review session: ``--decisions`` key presses ("Y", confirm) each timed from the press
   until the next image's name is shown — only the decision panel reruns (``st.fragment``).
 
-    python benchmarks/app_browser.py --runs /work/app-1m/n100000/runs [--decisions 25]
+    python benchmarks/app_browser.py --runs APP_SCALE_DIR/n100000/runs [--decisions 25]
 
 Prints the load average beside the figures: on a shared machine they grow with it.
 """

@@ -8,7 +8,7 @@ per cell: the ranking's AUROC, the share of checkpoints whose 90 % interval held
 the mean |relative error| and the share of replays within 15 % at the last checkpoint, and the
 wrong labels found as a share of the static order's at the worst checkpoint.
 
-    python benchmarks/review_sim_grid.py /work/grid/ham-cpu /work/grid/retina-cpu \\
+    python benchmarks/review_sim_grid.py bench/ham-cpu bench/retina-cpu \\
         [--repeats 10] [--share-of-n 0.2] [--audit-share 0.3] [--csv out.csv]
 """
 

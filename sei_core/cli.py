@@ -218,8 +218,6 @@ def _weights_first(config: TrainConfig) -> None:
 
 
 def cmd_train(a) -> int:
-    from . import jobs
-
     if a.from_review:
         return cmd_train_from_review(a)
     if not a.data or not a.out:
@@ -231,6 +229,14 @@ def cmd_train(a) -> int:
     if config.nproc_per_node > 1 and not under_torchrun() and not a.background:
         config.validate()
         return _torchrun(config.nproc_per_node, a.argv, Path(a.out))
+    return _start_training(a, config)
+
+
+def _start_training(a, config) -> int:
+    """Train ``config`` into ``a.out``: in a background process with ``--background``, else here,
+    then evaluate on ``--test`` if given."""
+    from . import jobs
+
     if a.background:
         run = jobs.start(config, a.out)
         print(f"training in the background: {run.path} (watch with `sei status {run.path}`)")
@@ -556,7 +562,7 @@ def _evaluate_after(a, rc: int) -> int:
 
 
 def cmd_train_from_review(a) -> int:
-    from . import jobs, retrain
+    from . import retrain
 
     explicit = {k: v for k, v in training_settings(a).items() if _typed(a.argv, k)}
     if a.data:
@@ -569,12 +575,7 @@ def cmd_train_from_review(a) -> int:
     print(f"retraining {a.from_review} on {lin['label_file']} as reviewed: {lin['rows'] - lin['discarded']} images "
           f"({lin['relabeled']} relabeled, {lin['discarded']} discarded left out, {lin['confirmed']} confirmed) "
           f"into {a.out}", file=sys.stderr)
-    if a.background:
-        run = jobs.start(config, a.out)
-        print(f"training in the background: {run.path} (watch with `sei status {run.path}`)")
-        return 0
-    rc = _train_reporting_once(config, a.out, resume=False, progress_bar=not a.no_progress)
-    return _evaluate_after(a, rc)
+    return _start_training(a, config)
 
 
 def cmd_evaluate(a) -> int:
