@@ -15,7 +15,7 @@ from pages._common import class_names_of, class_text, image_layout
 from sei_core import dynamics, plots, workspace
 from sei_core.review_count import DEFAULT_AUDIT_SHARE, calibration_points
 from sei_core.gallery import ImageAccessError, fit, zoom
-from sei_core.review import (STATE_FILTERS, STATUSES as REVIEW_STATUSES, ConflictError, ReviewError, ReviewQueue,
+from sei_core.review import (STATE_FILTERS, ConflictError, ReviewError, ReviewQueue,
                              ReviewStore, review_columns, review_label_file)
 from sei_core.runs import Run
 from sei_core.score_cache import sample_values
