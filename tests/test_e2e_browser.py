@@ -129,8 +129,8 @@ def test_a_fresh_server_opens_any_page_by_its_address(server):
                 assert page.get_by_text("Page not found").count() == 0
                 assert page.locator('[data-testid="stSidebarNav"]').count() == 0  # no automatic page list
                 links = page.locator('[data-testid="stSidebar"] [data-testid="stPageLink-NavLink"]')
-                assert [links.nth(i).inner_text().strip().split("\n")[-1] for i in range(5)] == \
-                    ["Data", "Train", "Explore", "Review", "Benchmark"]
+                assert [links.nth(i).inner_text().strip().split("\n")[-1] for i in range(6)] == \
+                    ["Data", "Train", "Explore", "Review", "Compare", "Benchmark"]
                 assert page.locator('[data-testid="stException"]').count() == 0
         finally:
             browser.close()
