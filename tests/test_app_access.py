@@ -109,9 +109,11 @@ def test_with_openid_connect_every_page_asks_for_the_provider_login(network, pag
         assert at.button(key="sei_oidc_login").label == "Sign in"
 
 
-def test_with_openid_connect_decisions_carry_the_signed_in_identity(network):
-    who = "ana.silva@hospital.example"
-    at = app("pages/review.py", secrets=OIDC, user={"is_logged_in": True, "email": who, "name": "Ana Silva"})
+def confirm_is_recorded_under(at, labels, who: str) -> None:
+    """On the Review page: the name field shows ``who``, greyed out, and a confirm writes ``who``
+    into the label file's ``reviewed_by`` and the decision log."""
+    from sei_core.review import ReviewStore
+
     box = at.text_input(key="reviewer")
     assert box.value == who and box.disabled
     first = at.session_state["review_current"]
@@ -119,11 +121,15 @@ def test_with_openid_connect_decisions_carry_the_signed_in_identity(network):
         pytest.skip("the tiny run flagged no image")
     at.button(key="act_confirm").click().run()
     assert not at.exception and not at.error
-    row = pd.read_csv(network.labels, dtype=str, keep_default_na=False).set_index("path").loc[first]
+    row = pd.read_csv(labels, dtype=str, keep_default_na=False).set_index("path").loc[first]
     assert (row["review_status"], row["reviewed_by"]) == ("confirmed", who)
-    from sei_core.review import ReviewStore
+    assert [d.reviewer for d in ReviewStore(labels).decisions()] == [who]
 
-    assert [d.reviewer for d in ReviewStore(network.labels).decisions()] == [who]
+
+def test_with_openid_connect_decisions_carry_the_signed_in_identity(network):
+    who = "ana.silva@hospital.example"
+    at = app("pages/review.py", secrets=OIDC, user={"is_logged_in": True, "email": who, "name": "Ana Silva"})
+    confirm_is_recorded_under(at, network.labels, who)
 
 
 def test_a_personal_token_signs_its_reviewer_in_and_decisions_carry_that_name(network, monkeypatch):
@@ -134,18 +140,7 @@ def test_a_personal_token_signs_its_reviewer_in_and_decisions_carry_that_name(ne
     assert any("Signed in as" in c.value and "Ana Silva" in c.value for c in at.sidebar.caption)
     at.switch_page("pages/review.py").run()
     assert not at.exception
-    box = at.text_input(key="reviewer")
-    assert box.value == who and box.disabled  # as with the OpenID Connect login
-    first = at.session_state["review_current"]
-    if not first:
-        pytest.skip("the tiny run flagged no image")
-    at.button(key="act_confirm").click().run()
-    assert not at.exception and not at.error
-    row = pd.read_csv(network.labels, dtype=str, keep_default_na=False).set_index("path").loc[first]
-    assert (row["review_status"], row["reviewed_by"]) == ("confirmed", who)
-    from sei_core.review import ReviewStore
-
-    assert [d.reviewer for d in ReviewStore(network.labels).decisions()] == [who]
+    confirm_is_recorded_under(at, network.labels, who)  # as with the OpenID Connect login
 
 
 def test_a_wrong_token_signs_nobody_in_and_the_shared_one_asks_for_a_name(network, monkeypatch):
