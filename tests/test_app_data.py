@@ -97,6 +97,7 @@ def test_prompts_are_saved_beside_the_data(open_app, app_env):
     assert any("needs {}" in e.value for e in at.error)
 
 
+@pytest.mark.slow
 def test_bundled_sample_data_is_generated_when_nothing_was_chosen(open_app, app_env, monkeypatch, tmp_path):
     (app_env.runs / "recent.json").unlink()
     monkeypatch.setattr(workspace, "SAMPLE_DIR", tmp_path / "sample")

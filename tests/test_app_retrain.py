@@ -51,6 +51,7 @@ def test_evaluate_on_a_test_set_and_the_leak_refusal(open_app, env):
     assert any("also training images of the run" in e.value for e in at.error)
 
 
+@pytest.mark.slow
 def test_train_again_then_compare(open_app, env):
     run = Run(env.run)
     s = score_run(run)

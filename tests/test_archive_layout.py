@@ -105,6 +105,7 @@ def test_missing_images_are_reported_as_missing_never_as_an_empty_class(archive,
     assert out.count("left out") == dataset.MAX_LISTED + 1
 
 
+@pytest.mark.slow
 def test_validate_and_train_accept_the_archive_with_its_folders(archive, tmp_path, capsys, tiny_train):
     dirs = ["--image-dir", archive.parent / PARTS[0], "--image-dir", archive.parent / PARTS[1]]
     rc, out, err = _run_cli(["validate", archive.parent, *OPTS, *dirs], capsys)  # the folder opens as its table
@@ -192,6 +193,7 @@ def _page_problems(open_app, f: Path, opts: list[str]) -> list[str]:
     return found
 
 
+@pytest.mark.slow
 def test_every_fixture_gets_the_same_problems_from_validate_the_data_page_and_train(
         tmp_path, capsys, open_app, tiny_train):
     for name, (f, opts) in _fixtures(tmp_path / "fixtures").items():
@@ -237,6 +239,7 @@ def test_an_export_of_decisions_names_each_code(archive, tmp_path):
 
 # -- failed runs ----------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_failed_run_that_trained_nothing_does_not_block_its_folder(archive, tmp_path, capsys, tiny_train):
     out = tmp_path / "runs" / "again"
     base = ["train", archive, *OPTS, "--out", out, "--no-progress", "--epochs", "1", "--batch-size", "8",

@@ -77,6 +77,7 @@ def test_early_estimate_waits_for_the_first_batches_then_extrapolates():
     assert EarlyEstimate(batches_left=1).done  # nothing to extrapolate: the epoch's own time will tell
 
 
+@pytest.mark.slow
 def test_sei_train_without_options_says_what_it_chose_estimates_and_records_weights(tiny_data, tmp_path, capsys):
     out = tmp_path / "run"
     # the machine's choice, with the schedule shortened so that the test takes seconds
@@ -94,6 +95,7 @@ def test_sei_train_without_options_says_what_it_chose_estimates_and_records_weig
     assert "estimated training time" in log and "random weights" in log
 
 
+@pytest.mark.slow
 def test_a_run_records_the_checkpoint_it_started_from(tiny_data, tmp_path, tiny_train):
     import hashlib
 

@@ -125,6 +125,7 @@ def test_lightning_callback_records_a_fit(tmp_path):
     assert (run.path / "scores.csv").is_file()
 
 
+@pytest.mark.slow
 def test_the_app_opens_a_run_written_from_an_own_loop(open_app, app_env):
     """A RunWriter run on the app's data set: Explore and Review show it like a `sei train` run."""
     import shutil

@@ -27,6 +27,8 @@ README = ROOT / "README.md"
 PLACEHOLDERS = {"DATA": "{data}", "TEST": "{test}"}
 #: commands that train (seconds to a minute each): marked slow
 TRAINING = {"train", "status", "flags", "resume", "stop", "demo", "bench", "evaluate"}
+# not training, but each starts a process that imports torch and open_clip (5-7 s on 2 cores)
+COSTLY = TRAINING | {"models", "weights"}
 
 
 def readme_commands() -> list[str]:
@@ -61,7 +63,7 @@ def workdir(tmp_path_factory, tiny_data):
 
 
 @pytest.mark.parametrize("command", [
-    pytest.param(c, marks=[pytest.mark.slow] if shlex.split(c)[1] in TRAINING else [], id=c) for c in COMMANDS])
+    pytest.param(c, marks=[pytest.mark.slow] if shlex.split(c)[1] in COSTLY else [], id=c) for c in COMMANDS])
 def test_readme_command_runs_as_written(command, workdir):
     cwd, values = workdir
     words = shlex.split(command)[1:]

@@ -159,6 +159,7 @@ def reviewed_run(tiny_copy, tmp_path):
     return run, _review_some(run)
 
 
+@pytest.mark.slow
 def test_retrain_trains_on_the_labels_as_reviewed_and_records_its_lineage(reviewed_run, test_set, capsys):
     parent, decided = reviewed_run
     label_file = review_label_file(parent)
@@ -193,6 +194,7 @@ def test_retrain_trains_on_the_labels_as_reviewed_and_records_its_lineage(review
     assert len(to_review) == len(ids) - 2
 
 
+@pytest.mark.slow
 def test_a_killed_retrain_resumes_on_the_same_samples(reviewed_run, tmp_path):
     parent, decided = reviewed_run
     child_dir = tmp_path / "runs" / "child"

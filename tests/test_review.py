@@ -411,6 +411,7 @@ def _worker(label_file: str, paths: list[str], reviewer: str, barrier) -> None:
             s.discard(p, reviewer, expected_label=label)
 
 
+@pytest.mark.slow
 def test_two_processes_lose_no_decisions(tmp_path: Path) -> None:
     paths = [f"p{i:03d}.png" for i in range(100)]
     f = write(tmp_path, "path,label,extra\n" + "".join(

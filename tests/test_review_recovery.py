@@ -153,6 +153,7 @@ RANDOM_CHILD = """
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", range(6))
 def test_random_kills_leave_file_and_log_consistent(tmp_path: Path, seed: int) -> None:
     f = _file(tmp_path)

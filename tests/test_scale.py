@@ -75,6 +75,7 @@ def test_killed_decode_resumes_where_it_stopped(many_images, tmp_path):
     assert np.array_equal(np.asarray(again), fresh)
 
 
+@pytest.mark.slow
 def test_parallel_decode_reports_every_bad_image_and_caches_the_report(many_images, tmp_path):
     data = tmp_path / "data"
     data.mkdir()
@@ -130,6 +131,7 @@ def test_memory_sizes():
         TrainConfig(data="x", memory_budget="much").validate()
 
 
+@pytest.mark.slow
 def test_memmap_path_trains_exactly_like_the_in_ram_path(tiny_data, tiny_train, tmp_path):
     cfg = dict(tiny_train, epochs=2, runs=1, seed=4)
     runs = {}
@@ -145,6 +147,7 @@ def test_memmap_path_trains_exactly_like_the_in_ram_path(tiny_data, tiny_train, 
         assert np.array_equal(a[field], b[field]), field
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator and /proc")
 @pytest.mark.parametrize("fix", [False, True])
 def test_large_freed_blocks_go_back_to_the_system_in_the_memmap_mode(fix):

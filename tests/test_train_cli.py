@@ -144,6 +144,7 @@ def test_existing_run_is_not_overwritten(finished_run, tiny_data, capsys):
     assert (finished_run.path / "scores.csv").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_resume_refuses_changed_data(tiny_copy, tmp_path, capsys):
     out = tmp_path / "run"
     assert cli.main(_args(tiny_copy, out, epochs=1)) == 0
