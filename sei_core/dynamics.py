@@ -240,3 +240,16 @@ def clean_examples(labels: np.ndarray, flagged: np.ndarray, suggested: np.ndarra
     p = np.nan_to_num(np.asarray(suggested_probability, dtype=np.float64)[idx], nan=-1.0)
     order = np.argsort(-p, kind="stable")
     return idx[order][: max(0, n)]
+
+
+def trajectory_picks(codes: np.ndarray, max_lines: int = 25, seed: int = 0) -> list[np.ndarray]:
+    """The samples :func:`sei_core.plots.entropy_trajectories` draws as individual lines: up to ``max_lines``
+    of code 0 (kept) and of code 1 (flagged), drawn at random (``seed``), sorted."""
+    codes = np.asarray(codes)
+    rng = np.random.default_rng(seed)
+    out = []
+    for g in (0, 1):
+        idx = np.flatnonzero(codes == g)
+        out.append(np.sort(rng.choice(idx, size=min(max_lines, len(idx)), replace=False)) if len(idx)
+                   else np.zeros(0, dtype=np.int64))
+    return out

@@ -17,6 +17,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from .dynamics import trajectory_picks
+
 KEPT_COLOR = "#4C78A8"
 FLAGGED_COLOR = "#E45756"
 GROUP_COLORS = ("#54A24B", "#F58518", FLAGGED_COLOR)  # easy for the model, hard for the model, flagged
@@ -281,19 +283,6 @@ def group_curves(mean: np.ndarray, std: np.ndarray, count: np.ndarray, names: Se
     return _layout(fig, 340, top=80 if title else 50)
 
 
-def trajectory_picks(codes: np.ndarray, max_lines: int = 25, seed: int = 0) -> list[np.ndarray]:
-    """The samples :func:`entropy_trajectories` draws as individual lines: up to ``max_lines``
-    of code 0 (kept) and of code 1 (flagged), drawn at random (``seed``), sorted."""
-    codes = np.asarray(codes)
-    rng = np.random.default_rng(seed)
-    out = []
-    for g in (0, 1):
-        idx = np.flatnonzero(codes == g)
-        out.append(np.sort(rng.choice(idx, size=min(max_lines, len(idx)), replace=False)) if len(idx)
-                   else np.zeros(0, dtype=np.int64))
-    return out
-
-
 def entropy_trajectories(entropy: np.ndarray, flagged: np.ndarray, scored: np.ndarray | None = None,
                          max_lines: int = 25, seed: int = 0) -> go.Figure:
     """Entropy per epoch of kept vs flagged samples: a few individual trajectories and the means.
@@ -317,7 +306,7 @@ def entropy_trajectories(entropy: np.ndarray, flagged: np.ndarray, scored: np.nd
 def entropy_summary(mean: np.ndarray, std: np.ndarray, count: np.ndarray, lines: Sequence[np.ndarray]) -> go.Figure:
     """:func:`entropy_trajectories`' figure from its summary: ``(2, T)`` mean and standard
     deviation of kept (0) and flagged (1) samples, their ``(2,)`` counts, and per side the
-    ``(L, T)`` entropy of the few samples drawn as lines (:func:`trajectory_picks`)."""
+    ``(L, T)`` entropy of the few samples drawn as lines (:func:`sei_core.dynamics.trajectory_picks`)."""
     mean, std = np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
     if mean.size == 0:
         return _empty("No epochs recorded yet")

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import dynamics, plots
+from . import dynamics
 from .count import CountEstimate
 from .files import atomic_write, atomic_write_csv, atomic_write_dir
 from .methods import DEFAULT_METHOD, DEFAULT_RULE, PAPER_METHOD, split_variant
@@ -84,7 +84,7 @@ class Summary:
     ent_sums: np.ndarray  # (K+1, 2, T) sums of entropy of kept (0) and flagged (1) scored samples
     ent_squares: np.ndarray  # (K+1, 2, T)
     ent_count: np.ndarray  # (K+1, 2)
-    line_index: np.ndarray  # (K+1, 2, MAX_LINES) samples drawn as lines (plots.trajectory_picks), -1 pads
+    line_index: np.ndarray  # (K+1, 2, MAX_LINES) samples drawn as lines (dynamics.trajectory_picks), -1 pads
     line_entropy: np.ndarray  # (K+1, 2, MAX_LINES, T) float32 their entropy
 
     def view(self, k: int) -> int:
@@ -111,6 +111,8 @@ class Summary:
         v = self.view(k)
         mean, std = dynamics.mean_std(self.ent_sums[v], self.ent_squares[v], self.ent_count[v])
         lines = [self.line_entropy[v, g][self.line_index[v, g] >= 0] for g in (0, 1)]
+        from . import plots  # the figure only where it is drawn: a training process needs no plotly
+
         return plots.entropy_summary(mean, std, self.ent_count[v], lines)
 
 
@@ -421,7 +423,7 @@ def summarise(s, max_lines: int = MAX_LINES, cells: int = SUMMARY_CELLS) -> Summ
     for v in range(k + 1):
         mask = lab_ok & (labels == v) if v < k else np.ones(n, dtype=bool)
         codes = np.where(scored_ & mask, flagged.astype(np.int8), -1)
-        for side, idx in enumerate(plots.trajectory_picks(codes, max_lines)):
+        for side, idx in enumerate(dynamics.trajectory_picks(codes, max_lines)):
             line_index[v, side, :len(idx)] = idx
             for j, i in enumerate(idx):
                 line_entropy[v, side, j] = np.abs(sample_values(s, "signed_entropy", int(i)))

@@ -197,3 +197,15 @@ def test_training_s_end_writes_scores_csv_and_the_entry_from_one_scoring(tmp_pat
     assert score_cache.scored(run).from_cache
     assert score_cache.scored(run, "sei").from_cache  # the Explore page's other score
     assert df.equals(score_run(run).table())
+
+
+@pytest.mark.slow  # a process that imports torch
+def test_a_training_process_does_not_import_plotly():
+    """Scoring a run at the end of training must not need the app's figure library."""
+    import subprocess
+    import sys
+
+    code = ("import sys, sei_core.train, sei_core.score_cache, sei_core.ranking; "
+            "assert 'plotly' not in sys.modules, [m for m in sys.modules if m.startswith('plotly')][:3]")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
