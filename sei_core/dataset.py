@@ -30,12 +30,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
-try:
-    import fcntl
-except ImportError:  # Windows: one decoder per cache is then up to the caller
-    fcntl = None
-
-from .files import atomic_write_json
+from .files import atomic_write_json, file_lock
 from . import access
 from .labels import LABEL_COL, PATH_COL, TableError, in_words, read_table, source_kind
 
@@ -1147,7 +1142,7 @@ def decode_images(
     hit = _cached(cache, n, size)
     if hit is None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        with _exclusive(cache.with_name(cache.stem + ".lock")):  # one decoder per cache file
+        with file_lock(cache.with_name(cache.stem + ".lock")):  # one decoder per cache file
             hit = _cached(cache, n, size)  # another process may have finished it meanwhile
             if hit is None:
                 _decode_to_cache(ds, size, workers, progress, chunks, chunk, cache)
@@ -1168,18 +1163,6 @@ def _cached(cache: Path, n: int, size: int) -> tuple[np.ndarray, list[Problem]] 
     if arr.shape != (n, 3, size, size) or arr.dtype != np.uint8:
         return None
     return arr, problems
-
-
-@contextlib.contextmanager
-def _exclusive(lock_file: Path):
-    """Hold an exclusive ``flock`` on ``lock_file`` (waiting for another holder) while inside."""
-    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 def _decode_to_cache(ds: LabeledImages, size: int, workers: int, progress, chunks: list[tuple[int, int]],

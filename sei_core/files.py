@@ -8,12 +8,20 @@ process killed mid-write leaves the previous version intact.
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import os
 import stat
 import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Callable
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no inter-process locking
+    fcntl = None
 
 
 def atomic_write(target: str | os.PathLike, write: Callable[[BinaryIO], object]) -> None:
@@ -183,3 +191,45 @@ def stream_writes_to(stream, path: str | os.PathLike) -> bool:
     except (OSError, ValueError, AttributeError):  # no real file behind the stream (pytest capture …)
         return False
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+@contextlib.contextmanager
+def file_lock(lock_file: str | os.PathLike, timeout: float | None = None,
+              on_timeout: Callable[[int], Exception] | None = None) -> Iterator[int]:
+    """Hold an exclusive inter-process ``flock`` on ``lock_file`` (created if missing) while inside.
+
+    ``timeout=None`` waits for the holder however long it takes; otherwise the lock is polled
+    (1 ms doubling to 50 ms) and after ``timeout`` seconds ``on_timeout(fd)`` is raised (it can
+    read the lock file through ``fd``), or ``TimeoutError``. The kernel drops the lock when its
+    holder dies, so only a live process can hold it; the holder's process id is written into
+    the file (fixed width) for such a message. Yields the lock file's descriptor.
+    """
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        if fcntl is None:
+            yield fd
+            return
+        if timeout is None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        else:
+            deadline = time.monotonic() + timeout
+            pause = 0.001
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as exc:
+                    if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                        raise
+                if time.monotonic() >= deadline:
+                    raise (on_timeout(fd) if on_timeout else TimeoutError(f"{lock_file} is held by another process"))
+                time.sleep(pause)
+                pause = min(pause * 2, 0.05)
+        try:
+            with contextlib.suppress(OSError):  # fixed width: no truncate needed
+                os.pwrite(fd, f"{os.getpid():>12}\n".encode(), 0)
+            yield fd
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)

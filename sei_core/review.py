@@ -63,8 +63,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import csv
-import errno
-import fcntl
 import io
 import json
 import logging
@@ -85,7 +83,7 @@ import numpy as np
 import pandas as pd
 
 from . import access
-from .files import atomic_write, atomic_write_bytes, atomic_write_json, remove_temp_files
+from .files import atomic_write, atomic_write_bytes, atomic_write_json, file_lock, remove_temp_files
 from .labels import (COLUMN_FIX, LABEL_COL, PATH_COL, LabelTable, TableError, in_words, line_starts, read_table,
                      render_rows, render_table, source_kind)
 
@@ -1137,29 +1135,9 @@ class ReviewStore:
         which every holder writes into the lock file.
         """
         lock_path = self.lock_path if lock_path is None else lock_path
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            deadline = time.monotonic() + self.lock_timeout
-            pause = 0.001
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except OSError as exc:
-                    if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                        raise
-                if time.monotonic() >= deadline:
-                    raise LockTimeoutError(_lock_message(lock_path, fd, self.lock_timeout, self.label_file))
-                time.sleep(pause)
-                pause = min(pause * 2, 0.05)
-            try:
-                with contextlib.suppress(OSError):  # fixed width: no truncate needed
-                    os.pwrite(fd, f"{os.getpid():>12}\n".encode(), 0)
-                yield
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
+        with file_lock(lock_path, self.lock_timeout,
+                       lambda fd: LockTimeoutError(_lock_message(lock_path, fd, self.lock_timeout, self.label_file))):
+            yield
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:

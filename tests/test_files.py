@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from sei_core.files import atomic_write_csv, temp_files, write_csv
 
@@ -42,3 +44,40 @@ def test_columns_arrow_cannot_write_go_through_pandas():
     buf = io.BytesIO()
     write_csv(df, buf)
     assert buf.getvalue().decode() == df.to_csv(index=False)
+
+
+def test_file_lock_excludes_another_process_and_times_out_with_the_callers_error(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from sei_core.files import file_lock
+
+    lock = tmp_path / "x.lock"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from sei_core.files import file_lock\n"
+        f"with file_lock({str(lock)!r}):\n    print('held', flush=True); time.sleep(30)")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+
+        class Busy(Exception):
+            pass
+
+        def busy(fd):
+            return Busy(os.pread(fd, 13, 0).decode().strip())
+
+        t0 = time.monotonic()
+        with pytest.raises(Busy) as exc:
+            with file_lock(lock, timeout=0.2, on_timeout=busy):
+                pass
+        assert time.monotonic() - t0 >= 0.2
+        assert exc.value.args[0] == str(holder.pid)  # the holder wrote its process id
+        with pytest.raises(TimeoutError):
+            with file_lock(lock, timeout=0.05):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with file_lock(lock, timeout=1):  # the kernel dropped the dead holder's lock
+        pass
