@@ -41,12 +41,16 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--share-of-n", type=float, default=0.2, help="decisions as a share of the data set")
     ap.add_argument("--audit-share", type=float, default=None, help="default: the app's")
+    ap.add_argument("--audit-boost", type=float, default=None, help="default: the app's")
     ap.add_argument("--csv", type=Path, help="write every replay row here")
+    ap.add_argument("--cells", default="", help="only cells whose path contains one of these comma-separated parts")
     a = ap.parse_args()
     rows, cells = [], []
     for bench in a.bench:
         for cell in sorted((bench / "cells").glob("*/*/rate*/seed*")):
             if not (cell / "results.csv").is_file():
+                continue
+            if a.cells and not any(part in str(cell) for part in a.cells.split(",")):
                 continue
             t0 = time.perf_counter()
             s = scored(Run(cell / "run"), write=False).scores
@@ -54,7 +58,7 @@ def main() -> None:
             truth = truth_of(cell / "truth.csv", list(s.ids))
             given = pd.read_csv(cell / "truth.csv", dtype=str).set_index("path")["given_label"].reindex(s.ids)
             wrong = given.to_numpy(dtype=object) != truth
-            kw = {} if a.audit_share is None else {"audit_share": a.audit_share}
+            kw = {k: v for k, v in (("audit_share", a.audit_share), ("audit_boost", a.audit_boost)) if v is not None}
             df = simulate(cell / "run", cell / "truth.csv", int(round(a.share_of_n * n)), repeats=a.repeats,
                           scores=s, **kw)
             name = "/".join(cell.parts[-4:])

@@ -541,8 +541,9 @@ def count_panel(store: ReviewStore, queue: ReviewQueue, s) -> None:
     st.caption(md(c.sentence()) + " " + md(stop.sentence()))
     with st.expander("How the count is made, and random checks", icon=":material/query_stats:"):
         st.markdown("Some of the images shown are **picked at random** from all images not reviewed yet (flagged "
-                    "or not), looking like any other. Their decisions say how many wrong labels are left among "
-                    "the images nobody has looked at; the images in order add what you found. Confirm counts as "
+                    "or not; more often from just after your place in the order), looking like any other. Their "
+                    "decisions say how many wrong labels are left among the images nobody has looked at; the "
+                    "images in order add what you found. Confirm counts as "
                     "a correct label; relabel and discard as a wrong one; skip counts as nothing.")
         st.slider("Share of random checks (at most)", 0.0, 0.5, step=0.05, key="review_audit_share",
                   help="0 turns them off (the count then stays the model's estimate). The share used is lower "

@@ -630,9 +630,11 @@ def cmd_review_sim(a) -> int:
     run = Run(a.run)
     if not run.exists():
         raise RunError(f"{run.path} is not a run directory")
-    if a.decisions < 1 or a.repeats < 1 or not 0 <= a.audit_share <= 1:
-        raise ValueError("--decisions and --repeats must be at least 1, --audit-share between 0 and 1")
-    df = simulate(run.path, a.truth, a.decisions, repeats=a.repeats, audit_share=a.audit_share, seed=a.seed)
+    if a.decisions < 1 or a.repeats < 1 or not 0 <= a.audit_share <= 1 or a.audit_boost < 0:
+        raise ValueError("--decisions and --repeats must be at least 1, --audit-share between 0 and 1, "
+                         "--audit-boost at least 0")
+    df = simulate(run.path, a.truth, a.decisions, repeats=a.repeats, audit_share=a.audit_share,
+                  audit_boost=a.audit_boost, seed=a.seed)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(a.out, index=False)
     sm = summary(df, len(run.samples()[0]))
@@ -813,6 +815,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=10)
     from .review_count import DEFAULT_AUDIT_SHARE
     p.add_argument("--audit-share", type=float, default=DEFAULT_AUDIT_SHARE)
+    from .review import AUDIT_BOOST
+    p.add_argument("--audit-boost", type=float, default=AUDIT_BOOST,
+                   help="how much likelier a random check is just after the reviewer's place in the order "
+                        "than far after it (0: uniform)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
     _bench_parser(sub)

@@ -66,6 +66,7 @@ import csv
 import io
 import json
 import logging
+import math
 import os
 import shutil
 import signal
@@ -400,7 +401,11 @@ _MIGRATIONS = (
     ("q_population", "ALTER TABLE decisions ADD COLUMN q_population INTEGER"),
     ("q_audit", "ALTER TABLE decisions ADD COLUMN q_audit INTEGER"),
     ("q_share", "ALTER TABLE decisions ADD COLUMN q_share REAL"),
+    # An audit pick's draw weight (review_count.audit_weights); NULL: a uniform draw (weight 1).
+    ("q_weight", "ALTER TABLE decisions ADD COLUMN q_weight REAL"),
 )
+#: SQL: an audit pick's draw weight, 0 for a decision in order (NULL weight: a uniform draw, 1).
+_AUDIT_WEIGHT = "(CASE WHEN q_audit = 1 THEN COALESCE(q_weight, 1.0) ELSE 0.0 END)"
 _PENDING_INDEX = "CREATE INDEX IF NOT EXISTS decisions_pending ON decisions(id) WHERE applied = 0"
 
 _COLUMNS = ("id, time, reviewer, path, action, old_label, new_label, old_status, "
@@ -424,18 +429,21 @@ class Sampling:
     ``rank``: the image's position in the queue's static order (0 = most suspicious);
     ``population``: how many images an audit pick was drawn from at that moment (the
     not-yet-reviewed ones); ``audit``: drawn at random (True) or next in the static order;
-    ``share``: the audit share in effect. An audit pick's inclusion probability at its draw is
-    ``share / population``.
+    ``share``: the audit share in effect; ``weight``: an audit pick's draw weight
+    (:func:`sei_core.review_count.audit_weights`) relative to the mean weight of the images it
+    was drawn from (1 for a uniform draw). An audit pick's inclusion probability at its draw is
+    ``share · weight / population``.
     """
 
     rank: int
     population: int
     audit: bool
     share: float
+    weight: float = 1.0
 
     @property
     def inclusion_probability(self) -> float:
-        return self.share / self.population if self.audit and self.population else float("nan")
+        return self.share * self.weight / self.population if self.audit and self.population else float("nan")
 
 
 @dataclass
@@ -583,35 +591,37 @@ class ReviewStore:
     def estimation_decisions(self) -> pd.DataFrame:
         """The decisions in effect (not undone, not undos), one row per image (its latest), in
         log order, with what the count needs: ``id, path, reviewer, status`` (the status it
-        set) and the logged :class:`Sampling` (``rank, population, audit, share``; NaN/None in
-        older logs). Undone decisions are left out, so an undo takes its decision out of
+        set) and the logged :class:`Sampling` (``rank, population, audit, share, weight``;
+        NaN/None in older logs, weight 1). Undone decisions are left out, so an undo takes its decision out of
         the count too."""
         with self._connect() as conn:
             rows = conn.execute(
-                "SELECT id, path, reviewer, new_status, q_rank, q_population, q_audit, q_share FROM decisions "
-                "WHERE action != 'undo' AND undone = 0 ORDER BY id").fetchall()
+                "SELECT id, path, reviewer, new_status, q_rank, q_population, q_audit, q_share, "
+                "COALESCE(q_weight, 1.0) FROM decisions WHERE action != 'undo' AND undone = 0 ORDER BY id").fetchall()
         df = pd.DataFrame([tuple(r) for r in rows], columns=["id", "path", "reviewer", "status", "rank",
-                                                             "population", "audit", "share"])
+                                                             "population", "audit", "share", "weight"])
         df = df.drop_duplicates("path", keep="last").reset_index(drop=True)
         df["audit"] = df["audit"].fillna(0).astype(bool)
+        df["weight"] = df["weight"].astype(float)
         return df
 
     def decisions_since(self, last_id: int) -> list[tuple]:
-        """``(id, path, action, new_status, q_audit)`` of every decision logged after ``last_id``,
-        in log order (an undo names the decision it reverts in place of ``q_audit``): what
+        """``(id, path, action, new_status, audit_weight)`` of every decision logged after
+        ``last_id``, in log order: ``audit_weight`` is an audit pick's draw weight and 0 for a
+        decision in order (an undo names the decision it reverts there instead). What
         :meth:`ReviewQueue.count` reads after each decision, O(new decisions)."""
         with self._connect() as conn:
             return [tuple(r) for r in conn.execute(
-                "SELECT id, path, action, new_status, CASE WHEN action = 'undo' THEN undoes ELSE q_audit END "
+                f"SELECT id, path, action, new_status, CASE WHEN action = 'undo' THEN undoes ELSE {_AUDIT_WEIGHT} END "
                 "FROM decisions WHERE id > ? ORDER BY id", (int(last_id),))]
 
     def decision_in_effect(self, path: str) -> tuple | None:
-        """``(id, path, action, new_status, q_audit)`` of the latest decision in effect on
+        """``(id, path, action, new_status, audit_weight)`` of the latest decision in effect on
         ``path`` (not undone, not an undo), or None: what an undo leaves the image with, read
         by the path index (O(decisions on that path), not O(log))."""
         with self._connect() as conn:
             r = conn.execute(
-                "SELECT id, path, action, new_status, q_audit FROM decisions WHERE path = ? AND "
+                f"SELECT id, path, action, new_status, {_AUDIT_WEIGHT} FROM decisions WHERE path = ? AND "
                 "action != 'undo' AND undone = 0 ORDER BY id DESC LIMIT 1", (str(path),)).fetchone()
         return None if r is None else tuple(r)
 
@@ -814,13 +824,13 @@ class ReviewStore:
             cur = conn.execute(
                 "INSERT INTO decisions (time, reviewer, path, action, old_label, new_label, "
                 "old_status, new_status, sei, undone, undoes, old_reviewed_by, applied, new_reviewed_by, "
-                "q_rank, q_population, q_audit, q_share) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, 0, ?, ?, ?, ?, ?)",
+                "q_rank, q_population, q_audit, q_share, q_weight) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, 0, ?, ?, ?, ?, ?, ?)",
                 (stamp, reviewer, path, action, old_label, new_label, old_status, new_status,
                  sei, undoes, old_by, new_reviewed_by,
-                 *((None,) * 4 if sampling is None else
+                 *((None,) * 5 if sampling is None else
                    (int(sampling.rank), int(sampling.population), int(bool(sampling.audit)),
-                    float(sampling.share)))),
+                    float(sampling.share), float(sampling.weight) if sampling.audit else None))),
             )
             decision_id = cur.lastrowid
             if undoes is not None:
@@ -1255,6 +1265,14 @@ _CODE = {s: np.int8(i) for i, s in enumerate(STATUSES)}
 MISSING = np.int8(-1)  # the image is no longer a row of the label file
 
 
+#: How many of the latest decisions in order set the audit chance (:meth:`ReviewQueue.share_now`).
+AUDIT_WINDOW = 20
+#: The audit draw's extra weight just after the reviewer's position
+#: (:func:`~sei_core.review_count.audit_weights`; 0: uniform), chosen by measurement
+#: (docs/benchmarks.md, the count from the decisions).
+AUDIT_BOOST = 4.0
+
+
 class ReviewQueue:
     """Images to review, most suspicious first, with their current label and status.
 
@@ -1271,10 +1289,11 @@ class ReviewQueue:
 
     def __init__(self, ids: Sequence[str], labels: np.ndarray, score: np.ndarray, flagged: np.ndarray,
                  requested: Sequence[str] = (), status_table: pd.DataFrame | None = None, *,
-                 audit_share: float = 0.0, seed: int | None = None) -> None:
+                 audit_share: float = 0.0, seed: int | None = None, audit_boost: float = AUDIT_BOOST) -> None:
         self._all_ids, self._all_labels = ids, np.asarray(labels)
         self._all_score = np.asarray(score, dtype=np.float64)
         self.audit_share = float(audit_share)
+        self.audit_boost = float(audit_boost)
         self._rng = np.random.default_rng(seed)
         self._audit: _AuditState | None = None
         member = np.asarray(flagged, dtype=bool).copy()
@@ -1400,8 +1419,9 @@ class ReviewQueue:
 
     def next_image(self, path: str, store: "ReviewStore") -> str | None:
         """The image to show after ``path`` (just decided or skipped), with audit sampling: with
-        probability ``audit_share`` an image drawn uniformly at random from every image not
-        reviewed yet (an audit pick, remembered until decided), else the next unreviewed image
+        probability :meth:`share_now` an image drawn at random from every image not reviewed
+        yet, with the weights of :func:`~sei_core.review_count.audit_weights` (an audit pick,
+        remembered with its weight until decided), else the next unreviewed image
         of the static order after the last one shown in order. The static order is the queue
         (flagged and requested images, most suspicious first) followed by every other image by
         score, so the review can go on past the flagged ones. The pick is shown like any other
@@ -1411,12 +1431,14 @@ class ReviewQueue:
         a.left(path, wrong=None if q is None else bool(self.status[q] in (_CODE[RELABELED], _CODE[DISCARDED])))
         pick = None
         share = self.share_now()
+        drawn = None
         if share > 0 and self._rng.random() < share:
-            pick = a.draw(exclude=path, rng=self._rng)
-        if pick is None:
+            drawn = a.draw(exclude=path, rng=self._rng, boost=self.audit_boost)
+        if drawn is None:
             pick = a.next_in_order(exclude=path)
         else:
-            a.picks[pick] = (int(a.n - a.decided.sum()), share)
+            pick, weight = drawn
+            a.picks[pick] = (int(a.n - a.decided.sum()), share, weight)
         if pick is not None:
             self._include(pick, store)
         return pick
@@ -1426,8 +1448,8 @@ class ReviewQueue:
         share wrong among the latest decisions in order, ``(w + 1) / (n + 1)`` over the last
         :data:`AUDIT_WINDOW` of them (so 0 before the first). Audits cost wrong labels found
         only where the order still finds many; they are drawn where it no longer does
-        (measured: docs/benchmarks.md). The picks stay uniform over the unreviewed images, so
-        the estimate is unchanged by when they are drawn."""
+        (measured: docs/benchmarks.md). When the picks are drawn does not bias the estimate:
+        each pick's draw weight is logged and the count weighs it back."""
         if self.audit_share <= 0 or self._audit is None:
             return 0.0
         recent = self._audit.recent[-AUDIT_WINDOW:]
@@ -1442,24 +1464,29 @@ class ReviewQueue:
         if i is None:
             return None
         m = a.picks.get(path)
-        return Sampling(rank=int(a.rank[i]), population=int(m[0] if m is not None else a.n - a.decided.sum()),
-                        audit=m is not None, share=float(m[1] if m is not None else self.share_now()))
+        if m is None:
+            return Sampling(rank=int(a.rank[i]), population=int(a.n - a.decided.sum()), audit=False,
+                            share=float(self.share_now()))
+        return Sampling(rank=int(a.rank[i]), population=int(m[0]), audit=True, share=float(m[1]), weight=float(m[2]))
 
     def count(self, store: "ReviewStore", model=None, **kw):
         """The number of wrong labels from the decisions in ``store``'s log
         (:func:`sei_core.review_count.count_from_decisions`) and when to stop
         (:func:`~sei_core.review_count.stop_advice`): ``(DecisionCount, StopAdvice, points)``,
         ``points`` the decisions as ``(rank, wrong, audit)``. Ranks are this queue's; the log
-        gives each image's latest decision in effect and whether it was an audit pick."""
+        gives each image's latest decision in effect, whether it was an audit pick and its
+        draw weight."""
         from .review_count import count_from_decisions, stop_advice
 
         a = self.audit(store)
-        ids, rank, wrong, audit = a.log_view(store)
+        ids, rank, wrong, weight = a.log_view(store)
+        audit = weight > 0
         if a.given is None:
             a.given = self._all_labels[a.order]
         given = a.given
         k = int(self._all_labels.max()) + 1 if self._all_labels.size else 0
-        c = count_from_decisions(given, rank, wrong, audit, n_classes=kw.pop("n_classes", k), model=model, **kw)
+        c = count_from_decisions(given, rank, wrong, audit, weight, n_classes=kw.pop("n_classes", k), model=model,
+                                 **kw)
         return c, stop_advice(rank, wrong, audit, ids, c), (rank, wrong, audit)
 
     def previous_decided(self, path: str | None, decided: Sequence[str]) -> str | None:
@@ -1489,16 +1516,14 @@ class ReviewQueue:
         self.status = np.append(self.status, np.int8(code))
 
 
-#: How many of the latest decisions in order set the audit chance (:meth:`ReviewQueue.share_now`).
-AUDIT_WINDOW = 20
-
 
 class _AuditState:
     """A queue's static order over all ``N`` images and which are reviewed (for audit sampling).
 
     ``order`` (N,): sample index at each rank (the queue's rows, then the rest by score);
     ``rank`` (N,): its inverse; ``decided`` (N,): reviewed, by sample index; ``picks``: audit
-    picks not decided yet -> the population they were drawn from.
+    picks not decided yet -> (population, share, relative draw weight) at the draw;
+    ``scale``: the ranks over which the draw's weights fall off (the queue's length).
     """
 
     def __init__(self, queue: ReviewQueue) -> None:
@@ -1513,7 +1538,8 @@ class _AuditState:
         self.rank = np.empty(n, dtype=np.int64)
         self.rank[self.order] = np.arange(n)
         self.decided = np.zeros(n, dtype=bool)
-        self.picks: dict[str, tuple[int, float]] = {}  # path -> (population, share) at the draw
+        self.picks: dict[str, tuple[int, float, float]] = {}  # path -> (population, share, weight) at the draw
+        self.scale = float(max(len(queue.index), n // 100, 1))
         self.recent: list[bool] = []  # wrong or not, of the decisions in order (this queue's)
         self.given: np.ndarray | None = None  # the given label at each rank (ReviewQueue.count)
         self._log: dict = {"last": 0}  # log_view's cache
@@ -1522,8 +1548,8 @@ class _AuditState:
         self._index = pd.Index(list(queue._all_ids), dtype=object)
 
     def log_view(self, store: "ReviewStore") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """``(id, rank, wrong, audit)`` of the latest decision in effect on each image of the
-        run, in log order, kept up to date with only the decisions logged since the last call
+        """``(id, rank, wrong, audit_weight)`` of the latest decision in effect on each image of
+        the run (``audit_weight``: an audit pick's draw weight, 0 for a decision in order), in log order, kept up to date with only the decisions logged since the last call
         (O(new decisions), an undo included: its image falls back to its decision in effect
         before, :meth:`ReviewStore.decision_in_effect`; the whole log only with another store).
         The arrays are in log order of each image's latest decision, except that an image an
@@ -1534,7 +1560,8 @@ class _AuditState:
             df = store.estimation_decisions()
             c.clear()
             c.update(last=0, store=store, at={}, cols=([], [], [], []), gone=[])
-            rows = [(int(i), p, "", st, au) for i, p, st, au in zip(df["id"], df["path"], df["status"], df["audit"])]
+            rows = [(int(i), p, "", st, float(wt) if au else 0.0)
+                    for i, p, st, au, wt in zip(df["id"], df["path"], df["status"], df["audit"], df["weight"])]
             last = store.decisions_since(0)
             c["last_full"] = last[-1][0] if last else 0
         at, cols, gone = c["at"], c["cols"], c["gone"]
@@ -1557,7 +1584,7 @@ class _AuditState:
                 if p in at:
                     gone[at[p]] = True  # its latest decision goes last, in log order
                 at[p] = len(cols[0])
-                for col, v in zip(cols, (int(i), int(self.rank[k]), st in (RELABELED, DISCARDED), bool(au))):
+                for col, v in zip(cols, (int(i), int(self.rank[k]), st in (RELABELED, DISCARDED), float(au or 0.0))):
                     col.append(v)
                 gone.append(False)
         if rows:
@@ -1566,7 +1593,8 @@ class _AuditState:
             c["last"] = c.pop("last_full")
         if c.get("arrays_for") != (c["last"], len(gone)):
             keep = ~np.asarray(gone, dtype=bool)
-            c["arrays"] = tuple(np.asarray(col, dtype=t)[keep] for col, t in zip(cols, (np.int64, np.int64, bool, bool)))
+            c["arrays"] = tuple(np.asarray(col, dtype=t)[keep]
+                                for col, t in zip(cols, (np.int64, np.int64, bool, np.float64)))
             c["arrays_for"] = (c["last"], len(gone))
         return c["arrays"]
 
@@ -1627,22 +1655,55 @@ class _AuditState:
                 r += 4096
         return None
 
-    def draw(self, exclude: str | None, rng: np.random.Generator) -> str | None:
-        """One image drawn uniformly from the unreviewed ones (all rank at or after the
-        frontier), other than ``exclude``; rejection sampling, then an exact draw."""
-        f = self._first_unreviewed()
-        for _ in range(64):
-            r = int(rng.integers(f, self.n)) if f < self.n else -1
-            if r < 0:
-                return None
-            i = int(self.order[r])
-            sid = self.ids[i]
-            if not self.decided[i] and sid != exclude:
-                return sid
-        free = self.order[f:][~self.decided[self.order[f:]]]
-        free = [int(i) for i in free if self.ids[int(i)] != exclude]
-        return self.ids[free[int(rng.integers(len(free)))]] if free else None
+    def draw(self, exclude: str | None, rng: np.random.Generator, boost: float = 0.0) -> tuple[str, float] | None:
+        """One unreviewed image other than ``exclude`` (all rank at or after the frontier),
+        drawn with probability proportional to :func:`~sei_core.review_count.audit_weights`
+        (``boost`` 0: uniformly), and its weight relative to the mean over the unreviewed
+        images. Rejection sampling from the weights' three parts over every rank (uniform; the
+        flat boost up to the next rank in order; its geometric fall-off after it), then an exact
+        draw: O(1) per try, O(N) for the mean weight."""
+        from .review_count import audit_weights
 
+        f, n = self._first_unreviewed(), self.n
+        if f >= n:
+            return None
+        c = min(max(self.cursor + 1, f), n)
+        L = self.scale
+        decay = math.exp(-1.0 / L)
+        # the geometric part untruncated (a draw past the last rank is tried again)
+        cum = np.cumsum([n - f, boost * (c - f), boost / (1 - decay)])
+        sid = None
+        for _ in range(64):
+            u = rng.random() * cum[-1]
+            if u < cum[0]:
+                r = int(rng.integers(f, n))
+            elif u < cum[1]:
+                r = int(rng.integers(f, c))
+            else:
+                r = c + int(rng.exponential(L))
+                if r >= n:
+                    continue
+            i = int(self.order[r])
+            if not self.decided[i] and self.ids[i] != exclude:
+                sid = self.ids[i]
+                break
+        if sid is None:
+            free = self.order[f:][~self.decided[self.order[f:]]]
+            free = np.array([int(i) for i in free if self.ids[int(i)] != exclude], dtype=np.int64)
+            if not free.size:
+                return None
+            w = audit_weights(self.rank[free], c, L, boost)
+            i = int(free[rng.choice(free.size, p=w / w.sum())])
+            sid = self.ids[i]
+        if boost <= 0:
+            return sid, 1.0
+        done = self.rank[np.flatnonzero(self.decided)]
+        done = done[done >= f]
+        total = float((n - f) + boost * (c - f) + boost * (1 - decay ** (n - c)) / (1 - decay)
+                      - audit_weights(done, c, L, boost).sum())
+        left = (n - f) - done.size
+        w = float(audit_weights(np.array([self.rank[self.index_of(sid)]]), c, L, boost)[0])
+        return sid, w * left / total if total > 0 else 1.0
 
 
 def _apply(state: _FileState, frame: pd.DataFrame, decisions: Sequence[tuple]) -> None:

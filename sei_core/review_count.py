@@ -6,9 +6,10 @@ Pure functions in the style of ``cleanlab.count``. The model's own estimate
 depend on the model. The review queue (:class:`sei_core.review.ReviewQueue`) shows the images
 in a **static order** (rank 0 = most suspicious: the flagged images by score, then the rest by
 score) and, with probability ``share`` at each step, an **audit pick** instead: one image drawn
-uniformly at random from every image not reviewed yet. Every decision is logged with its rank
-and whether it was an audit pick (:class:`sei_core.review.Sampling`), so everything here is
-computed from the decision log on disk.
+at random from every image not reviewed yet, likelier just after the reviewer's position.
+Every decision is logged with its rank, whether it was an audit pick and its draw weight
+(:class:`sei_core.review.Sampling`), so everything here is computed from the decision log on
+disk.
 
 Model and formula
 -----------------
@@ -18,37 +19,48 @@ kind of image the data set is about, unreadable, a duplicate) does not belong un
 so it counts as one label to fix. A skip reveals nothing and counts as nothing.
 
 The total is ``W = F + W_U``: ``F`` the wrong labels found (decided wrong, known exactly) and
-``W_U`` the wrong labels among the ``U`` images not reviewed yet. ``W_U`` is estimated by
-post-stratification on rank: the unreviewed ranks are cut into ``B`` bands of equal size
-``n_b`` (``B`` grows with the number of usable audit picks, one band per ``audits_per_band``);
-in band ``b`` the ``a_b`` audit picks that fell there, ``w_b`` of them wrong, are a uniform
-random sample of it (each was drawn uniformly from every image unreviewed at its time and
-conditioned on landing in the band), so ``w_b / a_b`` estimates the band's rate and
-``Ŵ_U ≈ Σ_b n_b · w_b / a_b``. The estimate shown is the posterior median of ``W_U`` (below):
-the plain ratio says 0 whenever no pick was wrong, the posterior mean ``(w_b + ½) / (a_b + 1)``
-overcounts when the picks are few (+17 % on the HAM10000 cells at 20 % of N, measured), the
-median lies between. Audit picks ranked before the
-first unreviewed image (overtaken by the review in order) are not used. Decisions in order
-(not audit picks) only add to ``F``: they are not random, so they do not inform the rates.
+``W_U`` the wrong labels among the ``U`` images not reviewed yet. An audit pick ``j`` is drawn
+from the images unreviewed at its time with probability proportional to a **draw weight**
+``w_j > 0`` that the queue logs with it (:func:`audit_weights`: larger just after the
+reviewer's position in the order, where wrong labels are likelier, so the picks fall where the
+count is most uncertain and find more wrong labels; 1 everywhere = uniform). ``W_U`` is
+estimated by post-stratification on rank: the picks ranked among the unreviewed images are cut
+into ``B`` bands of equal numbers of picks (``B`` grows with them, one band per
+``audits_per_band``), and band ``b``'s share wrong is the **Hájek** estimate
 
-The interval is Bayesian: each band's rate has the Jeffreys posterior
-``Beta(w_b + ½, a_b − w_b + ½)``, the band's unreviewed wrong labels are
-``Binomial(n_b, p_b)`` given it, and the ``level`` interval of ``W`` is the central quantiles of
-``F + Σ_b Binomial(n_b, p_b)`` over ``n_draws`` Monte-Carlo draws. Per given class ``k`` the
-same with one band: ``Ŵ_k = F_k + U_k · r_k`` with ``r_k`` the share wrong among class ``k``'s
-usable picks, shrunk to the pooled rate ``r`` by ``prior_weight`` pseudo-picks:
-``r_k = (w_k + prior_weight · r) / (a_k + prior_weight)``.
+    p̂_b = Σ_j y_j / w_j  /  Σ_j 1 / w_j        (picks j in band b),
+
+which is consistent whatever the weights, even when they changed between picks: given that it
+landed in the band, pick ``j`` was drawn with probability ``w_j / Σ_{i in band} w_i``, so each
+term ``(y_j − p_b) / w_j`` has expectation 0 at the band's true share ``p_b``. Then
+``Ŵ_U = Σ_b n_b · p̂_b`` with ``n_b`` the unreviewed images of the band. Audit picks ranked
+before the first unreviewed image (overtaken by the review in order) are not used. Decisions
+in order (not audit picks) only add to ``F``: they are not random, so they do not inform the
+rates.
+
+The interval is Bayesian: each band's share has the posterior ``Beta(m_b p̂_b + ½,
+m_b (1 − p̂_b) + ½)`` (Jeffreys, with Kish's effective sample size ``m_b = (Σ 1/w_j)² / Σ
+1/w_j²`` of the band's picks, ``m_b = a_b`` when the weights are equal), the band's unreviewed
+wrong labels are ``Binomial(n_b, p_b)`` given it, and the ``level`` interval of ``W`` is the
+central quantiles of ``F + Σ_b Binomial(n_b, p_b)`` over ``n_draws`` Monte-Carlo draws. The
+estimate shown is the posterior median: the plain ratio says 0 whenever no pick was wrong,
+the posterior mean overcounts when the picks are few (+17 % on the HAM10000 cells at 20 % of
+N, measured), the median lies between. Per given class ``k`` the same with one band: ``Ŵ_k =
+F_k + U_k · r_k`` with ``r_k`` the Hájek share wrong among class ``k``'s usable picks, shrunk
+to the pooled share ``r`` by ``prior_weight`` pseudo-picks: ``r_k = (m_k r̂_k + prior_weight ·
+r) / (m_k + prior_weight)``.
 
 Assumptions (what the coverage rests on): audit picks are decided like any other image (an
 audit pick skipped and decided later counts as a decision in order); the expert's answer is
-the truth; the picks are uniform over the unreviewed images at their time (true of the queue's
-draw). Nothing is assumed about the model: a weak ranking only makes the interval wider.
+the truth; each pick was drawn from the unreviewed images at its time with probability
+proportional to its logged weight (true of the queue's draw). Nothing is assumed about the
+model: a weak ranking only makes the interval wider.
 
 With fewer than ``min_audits`` usable picks the estimate is the model's own
 (:class:`sei_core.count.CountEstimate`, raised to at least ``F``) and says so.
 
 Shapes: ``given_by_rank`` ``(N,)`` (the given label index of the image at each rank);
-``rank``, ``wrong``, ``audit`` ``(D,)`` over the decisions in effect (one per image).
+``rank``, ``wrong``, ``audit``, ``weight`` ``(D,)`` over the decisions in effect (one per image).
 """
 
 from __future__ import annotations
@@ -120,8 +132,8 @@ class DecisionCount:
         return out
 
 
-def count_from_decisions(given_by_rank: np.ndarray, rank: np.ndarray, wrong: np.ndarray, audit: np.ndarray, *,
-                         n_classes: int | None = None, level: float = LEVEL, min_audits: int = MIN_AUDITS,
+def count_from_decisions(given_by_rank: np.ndarray, rank: np.ndarray, wrong: np.ndarray, audit: np.ndarray,
+                         weight: np.ndarray | None = None, *, n_classes: int | None = None, level: float = LEVEL, min_audits: int = MIN_AUDITS,
                          audits_per_band: int = AUDITS_PER_BAND, max_bands: int = MAX_BANDS,
                          prior_weight: float = 2.0, n_draws: int = 2000, seed: int = 0,
                          model=None) -> DecisionCount:
@@ -133,6 +145,8 @@ def count_from_decisions(given_by_rank: np.ndarray, rank: np.ndarray, wrong: np.
     rank : (D,) int, the rank of each decided image (decisions in effect, one per image).
     wrong : (D,) bool, the decision said the label was wrong (relabeled or discarded).
     audit : (D,) bool, the image was an audit pick.
+    weight : (D,) float, an audit pick's draw weight (:func:`audit_weights`; None, NaN or
+        ≤ 0: 1, a uniform draw); ignored for decisions in order.
     model : the model's :class:`sei_core.count.CountEstimate`, used when there are fewer than
         ``min_audits`` usable picks (None: the count is then only what was found).
 
@@ -187,37 +201,64 @@ def count_from_decisions(given_by_rank: np.ndarray, rank: np.ndarray, wrong: np.
                              message=msg, **common)
     rng = np.random.default_rng(seed)
     q = ((1 - level) / 2, (1 + level) / 2)
-    ar, aw = rank[use], wrong[use]
-    pooled = aw.mean()
+    ar, aw = rank[use], wrong[use].astype(float)
+    wt = np.ones(rank.size) if weight is None else np.asarray(weight, dtype=float).reshape(rank.shape)
+    inv = 1.0 / np.where(np.isfinite(wt) & (wt > 0), wt, 1.0)[use]
+    pooled = float((inv * aw).sum() / inv.sum())
     b = int(np.clip(a // max(audits_per_band, 1), 1, max_bands))
-    at = (np.arange(b + 1) * u) // b  # band j holds the unreviewed ranks at[j] .. at[j+1]-1 (by position)
-    cuts = unreviewed_rank(at[1:-1])  # first rank of bands 2..B
+    cuts = np.sort(ar)[(np.arange(1, b) * a) // b]  # first rank of bands 2..B: equal numbers of picks
     band_of_pick = np.searchsorted(cuts, ar, side="right")
-    n_b = np.diff(at)
+    # unreviewed images per band: the ranks at or after each cut, less the decided ones there
+    at_or_after = (n - cuts) - (done.size - np.searchsorted(done, cuts, side="left"))
+    edges = np.concatenate([[u], at_or_after, [0]])
+    n_b = edges[:-1] - edges[1:]
     a_b = np.bincount(band_of_pick, minlength=b)
-    w_b = np.bincount(band_of_pick, weights=aw, minlength=b)
-    p = rng.beta(w_b + 0.5, a_b - w_b + 0.5, size=(n_draws, b))
+    p_b, m_b = _hajek(band_of_pick, aw, inv, b)
+    p = rng.beta(m_b * p_b + 0.5, m_b * (1 - p_b) + 0.5, size=(n_draws, b))
     draws = rng.binomial(n_b, p).sum(axis=1)
     lo_u, est_u, hi_u = (float(v) for v in np.quantile(draws, (q[0], 0.5, q[1])))  # the posterior median
-    lo_r, hi_r = unreviewed_rank(at[:-1]), unreviewed_rank(np.maximum(at[1:] - 1, 0))
-    bands = tuple((int(lo_r[j]), int(hi_r[j]), int(n_b[j]), int(a_b[j]), int(w_b[j])) for j in range(b) if n_b[j])
-    # per class: one band, shrunk to the pooled rate
+    lows = np.concatenate([[first], cuts])
+    highs = np.concatenate([cuts - 1, [n - 1]])
+    w_b = np.bincount(band_of_pick, weights=aw, minlength=b)
+    bands = tuple((int(lows[j]), int(highs[j]), int(n_b[j]), int(a_b[j]), int(w_b[j])) for j in range(b) if n_b[j])
+    # per class: one band, shrunk to the pooled share
     pc, pl, ph = (np.zeros(k) for _ in range(3))
     if k:
         u_k = np.bincount(given_by_rank, minlength=k)[:k] - np.bincount(given_by_rank[done], minlength=k)[:k]
-        pick_k = given_by_rank[ar]
-        a_k = np.bincount(pick_k, minlength=k)[:k]
-        w_k = np.bincount(pick_k, weights=aw, minlength=k)[:k]
-        r_k = (w_k + prior_weight * pooled) / (a_k + prior_weight)
+        r_hat, m_k = _hajek(given_by_rank[ar], aw, inv, k)
+        r_k = (m_k * r_hat + prior_weight * pooled) / (m_k + prior_weight)
         pc = found_k + u_k * r_k
-        alpha = w_k + prior_weight * pooled + 0.5
-        beta = a_k - w_k + prior_weight * (1 - pooled) + 0.5
+        alpha = m_k * r_hat + prior_weight * pooled + 0.5
+        beta = m_k * (1 - r_hat) + prior_weight * (1 - pooled) + 0.5
         dk = rng.binomial(u_k, rng.beta(alpha, beta, size=(n_draws, k)))
         lo_k, hi_k = np.quantile(dk, q, axis=0)
         pl, ph = found_k + lo_k, found_k + hi_k
     return DecisionCount("decisions", count=found + est_u, low=found + float(lo_u), high=found + float(hi_u),
                          unreviewed_count=est_u, unreviewed_low=float(lo_u), unreviewed_high=float(hi_u),
                          per_class_count=pc, per_class_low=pl, per_class_high=ph, bands=bands, **common)
+
+
+def _hajek(group: np.ndarray, y: np.ndarray, inv_w: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per group (``(k,)``): the Hájek share ``Σ y/w / Σ 1/w`` (0 where a group has no pick) and
+    Kish's effective sample size ``(Σ 1/w)² / Σ 1/w²``."""
+    s1 = np.bincount(group, weights=inv_w, minlength=k)[:k]
+    s2 = np.bincount(group, weights=inv_w ** 2, minlength=k)[:k]
+    sy = np.bincount(group, weights=inv_w * y, minlength=k)[:k]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(s1 > 0, sy / np.where(s1 > 0, s1, 1), 0.0)
+        ess = np.where(s2 > 0, s1 ** 2 / np.where(s2 > 0, s2, 1), 0.0)
+    return np.clip(share, 0.0, 1.0), ess
+
+
+def audit_weights(rank: np.ndarray, next_rank: int, scale: float, boost: float) -> np.ndarray:
+    """The draw weight of an audit pick at each of ``rank`` (``(M,)`` ranks of the static order):
+    ``1 + boost`` up to ``next_rank`` (the next image in order, and any unreviewed one the
+    order passed), then ``1 + boost · exp(−(rank − next_rank) / scale)``: picks fall mostly
+    just after the reviewer's position, where the share wrong is highest and least known, and
+    some everywhere (``boost = 0``: uniform). The weight is logged with each pick; the count
+    (:func:`count_from_decisions`) is consistent whatever weights were used."""
+    r = np.asarray(rank, dtype=np.float64)
+    return 1.0 + boost * np.exp(-np.maximum(r - next_rank, 0.0) / max(float(scale), 1e-9))
 
 
 # --------------------------------------------------------------------------- when to stop

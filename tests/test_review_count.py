@@ -12,7 +12,7 @@ import pytest
 from sei_core import cli
 from sei_core.count import CountEstimate
 from sei_core.review import ReviewQueue, ReviewStore, Sampling
-from sei_core.review_count import count_from_decisions, selfclean_run_length, stop_advice
+from sei_core.review_count import audit_weights, count_from_decisions, selfclean_run_length, stop_advice
 
 
 def _review(truth_wrong, n_decisions, share, rng):
@@ -49,6 +49,75 @@ def test_the_interval_holds_the_true_count_at_about_its_level():
         assert c.source == "decisions" and c.found == int(w.sum())
         held += c.low <= wrong.sum() <= c.high
     assert 0.8 <= held / n_rep <= 0.99
+
+
+def _weighted_review(truth_wrong, n_decisions, share, boost, scale, rng):
+    """As :func:`_review`, with the picks drawn by :func:`audit_weights` around the next rank in
+    order, as ReviewQueue draws them; returns the picks' weights too."""
+    n = truth_wrong.size
+    decided = np.zeros(n, dtype=bool)
+    ranks, audits, weights = [], [], []
+    cursor = 0
+    for _ in range(n_decisions):
+        while decided[cursor]:
+            cursor += 1
+        if rng.random() < share:
+            free = np.flatnonzero(~decided)
+            w = audit_weights(free, cursor, scale, boost)
+            j = int(rng.choice(free.size, p=w / w.sum()))
+            r, wt = int(free[j]), float(w[j] / w.mean())
+            audits.append(True)
+        else:
+            r, wt = cursor, 1.0
+            audits.append(False)
+        decided[r] = True
+        ranks.append(r)
+        weights.append(wt)
+    ranks = np.array(ranks)
+    return ranks, truth_wrong[ranks], np.array(audits), np.array(weights)
+
+
+def test_weighted_picks_are_counted_without_bias_and_the_interval_keeps_its_level():
+    rng = np.random.default_rng(5)
+    n = 600
+    p = np.clip(0.6 * np.exp(-np.arange(n) / 80) + 0.04, 0, 1)
+    held, err, gap, n_rep = 0, [], [], 120
+    for rep in range(n_rep):
+        wrong = rng.random(n) < p
+        rank, w, audit, weight = _weighted_review(wrong, 150, 0.3, 4.0, 60, rng)
+        assert weight[audit].max() > 2 * weight[audit].min()  # the draw is far from uniform
+        c = count_from_decisions(np.zeros(n, dtype=int), rank, w, audit, weight, seed=rep)
+        held += c.low <= wrong.sum() <= c.high
+        err.append(c.count - wrong.sum())
+        # a draw that prefers the next ranks strongly, counted in one band (where post-stratification
+        # cannot hide the preference): with and without the weights
+        rank, w, audit, weight = _weighted_review(wrong, 150, 0.3, 20.0, 60, rng)
+        one = count_from_decisions(np.zeros(n, dtype=int), rank, w, audit, weight, seed=rep, max_bands=1)
+        naive = count_from_decisions(np.zeros(n, dtype=int), rank, w, audit, seed=rep, max_bands=1)
+        gap.append((naive.count - wrong.sum(), one.count - wrong.sum()))
+    assert 0.8 <= held / n_rep <= 0.99
+    assert abs(np.mean(err)) < 0.12 * p.sum()
+    naive_bias, weighted_bias = np.mean(gap, axis=0)
+    assert naive_bias > weighted_bias + 6 and abs(weighted_bias) < 0.12 * p.sum()  # the weights undo the preference
+
+
+def test_the_queue_draws_picks_in_proportion_to_their_weights(tmp_path):
+    store, _ = _run_store(tmp_path)
+    q = _queue(1.0, seed=7)
+    q.follow(store)
+    a = q.audit(store)
+    a.cursor = 4  # five images shown in order: the next rank in order is 5
+    for i in a.order[:5]:
+        a.decided[i] = True
+    draws = [a.draw(None, q._rng, boost=q.audit_boost) for _ in range(4000)]
+    ranks = np.array([int(a.rank[a.index_of(sid)]) for sid, _ in draws])
+    free = np.arange(5, len(IDS))
+    want = audit_weights(free, 5, a.scale, q.audit_boost)
+    got = np.bincount(ranks, minlength=len(IDS))[5:] / len(draws)
+    assert ranks.min() >= 5
+    assert np.abs(got - want / want.sum()).max() < 0.02
+    rel = {int(a.rank[a.index_of(sid)]): w for sid, w in draws}
+    assert rel[5] == pytest.approx(want[0] / want.mean()) and rel[39] == pytest.approx(want[-1] / want.mean())
 
 
 def test_every_image_reviewed_is_exact_and_too_few_picks_fall_back_to_the_model():
@@ -142,7 +211,7 @@ def test_undo_takes_a_decision_out_of_the_count_and_a_skipped_pick_loses_its_mar
     assert q.count(store)[0].found == 0 and len(store.estimation_decisions()) == 0
     # a pick, skipped, is no random pick when it comes back
     a = q.audit(store)
-    a.picks["030.png"] = (39, 0.3)
+    a.picks["030.png"] = (39, 0.3, 1.0)
     assert q.sampling("030.png", store).audit
     q.next_image("030.png", store)  # skipped
     assert not q.sampling("030.png", store).audit
@@ -182,14 +251,23 @@ def test_an_older_log_is_migrated_and_its_decisions_count_as_in_order(tmp_path):
                  + "".join(f"{p},y,,,\n" for p in IDS[1:]))
     store = ReviewStore(f, classes=["x", "y"])
     cols = {r[1] for r in sqlite3.connect(db).execute("PRAGMA table_info(decisions)")}
-    assert {"q_rank", "q_population", "q_audit", "q_share"} <= cols
+    assert {"q_rank", "q_population", "q_audit", "q_share", "q_weight"} <= cols
     df = store.estimation_decisions()
     assert list(df["path"]) == ["000.png"] and not df["audit"].any() and df["rank"].isna().all()
     q = _queue(0.3)
     c, _, _ = q.count(store)
     assert c.found == 1 and c.audits == 0 and c.source == "model"
     d = store.confirm("001.png", "Dr. New", "y", sampling=Sampling(rank=1, population=39, audit=True, share=0.3))
-    assert d.id == 2 and store.estimation_decisions()["audit"].tolist() == [False, True]
+    df = store.estimation_decisions()
+    assert d.id == 2 and df["audit"].tolist() == [False, True] and df["weight"].tolist() == [1.0, 1.0]
+    # a weighted pick's weight is logged, and read back as its audit weight (0: a decision in order)
+    store.confirm("002.png", "Dr. New", "y", sampling=Sampling(rank=2, population=38, audit=True, share=0.3,
+                                                                weight=2.5))
+    store.confirm("003.png", "Dr. New", "y", sampling=Sampling(rank=3, population=37, audit=False, share=0.3,
+                                                                weight=9.0))
+    assert store.estimation_decisions()["weight"].tolist()[-2:] == [2.5, 1.0]
+    assert [r[4] for r in store.decisions_since(2)] == [2.5, 0.0]
+    assert store.decision_in_effect("002.png")[4] == 2.5
 
 
 def test_review_sim_and_count_on_a_tiny_run(trained_run, tmp_path, capsys):
