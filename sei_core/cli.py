@@ -498,6 +498,11 @@ def _bench_parser(sub) -> None:
     p.add_argument("--review-budget", type=int, default=None, metavar="D",
                    help="with --retrain: the simulated reviewer decides the first D images of the review queue "
                         "(default: all of it)")
+    p.add_argument("--review-sim", type=float, default=None, metavar="SHARE",
+                   help="also play simulated truthful reviews of SHARE × N decisions per cell (e.g. 0.2) through "
+                        "the app's queue, store and count, and measure the count from the decisions against the "
+                        "truth (cells/…/review_sim.csv, OUT/review_sim.md; as `sei review-sim`)")
+    p.add_argument("--review-sim-repeats", type=int, default=10, metavar="R", help="replays per cell of --review-sim")
     p.add_argument("--report-only", action="store_true",
                    help="only rewrite results.csv/results.md/plots from the cells measured so far")
     add_training_options(p)
@@ -524,7 +529,8 @@ def cmd_bench(a) -> int:
                            image_dirs=image_dirs_of(a, a.data[0]) if a.data else [], image_ext=a.image_ext,
                            progress_bar=a.progress,
                            retrain_test=str(Path(a.test).expanduser().resolve()) if a.test else None,
-                           review_budget=a.review_budget)
+                           review_budget=a.review_budget, review_sim=a.review_sim,
+                           review_sim_repeats=a.review_sim_repeats)
     report = bench.run_bench(spec, a.out)
     done = sum(s == "completed" for s in report.cells.values())
     print(f"{a.out}: {done} cell(s) measured, {len(report.cells) - done} already done; "

@@ -262,3 +262,30 @@ def test_a_label_file_with_other_columns_is_benchmarked_from_them(tiny_data, tmp
                                                          label_column="diagnosis"), data=[str(f)])
     assert (spec.path_column, spec.label_column) == ("image_id", "diagnosis")
     assert "path_column" not in spec.train and "label_column" not in spec.train
+
+
+def test_sei_bench_review_sim_measures_the_count_from_decisions_without_training(tiny_bench, tiny_data, tiny_train,
+                                                                                capsys):
+    out = tiny_bench
+    name = bench.dataset_name(tiny_data)
+    cell = out / "cells" / name / "symmetric" / "rate0.25" / "seed0"
+    status_before = (cell / "run" / "status.json").read_bytes()
+    try:
+        args = _bench_args(tiny_data, out, tiny_train) + ["--review-sim", "0.5", "--review-sim-repeats", "2"]
+        assert cli.main(args) == 0
+        assert "1 cell(s) measured" in capsys.readouterr().out
+        assert (cell / "run" / "status.json").read_bytes() == status_before  # the finished run is only read
+        sim = pd.read_csv(cell / "review_sim.csv")
+        assert sorted(sim["replay"].unique()) == [0, 1] and sim["decisions"].max() == 24  # 0.5 × 48
+        assert (sim["true_count"] == 12).all() and (sim["found"] <= sim["decisions"]).all()
+        md = (out / "review_sim.md").read_text()
+        assert f"| {name}/symmetric/rate0.25/seed0 |" in md and "1 cells: coverage" in md
+        assert set(pd.read_csv(out / "review_sim.csv")["cell"]) == {f"{name}/symmetric/rate0.25/seed0"}
+        # again: nothing to do
+        assert cli.main(args) == 0
+        assert "0 cell(s) measured, 1 already done" in capsys.readouterr().out
+        assert cli.main(_bench_args(tiny_data, out, tiny_train) + ["--review-sim", "1.5"]) == 1
+        assert "--review-sim must be a share" in capsys.readouterr().err
+    finally:
+        for f in (cell / "review_sim.csv", out / "review_sim.md", out / "review_sim.csv"):
+            f.unlink(missing_ok=True)

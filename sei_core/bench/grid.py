@@ -31,7 +31,9 @@ reused. Layout of a bench directory::
         cv/                    the cross-validation folds of Confident Learning
         results.csv            this cell's rows
         counts.csv             every error-count estimate beside the true count
+        review_sim.csv         simulated reviews' counts from the decisions (--review-sim)
     results.csv  results.md  plots/   everything gathered (rewritten after every cell)
+    review_sim.csv  review_sim.md     the simulated reviews of every cell (--review-sim)
 
 A MedMNIST ``.npz`` is turned into PNG files once per benchmark (lossless, the same pixels
 the ``.npz`` loader would give), so every data set is benchmarked through the same label-CSV
@@ -110,6 +112,10 @@ class BenchSpec:
     retrain_test: str | None = None
     #: how many images of the review queue the simulated reviewer decides (None: all of it)
     review_budget: int | None = None
+    #: also play ``review_sim_repeats`` simulated truthful reviews of this share of N decisions
+    #: per cell and measure the count from the decisions (:mod:`.count_sim`; None: not)
+    review_sim: float | None = None
+    review_sim_repeats: int = 10
 
     def method_list(self) -> list[str]:
         names = method_names(BENCH_RULES)
@@ -134,6 +140,10 @@ class BenchSpec:
             problems.append(f"--folds must be at least 2, got {self.folds}")
         if self.retrain_test is not None and not Path(self.retrain_test).exists():
             problems.append(f"the test file {self.retrain_test} does not exist")
+        if self.review_sim is not None and not 0 < self.review_sim <= 1:
+            problems.append(f"--review-sim must be a share of the data set in (0, 1], got {self.review_sim}")
+        if self.review_sim_repeats < 1:
+            problems.append(f"--review-sim-repeats must be at least 1, got {self.review_sim_repeats}")
         if self.review_budget is not None and self.review_budget < 1:
             problems.append(f"--review-budget must be at least 1, got {self.review_budget}")
         if self.max_samples is not None and self.max_samples < 2 * self.folds:
@@ -374,7 +384,10 @@ def run_cell(cell: Cell, source: Source, spec: BenchSpec, bench_dir: Path,
     done = pd.read_csv(results_csv) if results_csv.is_file() else pd.DataFrame(columns=RESULT_COLUMNS)
     todo = [m for m in spec.method_list() if m not in set(done["method"])]
     retrain_todo = spec.retrain_test is not None and not _retrain_done(folder)
-    if not todo and not retrain_todo:
+    from .count_sim import CELL_FILE
+
+    sim_todo = spec.review_sim is not None and not (folder / CELL_FILE).is_file()
+    if not todo and not retrain_todo and not sim_todo:
         return "skipped", []
 
     labels_csv, truth_csv = folder / "labels.csv", folder / "truth.csv"
@@ -444,6 +457,15 @@ def run_cell(cell: Cell, source: Source, spec: BenchSpec, bench_dir: Path,
             log(f"warning: {failures[-1]}")
     if Run(folder / "run").exists():
         _write_csv(cell_counts(folder, base), folder / "counts.csv")
+    if sim_todo and Run(folder / "run").exists():
+        from .count_sim import write_cell
+
+        log(f"{cell.key}: {spec.review_sim_repeats} simulated reviews of {spec.review_sim:.0%} of N decisions")
+        try:
+            write_cell(folder, spec.review_sim, spec.review_sim_repeats)
+        except Exception as e:  # one cell's failure must not stop the grid
+            failures.append(f"{cell.key} review-sim: {type(e).__name__}: {e}")
+            log(f"warning: {failures[-1]}")
     if retrain_todo:
         failures += _retrain(cell, folder, source, spec, bench_dir, config, base, log)
     return "completed", failures
@@ -566,6 +588,10 @@ def run_bench(spec: BenchSpec, out: str | Path, *, log: Callable[[str], None] | 
                 write_retrain_report(bench_dir)
     results = write_results(bench_dir)
     files = write_report(bench_dir, results)
+    if spec.review_sim is not None:
+        from .count_sim import write_report as write_sim_report
+
+        files += write_sim_report(bench_dir, spec.review_sim)
     if spec.retrain_test is not None:
         from .retrain import write_retrain_report
 
