@@ -547,7 +547,8 @@ def count_panel(store: ReviewStore, queue: ReviewQueue, s) -> None:
                     "a correct label; relabel and discard as a wrong one; skip counts as nothing.")
         st.slider("Share of random checks (at most)", 0.0, 0.5, step=0.05, key="review_audit_share",
                   help="0 turns them off (the count then stays the model's estimate). The share used is lower "
-                       "while the images in order are mostly wrong, so checks cost few finds.")
+                       "while the images in order are mostly wrong, so checks cost few finds (never below a third "
+                       "of it).")
         st.plotly_chart(plots.calibration_curve(calibration_points(*pts, n=c.n_samples), c.n_samples),
                         key="review_calibration", **CHART)
 

@@ -1271,6 +1271,8 @@ AUDIT_WINDOW = 20
 #: (:func:`~sei_core.review_count.audit_weights`; 0: uniform), chosen by measurement
 #: (docs/benchmarks.md, the count from the decisions).
 AUDIT_BOOST = 4.0
+#: The least share of ``audit_share`` drawn, however productive the order (:meth:`ReviewQueue.share_now`).
+AUDIT_FLOOR = 1 / 3
 
 
 class ReviewQueue:
@@ -1444,17 +1446,19 @@ class ReviewQueue:
         return pick
 
     def share_now(self) -> float:
-        """The chance that the next image is an audit pick: ``audit_share · (1 − p̂)``, ``p̂`` the
-        share wrong among the latest decisions in order, ``(w + 1) / (n + 1)`` over the last
-        :data:`AUDIT_WINDOW` of them (so 0 before the first). Audits cost wrong labels found
-        only where the order still finds many; they are drawn where it no longer does
-        (measured: docs/benchmarks.md). When the picks are drawn does not bias the estimate:
-        each pick's draw weight is logged and the count weighs it back."""
-        if self.audit_share <= 0 or self._audit is None:
+        """The chance that the next image is an audit pick: ``audit_share · max(1 − p̂,
+        AUDIT_FLOOR)``, ``p̂`` the share wrong among the latest decisions in order, ``(w + 1) /
+        (n + 1)`` over the last :data:`AUDIT_WINDOW` of them (0 before the first decision in
+        order). Audits cost wrong labels found mostly where the order still finds many, so
+        fewer are drawn there; never fewer than ``AUDIT_FLOOR`` of the share, or a data set
+        with many wrong labels would get no count from the decisions at all (measured:
+        docs/benchmarks.md). When the picks are drawn does not bias the estimate: each pick's
+        draw weight is logged and the count weighs it back."""
+        if self.audit_share <= 0 or self._audit is None or not self._audit.recent:
             return 0.0
         recent = self._audit.recent[-AUDIT_WINDOW:]
         p = (sum(recent) + 1) / (len(recent) + 1)
-        return self.audit_share * (1 - p)
+        return self.audit_share * max(1 - p, AUDIT_FLOOR)
 
     def sampling(self, path: str, store: "ReviewStore") -> "Sampling | None":
         """How ``path`` came to be shown (logged with its decision): its rank in the static
