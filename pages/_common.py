@@ -259,7 +259,7 @@ def images_of(path: str, split: str = "train", image_dirs=(), image_ext: str | N
 
 
 @st.cache_resource(show_spinner="Scoring the run…", max_entries=4)
-def _scored(run_path: str, stamp: tuple, method: str):
+def cached_scored(run_path: str, stamp: tuple, method: str):
     """One shared, read-only scored result per run version and method: the run's cache entry
     (``sei_core.score_cache``, written when training finished or by the first scoring), so a
     run is scored once, not once per server. ``cache_resource``: the arrays are handed out as
@@ -269,20 +269,20 @@ def _scored(run_path: str, stamp: tuple, method: str):
     return scored(Run(run_path), method)
 
 
-def _scores(run_path: str, stamp: tuple, method: str):
-    """The run's :class:`~sei_core.ranking.RunScores` (see :func:`_scored`)."""
-    return _scored(run_path, stamp, method).scores
+def cached_scores(run_path: str, stamp: tuple, method: str):
+    """The run's :class:`~sei_core.ranking.RunScores` (see :func:`cached_scored`)."""
+    return cached_scored(run_path, stamp, method).scores
 
 
 def summary_of(run: Run, method: str = DEFAULT_METHOD):
     """The run's dynamics summary (:class:`sei_core.score_cache.Summary`) for ``method``."""
-    return _scored(str(run.path), workspace.run_stamp(run), method).summary
+    return cached_scored(str(run.path), workspace.run_stamp(run), method).summary
 
 
 def scores_of(run: Run, method: str = DEFAULT_METHOD):
     """The run's scores by ``method`` (default: the app's ranking), with the paper's SEI beside
     them (cached until the run writes another epoch)."""
-    return _scores(str(run.path), workspace.run_stamp(run), method)
+    return cached_scores(str(run.path), workspace.run_stamp(run), method)
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
@@ -291,7 +291,7 @@ def _reliability(run_path: str, stamp: tuple, method: str):
 
     from sei_core.reliability import class_reliability
 
-    s = _scores(run_path, stamp, method)
+    s = cached_scores(run_path, stamp, method)
     return class_reliability(s.labels, s.suggested, s.flagged, s.classes, scored=np.isfinite(s.score))
 
 
@@ -326,7 +326,7 @@ score_name = display_name
 def _truth(data_path: str, run_path: str, stamp: tuple, truth_stamp: tuple):
     from sei_core.score_cache import aligned_truth
 
-    return aligned_truth(Run(run_path), data_path, _scores(run_path, stamp, DEFAULT_METHOD).ids)
+    return aligned_truth(Run(run_path), data_path, cached_scores(run_path, stamp, DEFAULT_METHOD).ids)
 
 
 def truth_of(run: Run, ids=None):

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pages._common import (DEFAULT_METHOD, PAPER_METHOD, REVIEW_PAGE, _scored, _scores, facts, file_stamp, guard,
-                           images_of, md, need_run, page_setup, reliability_warning, score_name, scores_of, summary_of,
-                           truth_of)
+from pages._common import (DEFAULT_METHOD, PAPER_METHOD, REVIEW_PAGE, cached_scored, cached_scores, facts, file_stamp,
+                           guard, images_of, md, need_run, page_setup, reliability_warning, score_name, scores_of,
+                           summary_of, truth_of)
 from pages._common import image_layout
 from sei_core.count import COUNT_CAVEAT, ESTIMATOR_TEXT
 from sei_core.methods import DEFAULT_RULE, METHODS, threshold_text
@@ -156,7 +156,7 @@ def decision_count(run) -> None:
 @st.cache_resource(max_entries=4, show_spinner=False)
 def file_names(run_path: str, stamp: tuple, method: str) -> pd.Series:
     """The file name of every sample, for the name search (built on the first search only)."""
-    ids = pd.Series(_scores(run_path, stamp, method).ids, dtype=object)
+    ids = pd.Series(cached_scores(run_path, stamp, method).ids, dtype=object)
     return ids.str.rsplit("/", n=1).str[-1]
 
 
@@ -165,7 +165,7 @@ def class_view(run_path: str, stamp: tuple, method: str, k: int, truth_stamp: tu
     """The arrays and figures for one class (or all): built once per run version, method, class
     and truth-file version from the run's scored summary (``sei_core.score_cache``), so neither
     a first view nor a rerun reads the per-epoch records (figures are shared: read only)."""
-    sc = _scored(run_path, stamp, method)
+    sc = cached_scored(run_path, stamp, method)
     s, o = sc.scores, sc.summary
     truth = truth_of(Run(run_path)) if truth_stamp is not None else None
     name = score_name(s.method)

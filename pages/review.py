@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pages._common import (DEFAULT_METHOD, PAPER_METHOD, _scored, _scores, anonymous_sign_in, facts, file_stamp, guard,
-                           images_of, log, md, need_run, page_setup, reliability_of, reliability_warning, reviewer_name,
-                           score_name, scores_of, signed_in_name)
+from pages._common import (DEFAULT_METHOD, PAPER_METHOD, anonymous_sign_in, cached_scored, cached_scores, facts,
+                           file_stamp, guard, images_of, log, md, need_run, page_setup, reliability_of,
+                           reliability_warning, reviewer_name, score_name, scores_of, signed_in_name)
 from pages._common import class_names_of, class_text, image_layout
 from sei_core import dynamics, plots, workspace
 from sei_core.review_count import DEFAULT_AUDIT_SHARE, calibration_points
@@ -37,7 +37,7 @@ def review_store(label_file: str, classes: tuple, path_column: str, label_column
 def review_queue(run_path: str, stamp: tuple, label_file: str, requests_stamp: tuple) -> ReviewQueue:
     """The run's queue, built once per run version and request list; decisions update it in place
     (shared by every tab on this server, like the label file)."""
-    s = _scores(run_path, stamp, DEFAULT_METHOD)
+    s = cached_scores(run_path, stamp, DEFAULT_METHOD)
     return ReviewQueue(s.ids, s.labels, s.score, s.flagged, workspace.review_requests(Run(run_path)))
 
 
@@ -45,7 +45,7 @@ def review_queue(run_path: str, stamp: tuple, label_file: str, requests_stamp: t
 def run_context(run_path: str, stamp: tuple) -> dict:
     """Per run version: the groups' mean signed-entropy curves (for the comparison curve) and the
     most confidently clean examples of each class, so a decision recomputes nothing over all samples."""
-    sc = _scored(run_path, stamp, DEFAULT_METHOD)
+    sc = cached_scored(run_path, stamp, DEFAULT_METHOD)
     s = sc.scores
     mean, _, _ = sc.summary.group_curves(-1)
     clean = [dynamics.clean_examples(s.labels, s.flagged, s.suggested, s.suggested_probability, k, n=7)

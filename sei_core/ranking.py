@@ -288,7 +288,7 @@ def score_method(run: Run | LoadedRun, method: str | Method = DEFAULT_METHOD, ru
     return dataclasses.replace(ms, source_run=number)
 
 
-class _PerEpoch:
+class PerEpoch:
     """Each sample's ``(T, N)`` records taken from the run that scored it, built on first use."""
 
     def __init__(self, records: list, pick: np.ndarray, n_epochs: int):
@@ -334,7 +334,7 @@ class RunScores:
     sei_threshold: np.ndarray | None = None
     sei_flagged: np.ndarray | None = None
     sei_run_thresholds: list[float] | None = None
-    per_epoch: _PerEpoch | None = field(default=None, repr=False, compare=False)
+    per_epoch: PerEpoch | None = field(default=None, repr=False, compare=False)
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     def _merged(self, name: str, dtype) -> np.ndarray:
@@ -445,7 +445,7 @@ def score_run(run: Run, method: str = DEFAULT_METHOD, rule: str | None = None) -
         epochs=t, run_thresholds=ms.run_thresholds, method=ms.method,
         rule=ms.rule, count=est,
         sei=paper.score, sei_threshold=paper.threshold, sei_flagged=paper.flagged,
-        sei_run_thresholds=paper.run_thresholds, per_epoch=_PerEpoch(loaded.records, pick, t),
+        sei_run_thresholds=paper.run_thresholds, per_epoch=PerEpoch(loaded.records, pick, t),
     )
 
 

@@ -260,7 +260,7 @@ def _read(run: Run, entry: Path, key: dict) -> Scored | None:
         summ = {name: np.load(entry / f"{name}.npy", mmap_mode="r") for name in _SUMMARY_FIELDS}
     except (OSError, ValueError):
         return None
-    from .ranking import RunScores, _PerEpoch
+    from .ranking import PerEpoch, RunScores
 
     runs = [int(r) for r in meta.get("runs", [])]
     if runs != _scored_runs(run):
@@ -275,7 +275,7 @@ def _read(run: Run, entry: Path, key: dict) -> Scored | None:
     s = RunScores(ids=ids, classes=meta["classes"], epochs=t, run_thresholds=meta["run_thresholds"],
                   method=meta["method"], rule=meta["rule"],
                   count=None if meta["count"] is None else _count_from_json(meta["count"]),
-                  sei_run_thresholds=meta["sei_run_thresholds"], per_epoch=_PerEpoch(records, pick, t),
+                  sei_run_thresholds=meta["sei_run_thresholds"], per_epoch=PerEpoch(records, pick, t),
                   **cols)
     return Scored(s, Summary(**summ), entry, True)
 

@@ -451,7 +451,8 @@ def _aux_sets(run: Run, config: TrainConfig, n: int, k: int) -> list[np.ndarray]
     return sets
 
 
-def _batches(n: int, batch_size: int) -> int:
+def batch_count(n: int, batch_size: int) -> int:
+    """How many batches an epoch over ``n`` samples has at ``batch_size`` (at least one)."""
     return max(1, math.ceil(n / batch_size))
 
 
@@ -518,7 +519,7 @@ def _train_one(run: Run, config: TrainConfig, prep: Prepared, aux: np.ndarray, i
     step = Stepper(net, opt, scaler, device, config.augment, aug_gen, use_amp, amp_dtype, d.rank, d.world)
     saver = CheckpointWriter()
     saved_epoch = start_epoch - 1  # the epoch of the newest checkpoint this call wrote
-    n_batches = _batches(n, config.batch_size)
+    n_batches = batch_count(n, config.batch_size)
     if d.active and n // n_batches < 2 * d.world:
         raise RunError(f"batches of {n // n_batches} images cannot be split over {d.world} processes "
                        f"(each needs at least 2 for BatchNorm); raise --batch-size to at least {2 * d.world}")
@@ -810,7 +811,7 @@ def _eval_pass(model, feed, y_all, recorder, config, device, use_amp, amp_dtype,
     d = d or Dist()
     model.eval()
     n = len(y_all)
-    whole = torch.tensor_split(torch.arange(n), _batches(n, config.batch_size))
+    whole = torch.tensor_split(torch.arange(n), batch_count(n, config.batch_size))
     batches = [shard(b, d.rank, d.world)[1] for b in whole]
     for idx_cpu, x in feed.batches(batches):
         idx = idx_cpu.to(device, non_blocking=True)
