@@ -20,7 +20,7 @@ from sei_core.dataset import DataError, ImageCheck, LabeledImages, Validation, c
 from sei_core.gallery import ImageAccessError, ImageSource
 from sei_core.labels import LABEL_COL, PATH_COL
 from sei_core.models import ModelError
-from sei_core.methods import DEFAULT_METHOD, DISPLAY_NAMES, PAPER_METHOD, display_name  # noqa: F401  (re-exported for the pages)
+from sei_core.methods import DEFAULT_METHOD, PAPER_METHOD, display_name  # noqa: F401  (re-exported for the pages)
 from sei_core.review import ReviewError
 from sei_core.runs import Run, RunError
 
@@ -85,10 +85,6 @@ def show_error(e: BaseException) -> None:
         st.error(f"The data cannot be used as it is: {len(e.problems)} problem(s). "
                  "Fix them in the file, then reload it on the Data page.", icon=":material/error:")
         show_problems(e.problems)
-    elif isinstance(e, RunError):
-        st.error(md(str(e)), icon=":material/error:")
-    elif isinstance(e, ReviewError):
-        st.error(md(str(e)), icon=":material/error:")
     else:
         st.error(md(str(e)), icon=":material/error:")
 
@@ -318,7 +314,6 @@ def md_safe_names(text: str, names) -> str:
 
 
 #: How the pages name a ranking score (one place: sei_core.methods).
-SCORE_NAMES = DISPLAY_NAMES
 score_name = display_name
 
 
@@ -329,9 +324,9 @@ def _truth(data_path: str, run_path: str, stamp: tuple, truth_stamp: tuple):
     return aligned_truth(Run(run_path), data_path, cached_scores(run_path, stamp, DEFAULT_METHOD).ids)
 
 
-def truth_of(run: Run, ids=None):
+def truth_of(run: Run):
     """``is_noisy`` per sample of the run from its data set's truth file, or None (cached per
-    run and truth-file version; ``ids`` is accepted for compatibility and must be the run's)."""
+    run and truth-file version)."""
     data = run.config().get("data", "")
     f = workspace.truth_file(data)
     return None if f is None else _truth(data, str(run.path), workspace.run_stamp(run), file_stamp(f))
