@@ -36,6 +36,8 @@ __all__ = [
     "COLUMN_FIX",
 ]
 
+#: The file endings of the images training reads (a path column's cells end in one).
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 #: The default names of the path and label columns.
 PATH_COL = "path"
 LABEL_COL = "label"
@@ -394,8 +396,6 @@ def suggest_columns(table: LabelTable, sample: int = 2000) -> tuple[list[str], l
     few distinct values (at most half the rows), a name like ``diagnosis`` first. Columns
     already named ``path``/``label`` come first. Costs O(columns × sample), whatever N.
     """
-    from .dataset import IMAGE_EXTENSIONS  # the image kinds training reads
-
     head = table.frame.head(sample)
     names = list(head.columns)
     exts = tuple(sorted(IMAGE_EXTENSIONS))
