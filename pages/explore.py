@@ -17,6 +17,7 @@ from sei_core.count import COUNT_CAVEAT, ESTIMATOR_TEXT
 from sei_core.methods import DEFAULT_RULE, METHODS, threshold_text
 from sei_core import dynamics, metrics, plots, workspace
 from sei_core.gallery import ImageAccessError, fit
+from sei_core.review import request_review
 from sei_core.runs import Run
 from sei_core.score_cache import sample_values
 
@@ -239,7 +240,7 @@ def search(names: pd.Series, query: str, within: np.ndarray) -> np.ndarray:
 
 
 def send_to_review(run, sid: str) -> None:
-    workspace.request_review(run, sid)
+    request_review(run, sid)
     st.session_state["review_focus"] = sid
 
 

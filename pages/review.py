@@ -15,8 +15,8 @@ from pages._common import class_names_of, class_text, image_layout
 from sei_core import dynamics, plots, workspace
 from sei_core.review_count import DEFAULT_AUDIT_SHARE, calibration_points
 from sei_core.gallery import ImageAccessError, fit, zoom
-from sei_core.review import (STATE_FILTERS, ConflictError, ReviewError, ReviewQueue,
-                             ReviewStore, review_columns, review_label_file)
+from sei_core.review import (REVIEW_REQUESTS_FILE, STATE_FILTERS, ConflictError, ReviewError, ReviewQueue,
+                             ReviewStore, review_columns, review_label_file, review_requests)
 from sei_core.runs import Run
 from sei_core.score_cache import sample_values
 
@@ -38,7 +38,7 @@ def review_queue(run_path: str, stamp: tuple, label_file: str, requests_stamp: t
     """The run's queue, built once per run version and request list; decisions update it in place
     (shared by every tab on this server, like the label file)."""
     s = cached_scores(run_path, stamp, DEFAULT_METHOD)
-    return ReviewQueue(s.ids, s.labels, s.score, s.flagged, workspace.review_requests(Run(run_path)))
+    return ReviewQueue(s.ids, s.labels, s.score, s.flagged, review_requests(Run(run_path)))
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
@@ -404,7 +404,7 @@ def body() -> None:
     if run.status().get("state") != "finished":
         st.info("This run has not finished training: the queue uses the epochs recorded so far and may change.",
                 icon=":material/hourglass_top:")
-    queue = review_queue(str(run.path), stamp, str(label_file), file_stamp(run.path / workspace.REVIEW_REQUESTS_FILE))
+    queue = review_queue(str(run.path), stamp, str(label_file), file_stamp(run.path / REVIEW_REQUESTS_FILE))
     queue.follow(store)  # decisions since the last run (this tab's, others', other programs')
     if not len(queue):
         st.success("Nothing to review: the model flagged no image in this run.", icon=":material/check_circle:")

@@ -7,8 +7,7 @@ No Streamlit here (the CLI and tests use it too). Every write is atomic.
 - ``<runs>/recent.json`` remembers the data sets opened recently, newest first, each with
   the columns of its label file that hold the image path and the label.
 - Which label file a run is reviewed against, and the samples sent to review by hand, are
-  :func:`sei_core.review.review_label_file` and :func:`sei_core.review.review_requests`
-  (importable from here too, where the pages look for them).
+  :func:`sei_core.review.review_label_file` and :func:`sei_core.review.review_requests`.
 """
 
 from __future__ import annotations
@@ -22,8 +21,6 @@ import numpy as np
 from . import access
 from .files import atomic_write_bytes, atomic_write_json
 from .labels import LABEL_COL, PATH_COL, TableError, source_kind, truth_columns
-from .review import (REVIEW_LABEL_FILE, REVIEW_REQUESTS_FILE, is_read_only,  # noqa: F401 (pages use them here)
-                     request_review, review_label_file, review_requests)
 from .runs import Run, list_runs
 
 RUNS_ENV = "SEI_RUNS_DIR"
@@ -261,10 +258,6 @@ def new_run_name(data_path: str | Path, model: str, folder: Path | None = None) 
 def is_csv_data(run: Run) -> bool:
     """True if ``run`` trained on a label file (not an image folder or ``.npz``)."""
     return source_kind(run.config().get("data", "")) == "csv"
-
-
-# ``review_label_file``, ``review_requests`` and ``request_review`` live in sei_core.review
-# (imported above): which label file a run is reviewed against, and the hand-made requests.
 
 
 # -- ground truth (data sets with known noise) ---------------------------------------------

@@ -6,7 +6,7 @@ import json
 import numpy as np
 
 from pages._common import md
-from sei_core import plots, workspace
+from sei_core import plots, review
 from pages._common import score_name
 from sei_core.ranking import DEFAULT_METHOD, PAPER_METHOD, score_run
 from sei_core.runs import Run
@@ -118,7 +118,7 @@ def test_open_an_image_and_send_it_to_review(open_app, app_env):
     at.button(key="send_to_review").click().run()
     assert not at.exception
     assert at.title[0].value == "Review"
-    assert workspace.review_requests(Run(app_env.run)) == [s.ids[kept]]
+    assert review.review_requests(Run(app_env.run)) == [s.ids[kept]]
     assert at.session_state["review_current"] == s.ids[kept]
 
 
