@@ -38,7 +38,8 @@ from sei_core.models import build_model
 from sei_core.records import Recorder, RecordStore
 from sei_core.runs import Run
 from sei_core.feed import ImageFeed, memory_budget
-from sei_core.train import CheckpointWriter, Stepper, batch_count, pick_device
+from sei_core.config import pick_device
+from sei_core.train import CheckpointWriter, Stepper, batch_count
 
 
 def _sync(device: torch.device) -> None:

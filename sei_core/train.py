@@ -39,9 +39,7 @@ import torch.nn.functional as F
 
 from . import dataset as ds_mod
 from . import feed as feed_mod
-# the configuration moved to sei_core.config; these names stay importable from here
-from .config import (PAPER_EPOCHS, PAPER_MILESTONES, PRESETS, TrainConfig, pick_device,  # noqa: F401
-                     under_torchrun)
+from .config import TrainConfig, pick_device, under_torchrun
 from .models import ModelError, build_model, on_device
 from .files import atomic_write, stream_writes_to
 from .records import Recorder

@@ -10,7 +10,8 @@ import pytest
 
 from sei_core import jobs
 from sei_core.runs import Run, RunError
-from sei_core.train import TrainConfig, init_run
+from sei_core.config import TrainConfig
+from sei_core.train import init_run
 
 
 def _train_cmd(data, out, seed, tiny):

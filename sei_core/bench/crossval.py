@@ -3,7 +3,7 @@
 Two consumers need predictions from a model that never trained on the sample it predicts:
 Confident Learning (cleanlab wants out-of-sample ``pred_probs``) and the reference
 classifier whose confusion matrix calibrates the noise of a benchmark (eq. 5 of the paper).
-Both train the same model with the same budget as an SEI run (:class:`~sei_core.train.TrainConfig`:
+Both train the same model with the same budget as an SEI run (:class:`~sei_core.config.TrainConfig`:
 model, weights, image size, epochs, optimiser, schedule, augmentation) but on the ``K``
 real classes only — no auxiliary class — on ``k - 1`` folds, and predict the held-out fold
 in eval mode without augmentation.
@@ -27,7 +27,8 @@ from .. import dataset as ds_mod
 from .. import feed as feed_mod
 from ..models import build_model, on_device
 from ..files import atomic_write
-from ..train import Stepper, TrainConfig, batch_count, pick_device
+from ..config import TrainConfig, pick_device
+from ..train import Stepper, batch_count
 
 
 @dataclass

@@ -84,7 +84,7 @@ class BenchError(Exception):
 
 @dataclass
 class BenchSpec:
-    """What to measure. ``train`` holds :class:`~sei_core.train.TrainConfig` fields other than
+    """What to measure. ``train`` holds :class:`~sei_core.config.TrainConfig` fields other than
     ``data`` and ``seed`` (each cell trains with its own seed)."""
 
     data: list[str]
