@@ -20,7 +20,7 @@ from sei_core.dataset import DataError, ImageCheck, LabeledImages, Validation, c
 from sei_core.gallery import ImageAccessError, ImageSource
 from sei_core.labels import LABEL_COL, PATH_COL
 from sei_core.models import ModelError
-from sei_core.methods import DEFAULT_METHOD, PAPER_METHOD, display_name  # noqa: F401  (re-exported for the pages)
+from sei_core.methods import DEFAULT_METHOD
 from sei_core.review import ReviewError
 from sei_core.runs import Run, RunError
 
@@ -311,10 +311,6 @@ def md_safe_names(text: str, names) -> str:
     for n in sorted(set(names), key=len, reverse=True):
         text = text.replace(f"**{n}**", f"**{md(n)}**")
     return text
-
-
-#: How the pages name a ranking score (one place: sei_core.methods).
-score_name = display_name
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)

@@ -8,13 +8,14 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pages._common import (DEFAULT_METHOD, PAPER_METHOD, anonymous_sign_in, cached_scored, cached_scores, facts,
-                           file_stamp, guard, images_of, log, md, need_run, page_setup, reliability_of,
-                           reliability_warning, reviewer_name, score_name, scores_of, signed_in_name)
+from pages._common import (anonymous_sign_in, cached_scored, cached_scores, facts, file_stamp, guard, images_of, log,
+                           md, need_run, page_setup, reliability_of, reliability_warning, reviewer_name, scores_of,
+                           signed_in_name)
 from pages._common import class_names_of, class_text, image_layout
 from sei_core import dynamics, plots, workspace
 from sei_core.review_count import DEFAULT_AUDIT_SHARE, calibration_points
 from sei_core.gallery import ImageAccessError, fit, zoom
+from sei_core.methods import DEFAULT_METHOD, PAPER_METHOD, display_name
 from sei_core.review import (REVIEW_REQUESTS_FILE, STATE_FILTERS, ConflictError, ReviewError, ReviewQueue,
                              ReviewStore, review_columns, review_label_file, review_requests)
 from sei_core.runs import Run
@@ -477,7 +478,7 @@ def decision_panel(run, store: ReviewStore, queue: ReviewQueue, state_filter: st
             rows.append(("Original label", class_text(cfg, orig)))
         rows += [("Model suggests", f"{class_text(cfg, suggested)} · {100 * s.suggested_probability[i]:.0f}%"
                   if suggested else "—"),
-                 (score_name(s.method), f"{s.score[i]:.3g}  (threshold {s.threshold[i]:.3g})"
+                 (display_name(s.method), f"{s.score[i]:.3g}  (threshold {s.threshold[i]:.3g})"
                   if np.isfinite(s.score[i]) else "no score")]
         if s.method != PAPER_METHOD:
             rows.append(("Paper's SEI", f"{s.sei[i]:.3g}  (threshold {s.sei_threshold[i]:.3g}, "
@@ -556,7 +557,7 @@ def _without(idx: np.ndarray, i: int, n: int = 6) -> np.ndarray:
 
 
 def review_log(store: ReviewStore, s, queue: ReviewQueue, state_filter: str, k: int) -> None:
-    name = score_name(s.method)
+    name = display_name(s.method)
     with st.expander(f"The queue ({len(queue)} images) — click a row to open it"):
         shown = queue.select(STATE_FILTERS[state_filter], k)[:TABLE_ROWS]
         idx = queue.index[shown]
