@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from sei_core import scores as _scores
 from sei_core.scores import EPS, entropy
 
 

@@ -16,7 +16,6 @@ Nothing here ever writes to the user's data.
 from __future__ import annotations
 
 import hashlib
-import contextlib
 import json
 import os
 import threading

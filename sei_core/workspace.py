@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import access
-from .files import atomic_write_bytes, atomic_write_json
+from .files import atomic_write_json
 from .labels import LABEL_COL, PATH_COL, TableError, source_kind, truth_columns
 from .runs import Run, list_runs
 
