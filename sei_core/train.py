@@ -43,7 +43,7 @@ from .config import TrainConfig, pick_device, under_torchrun
 from .models import ModelError, build_model, on_device
 from .files import atomic_write, stream_writes_to
 from .records import Recorder
-from .runs import Run, RunError, now
+from .runs import Run, RunError, duration_text, now
 from .scores import choose_aux_sets
 
 
@@ -546,7 +546,7 @@ def _train_one(run: Run, config: TrainConfig, prep: Prepared, aux: np.ndarray, i
                     eta = early.batch_done()
                     if eta is not None:
                         run.update_status(eta_seconds=eta, eta_from="first batches")
-                        msg = (f"estimated training time: about {_fmt_duration(eta)} "
+                        msg = (f"estimated training time: about {duration_text(eta)} "
                                f"({config.runs - index + 1} × {config.epochs} epochs of {n_batches} batches, "
                                f"{early.seconds_per_batch:.2f} s per batch so far)")
                         say(msg)
@@ -640,13 +640,6 @@ class EarlyEstimate:
         self.done = True
         self.seconds_per_batch = (time.perf_counter() - self.t_first) / (self.count - 1)
         return self.seconds_per_batch * (self.left - self.count)
-
-
-def _fmt_duration(seconds: float) -> str:
-    s = int(round(seconds))
-    if s >= 3600:
-        return f"{s // 3600} h {s % 3600 // 60:02d} min"
-    return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
 
 
 def _record_weights(run: Run, info: dict, say: Callable[[str], None]) -> None:
