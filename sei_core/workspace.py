@@ -20,7 +20,7 @@ import numpy as np
 
 from . import access
 from .files import atomic_write_json
-from .labels import LABEL_COL, PATH_COL, TableError, source_kind, truth_columns
+from .labels import LABEL_COL, PATH_COL, TableError, source_kind, truth_columns, truth_for
 from .runs import Run, list_runs
 
 RUNS_ENV = "SEI_RUNS_DIR"
@@ -285,19 +285,10 @@ def load_truth(data_path: str | Path, ids: list[str]) -> np.ndarray | None:
     f = truth_file(data_path)
     if f is None:
         return None
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     try:
-        paths, flags = truth_columns(f)
+        return truth_for(ids, truth_columns(f), f)
     except TableError:
         return None
-    # the row of each id (the last one of a path listed twice, as read_truth's dict keeps)
-    listed = pa.array(paths.to_numpy(dtype=object)[::-1], type=pa.string())
-    at = pc.index_in(pa.array(list(ids), type=pa.string()), value_set=listed).to_numpy(zero_copy_only=False)
-    if len(ids) and np.isnan(at.astype(np.float64)).any():
-        return None
-    return flags[::-1][np.asarray(at, dtype=np.int64)] if len(ids) else np.zeros(0, dtype=bool)
 
 
 # -- prompts ---------------------------------------------------------------------------------
