@@ -23,8 +23,6 @@ from .files import atomic_write_json
 from .labels import LABEL_COL, PATH_COL, TableError, source_kind, truth_columns, truth_for
 from .runs import Run, list_runs
 
-RUNS_ENV = "SEI_RUNS_DIR"
-BENCH_ENV = "SEI_BENCH_DIR"
 RECENT_FILE = "recent.json"
 MAX_RECENT = 10
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "sample_data"
@@ -32,12 +30,12 @@ SAMPLE_DIR = Path(__file__).resolve().parent.parent / "sample_data"
 
 def runs_dir() -> Path:
     """The folder that holds the runs: ``$SEI_RUNS_DIR`` or ``./runs``."""
-    return Path(os.environ.get(RUNS_ENV) or "runs").expanduser().absolute()
+    return Path(os.environ.get(access.RUNS_ENV) or "runs").expanduser().absolute()
 
 
 def bench_root() -> Path:
     """The folder searched for benchmark results: ``$SEI_BENCH_DIR`` or ``./bench``."""
-    return Path(os.environ.get(BENCH_ENV) or "bench").expanduser().absolute()
+    return Path(os.environ.get(access.BENCH_ENV) or "bench").expanduser().absolute()
 
 
 def bench_dirs(root: str | Path | None = None) -> list[Path]:
