@@ -342,6 +342,10 @@ class RunScores:
             self._cache[name] = self.per_epoch.merged(name, dtype)
         return self._cache[name]
 
+    def already_read(self, name: str) -> np.ndarray | None:
+        """The ``(T, N)`` per-epoch array ``name`` if it has been read (merged) already, else None."""
+        return self._cache.get(name)
+
     @property
     def signed_entropy(self) -> np.ndarray:
         """(T, N) signed entropy from each sample's scoring run."""

@@ -351,8 +351,9 @@ def sample_values(s, name: str, i: int) -> np.ndarray:
     """``(T,)`` record field ``name`` (``signed_entropy``, ``entropy``, ``prediction`` …) of
     sample ``i`` from its scoring run, read from the records alone (not the whole ``(T, N)``)."""
     pe = s.per_epoch
-    if name in s._cache:
-        return np.asarray(s._cache[name][:, i])
+    whole = s.already_read(name)
+    if whole is not None:
+        return np.asarray(whole[:, i])
     rec = pe.records[int(pe.pick[i])]
     n = len(pe.pick)
     return np.asarray(sample_range(rec, i, i + 1, n)[name][-pe.n_epochs:])[:, 0]
