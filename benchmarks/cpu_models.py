@@ -33,7 +33,8 @@ from sei_core.bench import noise  # noqa: E402
 from sei_core.labels import truth_columns, truth_for  # noqa: E402
 from sei_core.bench import stratified_subset  # noqa: E402
 from sei_core.metrics import auroc, precision_recall_f1  # noqa: E402
-from sei_core.ranking import DEFAULT_METHOD, score_run  # noqa: E402
+from sei_core.methods import DEFAULT_METHOD  # noqa: E402
+from sei_core.ranking import score_run  # noqa: E402
 from sei_core.runs import Run  # noqa: E402
 
 #: name → `sei train` options (``default``: none at all; on a CPU the ``cpu`` preset,

@@ -289,7 +289,7 @@ def _reports() -> bool:
 
 
 def _print_summary(run: Run) -> int:
-    from .ranking import PAPER_METHOD
+    from .methods import PAPER_METHOD
     from .score_cache import scored
 
     s = scored(run).scores  # training's end has just stored them
@@ -329,9 +329,8 @@ def cmd_status(a) -> int:
 
 
 def cmd_flags(a) -> int:
+    from .methods import DEFAULT_METHOD
     from .ranking import score_run
-
-    from .ranking import DEFAULT_METHOD
 
     df = score_run(Run(a.run), a.method or DEFAULT_METHOD).table(flagged_only=not a.all)
     if a.top:

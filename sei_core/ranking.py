@@ -36,8 +36,7 @@ from .runs import Run, RunError
 from . import scores as _scores
 from .scores import combine_runs, suggested_labels
 
-__all__ = ["DEFAULT_METHOD", "DEFAULT_RULE", "PAPER_METHOD", "PAPER_RULE", "METHODS", "MethodScores",
-           "LoadedRun", "RunScores", "count_errors", "load_run", "score_method", "score_records",
+__all__ = ["MethodScores", "LoadedRun", "RunScores", "count_errors", "load_run", "score_method", "score_records",
            "score_run", "write_scores"]
 
 #: Per-sample work runs over ranges of samples with about this many (epoch, sample) cells,

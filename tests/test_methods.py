@@ -2,7 +2,7 @@
 
 import pytest
 
-from sei_core import methods, ranking
+from sei_core import methods
 from sei_core.methods import (DEFAULT_METHOD, DEFAULT_RULE, METHODS, OUT_OF_SAMPLE_METHODS, PAPER_METHOD, RULES,
                               describe_methods, display_name, method_names, method_order, split_variant,
                               threshold_text, variant)
@@ -11,10 +11,6 @@ from sei_core.methods import (DEFAULT_METHOD, DEFAULT_RULE, METHODS, OUT_OF_SAMP
 def test_default_and_paper_methods_are_registered():
     assert DEFAULT_METHOD in METHODS and PAPER_METHOD == "sei" and DEFAULT_RULE in RULES
     assert methods.COUNT_METHOD in METHODS and methods.COUNT_ESTIMATOR in ("bbe", "mixture", "cleanlab")
-
-
-def test_ranking_names_the_registry_defaults():
-    assert ranking.DEFAULT_METHOD == DEFAULT_METHOD and ranking.PAPER_METHOD == PAPER_METHOD
 
 
 def test_variants_round_trip():
