@@ -30,10 +30,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sei_core.bench import noise  # noqa: E402
-from sei_core.labels import read_truth  # noqa: E402
+from sei_core.labels import truth_columns, truth_for  # noqa: E402
 from sei_core.bench import stratified_subset  # noqa: E402
 from sei_core.metrics import auroc, precision_recall_f1  # noqa: E402
-from sei_core.ranking import DEFAULT_METHOD, score_run  # noqa: E402
+from sei_core.methods import DEFAULT_METHOD  # noqa: E402
+from sei_core.ranking import score_run  # noqa: E402
 from sei_core.runs import Run  # noqa: E402
 
 #: name → `sei train` options (``default``: none at all; on a CPU the ``cpu`` preset,
@@ -84,9 +85,9 @@ def measure(name: str, options: list[str], labels: Path, out: Path) -> dict:
             f"{time.time() - t0:.1f} {after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime:.1f}\n")
     wall, cpu = (float(x) for x in (run_dir / "measured.txt").read_text().split())
     cfg = Run(run_dir).config()
-    noisy = read_truth(labels.parent / "truth.csv")
     s = score_run(Run(run_dir))
-    is_noisy = np.array([noisy[i] for i in s.ids])
+    truth_csv = labels.parent / "truth.csv"
+    is_noisy = truth_for(s.ids, truth_columns(truth_csv), truth_csv)
     prf = precision_recall_f1(s.flagged, is_noisy)
     f1, f1_sei = prf["f1"], precision_recall_f1(s.sei_flagged, is_noisy)["f1"]
     scored = ~np.isnan(s.score)

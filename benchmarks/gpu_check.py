@@ -45,7 +45,7 @@ from sei_core.config import pick_device
 from sei_core.feed import ImageFeed, format_size, memory_budget
 from sei_core.models import build_model, on_device
 from sei_core.records import Recorder, RecordStore
-from sei_core.train import Stepper, _batches
+from sei_core.train import Stepper, batch_count
 
 
 class TimedFeed:
@@ -153,7 +153,7 @@ def main() -> None:
     y_all = torch.from_numpy(targets).to(device)
     use_amp = device.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    n_batches = _batches(n, a.batch_size)
+    n_batches = batch_count(n, a.batch_size)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "CPU"
     print(f"{n} images ({'generated' if not a.data else labels}) at {a.image_size} px, {a.model}, batch "
           f"{a.batch_size}, AMP {amp_dtype if use_amp else 'off'}, device {device} ({name}); "

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from sei_core import bench  # noqa: E402
-from sei_core.ranking import DEFAULT_METHOD, PAPER_METHOD  # noqa: E402
+from sei_core.methods import DEFAULT_METHOD, PAPER_METHOD  # noqa: E402
 
 TITLES = bench.METRIC_TITLES
 

@@ -4,7 +4,7 @@ Takes a run directory whose records are in the old full-precision format (float3
 one ``epoch_XXXX.npz`` per epoch, as written before the columnar store), copies it (without
 the image cache and checkpoints), converts the copy's records to the columnar layout with
 :meth:`sei_core.records.RecordStore.convert`, scores both with every method of
-:data:`sei_core.baselines.METHODS` (:func:`sei_core.ranking.score_method`) and prints, per
+:data:`sei_core.methods.METHODS` (:func:`sei_core.ranking.score_method`) and prints, per
 method: the largest absolute score difference (and relative to the score's range), the
 Spearman rank correlation, and how many flags changed.
 
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sei_core.baselines import METHODS
+from sei_core.methods import METHODS
 from sei_core.ranking import load_run, score_method
 from sei_core.runs import Run
 

@@ -28,7 +28,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sei_core.baselines import METHODS  # noqa: E402
+from sei_core.methods import METHODS  # noqa: E402
 from sei_core.metrics import auroc  # noqa: E402
 from sei_core.ranking import load_run, score_method  # noqa: E402
 from sei_core.runs import Run  # noqa: E402

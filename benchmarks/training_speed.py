@@ -38,7 +38,8 @@ from sei_core.models import build_model
 from sei_core.records import Recorder, RecordStore
 from sei_core.runs import Run
 from sei_core.feed import ImageFeed, memory_budget
-from sei_core.train import CheckpointWriter, Stepper, _batches, pick_device
+from sei_core.config import pick_device
+from sei_core.train import CheckpointWriter, Stepper, batch_count
 
 
 def _sync(device: torch.device) -> None:
@@ -72,7 +73,7 @@ def main() -> None:
     x_float = (torch.from_numpy(images_np).float() / 255).to(device)
     use_amp = device.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    n_batches = _batches(n, a.batch_size)
+    n_batches = batch_count(n, a.batch_size)
     print(f"{n} images at {a.image_size}px, {a.model}, batch {a.batch_size}, device {device}, "
           f"{torch.get_num_threads()} CPU threads")
 

@@ -20,7 +20,7 @@ from sei_core.dataset import DataError, ImageCheck, LabeledImages, Validation, c
 from sei_core.gallery import ImageAccessError, ImageSource
 from sei_core.labels import LABEL_COL, PATH_COL
 from sei_core.models import ModelError
-from sei_core.methods import DEFAULT_METHOD, DISPLAY_NAMES, PAPER_METHOD, display_name  # noqa: F401  (re-exported for the pages)
+from sei_core.methods import DEFAULT_METHOD
 from sei_core.review import ReviewError
 from sei_core.runs import Run, RunError
 
@@ -85,10 +85,6 @@ def show_error(e: BaseException) -> None:
         st.error(f"The data cannot be used as it is: {len(e.problems)} problem(s). "
                  "Fix them in the file, then reload it on the Data page.", icon=":material/error:")
         show_problems(e.problems)
-    elif isinstance(e, RunError):
-        st.error(md(str(e)), icon=":material/error:")
-    elif isinstance(e, ReviewError):
-        st.error(md(str(e)), icon=":material/error:")
     else:
         st.error(md(str(e)), icon=":material/error:")
 
@@ -259,7 +255,7 @@ def images_of(path: str, split: str = "train", image_dirs=(), image_ext: str | N
 
 
 @st.cache_resource(show_spinner="Scoring the run…", max_entries=4)
-def _scored(run_path: str, stamp: tuple, method: str):
+def cached_scored(run_path: str, stamp: tuple, method: str):
     """One shared, read-only scored result per run version and method: the run's cache entry
     (``sei_core.score_cache``, written when training finished or by the first scoring), so a
     run is scored once, not once per server. ``cache_resource``: the arrays are handed out as
@@ -269,20 +265,20 @@ def _scored(run_path: str, stamp: tuple, method: str):
     return scored(Run(run_path), method)
 
 
-def _scores(run_path: str, stamp: tuple, method: str):
-    """The run's :class:`~sei_core.ranking.RunScores` (see :func:`_scored`)."""
-    return _scored(run_path, stamp, method).scores
+def cached_scores(run_path: str, stamp: tuple, method: str):
+    """The run's :class:`~sei_core.ranking.RunScores` (see :func:`cached_scored`)."""
+    return cached_scored(run_path, stamp, method).scores
 
 
 def summary_of(run: Run, method: str = DEFAULT_METHOD):
     """The run's dynamics summary (:class:`sei_core.score_cache.Summary`) for ``method``."""
-    return _scored(str(run.path), workspace.run_stamp(run), method).summary
+    return cached_scored(str(run.path), workspace.run_stamp(run), method).summary
 
 
 def scores_of(run: Run, method: str = DEFAULT_METHOD):
     """The run's scores by ``method`` (default: the app's ranking), with the paper's SEI beside
     them (cached until the run writes another epoch)."""
-    return _scores(str(run.path), workspace.run_stamp(run), method)
+    return cached_scores(str(run.path), workspace.run_stamp(run), method)
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
@@ -291,7 +287,7 @@ def _reliability(run_path: str, stamp: tuple, method: str):
 
     from sei_core.reliability import class_reliability
 
-    s = _scores(run_path, stamp, method)
+    s = cached_scores(run_path, stamp, method)
     return class_reliability(s.labels, s.suggested, s.flagged, s.classes, scored=np.isfinite(s.score))
 
 
@@ -317,21 +313,16 @@ def md_safe_names(text: str, names) -> str:
     return text
 
 
-#: How the pages name a ranking score (one place: sei_core.methods).
-SCORE_NAMES = DISPLAY_NAMES
-score_name = display_name
-
-
 @st.cache_resource(max_entries=4, show_spinner=False)
 def _truth(data_path: str, run_path: str, stamp: tuple, truth_stamp: tuple):
     from sei_core.score_cache import aligned_truth
 
-    return aligned_truth(Run(run_path), data_path, _scores(run_path, stamp, DEFAULT_METHOD).ids)
+    return aligned_truth(Run(run_path), data_path, cached_scores(run_path, stamp, DEFAULT_METHOD).ids)
 
 
-def truth_of(run: Run, ids=None):
+def truth_of(run: Run):
     """``is_noisy`` per sample of the run from its data set's truth file, or None (cached per
-    run and truth-file version; ``ids`` is accepted for compatibility and must be the run's)."""
+    run and truth-file version)."""
     data = run.config().get("data", "")
     f = workspace.truth_file(data)
     return None if f is None else _truth(data, str(run.path), workspace.run_stamp(run), file_stamp(f))

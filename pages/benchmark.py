@@ -10,7 +10,7 @@ import streamlit as st
 
 from pages._common import current_run, facts, file_stamp, guard, md, page_setup, short_path
 from sei_core import access, bench, workspace
-from sei_core.methods import DEFAULT_METHOD, PAPER_METHOD
+from sei_core.methods import DEFAULT_METHOD, PAPER_METHOD, describe_methods
 from sei_core.ranking import load_run
 from sei_core.runs import Run
 
@@ -176,7 +176,7 @@ def grids() -> None:
                        "the mislabeled distribution; `mixture`: a 2-component Gaussian mixture on the score; "
                        "`cleanlab`: cleanlab's calibrated count on the run's or on cross-validated probabilities.")
     with st.expander("What each method is computed on"):
-        desc = bench.describe_methods(bench.BENCH_RULES)
+        desc = describe_methods(bench.BENCH_RULES)
         st.dataframe(pd.DataFrame({"method": [_mark(m) for m in desc], "computed on": list(desc.values())}),
                      hide_index=True, width="stretch")
 

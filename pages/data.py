@@ -11,10 +11,10 @@ import streamlit as st
 from pages._common import (choose_data, current_data, data_columns, data_report, file_stamp, guard, image_check,
                            image_layout, images_of, md, opened_data, page_setup, show_problems)
 from sei_core import plots, workspace
-from sei_core.dataset import (IMAGE_EXTENSIONS, MAX_LISTED, TRY_EXTENSIONS, Prompts, known_names,
-                              table_in_folder)
+from sei_core.dataset import MAX_LISTED, TRY_EXTENSIONS, Prompts, known_names, table_in_folder
 from sei_core.gallery import ImageAccessError, fit
-from sei_core.labels import LABEL_COL, PATH_COL, TableError, column_choices, in_words, source_kind
+from sei_core.labels import (IMAGE_EXTENSIONS, LABEL_COL, PATH_COL, TableError, column_choices, in_words,
+                             source_kind)
 
 THUMBS_PER_CLASS = 12
 THUMB_SIDE = 128

@@ -9,14 +9,14 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pages._common import (DEFAULT_METHOD, PAPER_METHOD, REVIEW_PAGE, _scored, _scores, facts, file_stamp, guard,
-                           images_of, md, need_run, page_setup, reliability_warning, score_name, scores_of, summary_of,
-                           truth_of)
+from pages._common import (REVIEW_PAGE, cached_scored, cached_scores, facts, file_stamp, guard, images_of, md,
+                           need_run, page_setup, reliability_warning, scores_of, summary_of, truth_of)
 from pages._common import image_layout
 from sei_core.count import COUNT_CAVEAT, ESTIMATOR_TEXT
-from sei_core.methods import DEFAULT_RULE, METHODS, threshold_text
+from sei_core.methods import DEFAULT_METHOD, DEFAULT_RULE, METHODS, PAPER_METHOD, display_name, threshold_text
 from sei_core import dynamics, metrics, plots, workspace
 from sei_core.gallery import ImageAccessError, fit
+from sei_core.review import request_review
 from sei_core.runs import Run
 from sei_core.score_cache import sample_values
 
@@ -75,11 +75,11 @@ def method_help(s) -> None:
     st.markdown(METHOD_HELP)
     if DEFAULT_METHOD != PAPER_METHOD:
         m = METHODS[DEFAULT_METHOD]
-        st.markdown(f"**{score_name(DEFAULT_METHOD)}**, the score this app ranks and flags by unless you choose "
+        st.markdown(f"**{display_name(DEFAULT_METHOD)}**, the score this app ranks and flags by unless you choose "
                     f"SEI above: {md(m.computed_on)}; flagged by {md(threshold_text(DEFAULT_METHOD, DEFAULT_RULE))}. "
                     "It was chosen because it found injected label noise best in this project's benchmark "
                     "(the Benchmark page and docs/benchmarks.md show the numbers, SEI beside it).")
-    st.markdown(f"This view: {md(score_name(s.method))} flagged by {md(threshold_text(s.method, s.rule))}; "
+    st.markdown(f"This view: {md(display_name(s.method))} flagged by {md(threshold_text(s.method, s.rule))}; "
                 "before any per-class scaling the threshold of each training run is "
                 + ", ".join(f"{t:.3g}" for t in s.run_thresholds) + ".")
     if s.count is not None:
@@ -92,8 +92,8 @@ def score_choice() -> str:
     if len(options) == 1:
         return options[0]
     return st.radio("Score", options, key="explore_method", horizontal=True,
-                    format_func=lambda m: f"{score_name(m)} (the app's ranking)" if m == DEFAULT_METHOD
-                    else f"{score_name(m)} (the paper's)",
+                    format_func=lambda m: f"{display_name(m)} (the app's ranking)" if m == DEFAULT_METHOD
+                    else f"{display_name(m)} (the paper's)",
                     help="The app ranks and flags by its default score, chosen on the benchmark (see the Benchmark "
                          "page); the paper's SEI is always available here. Curves of signed entropy are the same "
                          "for both; only the ranking, threshold and flags change.")
@@ -109,7 +109,7 @@ def summary(s, truth, mask, status: dict) -> None:
     scored = mask & np.isfinite(s.score)
     c = st.columns(5)
     c[0].metric("Images", f"{int(mask.sum()):,}")
-    name = score_name(s.method)
+    name = display_name(s.method)
     n_flag = int((s.flagged & mask).sum())
     c[1].metric("Flagged", f"{n_flag:,}",
                 help="The model doubts their label: review them on the Review page.")
@@ -156,7 +156,7 @@ def decision_count(run) -> None:
 @st.cache_resource(max_entries=4, show_spinner=False)
 def file_names(run_path: str, stamp: tuple, method: str) -> pd.Series:
     """The file name of every sample, for the name search (built on the first search only)."""
-    ids = pd.Series(_scores(run_path, stamp, method).ids, dtype=object)
+    ids = pd.Series(cached_scores(run_path, stamp, method).ids, dtype=object)
     return ids.str.rsplit("/", n=1).str[-1]
 
 
@@ -165,10 +165,10 @@ def class_view(run_path: str, stamp: tuple, method: str, k: int, truth_stamp: tu
     """The arrays and figures for one class (or all): built once per run version, method, class
     and truth-file version from the run's scored summary (``sei_core.score_cache``), so neither
     a first view nor a rerun reads the per-epoch records (figures are shared: read only)."""
-    sc = _scored(run_path, stamp, method)
+    sc = cached_scored(run_path, stamp, method)
     s, o = sc.scores, sc.summary
     truth = truth_of(Run(run_path)) if truth_stamp is not None else None
-    name = score_name(s.method)
+    name = display_name(s.method)
     order = np.asarray(o.order)
     if k == ALL:
         mask = np.ones(len(s.ids), dtype=bool)
@@ -208,7 +208,7 @@ def sample_table(s, truth, groups, order) -> None:
     df = pd.DataFrame({
         "image": [Path(s.ids[i]).name for i in rows],
         "given label": [s.classes[s.labels[i]] for i in rows],
-        score_name(s.method): s.score[rows],
+        display_name(s.method): s.score[rows],
         "flagged": s.flagged[rows],
         "suggested": [s.classes[s.suggested[i]] if 0 <= s.suggested[i] < k else "" for i in rows],
         "probability": 100 * s.suggested_probability[rows],
@@ -219,7 +219,7 @@ def sample_table(s, truth, groups, order) -> None:
     st.session_state["_explore_order"] = [int(i) for i in rows]
     st.dataframe(df, hide_index=True, width="stretch", height=320, key="explore_table", on_select=pick_from_table,
                  selection_mode="single-row",
-                 column_config={score_name(s.method): st.column_config.NumberColumn(format="%.3g"),
+                 column_config={display_name(s.method): st.column_config.NumberColumn(format="%.3g"),
                                 "probability": st.column_config.ProgressColumn(
                                     format="%.0f%%", min_value=0, max_value=100,
                                     help="Average probability of the suggested label over the last epochs")})
@@ -239,7 +239,7 @@ def search(names: pd.Series, query: str, within: np.ndarray) -> np.ndarray:
 
 
 def send_to_review(run, sid: str) -> None:
-    workspace.request_review(run, sid)
+    request_review(run, sid)
     st.session_state["review_focus"] = sid
 
 
@@ -263,7 +263,7 @@ def sample_panel(run, s, truth, groups, order, means, names: Callable[[], pd.Ser
         options = [chosen] + options
     st.session_state["explore_sample"] = chosen
     i = c[0].selectbox("Open an image", options, key="explore_sample",
-                       format_func=lambda j: f"{Path(s.ids[j]).name} · {score_name(s.method)} {s.score[j]:.3g}"
+                       format_func=lambda j: f"{Path(s.ids[j]).name} · {display_name(s.method)} {s.score[j]:.3g}"
                        + (" · flagged" if s.flagged[j] else ""),
                        help="The rows of the table page above, or the matches of a name search. "
                             "Or click a row of the table.")
@@ -281,7 +281,7 @@ def sample_panel(run, s, truth, groups, order, means, names: Callable[[], pd.Ser
     with mid:
         sug = s.classes[s.suggested[i]] if 0 <= s.suggested[i] < k else "—"
         rows = [("Given label", s.classes[s.labels[i]]),
-                (score_name(s.method), f"{s.score[i]:.3g}" if np.isfinite(s.score[i])
+                (display_name(s.method), f"{s.score[i]:.3g}" if np.isfinite(s.score[i])
                  else "no score (a wrong-label reference in every training run)"),
                 ("Threshold", f"{s.threshold[i]:.3g}" if np.isfinite(s.threshold[i]) else "—"),
                 ("Decision", "flagged: the label may be wrong" if s.flagged[i] else "kept"),
@@ -314,7 +314,7 @@ def body() -> None:
         method = score_choice()
     stamp = workspace.run_stamp(run)
     s = scores_of(run, method)
-    name = score_name(s.method)
+    name = display_name(s.method)
     with top[0]:
         k = class_filter(s.classes)
     with st.expander("How to read this page", icon=":material/help:"):

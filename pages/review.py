@@ -8,15 +8,16 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pages._common import (DEFAULT_METHOD, PAPER_METHOD, _scored, _scores, anonymous_sign_in, facts, file_stamp, guard,
-                           images_of, log, md, need_run, page_setup, reliability_of, reliability_warning, reviewer_name,
-                           score_name, scores_of, signed_in_name)
+from pages._common import (anonymous_sign_in, cached_scored, cached_scores, facts, file_stamp, guard, images_of, log,
+                           md, need_run, page_setup, reliability_of, reliability_warning, reviewer_name, scores_of,
+                           signed_in_name)
 from pages._common import class_names_of, class_text, image_layout
 from sei_core import dynamics, plots, workspace
 from sei_core.review_count import DEFAULT_AUDIT_SHARE, calibration_points
 from sei_core.gallery import ImageAccessError, fit, zoom
-from sei_core.review import (STATE_FILTERS, ConflictError, ReviewError, ReviewQueue,
-                             ReviewStore, review_columns, review_label_file)
+from sei_core.methods import DEFAULT_METHOD, PAPER_METHOD, display_name
+from sei_core.review import (REVIEW_REQUESTS_FILE, STATE_FILTERS, ConflictError, ReviewError, ReviewQueue,
+                             ReviewStore, review_columns, review_label_file, review_requests)
 from sei_core.runs import Run
 from sei_core.score_cache import sample_values
 
@@ -37,15 +38,15 @@ def review_store(label_file: str, classes: tuple, path_column: str, label_column
 def review_queue(run_path: str, stamp: tuple, label_file: str, requests_stamp: tuple) -> ReviewQueue:
     """The run's queue, built once per run version and request list; decisions update it in place
     (shared by every tab on this server, like the label file)."""
-    s = _scores(run_path, stamp, DEFAULT_METHOD)
-    return ReviewQueue(s.ids, s.labels, s.score, s.flagged, workspace.review_requests(Run(run_path)))
+    s = cached_scores(run_path, stamp, DEFAULT_METHOD)
+    return ReviewQueue(s.ids, s.labels, s.score, s.flagged, review_requests(Run(run_path)))
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
 def run_context(run_path: str, stamp: tuple) -> dict:
     """Per run version: the groups' mean signed-entropy curves (for the comparison curve) and the
     most confidently clean examples of each class, so a decision recomputes nothing over all samples."""
-    sc = _scored(run_path, stamp, DEFAULT_METHOD)
+    sc = cached_scored(run_path, stamp, DEFAULT_METHOD)
     s = sc.scores
     mean, _, _ = sc.summary.group_curves(-1)
     clean = [dynamics.clean_examples(s.labels, s.flagged, s.suggested, s.suggested_probability, k, n=7)
@@ -404,7 +405,7 @@ def body() -> None:
     if run.status().get("state") != "finished":
         st.info("This run has not finished training: the queue uses the epochs recorded so far and may change.",
                 icon=":material/hourglass_top:")
-    queue = review_queue(str(run.path), stamp, str(label_file), file_stamp(run.path / workspace.REVIEW_REQUESTS_FILE))
+    queue = review_queue(str(run.path), stamp, str(label_file), file_stamp(run.path / REVIEW_REQUESTS_FILE))
     queue.follow(store)  # decisions since the last run (this tab's, others', other programs')
     if not len(queue):
         st.success("Nothing to review: the model flagged no image in this run.", icon=":material/check_circle:")
@@ -477,7 +478,7 @@ def decision_panel(run, store: ReviewStore, queue: ReviewQueue, state_filter: st
             rows.append(("Original label", class_text(cfg, orig)))
         rows += [("Model suggests", f"{class_text(cfg, suggested)} · {100 * s.suggested_probability[i]:.0f}%"
                   if suggested else "—"),
-                 (score_name(s.method), f"{s.score[i]:.3g}  (threshold {s.threshold[i]:.3g})"
+                 (display_name(s.method), f"{s.score[i]:.3g}  (threshold {s.threshold[i]:.3g})"
                   if np.isfinite(s.score[i]) else "no score")]
         if s.method != PAPER_METHOD:
             rows.append(("Paper's SEI", f"{s.sei[i]:.3g}  (threshold {s.sei_threshold[i]:.3g}, "
@@ -558,7 +559,7 @@ def _without(idx: np.ndarray, i: int, n: int = 6) -> np.ndarray:
 
 
 def review_log(store: ReviewStore, s, queue: ReviewQueue, state_filter: str, k: int) -> None:
-    name = score_name(s.method)
+    name = display_name(s.method)
     with st.expander(f"The queue ({len(queue)} images) — click a row to open it"):
         shown = queue.select(STATE_FILTERS[state_filter], k)[:TABLE_ROWS]
         idx = queue.index[shown]

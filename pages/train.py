@@ -12,7 +12,7 @@ from pages._common import (page_setup, DATA_PAGE, EXPLORE_PAGE, REVIEW_PAGE, cur
 from sei_core import jobs, plots, workspace
 from sei_core.dataset import DataError
 from sei_core.labels import LABEL_COL, PATH_COL
-from sei_core.runs import Run, RunError, list_runs
+from sei_core.runs import Run, RunError, duration_text, list_runs
 from sei_core.config import PRESETS, TrainConfig, choose_preset
 
 POLL_SECONDS = 2.0
@@ -75,15 +75,6 @@ def init_defaults() -> None:
     if "tr_preset" not in st.session_state:
         st.session_state["tr_preset"] = machine_choice().preset
         apply_preset()
-
-
-def fmt_seconds(s) -> str:
-    if s is None:
-        return "—"
-    s = int(s)
-    if s >= 3600:
-        return f"{s // 3600} h {s % 3600 // 60:02d} min"
-    return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
 
 
 def parse_milestones(text: str) -> list[int] | None:
@@ -257,7 +248,7 @@ def _draw_progress(run_path: str) -> None:
     c[1].metric("Loss", "—" if st_.get("loss") is None else f"{st_['loss']:.3f}")
     c[2].metric("Accuracy", "—" if st_.get("accuracy") is None else f"{100 * st_['accuracy']:.1f}%",
                 help="On the training labels (noisy ones and the extra class included), so it stays below 100%.")
-    c[3].metric("Time left", fmt_seconds(st_.get("eta_seconds")) if state == "running" else "—",
+    c[3].metric("Time left", duration_text(st_.get("eta_seconds")) if state == "running" else "—",
                 help="Estimated from the first batches until an epoch has finished, then from the last epochs.")
     if st_.get("history") or state in ("running", "created"):  # a failed or stopped run without epochs: no chart
         st.plotly_chart(plots.training_curves(st_.get("history") or [], epochs), width="stretch",

@@ -40,6 +40,9 @@ import numpy as np
 
 NETWORK_ENV = "SEI_NETWORK"
 DATA_ROOTS_ENV = "SEI_DATA_ROOTS"
+#: The app's own folders (:func:`app_folders`): the runs and the benchmark results.
+RUNS_ENV = "SEI_RUNS_DIR"
+BENCH_ENV = "SEI_BENCH_DIR"
 TOKEN_ENV = "SEI_TOKEN"
 #: Personal tokens: ``NAME=TOKEN`` entries separated by commas (a name holds no comma).
 TOKENS_ENV = "SEI_TOKENS"
@@ -100,8 +103,6 @@ def data_roots(env: Mapping[str, str] | None = None) -> tuple[Path, ...]:
 def app_folders(env: Mapping[str, str] | None = None) -> tuple[Path, ...]:
     """The app's own folders, always open to it: the runs folder and the benchmark folder
     (``$SEI_RUNS_DIR`` / ``./runs``, ``$SEI_BENCH_DIR`` / ``./bench``), resolved."""
-    from .workspace import BENCH_ENV, RUNS_ENV  # workspace imports the review code: not at import time
-
     env = os.environ if env is None else env
     return tuple(Path(os.path.realpath(Path(env.get(name) or default).expanduser()))
                  for name, default in ((RUNS_ENV, "runs"), (BENCH_ENV, "bench")))

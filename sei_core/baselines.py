@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from sei_core import scores as _scores
 from sei_core.scores import EPS, entropy
 
 
@@ -217,14 +216,3 @@ def confident_learning(
     score = np.asarray(get_label_quality_scores(labels, p, method=rank_method))
     return score, flagged
 
-
-_MOVED = ("Method", "METHODS", "OUT_OF_SAMPLE_METHODS", "Records", "ThresholdRule", "method_names")
-
-
-def __getattr__(name: str):
-    # the registry moved to sei_core.methods; old imports keep working
-    if name in _MOVED:
-        from sei_core import methods
-
-        return getattr(methods, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from . import access, dataset
 from .files import atomic_write_csv, stream_writes_to
-from .runs import Run, RunError
+from .runs import Run, RunError, duration_text
 from .bench import BenchError as _BenchError
 from .config import PAPER_EPOCHS, PRESETS, TrainConfig, choose_preset, preset_settings, under_torchrun
 
@@ -201,13 +201,6 @@ def _torchrun(nproc: int, argv: list[str], run: Path) -> int:
     return rc or 1
 
 
-def _fmt_seconds(s) -> str:
-    if s is None:
-        return "?"
-    s = int(s)
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
-
-
 def _weights_first(config: TrainConfig) -> None:
     """Fetch a pretrained tag before the data is decoded, so that missing weights fail at once."""
     from . import models
@@ -296,7 +289,7 @@ def _reports() -> bool:
 
 
 def _print_summary(run: Run) -> int:
-    from .ranking import PAPER_METHOD
+    from .methods import PAPER_METHOD
     from .score_cache import scored
 
     s = scored(run).scores  # training's end has just stored them
@@ -326,7 +319,7 @@ def cmd_status(a) -> int:
     if st.get("loss") is not None:
         line += f", loss {st['loss']:.4f}, accuracy {st['accuracy']:.3f}"
     if st.get("state") == "running":
-        line += f", about {_fmt_seconds(st.get('eta_seconds'))} left"
+        line += f", about {duration_text(st.get('eta_seconds'), '?')} left"
     print(line)
     if st.get("error"):
         print(f"error: {st['error']}")
@@ -336,9 +329,8 @@ def cmd_status(a) -> int:
 
 
 def cmd_flags(a) -> int:
+    from .methods import DEFAULT_METHOD
     from .ranking import score_run
-
-    from .ranking import DEFAULT_METHOD
 
     df = score_run(Run(a.run), a.method or DEFAULT_METHOD).table(flagged_only=not a.all)
     if a.top:

@@ -16,7 +16,6 @@ Nothing here ever writes to the user's data.
 from __future__ import annotations
 
 import hashlib
-import contextlib
 import json
 import os
 import threading
@@ -32,9 +31,8 @@ from PIL import Image, UnidentifiedImageError
 
 from .files import atomic_write_json, file_lock
 from . import access
-from .labels import LABEL_COL, PATH_COL, TableError, in_words, read_table, source_kind
+from .labels import IMAGE_EXTENSIONS, LABEL_COL, PATH_COL, TableError, in_words, read_table, source_kind
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 #: Images larger than this many pixels are refused: decoding them could exhaust memory.
 DEFAULT_MAX_PIXELS = 100_000_000
 DEFAULT_TEMPLATE = "A photo showing {}."

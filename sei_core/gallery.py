@@ -16,8 +16,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from . import access
-from .dataset import IMAGE_EXTENSIONS, candidates, read_rgb, rgb_from_array
-from .labels import source_kind
+from .dataset import candidates, read_rgb, rgb_from_array
+from .labels import IMAGE_EXTENSIONS, source_kind
 
 
 class ImageAccessError(Exception):

@@ -15,8 +15,9 @@ import sys
 import time
 from pathlib import Path
 
+from .config import TrainConfig
 from .runs import Run, RunError
-from .train import TrainConfig, init_run
+from .train import init_run
 
 
 def _launch(run: Run) -> int:

@@ -52,10 +52,6 @@ def available_models() -> list[str]:
     return sorted(_open_clip().list_models()) + list(TORCHVISION_MODELS)
 
 
-def is_clip(name: str) -> bool:
-    return name not in TORCHVISION_MODELS
-
-
 class PromptClassifier(nn.Module):
     """CLIP image tower scored against the text features of fixed class prompts."""
 

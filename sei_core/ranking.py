@@ -36,8 +36,7 @@ from .runs import Run, RunError
 from . import scores as _scores
 from .scores import combine_runs, suggested_labels
 
-__all__ = ["DEFAULT_METHOD", "DEFAULT_RULE", "PAPER_METHOD", "PAPER_RULE", "METHODS", "MethodScores",
-           "LoadedRun", "RunScores", "count_errors", "load_run", "score_method", "score_records",
+__all__ = ["MethodScores", "LoadedRun", "RunScores", "count_errors", "load_run", "score_method", "score_records",
            "score_run", "write_scores"]
 
 #: Per-sample work runs over ranges of samples with about this many (epoch, sample) cells,
@@ -288,7 +287,7 @@ def score_method(run: Run | LoadedRun, method: str | Method = DEFAULT_METHOD, ru
     return dataclasses.replace(ms, source_run=number)
 
 
-class _PerEpoch:
+class PerEpoch:
     """Each sample's ``(T, N)`` records taken from the run that scored it, built on first use."""
 
     def __init__(self, records: list, pick: np.ndarray, n_epochs: int):
@@ -334,13 +333,17 @@ class RunScores:
     sei_threshold: np.ndarray | None = None
     sei_flagged: np.ndarray | None = None
     sei_run_thresholds: list[float] | None = None
-    per_epoch: _PerEpoch | None = field(default=None, repr=False, compare=False)
+    per_epoch: PerEpoch | None = field(default=None, repr=False, compare=False)
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     def _merged(self, name: str, dtype) -> np.ndarray:
         if name not in self._cache:
             self._cache[name] = self.per_epoch.merged(name, dtype)
         return self._cache[name]
+
+    def already_read(self, name: str) -> np.ndarray | None:
+        """The ``(T, N)`` per-epoch array ``name`` if it has been read (merged) already, else None."""
+        return self._cache.get(name)
 
     @property
     def signed_entropy(self) -> np.ndarray:
@@ -445,7 +448,7 @@ def score_run(run: Run, method: str = DEFAULT_METHOD, rule: str | None = None) -
         epochs=t, run_thresholds=ms.run_thresholds, method=ms.method,
         rule=ms.rule, count=est,
         sei=paper.score, sei_threshold=paper.threshold, sei_flagged=paper.flagged,
-        sei_run_thresholds=paper.run_thresholds, per_epoch=_PerEpoch(loaded.records, pick, t),
+        sei_run_thresholds=paper.run_thresholds, per_epoch=PerEpoch(loaded.records, pick, t),
     )
 
 

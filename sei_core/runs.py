@@ -48,6 +48,17 @@ def now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def duration_text(seconds: float | None, unknown: str = "—") -> str:
+    """A run's duration for people, to the second: ``1 h 05 min``, ``2 min 05 s``, ``5 s``;
+    ``unknown`` when there is none yet (``eta_seconds`` before the first batches)."""
+    if seconds is None:
+        return unknown
+    s = int(round(seconds))
+    if s >= 3600:
+        return f"{s // 3600} h {s % 3600 // 60:02d} min"
+    return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
+
+
 def _write_json(path: Path, obj) -> None:
     atomic_write_json(path, obj, default=_json_default)
 

@@ -34,7 +34,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -260,7 +259,7 @@ def _read(run: Run, entry: Path, key: dict) -> Scored | None:
         summ = {name: np.load(entry / f"{name}.npy", mmap_mode="r") for name in _SUMMARY_FIELDS}
     except (OSError, ValueError):
         return None
-    from .ranking import RunScores, _PerEpoch
+    from .ranking import PerEpoch, RunScores
 
     runs = [int(r) for r in meta.get("runs", [])]
     if runs != _scored_runs(run):
@@ -275,7 +274,7 @@ def _read(run: Run, entry: Path, key: dict) -> Scored | None:
     s = RunScores(ids=ids, classes=meta["classes"], epochs=t, run_thresholds=meta["run_thresholds"],
                   method=meta["method"], rule=meta["rule"],
                   count=None if meta["count"] is None else _count_from_json(meta["count"]),
-                  sei_run_thresholds=meta["sei_run_thresholds"], per_epoch=_PerEpoch(records, pick, t),
+                  sei_run_thresholds=meta["sei_run_thresholds"], per_epoch=PerEpoch(records, pick, t),
                   **cols)
     return Scored(s, Summary(**summ), entry, True)
 
@@ -352,8 +351,9 @@ def sample_values(s, name: str, i: int) -> np.ndarray:
     """``(T,)`` record field ``name`` (``signed_entropy``, ``entropy``, ``prediction`` …) of
     sample ``i`` from its scoring run, read from the records alone (not the whole ``(T, N)``)."""
     pe = s.per_epoch
-    if name in s._cache:
-        return np.asarray(s._cache[name][:, i])
+    whole = s.already_read(name)
+    if whole is not None:
+        return np.asarray(whole[:, i])
     rec = pe.records[int(pe.pick[i])]
     n = len(pe.pick)
     return np.asarray(sample_range(rec, i, i + 1, n)[name][-pe.n_epochs:])[:, 0]

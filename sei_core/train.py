@@ -39,13 +39,11 @@ import torch.nn.functional as F
 
 from . import dataset as ds_mod
 from . import feed as feed_mod
-# the configuration moved to sei_core.config; these names stay importable from here
-from .config import (PAPER_EPOCHS, PAPER_MILESTONES, PRESETS, TrainConfig, pick_device,  # noqa: F401
-                     under_torchrun)
+from .config import TrainConfig, pick_device, under_torchrun
 from .models import ModelError, build_model, on_device
 from .files import atomic_write, stream_writes_to
 from .records import Recorder
-from .runs import Run, RunError, now
+from .runs import Run, RunError, duration_text, now
 from .scores import choose_aux_sets
 
 
@@ -451,7 +449,8 @@ def _aux_sets(run: Run, config: TrainConfig, n: int, k: int) -> list[np.ndarray]
     return sets
 
 
-def _batches(n: int, batch_size: int) -> int:
+def batch_count(n: int, batch_size: int) -> int:
+    """How many batches an epoch over ``n`` samples has at ``batch_size`` (at least one)."""
     return max(1, math.ceil(n / batch_size))
 
 
@@ -518,7 +517,7 @@ def _train_one(run: Run, config: TrainConfig, prep: Prepared, aux: np.ndarray, i
     step = Stepper(net, opt, scaler, device, config.augment, aug_gen, use_amp, amp_dtype, d.rank, d.world)
     saver = CheckpointWriter()
     saved_epoch = start_epoch - 1  # the epoch of the newest checkpoint this call wrote
-    n_batches = _batches(n, config.batch_size)
+    n_batches = batch_count(n, config.batch_size)
     if d.active and n // n_batches < 2 * d.world:
         raise RunError(f"batches of {n // n_batches} images cannot be split over {d.world} processes "
                        f"(each needs at least 2 for BatchNorm); raise --batch-size to at least {2 * d.world}")
@@ -547,7 +546,7 @@ def _train_one(run: Run, config: TrainConfig, prep: Prepared, aux: np.ndarray, i
                     eta = early.batch_done()
                     if eta is not None:
                         run.update_status(eta_seconds=eta, eta_from="first batches")
-                        msg = (f"estimated training time: about {_fmt_duration(eta)} "
+                        msg = (f"estimated training time: about {duration_text(eta)} "
                                f"({config.runs - index + 1} × {config.epochs} epochs of {n_batches} batches, "
                                f"{early.seconds_per_batch:.2f} s per batch so far)")
                         say(msg)
@@ -641,13 +640,6 @@ class EarlyEstimate:
         self.done = True
         self.seconds_per_batch = (time.perf_counter() - self.t_first) / (self.count - 1)
         return self.seconds_per_batch * (self.left - self.count)
-
-
-def _fmt_duration(seconds: float) -> str:
-    s = int(round(seconds))
-    if s >= 3600:
-        return f"{s // 3600} h {s % 3600 // 60:02d} min"
-    return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
 
 
 def _record_weights(run: Run, info: dict, say: Callable[[str], None]) -> None:
@@ -810,7 +802,7 @@ def _eval_pass(model, feed, y_all, recorder, config, device, use_amp, amp_dtype,
     d = d or Dist()
     model.eval()
     n = len(y_all)
-    whole = torch.tensor_split(torch.arange(n), _batches(n, config.batch_size))
+    whole = torch.tensor_split(torch.arange(n), batch_count(n, config.batch_size))
     batches = [shard(b, d.rank, d.world)[1] for b in whole]
     for idx_cpu, x in feed.batches(batches):
         idx = idx_cpu.to(device, non_blocking=True)

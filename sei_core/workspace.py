@@ -7,8 +7,7 @@ No Streamlit here (the CLI and tests use it too). Every write is atomic.
 - ``<runs>/recent.json`` remembers the data sets opened recently, newest first, each with
   the columns of its label file that hold the image path and the label.
 - Which label file a run is reviewed against, and the samples sent to review by hand, are
-  :func:`sei_core.review.review_label_file` and :func:`sei_core.review.review_requests`
-  (importable from here too, where the pages look for them).
+  :func:`sei_core.review.review_label_file` and :func:`sei_core.review.review_requests`.
 """
 
 from __future__ import annotations
@@ -20,14 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from . import access
-from .files import atomic_write_bytes, atomic_write_json
-from .labels import LABEL_COL, PATH_COL, TableError, source_kind, truth_columns
-from .review import (REVIEW_LABEL_FILE, REVIEW_REQUESTS_FILE, is_read_only,  # noqa: F401 (pages use them here)
-                     request_review, review_label_file, review_requests)
+from .files import atomic_write_json
+from .labels import LABEL_COL, PATH_COL, TableError, source_kind, truth_columns, truth_for
 from .runs import Run, list_runs
 
-RUNS_ENV = "SEI_RUNS_DIR"
-BENCH_ENV = "SEI_BENCH_DIR"
 RECENT_FILE = "recent.json"
 MAX_RECENT = 10
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "sample_data"
@@ -35,12 +30,12 @@ SAMPLE_DIR = Path(__file__).resolve().parent.parent / "sample_data"
 
 def runs_dir() -> Path:
     """The folder that holds the runs: ``$SEI_RUNS_DIR`` or ``./runs``."""
-    return Path(os.environ.get(RUNS_ENV) or "runs").expanduser().absolute()
+    return Path(os.environ.get(access.RUNS_ENV) or "runs").expanduser().absolute()
 
 
 def bench_root() -> Path:
     """The folder searched for benchmark results: ``$SEI_BENCH_DIR`` or ``./bench``."""
-    return Path(os.environ.get(BENCH_ENV) or "bench").expanduser().absolute()
+    return Path(os.environ.get(access.BENCH_ENV) or "bench").expanduser().absolute()
 
 
 def bench_dirs(root: str | Path | None = None) -> list[Path]:
@@ -263,10 +258,6 @@ def is_csv_data(run: Run) -> bool:
     return source_kind(run.config().get("data", "")) == "csv"
 
 
-# ``review_label_file``, ``review_requests`` and ``request_review`` live in sei_core.review
-# (imported above): which label file a run is reviewed against, and the hand-made requests.
-
-
 # -- ground truth (data sets with known noise) ---------------------------------------------
 
 def truth_file(data_path: str | Path) -> Path | None:
@@ -292,19 +283,10 @@ def load_truth(data_path: str | Path, ids: list[str]) -> np.ndarray | None:
     f = truth_file(data_path)
     if f is None:
         return None
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     try:
-        paths, flags = truth_columns(f)
+        return truth_for(ids, truth_columns(f), f)
     except TableError:
         return None
-    # the row of each id (the last one of a path listed twice, as read_truth's dict keeps)
-    listed = pa.array(paths.to_numpy(dtype=object)[::-1], type=pa.string())
-    at = pc.index_in(pa.array(list(ids), type=pa.string()), value_set=listed).to_numpy(zero_copy_only=False)
-    if len(ids) and np.isnan(at.astype(np.float64)).any():
-        return None
-    return flags[::-1][np.asarray(at, dtype=np.int64)] if len(ids) else np.zeros(0, dtype=bool)
 
 
 # -- prompts ---------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ TINY_TRAIN = dict(model="SEI-Tiny-RN", image_size=32, epochs=4, batch_size=16, l
 
 @pytest.fixture(scope="session")
 def tiny_train() -> dict:
-    """Keyword arguments of :class:`sei_core.train.TrainConfig` for a seconds-long run."""
+    """Keyword arguments of :class:`sei_core.config.TrainConfig` for a seconds-long run."""
     return dict(TINY_TRAIN)
 
 

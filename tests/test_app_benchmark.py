@@ -6,8 +6,7 @@ import numpy as np
 import pandas as pd
 
 from sei_core import bench, workspace
-from sei_core.methods import applicable
-from sei_core.ranking import DEFAULT_METHOD
+from sei_core.methods import DEFAULT_METHOD, applicable
 from sei_core.runs import Run
 
 BENCH = "pages/benchmark.py"

@@ -6,9 +6,9 @@ import json
 import numpy as np
 
 from pages._common import md
-from sei_core import plots, workspace
-from pages._common import score_name
-from sei_core.ranking import DEFAULT_METHOD, PAPER_METHOD, score_run
+from sei_core import plots, review
+from sei_core.methods import DEFAULT_METHOD, PAPER_METHOD, display_name
+from sei_core.ranking import score_run
 from sei_core.runs import Run
 
 EXPLORE = "pages/explore.py"
@@ -70,7 +70,7 @@ def test_class_filter_shows_one_class(open_app, app_env):
     assert {m.label: m.value for m in at.metric}["Images"] == str(int((s.labels == 1).sum()))
     table = at.dataframe[0].value
     assert set(table["given label"]) == {s.classes[1]}
-    name = score_name(DEFAULT_METHOD)
+    name = display_name(DEFAULT_METHOD)
     assert list(table[name]) == sorted(table[name])  # most suspicious first
 
 
@@ -84,14 +84,14 @@ def test_ranking_score_and_the_papers_sei_side_by_side(open_app, app_env):
         assert not at.radio
         return
     assert {m.label: m.value for m in at.metric}["Flagged"] == str(int(ours.flagged.sum()))
-    assert score_name(DEFAULT_METHOD) in at.dataframe[0].value.columns
+    assert display_name(DEFAULT_METHOD) in at.dataframe[0].value.columns
     at.radio(key="explore_method").set_value(PAPER_METHOD).run()
     assert not at.exception and not at.error
     assert {m.label: m.value for m in at.metric}["Flagged"] == str(int(paper.flagged.sum()))
     table = at.dataframe[0].value
     assert list(table["SEI"]) == sorted(table["SEI"])
     help_text = " ".join(m.value for m in at.markdown)
-    assert score_name(DEFAULT_METHOD) in help_text
+    assert display_name(DEFAULT_METHOD) in help_text
 
 
 def test_the_estimated_number_of_wrong_labels_is_shown_as_an_upper_bound(open_app, app_env):
@@ -118,7 +118,7 @@ def test_open_an_image_and_send_it_to_review(open_app, app_env):
     at.button(key="send_to_review").click().run()
     assert not at.exception
     assert at.title[0].value == "Review"
-    assert workspace.review_requests(Run(app_env.run)) == [s.ids[kept]]
+    assert review.review_requests(Run(app_env.run)) == [s.ids[kept]]
     assert at.session_state["review_current"] == s.ids[kept]
 
 

@@ -5,7 +5,6 @@ import pytest
 
 from sei_core import scores
 from sei_core.baselines import (
-    METHODS,
     aum,
     aum_threshold,
     confident_learning,
@@ -14,6 +13,7 @@ from sei_core.baselines import (
     mistakenness,
     small_loss_gmm,
 )
+from sei_core.methods import METHODS
 from sei_core.metrics import auroc
 from sei_core.bench.noise import symmetric_noise
 

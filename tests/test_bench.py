@@ -192,7 +192,8 @@ def test_reference_confusion_is_cached(tiny_data, tiny_train, tmp_path):
 def test_score_run_accepts_a_method(tiny_bench, tiny_data):
     """`score_run(run)` ranks by the default method; `method=` by any registered method; the
     paper's SEI is always scored beside it and in the table."""
-    from sei_core.ranking import DEFAULT_METHOD, score_method, score_run
+    from sei_core.methods import DEFAULT_METHOD
+    from sei_core.ranking import score_method, score_run
 
     run = Run(tiny_bench / "cells" / bench.dataset_name(tiny_data) / "symmetric" / "rate0.25" / "seed0" / "run")
     s = score_run(run)

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from sei_core import cli, config
+from sei_core import cli
 from sei_core.config import PRESETS, TrainConfig, choose_preset, preset_settings
 from sei_core.dataset import Prompts
 
@@ -21,12 +21,6 @@ def test_the_paper_preset_is_clip_rn50_from_openai_weights_at_224px():
     assert PRESETS["paper"].settings["model"] == "RN50"
     with pytest.raises(ValueError, match="unknown preset"):
         preset_settings("fast")
-
-
-def test_train_module_still_exports_the_config():
-    from sei_core import train
-
-    assert train.TrainConfig is TrainConfig and train.PRESETS is PRESETS and train.pick_device is config.pick_device
 
 
 def test_a_cpu_gets_the_cpu_preset_and_is_told_why_and_how_to_override():

@@ -21,7 +21,8 @@ from sei_core.jobs import descendants
 from sei_core.records import RecordStore
 from sei_core.ranking import score_run
 from sei_core.runs import Run
-from sei_core.train import TrainConfig, train
+from sei_core.config import TrainConfig
+from sei_core.train import train
 
 #: several training processes each (torchrun, torch.multiprocessing): costly
 pytestmark = pytest.mark.slow

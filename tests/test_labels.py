@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from sei_core.labels import (TableError, column_choices, read_table, read_truth, render_table, source_kind,
-                             suggest_columns)
+                             suggest_columns, truth_columns, truth_for)
 
 
 def _f(tmp_path, raw: bytes, name="labels.csv"):
@@ -61,6 +61,14 @@ def test_read_truth_one_rule_for_every_spelling(tmp_path):
     assert read_truth(f) == {"a": True, "b": True, "c": True, "d": False, "e": False, "f": False}
     with pytest.raises(TableError, match="is_noisy"):
         read_truth(_f(tmp_path, b"path,label\na,b\n", "t2.csv"))
+
+
+def test_truth_for_aligns_the_truth_with_the_run_s_ids(tmp_path):
+    cols = truth_columns(_f(tmp_path, b"path,is_noisy\na,1\nb,0\na,0\nc,yes\n", "truth.csv"))
+    assert truth_for(["c", "a", "b"], cols).tolist() == [True, False, False]  # a listed twice: its last row
+    assert truth_for([], cols).tolist() == []
+    with pytest.raises(TableError, match="1 sample.*'z'"):
+        truth_for(["a", "z"], cols)
 
 
 def test_source_kind(tmp_path):

@@ -1,8 +1,8 @@
-"""The methods registry (sei_core.methods): names, rules, variants, order, old import paths."""
+"""The methods registry (sei_core.methods): names, rules, variants, order."""
 
 import pytest
 
-from sei_core import baselines, methods, ranking
+from sei_core import methods
 from sei_core.methods import (DEFAULT_METHOD, DEFAULT_RULE, METHODS, OUT_OF_SAMPLE_METHODS, PAPER_METHOD, RULES,
                               describe_methods, display_name, method_names, method_order, split_variant,
                               threshold_text, variant)
@@ -11,15 +11,6 @@ from sei_core.methods import (DEFAULT_METHOD, DEFAULT_RULE, METHODS, OUT_OF_SAMP
 def test_default_and_paper_methods_are_registered():
     assert DEFAULT_METHOD in METHODS and PAPER_METHOD == "sei" and DEFAULT_RULE in RULES
     assert methods.COUNT_METHOD in METHODS and methods.COUNT_ESTIMATOR in ("bbe", "mixture", "cleanlab")
-
-
-def test_old_import_paths_still_work():
-    # the registry moved out of baselines.py and ranking.py; old imports get the same objects
-    assert baselines.METHODS is METHODS and baselines.Method is methods.Method
-    assert baselines.method_names() == method_names()
-    assert ranking.DEFAULT_METHOD == DEFAULT_METHOD and ranking.PAPER_METHOD == PAPER_METHOD
-    with pytest.raises(AttributeError):
-        baselines.no_such_name  # noqa: B018
 
 
 def test_variants_round_trip():

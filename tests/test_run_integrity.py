@@ -9,8 +9,9 @@ import time
 import pytest
 
 from sei_core import jobs
-from sei_core.runs import Run, RunError
-from sei_core.train import TrainConfig, init_run
+from sei_core.runs import Run, RunError, duration_text
+from sei_core.config import TrainConfig
+from sei_core.train import init_run
 
 
 def _train_cmd(data, out, seed, tiny):
@@ -117,3 +118,9 @@ def test_a_failed_checkpoint_write_is_raised_in_training(tmp_path):
     saver.close()
     with pytest.raises(OSError, match="No space left"):
         saver.wait()
+
+
+def test_a_duration_is_said_to_the_second():
+    assert duration_text(5.4) == "5 s" and duration_text(125) == "2 min 05 s"
+    assert duration_text(3600 + 5 * 60 + 59.6) == "1 h 06 min"
+    assert duration_text(None) == "—" and duration_text(None, "?") == "?"

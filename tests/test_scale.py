@@ -15,7 +15,8 @@ from PIL import Image
 
 from sei_core import dataset, feed
 from sei_core.runs import Run
-from sei_core.train import TrainConfig, train
+from sei_core.config import TrainConfig
+from sei_core.train import train
 
 
 @pytest.fixture(scope="module")

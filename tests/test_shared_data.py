@@ -10,7 +10,8 @@ from sei_core import dataset
 from sei_core.bench import noise
 from sei_core.metrics import auroc
 from sei_core.ranking import score_run
-from sei_core.train import TrainConfig, train
+from sei_core.config import TrainConfig
+from sei_core.train import train
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 DERM = SHARED / "derm-ham10000" / "labels.csv"

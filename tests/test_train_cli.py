@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from sei_core import cli
-from sei_core.ranking import DEFAULT_METHOD, score_run
+from sei_core.methods import DEFAULT_METHOD
+from sei_core.ranking import score_run
 from sei_core.runs import Run
 
 from conftest import train_args

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sei_core import workspace
+from sei_core import review, workspace
 from sei_core.gallery import ImageAccessError, ImageSource, zoom
 from sei_core.runs import Run
 
@@ -39,25 +39,25 @@ def test_review_label_file_for_folder_data(tmp_path):
     data = tmp_path / "folder"
     data.mkdir()
     run = _fake_run(tmp_path / "run", data)
-    f = workspace.review_label_file(run)
+    f = review.review_label_file(run)
     assert f == run.path / "labels.csv"
     assert f.read_text().splitlines() == ["path,label", "a/x.png,a", "b/y.png,b"]
     f.write_text("path,label\na/x.png,b\nb/y.png,b\n")  # reviewed since: must not be recreated
-    assert workspace.review_label_file(run).read_text().startswith("path,label\na/x.png,b")
+    assert review.review_label_file(run).read_text().startswith("path,label\na/x.png,b")
 
 
 def test_review_label_file_for_csv_is_the_csv(tmp_path):
     csv = tmp_path / "labels.csv"
     csv.write_text("path,label\nx.png,a\n")
-    assert workspace.review_label_file(_fake_run(tmp_path / "run", csv)) == csv
+    assert review.review_label_file(_fake_run(tmp_path / "run", csv)) == csv
 
 
 def test_review_requests(tmp_path):
     run = _fake_run(tmp_path / "run", tmp_path)
-    assert workspace.review_requests(run) == []
-    workspace.request_review(run, "a/x.png")
-    workspace.request_review(run, "a/x.png")
-    assert workspace.review_requests(run) == ["a/x.png"]
+    assert review.review_requests(run) == []
+    review.request_review(run, "a/x.png")
+    review.request_review(run, "a/x.png")
+    assert review.review_requests(run) == ["a/x.png"]
 
 
 def test_load_truth(tmp_path):
@@ -142,12 +142,12 @@ def test_read_only_label_file_is_reviewed_through_a_working_copy(tmp_path):
         with pytest.raises(LabelFileError, match="read-only"):
             ReviewStore(csv)
         run = _fake_run(tmp_path / "run", csv)
-        target = workspace.review_label_file(run)
+        target = review.review_label_file(run)
         assert target == run.path / "labels.csv" and target.read_bytes() == original
         store = ReviewStore(target, classes=["x", "y"])
         store.relabel("imgs/a.png", "y", "dr", expected_label="x")
         assert "imgs/a.png,y,arm,x,relabeled,dr" in target.read_text()
-        assert workspace.review_label_file(run) == target  # made once, then reused
+        assert review.review_label_file(run) == target  # made once, then reused
         assert csv.read_bytes() == original and sorted(p.name for p in data.iterdir()) == ["labels.csv"]
     finally:
         data.chmod(stat.S_IRWXU)

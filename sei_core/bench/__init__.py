@@ -7,7 +7,6 @@ Benchmark page and ``benchmarks/grid_report.py`` use). The names below are re-ex
 ``from sei_core import bench; bench.run_bench(...)`` keeps working.
 """
 
-from ..methods import describe_methods, method_order, threshold_text
 from .grid import (BENCH_RULES, COUNT_ESTIMATES, DEFAULT_RATES, DEFAULT_SEEDS, NOISE_TYPES, BenchError,
                    BenchReport, BenchSpec, Cell, Source, cell_counts, cells_of, dataset_name, evaluate_run,
                    make_noisy_labels, prepare_source, reference_confusion, run_bench, run_cell,
@@ -23,5 +22,5 @@ __all__ = [
     "spec_from_train_config", "stratified_subset", "CELL_GLOB", "COUNT_COLUMNS", "METRIC_TITLES", "METRICS",
     "RESULT_COLUMNS", "cell_folder", "count_errors_table", "figures", "load_counts", "load_results",
     "markdown_report", "metric_table", "overall", "settings", "stamp", "summarize", "wins", "write_report",
-    "write_results", "describe_methods", "method_order", "threshold_text",
+    "write_results",
 ]

@@ -3,7 +3,7 @@
 Two consumers need predictions from a model that never trained on the sample it predicts:
 Confident Learning (cleanlab wants out-of-sample ``pred_probs``) and the reference
 classifier whose confusion matrix calibrates the noise of a benchmark (eq. 5 of the paper).
-Both train the same model with the same budget as an SEI run (:class:`~sei_core.train.TrainConfig`:
+Both train the same model with the same budget as an SEI run (:class:`~sei_core.config.TrainConfig`:
 model, weights, image size, epochs, optimiser, schedule, augmentation) but on the ``K``
 real classes only — no auxiliary class — on ``k - 1`` folds, and predict the held-out fold
 in eval mode without augmentation.
@@ -27,7 +27,8 @@ from .. import dataset as ds_mod
 from .. import feed as feed_mod
 from ..models import build_model, on_device
 from ..files import atomic_write
-from ..train import Stepper, TrainConfig, _batches, pick_device
+from ..config import TrainConfig, pick_device
+from ..train import Stepper, batch_count
 
 
 @dataclass
@@ -169,14 +170,14 @@ def _fit_predict(config: TrainConfig, prompts: list[str], feed: feed_mod.ImageFe
     y_all = torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(device)
     step = Stepper(model, opt, scaler, device, config.augment, aug_gen, use_amp, amp_dtype)
     train_t = torch.from_numpy(train_idx)
-    n_batches = _batches(len(train_idx), config.batch_size)
+    n_batches = batch_count(len(train_idx), config.batch_size)
     for _ in range(config.epochs):
         step.epoch(feed, y_all, train_t[torch.randperm(len(train_idx), generator=order_gen)], n_batches)
         sched.step()
     model.eval()
     out = []
     with torch.no_grad():
-        test_batches = torch.tensor_split(torch.from_numpy(test_idx), _batches(len(test_idx), config.batch_size))
+        test_batches = torch.tensor_split(torch.from_numpy(test_idx), batch_count(len(test_idx), config.batch_size))
         for _, x in feed.batches(test_batches):
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                 logits = model(x)

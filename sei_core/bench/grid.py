@@ -66,7 +66,7 @@ from ..methods import METHODS, OUT_OF_SAMPLE_METHODS, method_names, split_varian
 from ..metrics import detection_report
 from ..runs import Run
 from .noise import confusion_calibrated_noise, confusion_matrix, symmetric_noise, write_noisy_label_file
-from ..labels import LABEL_COL, PATH_COL, read_truth, source_kind
+from ..labels import LABEL_COL, PATH_COL, source_kind, truth_columns, truth_for
 from .results import COUNT_COLUMNS, RESULT_COLUMNS, write_csv as _write_csv, write_report, write_results
 
 NOISE_TYPES = ("symmetric", "confusion")
@@ -86,7 +86,7 @@ class BenchError(Exception):
 
 @dataclass
 class BenchSpec:
-    """What to measure. ``train`` holds :class:`~sei_core.train.TrainConfig` fields other than
+    """What to measure. ``train`` holds :class:`~sei_core.config.TrainConfig` fields other than
     ``data`` and ``seed`` (each cell trains with its own seed)."""
 
     data: list[str]
@@ -362,13 +362,6 @@ def _evaluate(score: np.ndarray, flagged: np.ndarray, is_noisy: np.ndarray) -> d
             "n_samples": int(ok.sum()), "n_noisy": int(is_noisy[ok].sum())}
 
 
-def _truth_for(ids: Sequence[str], noisy: dict[str, bool]) -> np.ndarray:
-    try:
-        return np.array([noisy[i] for i in ids], dtype=bool)
-    except KeyError as e:
-        raise BenchError(f"sample {e} of the run is not in the truth file") from None
-
-
 def _train_seconds(run: Run) -> float:
     return float(sum(h.get("seconds", 0.0) for h in run.status().get("history", [])))
 
@@ -396,7 +389,7 @@ def run_cell(cell: Cell, source: Source, spec: BenchSpec, bench_dir: Path,
                      if cell.noise == "confusion" else None)
         noisy = make_noisy_labels(source, cell.noise, cell.rate, cell.seed, confusion)
         write_noisy_label_file(source.table, [source.classes[k] for k in noisy], labels_csv, truth_csv)
-    truth = read_truth(truth_csv)
+    truth = truth_columns(truth_csv)
     config = _train_config(spec, labels_csv, cell.seed, source, bench_dir)
     base = {"dataset": cell.dataset, "noise": cell.noise, "rate": cell.rate, "seed": cell.seed}
     failures: list[str] = []
@@ -421,7 +414,7 @@ def run_cell(cell: Cell, source: Source, spec: BenchSpec, bench_dir: Path,
             for r in range(1, run.n_sub_runs() + 1):
                 run.checkpoint(r).unlink(missing_ok=True)
         loaded = load_run(run)
-        is_noisy = _truth_for(loaded.ids, truth)
+        is_noisy = truth_for(loaded.ids, truth, truth_csv)
         train_s = _train_seconds(run)
         est = count_errors(loaded.records, loaded.is_aux, probs=loaded.probs)
         rows = []
@@ -449,7 +442,7 @@ def run_cell(cell: Cell, source: Source, spec: BenchSpec, bench_dir: Path,
             score, flagged = confident_learning(cv.probs, cv.labels)
             dt = time.time() - t0
             save([{**base, "method": "confident_learning",
-                   **_evaluate(score, flagged, _truth_for(cv.ids, truth)),
+                   **_evaluate(score, flagged, truth_for(cv.ids, truth, truth_csv)),
                    "wall_seconds": cv.seconds + dt, "train_seconds": cv.seconds, "score_seconds": dt,
                    "threshold_rule": "cleanlab prune_by_noise_rate"}])
         except Exception as e:
@@ -523,8 +516,8 @@ def cell_counts(folder: str | Path, base: dict | None = None) -> pd.DataFrame:
         base = {"dataset": parts[-4], "noise": parts[-3], "rate": float(parts[-2][4:]),
                 "seed": int(parts[-1][4:])}
     loaded = load_run(Run(folder / "run"))
-    truth = read_truth(folder / "truth.csv")
-    n_noisy = int(_truth_for(loaded.ids, truth).sum())
+    truth_csv = folder / "truth.csv"
+    n_noisy = int(truth_for(loaded.ids, truth_columns(truth_csv), truth_csv).sum())
     rows = []
     for estimator, scores in COUNT_ESTIMATES:
         if estimator == "cleanlab" and scores == "cross-validation":

@@ -23,7 +23,6 @@ cleaning closed.
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 from typing import Callable
 
