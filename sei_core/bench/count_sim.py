@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..labels import read_truth
+from ..labels import truth_columns, truth_for
 from ..metrics import auroc
 from ..runs import Run
 
@@ -45,8 +45,7 @@ def simulate_cell(folder: str | Path, share_of_n: float = 0.2, repeats: int = 10
 def _summary_row(folder: Path, df: pd.DataFrame, s, share_of_n: float, repeats: int) -> dict:
     from ..review_sim import summary
 
-    noisy = read_truth(folder / "truth.csv")
-    wrong = np.array([bool(noisy.get(i, False)) for i in s.ids], dtype=bool)
+    wrong = truth_for(s.ids, truth_columns(folder / "truth.csv"), folder / "truth.csv")
     score = np.nan_to_num(np.asarray(s.score, dtype=float), nan=np.inf)
     n = len(s.ids)
     return dict(cell="/".join(folder.parts[-4:]), n=n, wrong=int(wrong.sum()), auroc=auroc(score, wrong),
