@@ -11,7 +11,7 @@ share of replays within 15 % at the last checkpoint, and the wrong labels found 
 the static order's at the worst checkpoint; then the grid's table.
 
     python benchmarks/review_sim_grid.py bench/ham-cpu bench/retina-cpu \\
-        [--repeats 10] [--share-of-n 0.2] [--audit-share 0.3] [--audit-boost 4] [--cells symmetric] [--csv out.csv]
+        [--repeats 10] [--share-of-n 0.2] [--audit-share 0.3] [--audit-boost 4] [--audit-floor 0.33] [--cells symmetric] [--csv out.csv]
 """
 
 from __future__ import annotations
@@ -32,10 +32,12 @@ def main() -> None:
     ap.add_argument("--share-of-n", type=float, default=0.2, help="decisions as a share of the data set")
     ap.add_argument("--audit-share", type=float, default=None, help="default: the app's")
     ap.add_argument("--audit-boost", type=float, default=None, help="default: the app's")
+    ap.add_argument("--audit-floor", type=float, default=None, help="default: the app's")
     ap.add_argument("--cells", default="", help="only cells whose path contains one of these comma-separated parts")
     ap.add_argument("--csv", type=Path, help="write every replay row here")
     a = ap.parse_args()
-    kw = {k: v for k, v in (("audit_share", a.audit_share), ("audit_boost", a.audit_boost)) if v is not None}
+    kw = {k: v for k, v in (("audit_share", a.audit_share), ("audit_boost", a.audit_boost),
+                            ("audit_floor", a.audit_floor)) if v is not None}
     rows, cells = [], []
     for bench in a.bench:
         for cell in sorted((bench / "cells").glob("*/*/rate*/seed*")):

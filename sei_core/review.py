@@ -1291,11 +1291,13 @@ class ReviewQueue:
 
     def __init__(self, ids: Sequence[str], labels: np.ndarray, score: np.ndarray, flagged: np.ndarray,
                  requested: Sequence[str] = (), status_table: pd.DataFrame | None = None, *,
-                 audit_share: float = 0.0, seed: int | None = None, audit_boost: float = AUDIT_BOOST) -> None:
+                 audit_share: float = 0.0, seed: int | None = None, audit_boost: float = AUDIT_BOOST,
+                 audit_floor: float = AUDIT_FLOOR) -> None:
         self._all_ids, self._all_labels = ids, np.asarray(labels)
         self._all_score = np.asarray(score, dtype=np.float64)
         self.audit_share = float(audit_share)
         self.audit_boost = float(audit_boost)
+        self.audit_floor = float(audit_floor)
         self._rng = np.random.default_rng(seed)
         self._audit: _AuditState | None = None
         member = np.asarray(flagged, dtype=bool).copy()
@@ -1447,10 +1449,10 @@ class ReviewQueue:
 
     def share_now(self) -> float:
         """The chance that the next image is an audit pick: ``audit_share · max(1 − p̂,
-        AUDIT_FLOOR)``, ``p̂`` the share wrong among the latest decisions in order, ``(w + 1) /
+        audit_floor)``, ``p̂`` the share wrong among the latest decisions in order, ``(w + 1) /
         (n + 1)`` over the last :data:`AUDIT_WINDOW` of them (0 before the first decision in
         order). Audits cost wrong labels found mostly where the order still finds many, so
-        fewer are drawn there; never fewer than ``AUDIT_FLOOR`` of the share, or a data set
+        fewer are drawn there; never fewer than ``audit_floor`` (:data:`AUDIT_FLOOR`) of the share, or a data set
         with many wrong labels would get no count from the decisions at all (measured:
         docs/benchmarks.md). When the picks are drawn does not bias the estimate: each pick's
         draw weight is logged and the count weighs it back."""
@@ -1458,7 +1460,7 @@ class ReviewQueue:
             return 0.0
         recent = self._audit.recent[-AUDIT_WINDOW:]
         p = (sum(recent) + 1) / (len(recent) + 1)
-        return self.audit_share * max(1 - p, AUDIT_FLOOR)
+        return self.audit_share * max(1 - p, self.audit_floor)
 
     def sampling(self, path: str, store: "ReviewStore") -> "Sampling | None":
         """How ``path`` came to be shown (logged with its decision): its rank in the static

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .labels import read_table
-from .review import AUDIT_BOOST, ReviewQueue, ReviewStore, review_columns
+from .review import AUDIT_BOOST, AUDIT_FLOOR, ReviewQueue, ReviewStore, review_columns
 from .review_count import DEFAULT_AUDIT_SHARE
 from .runs import Run
 
@@ -50,13 +50,13 @@ def checkpoints(decisions: int) -> list[int]:
 
 
 def simulate(run_path: str | Path, truth_csv: str | Path, decisions: int, *, repeats: int = 10,
-             audit_share: float = DEFAULT_AUDIT_SHARE, audit_boost: float = AUDIT_BOOST, seed: int = 0,
-             scores=None, workdir: str | Path | None = None) -> pd.DataFrame:
+             audit_share: float = DEFAULT_AUDIT_SHARE, audit_boost: float = AUDIT_BOOST,
+             audit_floor: float = AUDIT_FLOOR, seed: int = 0, scores=None, workdir: str | Path | None = None) -> pd.DataFrame:
     """Play ``repeats`` truthful reviews of ``decisions`` decisions each; one row per replay and
     checkpoint with the columns :data:`COLUMNS` (``static_found``: wrong labels among the first
     ``decisions`` images of the static order, without audits). ``scores``: the run's
-    :class:`~sei_core.ranking.RunScores` if already loaded; ``audit_share`` and ``audit_boost``
-    as in :class:`~sei_core.review.ReviewQueue`."""
+    :class:`~sei_core.ranking.RunScores` if already loaded; ``audit_share``, ``audit_boost`` and
+    ``audit_floor`` as in :class:`~sei_core.review.ReviewQueue`."""
     run = Run(run_path)
     if scores is None:
         from .score_cache import scored
@@ -85,7 +85,7 @@ def simulate(run_path: str | Path, truth_csv: str | Path, decisions: int, *, rep
             shutil.copyfile(data, copy)
             store = ReviewStore(copy, classes=list(s.classes), **cols)
             q = ReviewQueue(ids, s.labels, s.score, s.flagged, audit_share=audit_share, audit_boost=audit_boost,
-                            seed=seed * 1000 + rep)
+                            audit_floor=audit_floor, seed=seed * 1000 + rep)
             q.follow(store)
             current = q.next_image(None, store)
             found = 0
