@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pages._common import (anonymous_sign_in, cached_scored, cached_scores, facts, file_stamp, guard, images_of, log,
+from pages._common import (anonymous_sign_in, cached_scored, cached_scores, facts, file_stamp, guard, images_of,
                            md, need_run, page_setup, reliability_of, reliability_warning, reviewer_name, scores_of,
                            signed_in_name)
 from pages._common import class_names_of, class_text, image_layout
@@ -16,7 +16,7 @@ from sei_core import dynamics, plots, workspace
 from sei_core.review_count import DEFAULT_AUDIT_SHARE, calibration_points
 from sei_core.gallery import ImageAccessError, fit, zoom
 from sei_core.methods import DEFAULT_METHOD, PAPER_METHOD, display_name
-from sei_core.review import (REVIEW_REQUESTS_FILE, STATE_FILTERS, ConflictError, ReviewError, ReviewQueue,
+from sei_core.review import (REVIEW_REQUESTS_FILE, STATE_FILTERS, ReviewError, ReviewQueue, ReviewSession,
                              ReviewStore, review_columns, review_label_file, review_requests)
 from sei_core.runs import Run
 from sei_core.score_cache import sample_values
@@ -62,41 +62,17 @@ def _say(kind: str, text: str) -> None:
 
 def act(store: ReviewStore, queue: ReviewQueue, action: str, path: str, shown_label: str, shown_status: str,
         sei: float | None, new_label: str | None = None, force: bool = False) -> None:
-    reviewer = reviewer_name()
-    if not reviewer:
-        _say("error", "Enter your name first, so every decision can be attributed.")
-        return
-    sei = None if sei is None or not np.isfinite(sei) else float(sei)
-    try:
-        how = dict(expected_status=shown_status, force=force, sampling=queue.sampling(path, store))  # issue 22
-        if action == "confirm":
-            d = store.confirm(path, reviewer, shown_label, sei, **how)
-        elif action == "relabel":
-            d = store.relabel(path, new_label, reviewer, shown_label, sei, **how)
-        else:
-            d = store.discard(path, reviewer, shown_label, sei, **how)
-    except ConflictError as e:
-        st.session_state["review_conflict"] = {
-            "path": path, "action": action, "new_label": new_label, "sei": sei, "message": str(e),
-            "theirs": e.latest.summary() if e.latest is not None else
-            "The label file was changed outside the review tool.",
-            "label": e.current_label, "status": e.current_status}
-        queue.apply(path, e.current_label, e.current_status,
-                    e.latest.reviewer if e.latest is not None and e.current_status else "")
+    out = ReviewSession(store, queue).decide(reviewer_name(), action, path, shown_label, shown_status, sei,
+                                             new_label, force)
+    if out.conflict is not None:
+        st.session_state["review_conflict"] = out.conflict
         st.session_state["review_current"] = path
-        return
-    except ReviewError as e:
-        _say("error", str(e))
-        return
-    except Exception as e:  # e.g. a disk or database failure: say so, never a traceback
-        log.exception("review action failed")
-        _say("error", f"The decision could not be saved ({type(e).__name__}: {e}). Nothing was changed; "
-                      "check that the label file's folder is writable and try again.")
-        return
-    queue.apply(d.path, d.new_label, d.new_status, reviewer)
-    st.session_state.pop("review_conflict", None)
-    _say("success", "Saved: " + d.summary())
-    st.session_state["review_advance_from"] = path
+    elif not out.saved:
+        _say("error", out.error)
+    else:
+        st.session_state.pop("review_conflict", None)
+        _say("success", "Saved: " + out.decision.summary())
+        st.session_state["review_advance_from"] = path
 
 
 def skip(path: str) -> None:
@@ -110,33 +86,15 @@ def previous(path: str) -> None:
 
 
 def undo(store: ReviewStore, queue: ReviewQueue, force: bool = False, decision_id: int | None = None) -> None:
-    reviewer = reviewer_name()
-    if not reviewer:
-        _say("error", "Enter your name first: undo reverts your own latest decision.")
-        return
-    try:
-        d = store.undo(reviewer, decision_id, force=force)
-    except ConflictError as e:
-        st.session_state["review_undo_conflict"] = {"message": str(e), "decision_id": decision_id or
-                                                    _latest_own(store, reviewer)}
-        return
-    except ReviewError as e:
-        _say("error", str(e))
-        return
-    except Exception as e:
-        log.exception("undo failed")
-        _say("error", f"The undo could not be saved ({type(e).__name__}: {e}). Nothing was changed; try again.")
-        return
-    undone = next((x for x in store.decisions(d.path) if x.id == d.undoes), None)
-    queue.apply(d.path, d.new_label, d.new_status, undone.old_reviewed_by if undone is not None else "")
-    st.session_state.pop("review_undo_conflict", None)
-    st.session_state["review_current"] = d.path
-    _say("success", "Undone: " + d.summary())
-
-
-def _latest_own(store: ReviewStore, reviewer: str) -> int | None:
-    own = [d for d in store.decisions(include_undone=False) if d.reviewer == reviewer and d.action != "undo"]
-    return own[-1].id if own else None
+    out = ReviewSession(store, queue).undo(reviewer_name(), decision_id, force)
+    if out.conflict is not None:
+        st.session_state["review_undo_conflict"] = out.conflict
+    elif not out.saved:
+        _say("error", out.error)
+    else:
+        st.session_state.pop("review_undo_conflict", None)
+        st.session_state["review_current"] = out.decision.path
+        _say("success", "Undone: " + out.decision.summary())
 
 
 def keep_theirs() -> None:
@@ -270,15 +228,14 @@ def conflict_box(store: ReviewStore, queue: ReviewQueue) -> None:
     with st.container(border=True):
         st.warning("Someone else decided on this image after you opened it. Nothing was overwritten.",
                    icon=":material/group:")
-        st.markdown("**Their decision:** " + md(c["theirs"]))
-        st.markdown("**It is now:** label " + md(repr(c["label"])) + ", " + md(STATUS_WORDS.get(c["status"], c["status"])))
+        st.markdown("**Their decision:** " + md(c.theirs))
+        st.markdown("**It is now:** label " + md(repr(c.label)) + ", " + md(STATUS_WORDS.get(c.status, c.status)))
         mine = {"confirm": "confirm the label", "discard": "discard the image",
-                "relabel": f"relabel it as {c['new_label']!r}"}[c["action"]]
+                "relabel": f"relabel it as {c.new_label!r}"}[c.action]
         st.markdown("**Your decision:** " + md(mine))
         b = st.columns(2)
         b[0].button("Apply mine anyway (overwrite)", type="primary", icon=":material/edit:", key="force_conflict",
-                    on_click=act, args=(store, queue, c["action"], c["path"], c["label"], c["status"], c["sei"],
-                                        c["new_label"], True))
+                    on_click=act, args=(store, queue, c.action, c.path, c.label, c.status, c.sei, c.new_label, True))
         b[1].button("Keep theirs", icon=":material/undo:", key="keep_theirs", on_click=keep_theirs)
 
 
@@ -289,10 +246,10 @@ def undo_conflict_box(store: ReviewStore, queue: ReviewQueue) -> None:
     with st.container(border=True):
         st.warning("Someone else decided on this image after your decision, so undoing it would overwrite "
                    "their work.", icon=":material/group:")
-        st.markdown(md(c["message"].split(" Pass force=True")[0].split(" pass force=True")[0]))
+        st.markdown(md(c.message))
         b = st.columns(2)
         b[0].button("Undo anyway (overwrite theirs)", key="force_undo", type="primary", icon=":material/edit:",
-                    on_click=undo, args=(store, queue, True, c["decision_id"]))
+                    on_click=undo, args=(store, queue, True, c.decision_id))
         b[1].button("Keep theirs", key="leave_undo", icon=":material/undo:",
                     on_click=lambda: st.session_state.pop("review_undo_conflict", None))
 
@@ -435,15 +392,15 @@ def decision_panel(run, store: ReviewStore, queue: ReviewQueue, state_filter: st
     show_messages()
     undo_conflict_box(store, queue)
 
+    session = ReviewSession(store, queue)
     adv = st.session_state.pop("review_advance_from", None)
     back = st.session_state.pop("review_back_from", None)
-    current = st.session_state.get("review_current")
-    if adv is not None:  # "to review", every class: the queue's order with its random checks (issue 22)
-        current = queue.next_image(adv, store) if state_filter == "to review" and k < 0 else queue.after(adv, shown)
-    elif back is not None:  # back through the images this reviewer decided, in the order decided
-        current = queue.previous_decided(back, store.decided_paths(reviewer)) or back
-    elif current not in queue.position:
-        current = queue.ids[int(shown[0])] if len(shown) else None
+    if adv is not None:
+        current = session.advance(adv, state_filter, k)
+    elif back is not None:
+        current = session.back(back, reviewer)
+    else:
+        current = session.current(st.session_state.get("review_current"), state_filter, k)
     st.session_state["review_current"] = current
     if current is None:
         st.success(f"Nothing left to show with “{md(state_filter)}”"

@@ -148,7 +148,8 @@ class ConflictError(ReviewError):
 
     ``latest`` is the most recent decision in effect for the sample (``None`` if
     the file was edited outside the review tool), so a UI can show who changed
-    it, when, and to what, and offer to apply anyway with ``force=True``.
+    it, when, and to what, and offer to apply anyway with ``force=True``. ``reason`` is the
+    message without the library's advice (``force=True``), for a UI that offers its own.
     """
 
     def __init__(
@@ -161,8 +162,10 @@ class ConflictError(ReviewError):
         current_status: str,
         expected_label: str,
         expected_status: str,
+        reason: str = "",
     ) -> None:
         super().__init__(message)
+        self.reason = reason or message
         self.path = path
         self.latest = latest
         self.current_label = current_label
@@ -1076,16 +1079,16 @@ class ReviewStore:
         now = f"label {label!r}, status {status or 'unreviewed'!r}"
         want = f"label {expected_label!r}, status {expected_status or 'unreviewed'!r}"
         if undoing is not None:
-            message = (f"Cannot undo decision #{undoing.id} on {path!r}: the sample changed since "
-                       f"({cause}). It is now {now}, not {want} as that decision left it. "
-                       f"Undo the later decision first, or pass force=True to revert anyway.")
+            reason = (f"Cannot undo decision #{undoing.id} on {path!r}: the sample changed since "
+                      f"({cause}). It is now {now}, not {want} as that decision left it.")
+            fix = "Undo the later decision first, or pass force=True to revert anyway."
         else:
-            message = (f"{path!r} changed since you loaded it: {cause}. It is now {now}, but you "
-                       f"saw {want}. Reload the sample and decide again, or pass force=True to "
-                       f"apply your decision anyway.")
-        return ConflictError(message, path=path, latest=latest, current_label=label,
+            reason = (f"{path!r} changed since you loaded it: {cause}. It is now {now}, but you "
+                      f"saw {want}.")
+            fix = "Reload the sample and decide again, or pass force=True to apply your decision anyway."
+        return ConflictError(f"{reason} {fix}", path=path, latest=latest, current_label=label,
                              current_status=status, expected_label=expected_label,
-                             expected_status=expected_status)
+                             expected_status=expected_status, reason=reason)
 
     @staticmethod
     def _undo_target(conn: sqlite3.Connection, reviewer: str, decision_id: int | None) -> Decision:

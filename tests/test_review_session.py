@@ -1,0 +1,67 @@
+"""sei_core.review.ReviewSession: decide, undo, conflicts and navigation without the app."""
+
+import numpy as np
+
+from sei_core.review import ReviewQueue, ReviewSession, ReviewStore
+
+IDS = [f"{i:02d}.png" for i in range(12)]
+
+
+def _session(tmp_path, share=0.0):
+    f = tmp_path / "labels.csv"
+    if not f.exists():
+        f.write_text("path,label\n" + "".join(f"{p},{'a' if i % 2 else 'b'}\n" for i, p in enumerate(IDS)))
+    store = ReviewStore(f, classes=["a", "b"])
+    score = np.linspace(-1, 1, len(IDS))
+    q = ReviewQueue(IDS, np.array([0 if i % 2 else 1 for i in range(len(IDS))]), score, score < 0,
+                    audit_share=share, seed=0)
+    q.follow(store)
+    return ReviewSession(store, q), store, q
+
+
+def test_decisions_are_saved_and_the_queue_row_follows(tmp_path):
+    s, store, q = _session(tmp_path)
+    first = s.current(None, "to review")
+    assert first == "00.png"
+    out = s.decide("", "confirm", first, "b", "")
+    assert not out.saved and "Enter your name" in out.error
+    out = s.decide("Dr. A", "relabel", first, "b", "", sei=float("nan"), new_label="a")
+    assert out.saved and out.decision.new_label == "a" and q.row(first)[:2] == ("a", "relabeled")
+    assert store.status_table().set_index("path").loc[first, "label"] == "a"
+    out = s.decide("Dr. A", "relabel", "01.png", "a", "", new_label="zebra")
+    assert not out.saved and out.conflict is None and "zebra" in out.error  # the store's reason, in words
+    nxt = s.advance(first, "to review")
+    assert nxt == "01.png"
+    assert s.decide("Dr. A", "confirm", nxt, "a", "").saved
+    assert s.back(s.advance(nxt, "to review"), "Dr. A") == nxt  # Previous: the latest decided
+    assert s.back(nxt, "Dr. A") == first
+    assert s.current("not-an-image.png", "reviewed") == first
+
+
+def test_a_stale_screen_is_a_conflict_and_force_overwrites(tmp_path):
+    mine, _, _ = _session(tmp_path)
+    theirs, _, _ = _session(tmp_path)
+    assert theirs.decide("Dr. B", "discard", "02.png", "b", "").saved
+    out = mine.decide("Dr. A", "confirm", "02.png", "b", "")  # as shown before Dr. B's decision
+    c = out.conflict
+    assert not out.saved and c is not None and (c.label, c.status, c.action) == ("b", "discarded", "confirm")
+    assert "Dr. B" in c.theirs and "force=True" not in c.message
+    assert mine.queue.row("02.png")[1] == "discarded"  # the row shows what it is now
+    out = mine.decide("Dr. A", c.action, c.path, c.label, c.status, c.sei, c.new_label, force=True)
+    assert out.saved and mine.queue.row("02.png")[1] == "confirmed"
+
+
+def test_undo_reverts_the_latest_own_decision_and_refuses_over_someone_elses(tmp_path):
+    mine, _, q = _session(tmp_path)
+    theirs, _, _ = _session(tmp_path)
+    assert not mine.undo("").saved
+    assert mine.decide("Dr. A", "relabel", "04.png", "b", "", new_label="a").saved
+    out = mine.undo("Dr. A")
+    assert out.saved and q.row("04.png")[:2] == ("b", "")
+    assert mine.decide("Dr. A", "confirm", "04.png", "b", "").saved
+    own = mine.latest_own("Dr. A")
+    assert theirs.decide("Dr. B", "discard", "04.png", "b", "confirmed").saved
+    out = mine.undo("Dr. A")
+    assert not out.saved and out.conflict.decision_id == own and "force=True" not in out.conflict.message
+    out = mine.undo("Dr. A", out.conflict.decision_id, force=True)
+    assert out.saved
