@@ -13,7 +13,7 @@ from sei_core import jobs, plots, workspace
 from sei_core.dataset import DataError
 from sei_core.labels import LABEL_COL, PATH_COL
 from sei_core.runs import Run, RunError, duration_text, list_runs
-from sei_core.config import PRESETS, TrainConfig, choose_preset
+from sei_core.config import PRESETS, TrainConfig, choose_preset, device_choices
 
 POLL_SECONDS = 2.0
 #: the presets offered here (from the one table, sei_core.config.PRESETS)
@@ -51,14 +51,7 @@ def machine_choice():
 
 @st.cache_resource
 def devices() -> list[str]:
-    import torch
-
-    out = ["auto", "cpu"]
-    if torch.cuda.is_available():
-        out += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        out.append("mps")
-    return out
+    return device_choices()
 
 
 def apply_preset() -> None:

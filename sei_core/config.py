@@ -188,6 +188,20 @@ def under_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def device_choices() -> list[str]:
+    """The devices this machine can train on, as ``--device`` and the Train page accept them:
+    ``auto`` (what :func:`pick_device` picks), ``cpu``, then each CUDA GPU and Apple MPS that
+    PyTorch sees."""
+    import torch
+
+    out = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        out += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        out.append("mps")
+    return out
+
+
 def pick_device(requested: str = "auto"):
     """The ``torch.device`` to train on: CUDA if present, then Apple MPS, then the CPU; or
     exactly what was asked for (an error if it is a CUDA device PyTorch cannot see)."""

@@ -111,3 +111,12 @@ def test_the_paper_preset_offline_fails_at_once_with_the_way_out(tiny_data, tmp_
     err = capsys.readouterr().err
     assert "RN50/openai.bin" in err and "--weights none" in err and "Traceback" not in err
     assert not (tmp_path / "run").exists()  # nothing started
+
+
+def test_device_choices_offer_auto_and_the_cpu_first():
+    from sei_core.config import device_choices, pick_device
+
+    choices = device_choices()
+    assert choices[:2] == ["auto", "cpu"]
+    for name in choices[1:]:  # every choice is one pick_device accepts on this machine
+        assert pick_device(name).type == name.split(":")[0]
