@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sei_core import dataset
+from sei_core import dataset, decode
 from sei_core.config import pick_device
 from sei_core.feed import ImageFeed, format_size, memory_budget
 from sei_core.models import build_model, on_device
@@ -142,7 +142,7 @@ def main() -> None:
     keep = np.sort(np.random.default_rng(0).permutation(len(data))[: min(a.n, len(data))])
     data = dataset.subset(data, keep)
     t0 = time.perf_counter()
-    images, problems = dataset.decode_images(data, a.image_size, workers=a.workers, cache_dir=tmp / "cache")
+    images, problems = decode.decode_images(data, a.image_size, workers=a.workers, cache_dir=tmp / "cache")
     decode_s = time.perf_counter() - t0
     if problems:
         raise SystemExit(f"{len(problems)} images could not be decoded, e.g. {problems[0]}")

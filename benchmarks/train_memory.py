@@ -88,13 +88,13 @@ def measure(cmd: list[str]) -> dict:
 
 FEED_SCRIPT = """
 import sys, numpy as np, torch
-from sei_core import dataset, feed
+from sei_core import dataset, decode, feed
 from sei_core.records import Recorder
 from sei_core.train import augment_batch
 labels, cache, size, budget, batch, workers = sys.argv[1:7]
 size, batch = int(size), int(batch)
 ds = dataset.load(labels)
-images, _ = dataset.decode_images(ds, size, workers=int(workers), cache_dir=cache)
+images, _ = decode.decode_images(ds, size, workers=int(workers), cache_dir=cache)
 f = feed.ImageFeed(images, torch.device("cpu"), feed.memory_budget(budget))
 print("run 1: image cache " + f.describe().split("image cache ", 1)[1], file=sys.stderr)
 rec = Recorder(len(ds), len(ds.classes) + 1)

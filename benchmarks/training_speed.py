@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sei_core import dataset
+from sei_core import dataset, decode
 from sei_core.models import build_model
 from sei_core.records import Recorder, RecordStore
 from sei_core.runs import Run
@@ -63,7 +63,7 @@ def main() -> None:
     data = dataset.load(a.data, check_images=False)
     keep = np.sort(np.random.default_rng(0).permutation(len(data))[: min(a.n, len(data))])
     data = dataset.subset(data, keep)
-    images_np, _ = dataset.decode_images(data, a.image_size, workers=4)
+    images_np, _ = decode.decode_images(data, a.image_size, workers=4)
     n, k = len(data), len(data.classes)
     prompts = data.prompts().for_classes(data.classes)
     y_np = data.labels.copy()

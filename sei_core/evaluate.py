@@ -23,6 +23,7 @@ from typing import Callable
 import numpy as np
 
 from . import dataset as ds_mod
+from .decode import decode_images
 from .files import atomic_write_json
 from .labels import LABEL_COL, PATH_COL, source_kind
 from .metrics import classification_report
@@ -229,7 +230,7 @@ def evaluate(run: Run | str | Path, test: str | Path, *, path_column: str | None
         raise EvaluationError(leak_message(leaks, train_ds, test_ds))
     t_check = time.time() - t0
     size = int(cfg["image_size"])
-    images, problems = ds_mod.decode_images(test_ds, size, workers=workers,
+    images, problems = decode_images(test_ds, size, workers=workers,
                                             cache_dir=cache_dir or cfg.get("cache_dir") or run.path / "cache")
     t_decode = time.time() - t0 - t_check
     probs, epochs = predict(run, images, device=device)

@@ -1,6 +1,6 @@
 """Batches of decoded images for training, from the GPU, from RAM, or through a memory map.
 
-The decoded-image cache (:func:`sei_core.dataset.decode_images`) is a ``(N, 3, S, S)`` uint8
+The decoded-image cache (:func:`sei_core.decode.decode_images`) is a ``(N, 3, S, S)`` uint8
 ``.npy`` file on disk. :class:`ImageFeed` decides once, from its size and a memory budget,
 where training reads it from:
 

@@ -16,7 +16,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from . import access
-from .dataset import candidates, read_rgb, rgb_from_array
+from .dataset import candidates
+from .images import read_rgb, rgb_from_array
 from .labels import IMAGE_EXTENSIONS, source_kind
 
 
@@ -79,7 +80,7 @@ class ImageSource:
 
     def open(self, sample_id: str, max_side: int | None = None) -> Image.Image:
         """The image of ``sample_id`` as upright 8-bit RGB, decoded exactly as training decodes
-        it (:func:`sei_core.dataset.to_rgb`), downscaled to ``max_side`` if given."""
+        it (:func:`sei_core.images.to_rgb`), downscaled to ``max_side`` if given."""
         if self.kind == "npz":
             try:
                 i = int(str(sample_id).rsplit("/", 1)[-1])

@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from . import dataset as ds_mod
+from .decode import decode_images
 from . import feed as feed_mod
 from .config import TrainConfig, pick_device, under_torchrun
 from .models import ModelError, build_model, on_device
@@ -224,7 +225,7 @@ def prepare(config: TrainConfig, run: Run, log: Callable[[str], None] = print) -
             reported[0] = done
             log(f"decoding images: {done}/{total} ({time.time() - t0:.0f}s)")
 
-    images, problems = ds_mod.decode_images(data, config.image_size, workers=config.workers,
+    images, problems = decode_images(data, config.image_size, workers=config.workers,
                                             cache_dir=config.cache_dir or run.path / "cache",
                                             skip_unreadable=config.skip_unreadable, progress=progress)
     for p in problems:

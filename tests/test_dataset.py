@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sei_core import dataset
+from sei_core import dataset, decode
 from sei_core.dataset import DataError
 
 
@@ -47,10 +47,10 @@ def test_image_folder_and_decode_cache(tmp_path):
     (tmp_path / "data" / "dog" / "notes.txt").write_text("not an image")
     ds = dataset.load(tmp_path / "data")
     assert ds.kind == "folder" and ds.classes == ["cat", "dog"] and len(ds) == 6
-    arr, problems = dataset.decode_images(ds, 16, cache_dir=tmp_path / "cache")
+    arr, problems = decode.decode_images(ds, 16, cache_dir=tmp_path / "cache")
     assert arr.shape == (6, 3, 16, 16) and arr.dtype == np.uint8 and not problems
     assert len(list((tmp_path / "cache").glob("*.npy"))) == 1
-    again, _ = dataset.decode_images(ds, 16, cache_dir=tmp_path / "cache")
+    again, _ = decode.decode_images(ds, 16, cache_dir=tmp_path / "cache")
     assert np.array_equal(arr, again)
 
 
@@ -61,7 +61,7 @@ def test_medmnist_npz(tmp_path):
              train_labels=np.array([0, 1, 2, 3, 4] * 2).reshape(-1, 1))
     ds = dataset.load(f)
     assert ds.kind == "npz" and len(ds.classes) == 5 and ds.ids[3] == "train/03"
-    arr, _ = dataset.decode_images(ds, 32)
+    arr, _ = decode.decode_images(ds, 32)
     assert arr.shape == (10, 3, 32, 32)
     with pytest.raises(DataError, match="val_images"):
         dataset.load(f, split="val")
@@ -131,15 +131,15 @@ def test_truncated_jpeg_is_reported_at_load_and_at_decode(tmp_path):
         dataset.load(f)
     ds = dataset.load(f, check_images=False)
     with pytest.raises(DataError, match="cut.jpg\\): cannot be decoded"):
-        dataset.decode_images(ds, 16)
-    arr, problems = dataset.decode_images(ds, 16, skip_unreadable=True)
+        decode.decode_images(ds, 16)
+    arr, problems = decode.decode_images(ds, 16, skip_unreadable=True)
     assert [p.where for p in problems] == ["labels.csv line 3 (cut.jpg)"]
 
 
 def test_loading_and_decoding_never_modify_user_data(tiny_copy, tmp_path):
     before = _digest(tiny_copy.parent)
     ds = dataset.load(tiny_copy)
-    dataset.decode_images(ds, 16, cache_dir=tmp_path / "cache")
+    decode.decode_images(ds, 16, cache_dir=tmp_path / "cache")
     assert _digest(tiny_copy.parent) == before
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sei_core import dataset
+from sei_core import dataset, decode, images
 from sei_core.gallery import ImageAccessError, ImageSource
 
 S = 16  # training size for the decode checks
@@ -59,7 +59,7 @@ def test_each_kind_decodes_to_its_pixels(odd_images):
     root, expect = odd_images
     src = ImageSource(root / "labels.csv")
     for name, want in expect.items():
-        got = np.asarray(dataset.read_rgb(root / name), dtype=np.float64)
+        got = np.asarray(images.read_rgb(root / name), dtype=np.float64)
         shown = np.asarray(src.open(name), dtype=np.float64)
         assert np.array_equal(got, shown), f"{name}: the gallery shows other pixels than training decodes"
         if want.ndim == 2:
@@ -68,17 +68,17 @@ def test_each_kind_decodes_to_its_pixels(odd_images):
             atol = 8 if name.endswith(".jpg") else 1  # JPEG compression error at colour edges
             assert got.shape == want.shape, (name, got.shape)
             assert np.abs(got - want).mean() < atol, name
-    grey = np.asarray(dataset.read_rgb(root / "grey16.png"))
+    grey = np.asarray(images.read_rgb(root / "grey16.png"))
     assert grey.min() == 0 and 200 < grey.max() < 255  # not saturated to white
 
 
 def test_training_decode_uses_the_same_pixels(odd_images):
     root, expect = odd_images
     ds = dataset.load(root / "labels.csv")
-    arr, problems = dataset.decode_images(ds, S, workers=1)
+    arr, problems = decode.decode_images(ds, S, workers=1)
     assert not problems
     for i, sid in enumerate(ds.ids):
-        want = np.asarray(dataset.read_rgb(root / sid).resize((S, S), Image.BILINEAR)).transpose(2, 0, 1)
+        want = np.asarray(images.read_rgb(root / sid).resize((S, S), Image.BILINEAR)).transpose(2, 0, 1)
         assert np.array_equal(arr[i], want), sid
     rot = arr[ds.ids.index("rotated.jpg")].astype(int)
     assert rot[0, : S // 2].mean() > 200 and rot[2, : S // 2].mean() < 50  # top half red: upright
@@ -96,9 +96,9 @@ def test_float_images_without_a_fixed_mapping_are_refused_with_a_reason(tmp_path
     Image.fromarray(np.zeros((S, S, 3), np.uint8)).save(tmp_path / "ok2.png")
     (tmp_path / "labels.csv").write_text("path,label\nbad.tif,a\nok.png,b\nok2.png,a\n")
     with pytest.raises(ValueError, match=why):
-        dataset.read_rgb(tmp_path / "bad.tif")
+        images.read_rgb(tmp_path / "bad.tif")
     ds = dataset.load(tmp_path / "labels.csv")
     with pytest.raises(dataset.DataError, match=f"bad.tif.*{why}"):
-        dataset.decode_images(ds, S, workers=1)
+        decode.decode_images(ds, S, workers=1)
     with pytest.raises(ImageAccessError, match=why):
         ImageSource(tmp_path / "labels.csv").open("bad.tif")

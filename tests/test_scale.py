@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from sei_core import dataset, feed
+from sei_core import dataset, decode, feed
 from sei_core.runs import Run
 from sei_core.config import TrainConfig
 from sei_core.train import train
@@ -34,9 +34,9 @@ def many_images(tmp_path_factory):
 
 DECODE_SCRIPT = textwrap.dedent("""
     import sys, time
-    from sei_core import dataset
+    from sei_core import dataset, decode
     ds = dataset.load(sys.argv[1])
-    dataset.decode_images(ds, 16, workers=2, cache_dir=sys.argv[2], chunk=10,
+    decode.decode_images(ds, 16, workers=2, cache_dir=sys.argv[2], chunk=10,
                           progress=lambda done, total: time.sleep(0.2))
 """)
 
@@ -54,7 +54,7 @@ def test_killed_decode_resumes_where_it_stopped(many_images, tmp_path):
         assert time.monotonic() < deadline, "the decode made no progress"
         for f in cache.glob("*.progress.json"):
             try:
-                done = int(dataset.decode_progress(json.loads(f.read_text()), 30).sum())
+                done = int(decode.decode_progress(json.loads(f.read_text()), 30).sum())
             except (OSError, ValueError, KeyError):
                 pass
         time.sleep(0.05)
@@ -63,16 +63,16 @@ def test_killed_decode_resumes_where_it_stopped(many_images, tmp_path):
     assert list(cache.glob("*.partial.npy")) and not list(cache.glob("images_*_16.npy"))
 
     reports = []
-    arr, problems = dataset.decode_images(ds, 16, workers=2, cache_dir=cache, chunk=10,
+    arr, problems = decode.decode_images(ds, 16, workers=2, cache_dir=cache, chunk=10,
                                           progress=lambda d, t: reports.append(d))
     assert not problems
     assert reports[0] >= 10 * done and reports[0] < 300, "the decode started again instead of resuming"
     assert reports[-1] == 300
     assert isinstance(arr, np.memmap) and arr.shape == (300, 3, 16, 16)
-    fresh, _ = dataset.decode_images(ds, 16, workers=1)  # uninterrupted, in memory
+    fresh, _ = decode.decode_images(ds, 16, workers=1)  # uninterrupted, in memory
     assert np.array_equal(np.asarray(arr), fresh)
     assert not list(cache.glob("*.partial.npy")) and not list(cache.glob("*.progress.json"))
-    again, _ = dataset.decode_images(ds, 16, cache_dir=cache, progress=lambda d, t: pytest.fail("decoded again"))
+    again, _ = decode.decode_images(ds, 16, cache_dir=cache, progress=lambda d, t: pytest.fail("decoded again"))
     assert np.array_equal(np.asarray(again), fresh)
 
 
@@ -91,10 +91,10 @@ def test_parallel_decode_reports_every_bad_image_and_caches_the_report(many_imag
     (data / "labels.csv").write_text("\n".join(lines) + "\n")
     ds = dataset.load(data / "labels.csv")
     with pytest.raises(dataset.DataError) as e:
-        dataset.decode_images(ds, 16, workers=2, cache_dir=tmp_path / "cache", chunk=4)
+        decode.decode_images(ds, 16, workers=2, cache_dir=tmp_path / "cache", chunk=4)
     assert [p.where for p in e.value.problems] == [ds.where(i) for i in bad]  # all of them, in order
     for attempt in range(2):  # the second comes from the finished cache
-        arr, problems = dataset.decode_images(ds, 16, workers=2, cache_dir=tmp_path / "cache", chunk=4,
+        arr, problems = decode.decode_images(ds, 16, workers=2, cache_dir=tmp_path / "cache", chunk=4,
                                               skip_unreadable=True)
         assert [p.where for p in problems] == [ds.where(i) for i in bad]
         assert "outside" in problems[0].message

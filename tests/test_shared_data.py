@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sei_core import dataset
+from sei_core import dataset, decode
 from sei_core.bench import noise
 from sei_core.metrics import auroc
 from sei_core.ranking import score_run
@@ -28,7 +28,7 @@ def test_ham10000_label_file_validates_and_decodes():
     assert len(ds) == 7496 and len(ds.classes) == 7
     assert ds.class_counts()["nevus"] == 5232
     sub = dataset.subset(ds, range(0, 7496, 50))
-    arr, problems = dataset.decode_images(sub, 32, workers=2)
+    arr, problems = decode.decode_images(sub, 32, workers=2)
     assert arr.shape == (150, 3, 32, 32) and not problems
     assert 40 < arr.mean() < 220  # real pictures, not blank slots
 

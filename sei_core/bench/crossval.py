@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from .. import dataset as ds_mod
+from ..decode import decode_images
 from .. import feed as feed_mod
 from ..models import build_model, on_device
 from ..files import atomic_write
@@ -95,7 +96,7 @@ def cross_val_probs(
     out.mkdir(parents=True, exist_ok=True)
     data = ds_mod.load(config.data, split=config.split, classes=classes,
                        skip_unreadable=config.skip_unreadable, max_pixels=config.max_pixels)
-    images, problems = ds_mod.decode_images(data, config.image_size, workers=config.workers,
+    images, problems = decode_images(data, config.image_size, workers=config.workers,
                                             cache_dir=config.cache_dir or out / "cache",
                                             skip_unreadable=config.skip_unreadable)
     data, rows = ds_mod.drop_undecodable(data, problems)
