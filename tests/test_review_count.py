@@ -366,3 +366,16 @@ def test_an_undo_updates_the_count_without_reading_the_whole_log_again(tmp_path)
         assert c.found == int(store.estimation_decisions()["status"].isin(["relabeled", "discarded"]).sum())
     # Previous still walks back through the images decided, in the order decided (undone ones left out)
     assert q.previous_decided(None, store.decided_paths("Dr. A")) == IDS[1]
+
+
+def test_decisions_needed_is_the_first_checkpoint_that_stays_within_the_tolerance():
+    from sei_core.bench.count_sim import decisions_needed
+
+    rows = []
+    for rep in range(5):
+        for d, est in ((10, 150), (20, 104 if rep else 130), (30, 80), (40, 110), (50, 95)):
+            rows.append(dict(replay=rep, decisions=d, estimate=est, true_count=100))
+    df = pd.DataFrame(rows)
+    assert decisions_needed(df) == 40  # 20 holds for 4 of 5 replays, but 30 falls out again
+    assert decisions_needed(df, tolerance=0.25) == 20
+    assert decisions_needed(df[df["decisions"] < 40]) is None

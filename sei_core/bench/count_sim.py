@@ -23,7 +23,7 @@ from ..runs import Run
 
 #: One row per cell of the grid's table.
 SUMMARY_COLUMNS = ("cell", "n", "wrong", "auroc", "coverage", "checkpoints", "rel_error", "within15",
-                   "min_found_ratio", "at", "replays")
+                   "min_found_ratio", "at", "replays", "needed")
 CELL_FILE = "review_sim.csv"
 
 
@@ -42,6 +42,20 @@ def simulate_cell(folder: str | Path, share_of_n: float = 0.2, repeats: int = 10
     return df, _summary_row(folder, df, s, share_of_n, repeats)
 
 
+def decisions_needed(df: pd.DataFrame, share: float = 0.8, tolerance: float = 0.15) -> int | None:
+    """The first checkpoint (decisions) from which at least ``share`` of the replays' estimates
+    are within ``tolerance`` of the true count at every later checkpoint too; None if the
+    replays never get there."""
+    if not len(df):
+        return None
+    ok = ((df["estimate"] - df["true_count"]).abs() <= tolerance * df["true_count"].clip(lower=1))
+    by = ok.groupby(df["decisions"]).mean().sort_index()
+    good = by >= share
+    bad = np.flatnonzero(~good.to_numpy())
+    first = 0 if not bad.size else int(bad[-1]) + 1
+    return int(by.index[first]) if first < len(by) else None
+
+
 def _summary_row(folder: Path, df: pd.DataFrame, s, share_of_n: float, repeats: int) -> dict:
     from ..review_sim import summary
 
@@ -49,7 +63,7 @@ def _summary_row(folder: Path, df: pd.DataFrame, s, share_of_n: float, repeats: 
     score = np.nan_to_num(np.asarray(s.score, dtype=float), nan=np.inf)
     n = len(s.ids)
     return dict(cell="/".join(folder.parts[-4:]), n=n, wrong=int(wrong.sum()), auroc=auroc(score, wrong),
-                **summary(df, n, share_of_n), replays=repeats)
+                **summary(df, n, share_of_n), replays=repeats, needed=decisions_needed(df))
 
 
 def write_cell(folder: str | Path, share_of_n: float = 0.2, repeats: int = 10, **kw) -> dict:
@@ -78,10 +92,13 @@ def grid_table(bench_dir: str | Path, share_of_n: float = 0.2) -> pd.DataFrame:
 def table_markdown(t: pd.DataFrame) -> str:
     """The grid's table as Markdown, with the goals' summary line."""
     lines = ["| cell | AUROC | 90 % interval held the truth | mean \\|rel. error\\| | within 15 % | "
-             "found / static order (worst checkpoint) |", "|---|---:|---:|---:|---:|---:|"]
+             "found / static order (worst checkpoint) | decisions until 80 % are within 15 % |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for r in t.itertuples():
+        need = "not within the replays" if r.needed is None or pd.isna(r.needed) else \
+            f"{int(r.needed)} ({100 * r.needed / r.n:.0f} % of N)"
         lines.append(f"| {r.cell} | {r.auroc:.3f} | {100 * r.coverage:.1f} % of {r.checkpoints} | "
-                     f"{r.rel_error:.3f} | {100 * r.within15:.0f} % | {r.min_found_ratio:.2f} |")
+                     f"{r.rel_error:.3f} | {100 * r.within15:.0f} % | {r.min_found_ratio:.2f} | {need} |")
     if len(t):
         lines += ["", f"{len(t)} cells: coverage {100 * t['coverage'].min():.0f}–{100 * t['coverage'].max():.0f} % "
                       f"({int(t['coverage'].between(0.85, 0.95).sum())} cells in 85–95 %), mean |relative error| "
