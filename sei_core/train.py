@@ -331,8 +331,7 @@ def _train(config, out, resume, progress_bar, log, d: Dist, device: torch.device
     main = d.main
     try:
         if main:
-            run.update_status(state="running", pid=os.getpid(), error=None, started_at=now(),
-                              n_runs=config.runs, epochs=config.epochs, world_size=d.world)
+            run.mark_running(pid=os.getpid(), n_runs=config.runs, epochs=config.epochs, world_size=d.world)
             say(f"{'resuming' if resume else 'starting'} run {run.path}"
                 + (f" with {d.world} processes" if d.active else ""))
         prepared = _on_main(d, lambda: prepare(config, run, say).shareable() if d.active
@@ -351,19 +350,19 @@ def _train(config, out, resume, progress_bar, log, d: Dist, device: torch.device
             from .score_cache import write_finished  # late import: scoring reads what training wrote
 
             write_finished(run)
-            run.update_status(state="finished", phase="finished", eta_seconds=0, finished_at=now())
+            run.mark_finished()
             say("finished; scores written to scores.csv")
         return run
     except PeerFailed:
         raise
     except Stopped as e:
         if main:
-            run.update_status(state="stopped", phase="stopped", error=None, eta_seconds=None)
+            run.mark_stopped(error=None, eta_seconds=None)
             say(f"{e}; resume with `sei resume {run.path}`")
         raise
     except (ds_mod.DataError, ModelError, RunError) as e:
         if main:
-            run.update_status(state="failed", error=str(e), eta_seconds=None)
+            run.mark_failed(str(e), eta_seconds=None)
             say(f"failed: {e}")
         raise
     except BaseException as e:
@@ -371,7 +370,7 @@ def _train(config, out, resume, progress_bar, log, d: Dist, device: torch.device
         if isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower():
             msg = f"out of memory ({e}); lower --batch-size or --image-size"
         if main:
-            run.update_status(state="failed", error=msg, eta_seconds=None)
+            run.mark_failed(msg, eta_seconds=None)
             logf.write(traceback.format_exc())
             say(f"failed: {msg}")
         raise
@@ -417,7 +416,7 @@ def _create_run(config: TrainConfig, out: str | Path) -> tuple[Run, int]:
         cfg["milestones"] = config.resolved_milestones()
         cfg["created_at"] = now()
         run.write_config(cfg)
-        run.update_status(state="created", phase="waiting to start", epochs=config.epochs, n_runs=config.runs)
+        run.mark_created(epochs=config.epochs, n_runs=config.runs)
     except BaseException:
         Run.release(lock)
         raise
@@ -439,13 +438,12 @@ def _occupied(run: Run) -> str:
 
 def _aux_sets(run: Run, config: TrainConfig, n: int, k: int) -> list[np.ndarray]:
     """The auxiliary sets, chosen once and kept in the run so a resume uses the same."""
-    files = [run.sub_run(i) / "aux.npy" for i in range(1, config.runs + 1)]
-    if all(f.is_file() for f in files):
-        return [np.load(f) for f in files]
+    indices = range(1, config.runs + 1)
+    if all(run.aux_file(i).is_file() for i in indices):
+        return [run.aux_indices(i) for i in indices]
     sets = choose_aux_sets(n, k, config.runs, seed=config.seed)
-    for f, s in zip(files, sets):
-        f.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(f, lambda fh, s=s: np.save(fh, s))
+    for i, s in zip(indices, sets):
+        run.write_aux(i, s)
     return sets
 
 
