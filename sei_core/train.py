@@ -452,6 +452,83 @@ def batch_count(n: int, batch_size: int) -> int:
     return max(1, math.ceil(n / batch_size))
 
 
+def run_seed(seed: int, index: int) -> int:
+    """The seed of complementary run ``index`` of a run seeded ``seed``: its model's
+    initialisation and its batch order; its augmentation takes the next one."""
+    return seed * 1000 + index
+
+
+@dataclass
+class TrainingState:
+    """What one complementary run trains, and all a resume needs to go on exactly where it
+    stopped: the model, optimiser, learning-rate schedule, gradient scaler and generators.
+
+    It owns the checkpoint format (``run<i>/checkpoint.pt``, a dict written by ``torch.save``):
+    :meth:`checkpoint` makes it, :meth:`restore` reads it back into a state and
+    :meth:`read_model` the final model out of it (:mod:`sei_core.evaluate`). The keys:
+    ``epoch`` (the last one trained), ``history`` (its per-epoch status rows), ``model``,
+    ``optimizer``, ``scheduler``, ``scaler`` (state dicts), ``order_gen``, ``aug_gen``,
+    ``torch_rng`` (generator states, CPU byte tensors) and ``cuda_rng`` (None off CUDA).
+    """
+
+    model: torch.nn.Module
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    order_gen: torch.Generator  # the batch order (CPU)
+    aug_gen: torch.Generator  # the augmentation (on the training device)
+    device: torch.device
+
+    @classmethod
+    def build(cls, config: TrainConfig, prompts: list[str], index: int, device: torch.device,
+              scale_gradients: bool = False) -> "TrainingState":
+        """The untrained state of complementary run ``index``, seeded by :func:`run_seed`;
+        ``scale_gradients``: float16 mixed precision, which needs a gradient scaler."""
+        seed = run_seed(config.seed, index)
+        torch.manual_seed(seed)
+        model = on_device(build_model(config.model, prompts, weights=config.weights,
+                                      image_size=config.image_size), device)
+        opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                              weight_decay=config.weight_decay)
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=config.resolved_milestones(),
+                                                     gamma=config.gamma)
+        return cls(model, opt, sched, torch.amp.GradScaler("cuda", enabled=scale_gradients),
+                   torch.Generator().manual_seed(seed), torch.Generator(device=device).manual_seed(seed + 1),
+                   device)
+
+    def checkpoint(self, epoch: int, history: list[dict]) -> dict:
+        """The checkpoint after ``epoch`` (live tensors: :class:`CheckpointWriter` copies them)."""
+        return {
+            "epoch": epoch, "history": list(history), "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "order_gen": self.order_gen.get_state(), "aug_gen": self.aug_gen.get_state().cpu(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+        }
+
+    def restore(self, path: Path) -> tuple[int, list[dict]]:
+        """Load the checkpoint at ``path`` into this state; returns its epoch and history."""
+        ck = torch.load(path, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(ck["model"])
+        self.opt.load_state_dict(ck["optimizer"])
+        self.sched.load_state_dict(ck["scheduler"])
+        self.scaler.load_state_dict(ck["scaler"])
+        self.order_gen.set_state(ck["order_gen"].cpu())  # generator states are CPU byte tensors
+        self.aug_gen.set_state(ck["aug_gen"].cpu())
+        torch.set_rng_state(ck["torch_rng"].cpu())
+        if self.device.type == "cuda" and ck.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(ck["cuda_rng"].cpu(), self.device)
+        return ck["epoch"], ck["history"]
+
+    @staticmethod
+    def read_model(path: Path, device: torch.device | str = "cpu") -> tuple[dict, int]:
+        """The model's state dict in the checkpoint at ``path`` and the epoch it was saved
+        after (-1 if it does not say)."""
+        ck = torch.load(path, map_location=device, weights_only=False)
+        return ck["model"], int(ck.get("epoch", -1))
+
+
 def _train_one(run: Run, config: TrainConfig, prep: Prepared, aux: np.ndarray, index: int,
                device: torch.device, progress_bar: bool, say: Callable[[str], None],
                d: Dist | None = None, budget: int | None = None) -> None:
@@ -460,17 +537,13 @@ def _train_one(run: Run, config: TrainConfig, prep: Prepared, aux: np.ndarray, i
     n, k = len(prep.data), len(prep.data.classes)
     targets = prep.data.labels.copy()
     targets[aux] = k  # the auxiliary class is the extra output K
-    torch.manual_seed(config.seed * 1000 + index)
-    model = on_device(build_model(config.model, prep.prompts, weights=config.weights,
-                                  image_size=config.image_size), device)
+    use_amp = config.amp and device.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    ts = TrainingState.build(config, prep.prompts, index, device,
+                             scale_gradients=use_amp and amp_dtype == torch.float16)
+    model = ts.model
     if main:
         _record_weights(run, model.weights_info, say)
-    opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                          weight_decay=config.weight_decay)
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=config.resolved_milestones(),
-                                                 gamma=config.gamma)
-    order_gen = torch.Generator().manual_seed(config.seed * 1000 + index)
-    aug_gen = torch.Generator(device=device).manual_seed(config.seed * 1000 + index + 1)
     if budget is None:
         budget = feed_mod.memory_budget(config.memory_budget, d.local_world)
     feed = feed_mod.ImageFeed(prep.images, device, budget, rows=prep.rows)
@@ -480,26 +553,14 @@ def _train_one(run: Run, config: TrainConfig, prep: Prepared, aux: np.ndarray, i
     y_all = torch.from_numpy(targets).to(device)
     store = run.records(index, config.keep_probs)
     recorder = Recorder(n, k + 1, device)
-    use_amp = config.amp and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
 
     start_epoch, history = 1, []
     ckpt_path = run.checkpoint(index)
     if _on_main(d, ckpt_path.is_file):  # every process reads the same checkpoint (shared run folder)
-        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        scaler.load_state_dict(ck["scaler"])
-        order_gen.set_state(ck["order_gen"].cpu())  # generator states are CPU byte tensors
-        aug_gen.set_state(ck["aug_gen"].cpu())
-        torch.set_rng_state(ck["torch_rng"].cpu())
-        if device.type == "cuda" and ck.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(ck["cuda_rng"].cpu(), device)
-        start_epoch, history = ck["epoch"] + 1, ck["history"]
+        last, history = ts.restore(ckpt_path)
+        start_epoch = last + 1
         if main:
-            say(f"run {index}: resuming after epoch {ck['epoch']}")
+            say(f"run {index}: resuming after epoch {last}")
     if main:
         store.truncate(start_epoch - 1)
         for stale in list(run.sub_run(index).glob(".*.tmp")) + list(store.folder.glob(".*.tmp")):
@@ -512,7 +573,7 @@ def _train_one(run: Run, config: TrainConfig, prep: Prepared, aux: np.ndarray, i
             net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # BN statistics over the global batch
         net = DDP(net, device_ids=[device.index] if device.type == "cuda" else None)
         # DDP broadcast rank 0's parameters; the shared checkpoint made the optimiser states equal
-    step = Stepper(net, opt, scaler, device, config.augment, aug_gen, use_amp, amp_dtype, d.rank, d.world)
+    step = Stepper(net, ts.opt, ts.scaler, device, config.augment, ts.aug_gen, use_amp, amp_dtype, d.rank, d.world)
     saver = CheckpointWriter()
     saved_epoch = start_epoch - 1  # the epoch of the newest checkpoint this call wrote
     n_batches = batch_count(n, config.batch_size)
@@ -535,7 +596,7 @@ def _train_one(run: Run, config: TrainConfig, prep: Prepared, aux: np.ndarray, i
             t0 = time.time()
             if main:
                 run.update_status(phase=f"training run {index}/{config.runs}", run_index=index, epoch=epoch - 1)
-            perm = torch.randperm(n, generator=order_gen)
+            perm = torch.randperm(n, generator=ts.order_gen)
 
             def on_batch() -> None:
                 if bar is not None:
@@ -552,7 +613,7 @@ def _train_one(run: Run, config: TrainConfig, prep: Prepared, aux: np.ndarray, i
 
             loss_v, acc_v = step.epoch(feed, y_all, perm, n_batches,
                                        recorder if config.record == "train" else None, on_batch)
-            sched.step()
+            ts.sched.step()
             if config.record == "eval":
                 _eval_pass(model, feed, y_all, recorder, config, device, use_amp, amp_dtype, d)
             if d.active:
@@ -563,19 +624,9 @@ def _train_one(run: Run, config: TrainConfig, prep: Prepared, aux: np.ndarray, i
             stats, probs = recorder.finalize()
             seconds = time.time() - t0
             history.append({"run": index, "epoch": epoch, "loss": loss_v, "accuracy": acc_v, "seconds": seconds,
-                            "lr": opt.param_groups[0]["lr"]})
+                            "lr": ts.opt.param_groups[0]["lr"]})
             store.write_epoch(epoch, stats, probs, loss=loss_v, accuracy=acc_v)
-
-            def state() -> dict:
-                return {
-                    "epoch": epoch, "history": list(history), "model": model.state_dict(),
-                    "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
-                    "order_gen": order_gen.get_state(), "aug_gen": aug_gen.get_state().cpu(),
-                    "torch_rng": torch.get_rng_state(),
-                    "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-                }
-
-            if saver.submit(ckpt_path, state()):
+            if saver.submit(ckpt_path, ts.checkpoint(epoch, history)):
                 saved_epoch = epoch
             epoch_times.append(seconds)
             remaining = (config.epochs - epoch) + (config.runs - index) * config.epochs
@@ -594,7 +645,7 @@ def _train_one(run: Run, config: TrainConfig, prep: Prepared, aux: np.ndarray, i
     if main and start_epoch <= config.epochs and saved_epoch != config.epochs:
         # the last epoch's checkpoint was skipped: write it now, so that the run keeps its
         # final model (held-out evaluation, sei_core.evaluate, reads it)
-        saver.submit(ckpt_path, state())
+        saver.submit(ckpt_path, ts.checkpoint(config.epochs, history))
         saver.wait()
     if main and saver.skipped:
         say(f"run {index}: {saver.skipped} of {saver.written + saver.skipped} epoch checkpoints skipped while "
