@@ -43,7 +43,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app_server import loadavg  # noqa: E402  (benchmarks/)
-from sei_core.files import atomic_write  # noqa: E402
 from sei_core.runs import Run  # noqa: E402
 from sei_core.score_cache import scored, write_finished  # noqa: E402
 from sei_core.scores import choose_aux_sets, epoch_statistics, softmax  # noqa: E402
@@ -97,9 +96,7 @@ def make_run(path: Path, labels_file: Path, true: np.ndarray, given: np.ndarray,
     rng = np.random.default_rng(seed + 1)
     speed = rng.uniform(0.5, 1.5, n).astype(np.float32)  # how fast each image is learned
     for r, aux in enumerate(choose_aux_sets(n, k, 2, seed=seed), start=1):
-        sub = run.sub_run(r)
-        sub.mkdir(parents=True, exist_ok=True)
-        atomic_write(sub / "aux.npy", lambda f, a=aux: np.save(f, a))
+        run.write_aux(r, aux)
         target = given.copy()
         target[aux] = k
         store = run.records(r, keep_probs=5)

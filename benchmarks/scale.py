@@ -81,8 +81,7 @@ def make_run(path: Path, n: int, n_epochs: int, n_runs: int, k: int, noise: floa
     run.write_samples([f"images/{i:07d}.png" for i in range(n)], [classes[c] for c in given])
     speed = rng.uniform(0.6, 1.6, n)
     for r, aux in enumerate(choose_aux_sets(n, k, n_runs, seed=seed), 1):
-        run.sub_run(r).mkdir(parents=True, exist_ok=True)
-        np.save(run.sub_run(r) / "aux.npy", aux)
+        run.write_aux(r, aux)
         target, truth = given.copy(), true.copy()
         target[aux] = truth[aux] = k  # the auxiliary class: a clean label, learned more slowly
         speed_r = np.where(np.isin(np.arange(n), aux), 0.7 * speed, speed)

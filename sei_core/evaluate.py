@@ -159,6 +159,7 @@ def predict(run: Run, images: np.ndarray, *, device: str = "cpu", batch_size: in
     import torch
 
     from .models import build_model
+    from .train import TrainingState
 
     cfg = run.config()
     k = len(cfg["classes"])
@@ -171,10 +172,10 @@ def predict(run: Run, images: np.ndarray, *, device: str = "cpu", batch_size: in
     batch_size = batch_size or max(32, min(2048, 2048 * 32 * 32 // (size * size)))
     model = build_model(cfg["model"], cfg["prompts"], weights=None, image_size=size)
     for f in files:
-        ck = torch.load(f, map_location=dev, weights_only=False)
-        model.load_state_dict(ck["model"])
+        weights, epoch = TrainingState.read_model(f, dev)
+        model.load_state_dict(weights)
         model.to(dev).eval()
-        epochs.append(int(ck.get("epoch", -1)))
+        epochs.append(epoch)
         with torch.inference_mode():
             for lo in range(0, len(images), batch_size):
                 x = torch.from_numpy(np.array(images[lo:lo + batch_size])).to(dev).float().div_(255)

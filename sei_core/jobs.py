@@ -47,7 +47,7 @@ def resume(run: Run | str | Path) -> Run:
         raise RunError(f"{run.path} is already training")
     if run.status().get("state") == "finished":
         raise RunError(f"{run.path} has already finished")
-    run.update_status(state="created", phase="waiting to start", error=None)
+    run.mark_created(error=None)
     _launch(run)
     return run
 
@@ -69,7 +69,7 @@ def stop(run: Run | str | Path, timeout: float = 10.0) -> bool:
         os.kill(pid, signal.SIGKILL)
         while run.is_locked() and time.time() < deadline + 5:
             time.sleep(0.1)
-        run.update_status(state="stopped", phase="stopped")
+        run.mark_stopped()
     return True
 
 

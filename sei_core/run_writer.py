@@ -34,7 +34,6 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .files import atomic_write
 from .records import Recorder
 from .runs import Run, RunError, now
 from .scores import choose_aux_sets
@@ -102,12 +101,9 @@ class RunWriter:
                "keep_probs": keep_probs, "n_samples": n, "created_at": now()}
         self.run.write_config(cfg)
         self.run.write_samples(self.ids, [self.classes[i] for i in self.labels])
-        aux_file = self.run.sub_run(1) / "aux.npy"
-        aux_file.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(aux_file, lambda f: np.save(f, self.aux))
+        self.run.write_aux(1, self.aux)
         self._lock = self.run.acquire()  # held while the loop runs: the run reads as "running"
-        self.run.update_status(state="running", phase="training run 1/1", n_runs=1, run_index=1, epoch=0,
-                               epochs=epochs, started_at=now(), error=None)
+        self.run.mark_running(phase="training run 1/1", n_runs=1, run_index=1, epoch=0, epochs=epochs)
 
     def update(self, logits: torch.Tensor, targets: torch.Tensor, sample_ids: torch.Tensor) -> None:
         """Record a batch: ``logits (B, K+1)``, the ``targets (B,)`` trained on, ``sample_ids (B,)``
@@ -134,8 +130,7 @@ class RunWriter:
             raise RunError("no epoch was recorded: call end_epoch() after each epoch")
         self.run.mark_done(1)
         write_finished(self.run)
-        self.run.update_status(state="finished", phase="finished", epochs=self.epoch, eta_seconds=0,
-                               finished_at=now())
+        self.run.mark_finished(epochs=self.epoch)
         self._release()
         return self.run.path
 
@@ -146,7 +141,7 @@ class RunWriter:
 
     def fail(self, error: str) -> None:
         """Mark the run failed (the records written so far stay readable)."""
-        self.run.update_status(state="failed", error=error)
+        self.run.mark_failed(error)
         self._release()
 
     def __enter__(self) -> "RunWriter":

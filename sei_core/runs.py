@@ -16,6 +16,21 @@ counts once the records' manifest is replaced), so a reader never sees half a fi
 killed process leaves the last complete epoch behind. A lock file held by the training process
 tells whether it is alive: a run whose status says "running" but whose lock is free was
 killed (state "interrupted") and can be resumed.
+
+The lifecycle of a run, as ``status.json``'s ``state`` says it (:class:`State`)::
+
+    created ──► running ──► finished
+                   ├──────► failed     (error says why)
+                   └──────► stopped    (asked to stop)
+
+    failed, stopped, interrupted ──► running again when resumed (``jobs.resume`` marks it
+                                     created first, until its process starts)
+
+"interrupted" is never written: :meth:`Run.status` reads a "running" run whose lock is free
+(its process is gone) as interrupted. Each transition has one method on :class:`Run`
+(:meth:`Run.mark_created`, :meth:`Run.mark_running`, :meth:`Run.mark_finished`,
+:meth:`Run.mark_failed`, :meth:`Run.mark_stopped`) that writes the fields that go with it;
+callers add their own (the plan, the pid …) as keywords.
 """
 
 from __future__ import annotations
@@ -25,6 +40,7 @@ import datetime as dt
 import io
 import json
 import os
+from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +53,19 @@ try:
 except ImportError:  # Windows: fall back to the pid recorded in the status
     fcntl = None
 
-STATES = ("created", "running", "finished", "failed", "stopped", "interrupted")
+
+class State(StrEnum):
+    """Where a run is; the value is the string ``status.json`` holds (and equals it)."""
+
+    CREATED = "created"  # configured, waiting for a training process
+    RUNNING = "running"  # a process holds the lock and trains
+    FINISHED = "finished"  # scores.csv written
+    FAILED = "failed"  # stopped by an error (``error`` says which)
+    STOPPED = "stopped"  # asked to stop; resumable
+    INTERRUPTED = "interrupted"  # read, never written: "running" with nobody holding the lock
+
+
+STATES = tuple(s.value for s in State)
 
 
 class RunError(Exception):
@@ -113,8 +141,19 @@ class Run:
     def n_sub_runs(self) -> int:
         return int(self.config().get("runs", 2))
 
+    def aux_file(self, index: int) -> Path:
+        """Where complementary run ``index`` keeps the indices of its auxiliary samples."""
+        return self.sub_run(index) / "aux.npy"
+
     def aux_indices(self, index: int) -> np.ndarray:
-        return np.load(self.sub_run(index) / "aux.npy")
+        return np.load(self.aux_file(index))
+
+    def write_aux(self, index: int, indices) -> None:
+        """Keep the auxiliary samples of complementary run ``index`` (an ``.npy`` of indices,
+        replaced atomically), read back by :meth:`aux_indices`."""
+        path = self.aux_file(index)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda f: np.save(f, indices))
 
     @property
     def log_file(self) -> Path:
@@ -173,11 +212,11 @@ class Run:
         try:
             st = json.loads((self.path / "status.json").read_text())
         except FileNotFoundError:
-            st = {"state": "created" if self.exists() else "missing"}
+            st = {"state": State.CREATED.value if self.exists() else "missing"}
         except json.JSONDecodeError:  # only possible if written by a foreign tool
-            st = {"state": "failed", "error": "status.json is unreadable"}
-        if st.get("state") == "running" and not self.is_locked():
-            st["state"] = "interrupted"
+            st = {"state": State.FAILED.value, "error": "status.json is unreadable"}
+        if st.get("state") == State.RUNNING and not self.is_locked():
+            st["state"] = State.INTERRUPTED.value
             st.setdefault("error", None)
             st["error"] = st["error"] or ("the training process stopped without finishing "
                                           "(killed or crashed); resume it to continue")
@@ -187,7 +226,7 @@ class Run:
         """True for a run that failed before its first epoch ended (bad data, missing
         weights …): nothing of it is worth keeping, so a new ``sei train`` may replace it."""
         st = self.status()
-        if st.get("state") != "failed" or st.get("history") or st.get("epoch"):
+        if st.get("state") != State.FAILED or st.get("history") or st.get("epoch"):
             return False
         return not any(p.name in ("checkpoint.pt", "done") for p in self.path.glob("run*/*"))
 
@@ -205,7 +244,8 @@ class Run:
                 p.unlink()
 
     def update_status(self, **fields) -> dict:
-        """Merge ``fields`` into status.json (atomic) and return the new status."""
+        """Merge ``fields`` into status.json (atomic) and return the new status. A change of
+        state goes through the ``mark_*`` methods below."""
         try:
             st = json.loads((self.path / "status.json").read_text())
         except (FileNotFoundError, json.JSONDecodeError):
@@ -214,6 +254,28 @@ class Run:
         st["updated_at"] = now()
         _write_json(self.path / "status.json", st)
         return st
+
+    # -- the lifecycle (see the module docstring) ------------------------------------
+    def mark_created(self, **fields) -> dict:
+        """Configured, waiting for a training process (a new run, or one about to be resumed)."""
+        return self.update_status(state=State.CREATED.value, phase="waiting to start", **fields)
+
+    def mark_running(self, **fields) -> dict:
+        """A training process has started: no error, ``started_at`` now."""
+        return self.update_status(state=State.RUNNING.value, **fields, error=None, started_at=now())
+
+    def mark_finished(self, **fields) -> dict:
+        """Training is over and the scores are written: nothing left to wait for."""
+        return self.update_status(state=State.FINISHED.value, phase="finished", **fields, eta_seconds=0,
+                                  finished_at=now())
+
+    def mark_failed(self, error: str, **fields) -> dict:
+        """Stopped by ``error`` (the message people read); the records so far stay."""
+        return self.update_status(state=State.FAILED.value, error=error, **fields)
+
+    def mark_stopped(self, **fields) -> dict:
+        """Asked to stop; the last complete epoch stays and the run can be resumed."""
+        return self.update_status(state=State.STOPPED.value, phase="stopped", **fields)
 
     # -- the lock held while training ------------------------------------------------
     @property

@@ -157,7 +157,7 @@ def inputs_key(run: Run, method: str, rule: str) -> dict:
     for r in range(1, int(cfg.get("runs", 2)) + 1):
         folder = run.sub_run(r) / "records"
         files = sorted(p for p in folder.iterdir()) if folder.is_dir() else []
-        runs.append({"aux": _file_facts(run.sub_run(r) / "aux.npy"),
+        runs.append({"aux": _file_facts(run.aux_file(r)),
                      "manifest": _digest(folder / "records.json"),
                      # stored probabilities and (old format) per-epoch files; the columns are
                      # covered by the manifest, which commits each epoch

@@ -9,10 +9,11 @@ label.
 The images are decoded once into a uint8 cache file, read from the GPU or RAM when it fits
 (the memory budget) and otherwise through a memory map with prefetch (:mod:`sei_core.feed`),
 so epochs never touch JPEG decoding and memory does not grow with N; augmentation runs
-batched on the training device. Every epoch writes its records and the status, and a
-checkpoint (model, optimiser, scheduler, RNG states) unless the previous one is still being
-written (:class:`CheckpointWriter`), so a killed run resumes from its newest checkpoint, redoes
-the epochs after it and ends with the same scores as an uninterrupted one.
+batched on the training device. Every epoch writes its records, the status (:class:`Progress`)
+and a checkpoint (model, optimiser, scheduler, RNG states: :class:`TrainingState`) unless the
+previous one is still being written (:class:`CheckpointWriter`), so a killed run resumes from
+its newest checkpoint, redoes the epochs after it and ends with the same scores as an
+uninterrupted one.
 
 Under ``torchrun`` every process runs :func:`train`: each trains on its part of every
 global batch through DistributedDataParallel, the per-sample records are gathered by
@@ -332,8 +333,7 @@ def _train(config, out, resume, progress_bar, log, d: Dist, device: torch.device
     main = d.main
     try:
         if main:
-            run.update_status(state="running", pid=os.getpid(), error=None, started_at=now(),
-                              n_runs=config.runs, epochs=config.epochs, world_size=d.world)
+            run.mark_running(pid=os.getpid(), n_runs=config.runs, epochs=config.epochs, world_size=d.world)
             say(f"{'resuming' if resume else 'starting'} run {run.path}"
                 + (f" with {d.world} processes" if d.active else ""))
         prepared = _on_main(d, lambda: prepare(config, run, say).shareable() if d.active
@@ -352,19 +352,19 @@ def _train(config, out, resume, progress_bar, log, d: Dist, device: torch.device
             from .score_cache import write_finished  # late import: scoring reads what training wrote
 
             write_finished(run)
-            run.update_status(state="finished", phase="finished", eta_seconds=0, finished_at=now())
+            run.mark_finished()
             say("finished; scores written to scores.csv")
         return run
     except PeerFailed:
         raise
     except Stopped as e:
         if main:
-            run.update_status(state="stopped", phase="stopped", error=None, eta_seconds=None)
+            run.mark_stopped(error=None, eta_seconds=None)
             say(f"{e}; resume with `sei resume {run.path}`")
         raise
     except (ds_mod.DataError, ModelError, RunError) as e:
         if main:
-            run.update_status(state="failed", error=str(e), eta_seconds=None)
+            run.mark_failed(str(e), eta_seconds=None)
             say(f"failed: {e}")
         raise
     except BaseException as e:
@@ -372,7 +372,7 @@ def _train(config, out, resume, progress_bar, log, d: Dist, device: torch.device
         if isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower():
             msg = f"out of memory ({e}); lower --batch-size or --image-size"
         if main:
-            run.update_status(state="failed", error=msg, eta_seconds=None)
+            run.mark_failed(msg, eta_seconds=None)
             logf.write(traceback.format_exc())
             say(f"failed: {msg}")
         raise
@@ -418,7 +418,7 @@ def _create_run(config: TrainConfig, out: str | Path) -> tuple[Run, int]:
         cfg["milestones"] = config.resolved_milestones()
         cfg["created_at"] = now()
         run.write_config(cfg)
-        run.update_status(state="created", phase="waiting to start", epochs=config.epochs, n_runs=config.runs)
+        run.mark_created(epochs=config.epochs, n_runs=config.runs)
     except BaseException:
         Run.release(lock)
         raise
@@ -440,13 +440,12 @@ def _occupied(run: Run) -> str:
 
 def _aux_sets(run: Run, config: TrainConfig, n: int, k: int) -> list[np.ndarray]:
     """The auxiliary sets, chosen once and kept in the run so a resume uses the same."""
-    files = [run.sub_run(i) / "aux.npy" for i in range(1, config.runs + 1)]
-    if all(f.is_file() for f in files):
-        return [np.load(f) for f in files]
+    indices = range(1, config.runs + 1)
+    if all(run.aux_file(i).is_file() for i in indices):
+        return [run.aux_indices(i) for i in indices]
     sets = choose_aux_sets(n, k, config.runs, seed=config.seed)
-    for f, s in zip(files, sets):
-        f.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(f, lambda fh, s=s: np.save(fh, s))
+    for i, s in zip(indices, sets):
+        run.write_aux(i, s)
     return sets
 
 
@@ -455,107 +454,243 @@ def batch_count(n: int, batch_size: int) -> int:
     return max(1, math.ceil(n / batch_size))
 
 
+def run_seed(seed: int, index: int) -> int:
+    """The seed of complementary run ``index`` of a run seeded ``seed``: its model's
+    initialisation and its batch order; its augmentation takes the next one."""
+    return seed * 1000 + index
+
+
+@dataclass
+class TrainingState:
+    """What one complementary run trains, and all a resume needs to go on exactly where it
+    stopped: the model, optimiser, learning-rate schedule, gradient scaler and generators.
+
+    It owns the checkpoint format (``run<i>/checkpoint.pt``, a dict written by ``torch.save``):
+    :meth:`checkpoint` makes it, :meth:`restore` reads it back into a state and
+    :meth:`read_model` the final model out of it (:mod:`sei_core.evaluate`). The keys:
+    ``epoch`` (the last one trained), ``history`` (its per-epoch status rows), ``model``,
+    ``optimizer``, ``scheduler``, ``scaler`` (state dicts), ``order_gen``, ``aug_gen``,
+    ``torch_rng`` (generator states, CPU byte tensors) and ``cuda_rng`` (None off CUDA).
+    """
+
+    model: torch.nn.Module
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    order_gen: torch.Generator  # the batch order (CPU)
+    aug_gen: torch.Generator  # the augmentation (on the training device)
+    device: torch.device
+
+    @classmethod
+    def build(cls, config: TrainConfig, prompts: list[str], index: int, device: torch.device,
+              scale_gradients: bool = False) -> "TrainingState":
+        """The untrained state of complementary run ``index``, seeded by :func:`run_seed`;
+        ``scale_gradients``: float16 mixed precision, which needs a gradient scaler."""
+        seed = run_seed(config.seed, index)
+        torch.manual_seed(seed)
+        model = on_device(build_model(config.model, prompts, weights=config.weights,
+                                      image_size=config.image_size), device)
+        opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                              weight_decay=config.weight_decay)
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=config.resolved_milestones(),
+                                                     gamma=config.gamma)
+        return cls(model, opt, sched, torch.amp.GradScaler("cuda", enabled=scale_gradients),
+                   torch.Generator().manual_seed(seed), torch.Generator(device=device).manual_seed(seed + 1),
+                   device)
+
+    def checkpoint(self, epoch: int, history: list[dict]) -> dict:
+        """The checkpoint after ``epoch`` (live tensors: :class:`CheckpointWriter` copies them)."""
+        return {
+            "epoch": epoch, "history": list(history), "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "order_gen": self.order_gen.get_state(), "aug_gen": self.aug_gen.get_state().cpu(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+        }
+
+    def restore(self, path: Path) -> tuple[int, list[dict]]:
+        """Load the checkpoint at ``path`` into this state; returns its epoch and history."""
+        ck = torch.load(path, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(ck["model"])
+        self.opt.load_state_dict(ck["optimizer"])
+        self.sched.load_state_dict(ck["scheduler"])
+        self.scaler.load_state_dict(ck["scaler"])
+        self.order_gen.set_state(ck["order_gen"].cpu())  # generator states are CPU byte tensors
+        self.aug_gen.set_state(ck["aug_gen"].cpu())
+        torch.set_rng_state(ck["torch_rng"].cpu())
+        if self.device.type == "cuda" and ck.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(ck["cuda_rng"].cpu(), self.device)
+        return ck["epoch"], ck["history"]
+
+    @staticmethod
+    def read_model(path: Path, device: torch.device | str = "cpu") -> tuple[dict, int]:
+        """The model's state dict in the checkpoint at ``path`` and the epoch it was saved
+        after (-1 if it does not say)."""
+        ck = torch.load(path, map_location=device, weights_only=False)
+        return ck["model"], int(ck.get("epoch", -1))
+
+
+class Progress:
+    """How far complementary run ``index`` has come, told as it trains: the status (phase,
+    epoch, loss, accuracy, ETA, history), the log and the progress bar (``bar``). The ETA
+    comes from the first batches (:class:`EarlyEstimate`) until an epoch has been timed, then
+    from the mean of the last five epoch times. Only rank 0 of a multi-process run reports
+    (``main``); elsewhere every call does nothing.
+
+    ``history``: the epochs this complementary run trained before (from its checkpoint).
+    ``sync`` waits for queued device work before the first batches are timed.
+    """
+
+    def __init__(self, run: Run, config: TrainConfig, index: int, n_batches: int, start_epoch: int,
+                 history: list[dict], say: Callable[[str], None], *, bar: bool = False, main: bool = True,
+                 sync: Callable[[], None] | None = None):
+        self.run, self.config, self.index, self.n_batches = run, config, index, n_batches
+        self.say, self.main = say, main
+        self.phase = f"training run {index}/{config.runs}"
+        self.bar = None
+        if bar:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=(config.epochs - start_epoch + 1) * n_batches, unit="batch", file=sys.stderr,
+                            desc=f"run {index}/{config.runs}", dynamic_ncols=True)
+        self.epoch_times = [h["seconds"] for h in history]
+        # batches still to train in this whole run (this sub-run and the complementary ones after it)
+        batches_left = (config.epochs - start_epoch + 1 + (config.runs - index) * config.epochs) * n_batches
+        self.early = EarlyEstimate(batches_left, sync=sync) if main and not self.epoch_times else None
+
+    def epoch_started(self, epoch: int) -> None:
+        if self.main:
+            self.run.update_status(phase=self.phase, run_index=self.index, epoch=epoch - 1)
+
+    def batch_done(self) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+        if self.early is not None and not self.early.done:
+            eta = self.early.batch_done()
+            if eta is not None:
+                self.run.update_status(eta_seconds=eta, eta_from="first batches")
+                c = self.config
+                self.say(f"estimated training time: about {duration_text(eta)} "
+                         f"({c.runs - self.index + 1} × {c.epochs} epochs of {self.n_batches} batches, "
+                         f"{self.early.seconds_per_batch:.2f} s per batch so far)")
+
+    def epoch_done(self, epoch: int, loss: float, accuracy: float, seconds: float, history: list[dict]) -> None:
+        """After the epoch's records are written: its numbers, the ETA and ``history`` (this
+        complementary run's epochs; the status keeps those of the others beside them)."""
+        if not self.main:
+            return
+        c = self.config
+        self.epoch_times.append(seconds)
+        remaining = (c.epochs - epoch) + (c.runs - self.index) * c.epochs
+        eta = float(np.mean(self.epoch_times[-5:])) * remaining
+        all_history = [h for h in self.run.status().get("history", []) if h["run"] != self.index] + history
+        self.run.update_status(epoch=epoch, run_index=self.index, loss=loss, accuracy=accuracy, eta_seconds=eta,
+                               eta_from="epoch times", history=all_history, phase=self.phase)
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{loss:.3f}", acc=f"{accuracy:.3f}")
+        else:
+            self.say(f"run {self.index} epoch {epoch}/{c.epochs} loss {loss:.4f} acc {accuracy:.3f} "
+                     f"({seconds:.1f}s)")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _open_feed(run: Run, config: TrainConfig, prep: Prepared, index: int, device: torch.device, d: Dist,
+               budget: int | None, say: Callable[[str], None]) -> feed_mod.ImageFeed:
+    """The decoded images as batches on ``device`` within the memory budget (told in the log
+    and the status)."""
+    if budget is None:
+        budget = feed_mod.memory_budget(config.memory_budget, d.local_world)
+    feed = feed_mod.ImageFeed(prep.images, device, budget, rows=prep.rows)
+    if d.main:
+        say(f"run {index}: {feed.describe()}")
+        run.update_status(image_feed=feed.mode, memory_budget=budget)
+    return feed
+
+
+def _resume_point(run: Run, index: int, ts: TrainingState, store, d: Dist,
+                  say: Callable[[str], None]) -> tuple[int, list[dict]]:
+    """The first epoch complementary run ``index`` trains and the history before it: after
+    its newest checkpoint (restored into ``ts`` by every process: the run folder is shared),
+    or epoch 1. Rank 0 drops what a killed process left after that checkpoint: the records
+    of later epochs and half-written files."""
+    start_epoch, history = 1, []
+    path = run.checkpoint(index)
+    if _on_main(d, path.is_file):
+        last, history = ts.restore(path)
+        start_epoch = last + 1
+        if d.main:
+            say(f"run {index}: resuming after epoch {last}")
+    if d.main:
+        store.truncate(start_epoch - 1)
+        for stale in list(run.sub_run(index).glob(".*.tmp")) + list(store.folder.glob(".*.tmp")):
+            stale.unlink(missing_ok=True)
+    return start_epoch, history
+
+
+def _parallel(model: torch.nn.Module, d: Dist, device: torch.device) -> torch.nn.Module:
+    """``model`` as this process trains it: itself, or wrapped for DistributedDataParallel."""
+    if not d.active:
+        return model
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    net = model
+    if device.type == "cuda":
+        net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # BN statistics over the global batch
+    # DDP broadcasts rank 0's parameters; the shared checkpoint made the optimiser states equal
+    return DDP(net, device_ids=[device.index] if device.type == "cuda" else None)
+
+
 def _train_one(run: Run, config: TrainConfig, prep: Prepared, aux: np.ndarray, index: int,
                device: torch.device, progress_bar: bool, say: Callable[[str], None],
                d: Dist | None = None, budget: int | None = None) -> None:
+    """Train complementary run ``index`` (its auxiliary samples ``aux`` moved to the extra class
+    K) from its newest checkpoint if it has one; every epoch writes its records, a checkpoint
+    (:class:`TrainingState`, :class:`CheckpointWriter`) and the status (:class:`Progress`)."""
     d = d or Dist()
     main = d.main
     n, k = len(prep.data), len(prep.data.classes)
     targets = prep.data.labels.copy()
     targets[aux] = k  # the auxiliary class is the extra output K
-    torch.manual_seed(config.seed * 1000 + index)
-    model = on_device(build_model(config.model, prep.prompts, weights=config.weights,
-                                  image_size=config.image_size), device)
+    use_amp = config.amp and device.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    ts = TrainingState.build(config, prep.prompts, index, device,
+                             scale_gradients=use_amp and amp_dtype == torch.float16)
+    model = ts.model
     if main:
         _record_weights(run, model.weights_info, say)
-    opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                          weight_decay=config.weight_decay)
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=config.resolved_milestones(),
-                                                 gamma=config.gamma)
-    order_gen = torch.Generator().manual_seed(config.seed * 1000 + index)
-    aug_gen = torch.Generator(device=device).manual_seed(config.seed * 1000 + index + 1)
-    if budget is None:
-        budget = feed_mod.memory_budget(config.memory_budget, d.local_world)
-    feed = feed_mod.ImageFeed(prep.images, device, budget, rows=prep.rows)
-    if main:
-        say(f"run {index}: {feed.describe()}")
-        run.update_status(image_feed=feed.mode, memory_budget=budget)
+    feed = _open_feed(run, config, prep, index, device, d, budget, say)
     y_all = torch.from_numpy(targets).to(device)
     store = run.records(index, config.keep_probs)
     recorder = Recorder(n, k + 1, device)
-    use_amp = config.amp and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-
-    start_epoch, history = 1, []
+    start_epoch, history = _resume_point(run, index, ts, store, d, say)
     ckpt_path = run.checkpoint(index)
-    if _on_main(d, ckpt_path.is_file):  # every process reads the same checkpoint (shared run folder)
-        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        scaler.load_state_dict(ck["scaler"])
-        order_gen.set_state(ck["order_gen"].cpu())  # generator states are CPU byte tensors
-        aug_gen.set_state(ck["aug_gen"].cpu())
-        torch.set_rng_state(ck["torch_rng"].cpu())
-        if device.type == "cuda" and ck.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(ck["cuda_rng"].cpu(), device)
-        start_epoch, history = ck["epoch"] + 1, ck["history"]
-        if main:
-            say(f"run {index}: resuming after epoch {ck['epoch']}")
-    if main:
-        store.truncate(start_epoch - 1)
-        for stale in list(run.sub_run(index).glob(".*.tmp")) + list(store.folder.glob(".*.tmp")):
-            stale.unlink(missing_ok=True)  # half-written files of a killed process
-    net = model
-    if d.active:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        if device.type == "cuda":
-            net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # BN statistics over the global batch
-        net = DDP(net, device_ids=[device.index] if device.type == "cuda" else None)
-        # DDP broadcast rank 0's parameters; the shared checkpoint made the optimiser states equal
-    step = Stepper(net, opt, scaler, device, config.augment, aug_gen, use_amp, amp_dtype, d.rank, d.world)
+    step = Stepper(_parallel(model, d, device), ts.opt, ts.scaler, device, config.augment, ts.aug_gen,
+                   use_amp, amp_dtype, d.rank, d.world)
     saver = CheckpointWriter()
     saved_epoch = start_epoch - 1  # the epoch of the newest checkpoint this call wrote
     n_batches = batch_count(n, config.batch_size)
     if d.active and n // n_batches < 2 * d.world:
         raise RunError(f"batches of {n // n_batches} images cannot be split over {d.world} processes "
                        f"(each needs at least 2 for BatchNorm); raise --batch-size to at least {2 * d.world}")
-    bar = None
-    if progress_bar:
-        from tqdm import tqdm
+    progress = Progress(run, config, index, n_batches, start_epoch, history, say, bar=progress_bar, main=main,
+                        sync=torch.cuda.synchronize if device.type == "cuda" else None)  # GPU work is asynchronous
 
-        bar = tqdm(total=(config.epochs - start_epoch + 1) * n_batches, unit="batch", file=sys.stderr,
-                   desc=f"run {index}/{config.runs}", dynamic_ncols=True)
-    epoch_times = [h["seconds"] for h in history]
-    # batches still to train in this whole run (this sub-run and the complementary ones after it)
-    batches_left = (config.epochs - start_epoch + 1 + (config.runs - index) * config.epochs) * n_batches
-    sync = torch.cuda.synchronize if device.type == "cuda" else None  # GPU work is asynchronous
-    early = EarlyEstimate(batches_left, sync=sync) if main and not epoch_times else None
+    def on_batch() -> None:
+        progress.batch_done()
+        _any_stop(d, device)
+
     try:
         for epoch in range(start_epoch, config.epochs + 1):
             t0 = time.time()
-            if main:
-                run.update_status(phase=f"training run {index}/{config.runs}", run_index=index, epoch=epoch - 1)
-            perm = torch.randperm(n, generator=order_gen)
-
-            def on_batch() -> None:
-                if bar is not None:
-                    bar.update(1)
-                if early is not None and not early.done:
-                    eta = early.batch_done()
-                    if eta is not None:
-                        run.update_status(eta_seconds=eta, eta_from="first batches")
-                        msg = (f"estimated training time: about {duration_text(eta)} "
-                               f"({config.runs - index + 1} × {config.epochs} epochs of {n_batches} batches, "
-                               f"{early.seconds_per_batch:.2f} s per batch so far)")
-                        say(msg)
-                _any_stop(d, device)
-
+            progress.epoch_started(epoch)
+            perm = torch.randperm(n, generator=ts.order_gen)
             loss_v, acc_v = step.epoch(feed, y_all, perm, n_batches,
                                        recorder if config.record == "train" else None, on_batch)
-            sched.step()
+            ts.sched.step()
             if config.record == "eval":
                 _eval_pass(model, feed, y_all, recorder, config, device, use_amp, amp_dtype, d)
             if d.active:
@@ -566,44 +701,23 @@ def _train_one(run: Run, config: TrainConfig, prep: Prepared, aux: np.ndarray, i
             stats, probs = recorder.finalize()
             seconds = time.time() - t0
             history.append({"run": index, "epoch": epoch, "loss": loss_v, "accuracy": acc_v, "seconds": seconds,
-                            "lr": opt.param_groups[0]["lr"]})
+                            "lr": ts.opt.param_groups[0]["lr"]})
             store.write_epoch(epoch, stats, probs, loss=loss_v, accuracy=acc_v)
-
-            def state() -> dict:
-                return {
-                    "epoch": epoch, "history": list(history), "model": model.state_dict(),
-                    "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
-                    "order_gen": order_gen.get_state(), "aug_gen": aug_gen.get_state().cpu(),
-                    "torch_rng": torch.get_rng_state(),
-                    "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-                }
-
-            if saver.submit(ckpt_path, state()):
+            if saver.submit(ckpt_path, ts.checkpoint(epoch, history)):
                 saved_epoch = epoch
-            epoch_times.append(seconds)
-            remaining = (config.epochs - epoch) + (config.runs - index) * config.epochs
-            eta = float(np.mean(epoch_times[-5:])) * remaining
-            all_history = [h for h in run.status().get("history", []) if h["run"] != index] + history
-            run.update_status(epoch=epoch, run_index=index, loss=loss_v, accuracy=acc_v, eta_seconds=eta,
-                              eta_from="epoch times", history=all_history, phase=f"training run {index}/{config.runs}")
-            if bar is not None:
-                bar.set_postfix(loss=f"{loss_v:.3f}", acc=f"{acc_v:.3f}")
-            else:
-                say(f"run {index} epoch {epoch}/{config.epochs} loss {loss_v:.4f} acc {acc_v:.3f} "
-                    f"({seconds:.1f}s)")
+            progress.epoch_done(epoch, loss_v, acc_v, seconds, history)
     finally:
         saver.close()
     saver.wait()
     if main and start_epoch <= config.epochs and saved_epoch != config.epochs:
         # the last epoch's checkpoint was skipped: write it now, so that the run keeps its
         # final model (held-out evaluation, sei_core.evaluate, reads it)
-        saver.submit(ckpt_path, state())
+        saver.submit(ckpt_path, ts.checkpoint(config.epochs, history))
         saver.wait()
     if main and saver.skipped:
         say(f"run {index}: {saver.skipped} of {saver.written + saver.skipped} epoch checkpoints skipped while "
             "the previous one was still being written (a resume redoes the epochs after the newest)")
-    if bar is not None:
-        bar.close()
+    progress.close()
     if main:
         run.mark_done(index)
     if d.active:  # the others wait until the checkpoint and records of the last epoch are written

@@ -124,3 +124,70 @@ def test_a_duration_is_said_to_the_second():
     assert duration_text(5.4) == "5 s" and duration_text(125) == "2 min 05 s"
     assert duration_text(3600 + 5 * 60 + 59.6) == "1 h 06 min"
     assert duration_text(None) == "—" and duration_text(None, "?") == "?"
+
+
+def test_each_transition_writes_its_state_and_what_goes_with_it(tmp_path):
+    from sei_core.runs import STATES, State
+
+    assert STATES == ("created", "running", "finished", "failed", "stopped", "interrupted")
+    assert all(State(s) == s for s in STATES)  # the strings status.json holds and the app reads
+    run = Run(tmp_path / "run")
+    run.write_config({"epochs": 2})
+    st = run.mark_created(epochs=2, n_runs=2)
+    assert (st["state"], st["phase"], st["epochs"]) == ("created", "waiting to start", 2) and "error" not in st
+    fd = run.acquire()
+    try:
+        st = run.mark_running(pid=os.getpid())
+        assert (st["state"], st["error"], st["pid"]) == ("running", None, os.getpid()) and st["started_at"]
+        st = run.mark_failed("out of memory", eta_seconds=None)
+        assert (st["state"], st["error"], st["eta_seconds"]) == ("failed", "out of memory", None)
+        st = run.mark_stopped(error=None)
+        assert (st["state"], st["phase"], st["error"]) == ("stopped", "stopped", None)
+        st = run.mark_finished(epochs=2)
+        assert (st["state"], st["phase"], st["eta_seconds"], st["epochs"]) == ("finished", "finished", 0, 2)
+        assert st["finished_at"]
+        run.mark_running()
+        assert run.status()["state"] == "running"
+    finally:
+        Run.release(fd)
+    assert run.status()["state"] == "interrupted"  # running, and nobody holds the lock
+    assert json.loads((run.path / "status.json").read_text())["state"] == "running"
+
+
+def test_the_auxiliary_samples_are_kept_where_they_are_read(tmp_path):
+    import numpy as np
+
+    run = Run(tmp_path / "run")
+    run.write_aux(2, np.array([5, 1, 3]))
+    assert run.aux_file(2) == run.sub_run(2) / "aux.npy"
+    assert run.aux_indices(2).tolist() == [5, 1, 3]
+
+
+@pytest.mark.slow  # builds two models: about 4 s
+def test_a_checkpoint_restores_the_training_state_it_was_written_from(tmp_path):
+    import torch
+
+    from sei_core.train import TrainingState, run_seed
+
+    cfg = TrainConfig(data="unused", model="SEI-Tiny-RN", image_size=32, epochs=4, lr=0.02)
+    cpu = torch.device("cpu")
+    a = TrainingState.build(cfg, ["a", "b", "c"], 1, cpu)
+    x, y = torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 2, 1])
+    torch.nn.functional.cross_entropy(a.model(x), y).backward()
+    a.opt.step()
+    a.sched.step()
+    torch.randperm(10, generator=a.order_gen)
+    torch.save(a.checkpoint(1, [{"run": 1, "epoch": 1}]), tmp_path / "checkpoint.pt")
+    b = TrainingState.build(cfg, ["a", "b", "c"], 2, cpu)  # another seed: every part differs until restored
+    assert run_seed(cfg.seed, 2) == cfg.seed * 1000 + 2
+    assert not torch.equal(a.order_gen.get_state(), b.order_gen.get_state())
+    assert b.restore(tmp_path / "checkpoint.pt") == (1, [{"run": 1, "epoch": 1}])
+    for p, q in zip(a.model.state_dict().values(), b.model.state_dict().values()):
+        assert torch.equal(p, q)
+    assert torch.equal(a.order_gen.get_state(), b.order_gen.get_state())
+    assert torch.equal(a.aug_gen.get_state(), b.aug_gen.get_state())
+    assert b.sched.state_dict() == a.sched.state_dict()
+    sa, sb = a.opt.state_dict()["state"], b.opt.state_dict()["state"]
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[i]["momentum_buffer"], sb[i]["momentum_buffer"]) for i in sa)
+    weights, epoch = TrainingState.read_model(tmp_path / "checkpoint.pt")
+    assert epoch == 1 and weights.keys() == a.model.state_dict().keys()
