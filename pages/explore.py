@@ -109,7 +109,6 @@ def summary(s, truth, mask, status: dict) -> None:
     scored = mask & np.isfinite(s.score)
     c = st.columns(5)
     c[0].metric("Images", f"{int(mask.sum()):,}")
-    name = display_name(s.method)
     n_flag = int((s.flagged & mask).sum())
     c[1].metric("Flagged", f"{n_flag:,}",
                 help="The model doubts their label: review them on the Review page.")

@@ -30,7 +30,7 @@ from . import count as count_mod
 from .count import CountEstimate
 from .files import atomic_write_csv
 from .methods import (COUNT_ESTIMATOR, COUNT_METHOD, COUNT_PER_CLASS, DEFAULT_METHOD, DEFAULT_RULE,
-                      PAPER_METHOD, PAPER_RULE, METHODS, Method, Records, get_method, split_variant)
+                      PAPER_METHOD, PAPER_RULE, Method, Records, get_method, split_variant)
 from .records import EPOCH_FIELDS, Columns, sample_range
 from .runs import Run, RunError
 from . import scores as _scores
