@@ -175,7 +175,9 @@ def score_records(
       like the scores; ``flagged = s < τ``;
     - ``"balanced"`` (probability scores): as ``"own"``, each run's ``τ_r`` lowered for the
       samples of every class rarer than the auxiliary class,
-      :func:`sei_core.scores.frequency_scaled_thresholds`; ``run_thresholds`` are the ``τ_r``;
+      :func:`sei_core.scores.frequency_scaled_thresholds`, with the exponent
+      :func:`sei_core.scores.balanced_power` of the share of the run's images ``τ_r`` flags;
+      ``run_thresholds`` are the ``τ_r``;
     - ``"count"``: the ``k̂`` lowest merged scores, ``k̂`` from ``count`` (default:
       :func:`count_errors`), overall or, with ``per_class``, ``k̂_c`` per given class
       (:func:`sei_core.count.flag_lowest`).
@@ -210,7 +212,10 @@ def score_records(
         thresholds.append(float(m.threshold(s, aux)) if rule != "count" else np.nan)
         if rule == "balanced":
             k = int(rec["probs_last"].shape[1]) - 1
-            per_sample.append(_scores.frequency_scaled_thresholds(thresholds[-1], np.where(aux, k, rec["labels"]), k))
+            kept = ~aux & np.isfinite(s)
+            own_share = float(np.mean(s[kept] < thresholds[-1])) if kept.any() else float("nan")
+            per_sample.append(_scores.frequency_scaled_thresholds(thresholds[-1], np.where(aux, k, rec["labels"]), k,
+                                                                  _scores.balanced_power(own_share)))
     score, thr, src = combine_runs(np.stack(scores), np.stack(per_sample) if per_sample else np.array(thresholds),
                                    is_aux, how=how)
     scored = src >= 0

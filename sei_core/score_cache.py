@@ -163,8 +163,21 @@ def inputs_key(run: Run, method: str, rule: str) -> dict:
                      # covered by the manifest, which commits each epoch
                      "files": [_file_facts(p) for p in files
                                if p.name.startswith(("probs_", "epoch_")) and p.suffix in (".npy", ".npz")]})
-    return {"format": FORMAT, "method": method, "rule": rule, "config": _digest(run.path / "config.json"),
-            "samples": _file_facts(run.path / "samples.csv"), "runs": runs}
+    return {"format": FORMAT, "method": method, "rule": rule, "rule_definition": _rule_definition(rule),
+            "config": _digest(run.path / "config.json"), "samples": _file_facts(run.path / "samples.csv"),
+            "runs": runs}
+
+
+def _rule_definition(rule: str) -> list:
+    """What a flag rule computes, so that a cached result of a rule whose definition changed
+    (e.g. the balanced rule's exponent) is computed again."""
+    from . import scores
+    from .methods import RULES
+
+    out = [RULES.get(rule, rule)]
+    if rule == "balanced":
+        out += [scores.BALANCED_POWER, scores.BALANCED_FULL_BELOW, scores.BALANCED_NONE_ABOVE]
+    return out
 
 
 def _entry_name(method: str, rule: str, key: dict) -> str:

@@ -52,13 +52,23 @@ def test_score_records_single_run_leaves_aux_unscored():
         score_records([r], np.array([[False, True, False]]), "nope")
 
 
+def test_balanced_power_is_full_while_few_images_are_flagged_and_none_when_many_are():
+    from sei_core.scores import BALANCED_POWER, balanced_power
+
+    assert balanced_power(0.1) == balanced_power(0.25) == BALANCED_POWER
+    assert balanced_power(0.3) == pytest.approx(BALANCED_POWER / 2)
+    assert balanced_power(0.35) == balanced_power(0.8) == 0.0
+    assert balanced_power(float("nan")) == BALANCED_POWER
+
+
 def test_balanced_rule_lowers_the_threshold_of_classes_rarer_than_the_auxiliary_class():
     from sei_core.scores import frequency_scaled_thresholds
 
     # 6 samples trained on: class 0 ×3, class 1 ×1, auxiliary (label 2) ×2
     trained = np.array([0, 0, 0, 1, 2, 2])
     np.testing.assert_allclose(frequency_scaled_thresholds(0.4, trained, 2, power=1), [0.4, 0.4, 0.4, 0.2, 0.4, 0.4])
-    np.testing.assert_allclose(frequency_scaled_thresholds(0.4, trained, 2), [0.4] * 3 + [0.4 * 0.5 ** 0.5] + [0.4] * 2)
+    np.testing.assert_allclose(frequency_scaled_thresholds(0.4, trained, 2, power=0.5),
+                               [0.4] * 3 + [0.4 * 0.5 ** 0.5] + [0.4] * 2)
     with pytest.raises(ValueError, match="auxiliary"):
         frequency_scaled_thresholds(0.4, np.array([0, 1]), 2)
     # two complementary runs; p_label per run: the rare class 1 (samples 3, 4) gets little probability
@@ -78,14 +88,19 @@ def test_balanced_rule_lowers_the_threshold_of_classes_rarer_than_the_auxiliary_
     np.testing.assert_allclose(own.threshold, 0.3)
     # sample 3 (class 0, p 0.1) is flagged by both; the class-1 samples: 2 of 8 vs 2 aux → unchanged
     assert own.flagged.tolist() == bal.flagged.tolist()
-    # with class 1 rarer than the auxiliary class (one sample against two), its threshold is
-    # √½ · 0.3 = 0.212: sample 4 (p 0.25) is kept, flagged by the plain rule; sample 3 stays flagged
+    # class 1 rarer than the auxiliary class (one sample against two), but the own rule flags half
+    # of each run's images (3 of 6): heavy noise, where a rare class's flags are mostly real, so
+    # the threshold is not lowered (balanced_power 0)
     labels2 = labels.copy()
     labels2[5] = 0
     recs2 = [dict(r, labels=np.where(a, 2, labels2)) for r, a in zip(recs, aux)]
     bal2 = score_records(recs2, aux, "confidence", "balanced")
-    assert bal2.threshold[4] == pytest.approx(0.3 * 0.5 ** 0.5)
-    assert not bal2.flagged[4] and bal2.flagged[3]
-    assert score_records(recs2, aux, "confidence", "own").flagged[4]
+    np.testing.assert_allclose(bal2.threshold, score_records(recs2, aux, "confidence", "own").threshold)
+    # the same class where the own rule flags one image in six (labels mostly right): its
+    # threshold is 0.5 · ½^¾ = 0.297, so sample 4 (p 0.45) is kept, flagged by the plain rule
+    recs3 = [dict(r, p_label=np.tile([0.5, 0.5, 0.9, 0.9, 0.45, 0.9, 0.5, 0.5], (2, 1))) for r in recs2]
+    bal3, own3 = score_records(recs3, aux, "confidence", "balanced"), score_records(recs3, aux, "confidence", "own")
+    assert bal3.threshold[4] == pytest.approx(0.5 * 0.5 ** 0.75)
+    assert not bal3.flagged[4] and own3.flagged[4] and own3.flagged.sum() == 1
     with pytest.raises(ValueError, match="probability scores"):
         score_records(recs, aux, "sei", "balanced")
