@@ -385,14 +385,14 @@ def decision_panel(run, store: ReviewStore, queue: ReviewQueue, state_filter: st
     cfg = run.config()
     ctx = run_context(str(run.path), workspace.run_stamp(run))
     reviewer = reviewer_name()
-    shown = queue.select(STATE_FILTERS[state_filter], k)
+    session = ReviewSession(store, queue)
+    shown = session.shown(state_filter, k)
     st.progress(queue.reviewed() / len(queue), text=f"Reviewed {queue.reviewed()} of {len(queue)} images in the queue "
                 f"({int(s.flagged.sum())} flagged by the model, {queue.requested} sent from Explore)")
     count_panel(store, queue, s)  # the count from the decisions and when to stop (issue 22)
     show_messages()
     undo_conflict_box(store, queue)
 
-    session = ReviewSession(store, queue)
     adv = st.session_state.pop("review_advance_from", None)
     back = st.session_state.pop("review_back_from", None)
     if adv is not None:

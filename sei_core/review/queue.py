@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from ..review_count import audit_weights, count_from_decisions, stop_advice
 from .store import CONFIRMED, DISCARDED, RELABELED, STATUSES, ReviewStore, Sampling
 
 # --------------------------------------------------------------------------- the queue
@@ -248,8 +249,6 @@ class ReviewQueue:
         ``points`` the decisions as ``(rank, wrong, audit)``. Ranks are this queue's; the log
         gives each image's latest decision in effect, whether it was an audit pick and its
         draw weight."""
-        from ..review_count import count_from_decisions, stop_advice
-
         a = self.audit(store)
         ids, rank, wrong, weight = a.log_view(store)
         audit = weight > 0
@@ -434,8 +433,6 @@ class _AuditState:
         images. Rejection sampling from the weights' three parts over every rank (uniform; the
         flat boost up to the next rank in order; its geometric fall-off after it), then an exact
         draw: O(1) per try, O(N) for the mean weight."""
-        from ..review_count import audit_weights
-
         f, n = self._first_unreviewed(), self.n
         if f >= n:
             return None
