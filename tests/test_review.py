@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from sei_core import review
-from sei_core.review import store as review_store
+from sei_core.review import writeback
 from sei_core.review import (
     ConflictError,
     ExportError,
@@ -374,14 +374,14 @@ def test_label_file_write_failure_keeps_the_decision_pending(store: ReviewStore,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     store.confirm("a.png", "ann", expected_label="cat")
     before = store.label_file.read_bytes()
-    real = review_store.atomic_write
+    real = writeback.atomic_write
 
     def failing(target: Path, write) -> None:
         if Path(target) == store.label_file:
             raise OSError("disk full")
         real(target, write)
 
-    monkeypatch.setattr(review_store, "atomic_write", failing)
+    monkeypatch.setattr(writeback, "atomic_write", failing)
     with pytest.raises(LabelFileError, match="disk full.*saved in the decision log"):
         store.relabel("b.png", "cat", "ann", expected_label="dog")
     assert store.label_file.read_bytes() == before  # the file is whole and unchanged
@@ -392,7 +392,7 @@ def test_label_file_write_failure_keeps_the_decision_pending(store: ReviewStore,
     with pytest.raises(ConflictError):
         store.relabel("b.png", "cat", "bob", expected_label="dog")
 
-    monkeypatch.setattr(review_store, "atomic_write", real)
+    monkeypatch.setattr(writeback, "atomic_write", real)
     assert store.flush() == 1
     assert rows(store.label_file)["b.png"]["label"] == "cat" and store.pending() == 0
     d = store.confirm("b.png", "ann", expected_label="cat", expected_status="relabeled")

@@ -4,7 +4,12 @@ reviews.
 - :mod:`.store` — :class:`ReviewStore`: every decision (confirm / relabel / discard / undo)
   committed to an append-only SQLite log and written back into the user's own label file
   (that column only, atomically, crash-safe; the module docstring states the contract and
-  the on-disk layout), with :class:`Decision`, :class:`Sampling` and the errors.
+  the on-disk layout). It composes :mod:`.decision_log` (the SQLite log, its locks and
+  queries), :mod:`.label_file` (the label file read, checked and rendered byte-exact),
+  :mod:`.writeback` (the file kept in step with the log, coalesced for large files) and
+  :mod:`.status` (the reviewed state of rows: the file with the pending decisions laid over).
+- :mod:`.decision` — :class:`Decision`, :class:`Sampling`, :class:`Change`, the review
+  columns and statuses; :mod:`.errors` — :class:`ReviewError` and its kinds.
 - :mod:`.queue` — :class:`ReviewQueue`: the static order, filters, next / previous, audit
   picks for the count from the decisions.
 - :mod:`.session` — :class:`ReviewSession`: one reviewer's decide / undo / next / previous
@@ -17,15 +22,17 @@ from .queue import AUDIT_BOOST, AUDIT_FLOOR, AUDIT_WINDOW, STATE_FILTERS, Review
 from .session import Conflict, Outcome, ReviewSession
 from .run_files import (REVIEW_LABEL_FILE, REVIEW_REQUESTS_FILE, request_review, review_columns, review_label_file,
                         review_requests, run_count)
-from .store import (ACTIONS, CONFIRMED, DISCARDED, ORIGINAL_LABEL_COL, RELABELED, REVIEW_COLUMNS, REVIEWER_COL,
-                    STATUS_COL, STATUSES, ConflictError, Decision, ExportError, LabelFileError, LockTimeoutError,
-                    ReviewError, ReviewStore, Sampling, UndoError, UnknownLabelError, UnknownSampleError,
-                    is_read_only)
+from .decision import (ACTIONS, CONFIRMED, DISCARDED, ORIGINAL_LABEL_COL, RELABELED, REVIEW_COLUMNS, REVIEWER_COL,
+                       STATUS_COL, STATUSES, Change, Decision, Sampling)
+from .errors import (ConflictError, ExportError, LabelFileError, LockTimeoutError, ReviewError, UndoError,
+                     UnknownLabelError, UnknownSampleError)
+from .label_file import is_read_only
+from .store import ReviewStore
 
 __all__ = [
     "ACTIONS", "AUDIT_BOOST", "AUDIT_FLOOR", "AUDIT_WINDOW", "CONFIRMED", "DISCARDED", "ORIGINAL_LABEL_COL",
     "RELABELED", "REVIEW_COLUMNS", "REVIEWER_COL", "REVIEW_LABEL_FILE", "REVIEW_REQUESTS_FILE", "STATE_FILTERS",
-    "STATUS_COL", "STATUSES", "ConflictError", "Decision", "ExportError", "LabelFileError", "LockTimeoutError",
+    "STATUS_COL", "STATUSES", "Change", "ConflictError", "Decision", "ExportError", "LabelFileError", "LockTimeoutError",
     "ReviewError", "ReviewQueue", "ReviewStore", "Sampling", "UndoError", "UnknownLabelError",
     "UnknownSampleError", "is_read_only", "request_review", "review_columns", "review_label_file",
     "review_requests", "run_count", "Conflict", "Outcome", "ReviewSession",

@@ -4,7 +4,7 @@
 suspicious first, by score), each row's label and review state (kept up to date from the
 store's log, one row per decision), the filters and the next / previous image. With
 ``audit_share > 0`` it also draws **audit picks**: images drawn at random from every image
-not reviewed yet, logged with how they were drawn (:class:`~sei_core.review.store.Sampling`),
+not reviewed yet, logged with how they were drawn (:class:`~sei_core.review.decision.Sampling`),
 so that :mod:`sei_core.review_count` can count the wrong labels from the decisions.
 """
 
@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from ..review_count import audit_weights, count_from_decisions, stop_advice
-from .store import CONFIRMED, DISCARDED, RELABELED, STATUSES, ReviewStore, Sampling
+from .decision import CONFIRMED, DISCARDED, RELABELED, STATUSES, Sampling
+from .store import ReviewStore
 
 # --------------------------------------------------------------------------- the queue
 
@@ -118,8 +119,8 @@ class ReviewQueue:
             codes = np.array([_CODE.get(str(v).strip(), np.int8(0)) for v in cols["review_status"]], dtype=np.int8)
             self.status = np.where(present, codes, MISSING).astype(np.int8)
         else:
-            for path, label, status, reviewer in changed:
-                self.apply(path, label, status, reviewer or "")
+            for c in changed:
+                self.apply(c.path, c.label, c.status, c.reviewed_by or "")
         self.synced_with = mark
 
     def apply(self, path: str, label: str, status: str, reviewer: str) -> None:

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 from ..files import atomic_write_bytes, atomic_write_json
 from ..labels import LABEL_COL, PATH_COL, source_kind
 from .queue import ReviewQueue
-from .store import ReviewStore, is_read_only
+from .label_file import is_read_only
+from .store import ReviewStore
 
 if TYPE_CHECKING:
     from ..runs import Run

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .queue import STATE_FILTERS, ReviewQueue
-from .store import ConflictError, Decision, ReviewError, ReviewStore
+from .decision import Decision
+from .errors import ConflictError, ReviewError
+from .store import ReviewStore
 
 log = logging.getLogger(__name__)
 
