@@ -51,12 +51,15 @@ def checkpoints(decisions: int) -> list[int]:
 
 def simulate(run_path: str | Path, truth_csv: str | Path, decisions: int, *, repeats: int = 10,
              audit_share: float = DEFAULT_AUDIT_SHARE, audit_boost: float = AUDIT_BOOST,
-             audit_floor: float = AUDIT_FLOOR, seed: int = 0, scores=None, workdir: str | Path | None = None) -> pd.DataFrame:
+             audit_floor: float = AUDIT_FLOOR, seed: int = 0, scores=None, workdir: str | Path | None = None,
+             on_checkpoint=None) -> pd.DataFrame:
     """Play ``repeats`` truthful reviews of ``decisions`` decisions each; one row per replay and
     checkpoint with the columns :data:`COLUMNS` (``static_found``: wrong labels among the first
     ``decisions`` images of the static order, without audits). ``scores``: the run's
     :class:`~sei_core.ranking.RunScores` if already loaded; ``audit_share``, ``audit_boost`` and
-    ``audit_floor`` as in :class:`~sei_core.review.ReviewQueue`."""
+    ``audit_floor`` as in :class:`~sei_core.review.ReviewQueue`. ``on_checkpoint(row, queue,
+    store)``, if given, is called at each checkpoint with the row just recorded (to compare other
+    estimators on the same decisions, ``benchmarks/count_estimators.py``)."""
     run = Run(run_path)
     if scores is None:
         from .score_cache import scored
@@ -111,6 +114,8 @@ def simulate(run_path: str | Path, truth_csv: str | Path, decisions: int, *, rep
                                      unreviewed_high=c.unreviewed_high,
                                      true_unreviewed=int((wrong & ~decided).sum()), audits=c.audits_used,
                                      source=c.source))
+                    if on_checkpoint is not None:
+                        on_checkpoint(rows[-1], q, store)
                 current = q.next_image(current, store)
             store.close()
         finally:

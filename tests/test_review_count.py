@@ -293,6 +293,16 @@ def test_review_sim_and_count_on_a_tiny_run(trained_run, tmp_path, capsys):
     assert (df["true_count"] == int(flip.sum())).all() and (df["found"] <= df["true_count"]).all()
     assert (df["low"] <= df["high"]).all()
     assert "rows (2 replays)" in capsys.readouterr().out
+    # the checkpoint hook sees each recorded row with the decisions then in effect (other estimators
+    # are compared on exactly these, benchmarks/count_estimators.py)
+    from sei_core.review_sim import simulate
+
+    seen = []
+    rows = simulate(run, tmp_path / "truth.csv", 10, repeats=1, audit_share=0.5, workdir=tmp_path,
+                    on_checkpoint=lambda row, q, store: seen.append(
+                        (row["decisions"], len(q.audit(store).log_view(store)[1]))))
+    assert [d for d, _ in seen] == rows["decisions"].tolist() == list(range(1, 11))
+    assert all(n == d for d, n in seen)  # one decision in effect per decision made (no undo)
     # sei count on a copy of the run (it opens the run's review store)
     import shutil
 
