@@ -20,7 +20,7 @@ import json
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -1023,3 +1023,34 @@ def subset(ds: LabeledImages, keep: Iterable[int]) -> LabeledImages:
         image_dirs=list(ds.image_dirs), image_ext=ds.image_ext,
         files=None if ds.files is None else [ds.files[i] for i in keep],
     )
+
+
+def apply_training_table(data: LabeledImages, table_file: str | Path,
+                         classes: list[str] | None = None) -> LabeledImages:
+    """``data`` restricted to the rows of a training table (``path,label``, as
+    :func:`sei_core.retrain.prepare_retrain` writes it), with the table's labels.
+
+    ``classes`` is the run's class list once known (a resume); first time, the data's classes
+    (those of every row, discarded ones included, so the retrained model has the parent's
+    outputs). Raises :class:`~sei_core.dataset.DataError` naming every image of the table the
+    data no longer has and every label outside the classes.
+    """
+    f = Path(table_file)
+    if not f.is_file():
+        raise DataError([Problem(str(f), "does not exist (the training table of a retrained run)",
+                                 "start the retrain again from the reviewed run")])
+    t = pd.read_csv(f, dtype=str, keep_default_na=False)
+    pos = pd.Index(data.ids).get_indexer(t["path"].to_numpy(dtype=object))
+    classes = list(classes) if classes else list(data.classes)
+    index = {c: i for i, c in enumerate(classes)}
+    codes = t["label"].map(index)
+    problems = [Problem(f"{f.name} line {i + 2}", f"image {t['path'][i]!r} is no longer in {data.source}",
+                        "restore the image's row, or start a new retrain from the current review")
+                for i in np.flatnonzero(pos < 0)[:20]]
+    problems += [Problem(f"{f.name} line {i + 2}", f"label {t['label'][i]!r} is not a class of the run "
+                         f"({', '.join(classes)})", "relabel the image to one of the classes")
+                 for i in np.flatnonzero(codes.isna().to_numpy())[:20]]
+    if problems:
+        raise DataError(problems, f"{f} does not match {data.source}")
+    sub = subset(data, pos)
+    return replace(sub, labels=codes.to_numpy(dtype=np.int64), classes=classes)

@@ -211,9 +211,7 @@ def prepare(config: TrainConfig, run: Run, log: Callable[[str], None] = print) -
                        max_pixels=config.max_pixels, classes=None if config.training_table else classes,
                        **config.data_options())
     if config.training_table:  # a retrain from a review: its samples and labels
-        from .retrain import apply_training_table
-
-        data = apply_training_table(data, config.training_table, classes)
+        data = ds_mod.apply_training_table(data, config.training_table, classes)
     for p in data.problems:
         log(f"warning: {p}")
     t0 = time.time()
