@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from .config import TrainConfig
+from .errors import ANOTHER_OUT, resume_fix
 from .files import atomic_write_csv
 from .labels import TableError, read_table
 from .review import CONFIRMED, DISCARDED, RELABELED, STATUS_COL, review_columns, review_label_file
@@ -138,7 +139,7 @@ def prepare_retrain(parent: Run | str | Path, out: str | Path, label_file: str |
     already holds a run."""
     out = Path(out)
     if Run(out).exists():
-        raise RunError(f"{out} already holds a run; choose another --out, or resume it with `sei resume {out}`")
+        raise RunError(f"{out} already holds a run", ANOTHER_OUT + ", or " + resume_fix(out))
     config, table = retrain_config(parent, out, label_file, **overrides)
     if table.empty:
         raise RunError(f"every image of {config.review_file} is discarded: nothing to train on")

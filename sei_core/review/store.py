@@ -79,6 +79,7 @@ import numpy as np
 import pandas as pd
 
 from .. import access
+from ..errors import SeiError
 from ..files import atomic_write, file_lock, remove_temp_files
 from ..labels import (COLUMN_FIX, LABEL_COL, PATH_COL, LabelTable, TableError, in_words, line_starts, read_table,
                      render_rows, render_table)
@@ -115,7 +116,7 @@ def _fault(point: str) -> None:
 # --------------------------------------------------------------------------- errors
 
 
-class ReviewError(Exception):
+class ReviewError(SeiError):
     """Base class of every error raised by the review store."""
 
 
@@ -279,11 +280,11 @@ def _load_file(path: Path, gen: int, path_column: str = PATH_COL, label_column: 
     taken = [c for c in (path_column, label_column) if c in REVIEW_COLUMNS]
     if taken:
         raise LabelFileError(f"Label file {path}: the review writes its own column {in_words(taken)}, so it "
-                             f"cannot be the path or label column. {COLUMN_FIX[0].upper() + COLUMN_FIX[1:]}.")
+                             "cannot be the path or label column", COLUMN_FIX)
     try:
         table = read_table(path, raw=raw, path_column=path_column, label_column=label_column)
     except TableError as exc:
-        raise LabelFileError(f"Label file {path}: {exc}") from None
+        raise LabelFileError(f"Label file {path}: {exc.reason}", exc.fix) from None
     frame = table.frame
     complete = all(c in frame.columns for c in REVIEW_COLUMNS)
     # Without a quote character no cell can hold a line break; with one, look.
