@@ -30,7 +30,7 @@ from sei_core import bench  # noqa: E402
 from sei_core.methods import COUNT_ESTIMATOR, COUNT_METHOD, DEFAULT_METHOD, METHODS, PAPER_METHOD  # noqa: E402
 from sei_core.metrics import detection_report  # noqa: E402
 from sei_core.ranking import count_errors, load_run, score_records  # noqa: E402
-from sei_core.runs import Run  # noqa: E402
+from sei_core.runs import Run, State  # noqa: E402
 
 
 def best_f1(score: np.ndarray, noisy: np.ndarray) -> float:
@@ -120,7 +120,7 @@ def main(argv=None) -> int:
         a.bench_dirs = []
     for d in a.bench_dirs:
         for cell in sorted(Path(d).glob(bench.CELL_GLOB)):
-            if not (cell / "run" / "status.json").is_file() or Run(cell / "run").status().get("state") != "finished":
+            if not (cell / "run" / "status.json").is_file() or Run(cell / "run").state() != State.FINISHED:
                 continue
             r, c = measure_cell(cell)
             rows += r

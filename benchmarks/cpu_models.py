@@ -35,7 +35,7 @@ from sei_core.bench import stratified_subset  # noqa: E402
 from sei_core.metrics import auroc, precision_recall_f1  # noqa: E402
 from sei_core.methods import DEFAULT_METHOD  # noqa: E402
 from sei_core.ranking import score_run  # noqa: E402
-from sei_core.runs import Run  # noqa: E402
+from sei_core.runs import Run, State  # noqa: E402
 
 #: name → `sei train` options (``default``: none at all; on a CPU the ``cpu`` preset,
 #: SEI-Tiny-RN at 32 px for 20 epochs, batch 64, lr 0.02)
@@ -70,7 +70,7 @@ def make_noisy_subset(data: Path, n: int, rate: float, seed: int, out: Path) -> 
 def measure(name: str, options: list[str], labels: Path, out: Path) -> dict:
     run_dir = out / "runs" / name
     row = {"candidate": name, "options": " ".join(options) or "(none)"}
-    if not (Run(run_dir).exists() and Run(run_dir).status().get("state") == "finished"):
+    if not (Run(run_dir).exists() and Run(run_dir).state() == State.FINISHED):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.time()
         cmd = [sys.executable, "-m", "sei_core.cli", "train", str(labels), "--out", str(run_dir), "--no-progress",

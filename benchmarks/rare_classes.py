@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sei_core import bench  # noqa: E402
 from sei_core.methods import DEFAULT_METHOD, METHODS  # noqa: E402
 from sei_core.ranking import count_errors, load_run, score_records  # noqa: E402
-from sei_core.runs import Run  # noqa: E402
+from sei_core.runs import Run, State  # noqa: E402
 from sei_core.scores import combine_runs, frequency_scaled_thresholds  # noqa: E402
 
 
@@ -81,7 +81,7 @@ def grid_f1(bench_dirs: list[Path], method: str, rules: list[str]) -> pd.DataFra
     for d in bench_dirs:
         for cell in sorted(Path(d).glob(bench.CELL_GLOB)):
             run = cell / "run"
-            if not (run / "status.json").is_file() or Run(run).status().get("state") != "finished":
+            if not (run / "status.json").is_file() or Run(run).state() != State.FINISHED:
                 continue
             loaded = load_run(Run(run))
             truth = pd.read_csv(cell / "truth.csv", dtype=str, keep_default_na=False)

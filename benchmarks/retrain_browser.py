@@ -51,7 +51,7 @@ def main() -> None:
     from sample_data.make_sample_data import generate
     from sei_core.ranking import score_run
     from sei_core.review import ReviewStore, review_columns, review_label_file
-    from sei_core.runs import Run
+    from sei_core.runs import Run, State
 
     tmp = Path(tempfile.mkdtemp(prefix="retrain_browser_"))
     data = generate(tmp / "data", n_per_class=12, image_size=32, noise_rate=0.15, seed=1)
@@ -99,8 +99,8 @@ def main() -> None:
             out["Train again: started (s)"] = time.perf_counter() - t0
             no_exception(page)
             child = Run(runs / "parent-retrained")
-            while child.status().get("state") != "finished":
-                if child.status().get("state") == "failed":
+            while child.state() != State.FINISHED:
+                if child.state() == State.FAILED:
                     raise RuntimeError(child.status().get("error"))
                 time.sleep(0.5)
             out["child trained (s)"] = time.perf_counter() - t0

@@ -17,12 +17,11 @@ import streamlit as st
 
 from sei_core import access, workspace
 from sei_core.dataset import DataError, ImageCheck, LabeledImages, Validation, check
-from sei_core.gallery import ImageAccessError, ImageSource
+from sei_core.errors import SeiError, said
+from sei_core.gallery import ImageSource
 from sei_core.labels import LABEL_COL, PATH_COL
-from sei_core.models import ModelError
 from sei_core.methods import DEFAULT_METHOD
-from sei_core.review import ReviewError
-from sei_core.runs import Run, RunError
+from sei_core.runs import Run, State
 
 log = logging.getLogger("sei_review.app")
 
@@ -70,7 +69,7 @@ def facts(rows) -> None:
 def show_problems(problems) -> None:
     """A data set's problems as a table: where, what, how to fix."""
     st.dataframe(
-        pd.DataFrame([{"where": p.where, "problem": p.message, "how to fix": p.fix,
+        pd.DataFrame([{"where": p.where, "problem": p.message, "how to fix": p.fix.said(app=True),
                        "severity": p.severity} for p in problems]),
         hide_index=True, width="stretch",
         column_config={"where": st.column_config.TextColumn(width="medium"),
@@ -80,41 +79,19 @@ def show_problems(problems) -> None:
 
 
 def show_error(e: BaseException) -> None:
-    """A known error as a clear message (never a traceback)."""
+    """A known error as a clear message in the app's words (never a traceback)."""
     if isinstance(e, DataError):
         st.error(f"The data cannot be used as it is: {len(e.problems)} problem(s). "
                  "Fix them in the file, then reload it on the Data page.", icon=":material/error:")
         show_problems(e.problems)
     else:
-        st.error(md(str(e)), icon=":material/error:")
-
-
-#: What a training error says in the command line's words, and the same in this page's words.
-APP_WORDS = (
-    (r"\(or pass the file with --weights /path/to/file\)", "(or choose Weights “local checkpoint” and give the file)"),
-    (r"(train from random weights )?with --weights none", "choose Weights “none” (random weights), or the “CPU” "
-                                                          "settings, and start again"),
-    (r"--weights none", "Weights “none”"),
-    (r"--batch-size", "“Batch size”"), (r"--image-size", "“Image size”"),
-    (r"(use )?--skip-unreadable( to leave it out)?", "tick “Leave out unreadable images”"),
-    (r"--max-pixels", "a larger pixel limit (command line only)"),
-    (r"`sei resume [^`]+`", "the Resume button"),
-    (r", or pass --path-column and --label-column", ""), (r", or pass --image-dir for each", ""),
-    (r"; use --device cpu", "; choose Device “cpu”"),
-)
-
-
-def in_app_words(message: str) -> str:
-    """A training error as this page says it: the controls to use, not command-line flags."""
-    for pattern, words in APP_WORDS:
-        message = re.sub(pattern, words, message)
-    return message
+        st.error(md(said(e, app=True)), icon=":material/error:")
 
 
 @contextlib.contextmanager
 def guard(where: str = "this page"):
     """Run a page body; known errors become messages, unknown ones a plain apology + log."""
-    known = (DataError, RunError, ReviewError, ImageAccessError, ModelError, ValueError, OSError)
+    known = (SeiError, ValueError, OSError)
     try:
         yield
     except known as e:
@@ -417,13 +394,13 @@ def short_path(path: str, parts: int = 2) -> str:
     return str(Path(*p.parts[-parts:])) if len(p.parts) > parts else str(p)
 
 
-_STATE_ICON = {"running": "▶", "finished": "✓", "failed": "✗", "stopped": "■", "interrupted": "‖",
-               "created": "…", "missing": "?"}
+_STATE_ICON = {State.RUNNING: "▶", State.FINISHED: "✓", State.FAILED: "✗", State.STOPPED: "■",
+               State.INTERRUPTED: "‖", State.CREATED: "…", State.MISSING: "?"}
 
 
 def run_label(run: Run) -> str:
     try:
-        state = run.status().get("state", "?")
+        state = run.state()
     except Exception:
         state = "?"
     try:

@@ -15,7 +15,7 @@ from sei_core.dataset import DataError
 from sei_core.evaluate import EvaluationError, evaluate, evaluation
 from sei_core.retrain import default_out, lineage, prepare_retrain, read_reviewed
 from sei_core.review import ReviewError, review_columns, review_label_file
-from sei_core.runs import Run, RunError
+from sei_core.runs import Run, RunError, State
 
 COMPARE_PAGE = "pages/compare.py"
 METRIC_LABELS = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "macro_f1": "macro-F1",
@@ -91,7 +91,7 @@ def evaluate_section(run: Run) -> None:
         pc = c[1].text_input("Path column", value=cfg.get("path_column") or "path", key="eval_path_column")
         lc = c[2].text_input("Label column", value=cfg.get("label_column") or "label", key="eval_label_column")
         if c[3].button("Evaluate", icon=":material/fact_check:", key="evaluate", width="stretch",
-                       disabled=run.status().get("state") != "finished" or not test.strip()):
+                       disabled=run.state() != State.FINISHED or not test.strip()):
             try:
                 with st.spinner("Decoding and predicting the test images…"):
                     evaluate(run, test.strip(), path_column=pc.strip() or None, label_column=lc.strip() or None)

@@ -17,7 +17,7 @@ from sei_core.methods import DEFAULT_METHOD, DEFAULT_RULE, METHODS, PAPER_METHOD
 from sei_core import dynamics, metrics, plots, workspace
 from sei_core.gallery import ImageAccessError, fit
 from sei_core.review import request_review
-from sei_core.runs import Run
+from sei_core.runs import Run, State
 from sei_core.score_cache import sample_values
 
 ALL = -1
@@ -123,8 +123,8 @@ def summary(s, truth, mask, status: dict) -> None:
         c[4].metric("Flags that are truly wrong", f"{100 * rep['precision']:.0f}%",
                     help=f"From the data set's truth file: {100 * rep['precision']:.0f}% of the flagged images are "
                          f"truly mislabeled, and {100 * rep['recall']:.0f}% of the truly mislabeled images are flagged.")
-    if status.get("state") != "finished":
-        st.info(f"This run is {md(status.get('state'))}: the scores use the {s.epochs} epoch(s) recorded so far and "
+    if status["state"] != State.FINISHED:
+        st.info(f"This run is {md(status['state'])}: the scores use the {s.epochs} epoch(s) recorded so far and "
                 "will change until training finishes.", icon=":material/hourglass_top:")
 
 

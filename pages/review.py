@@ -18,7 +18,7 @@ from sei_core.gallery import ImageAccessError, fit, zoom
 from sei_core.methods import DEFAULT_METHOD, PAPER_METHOD, display_name
 from sei_core.review import (REVIEW_REQUESTS_FILE, STATE_FILTERS, ReviewError, ReviewQueue, ReviewSession,
                              ReviewStore, review_columns, review_label_file, review_requests)
-from sei_core.runs import Run
+from sei_core.runs import Run, State
 from sei_core.score_cache import sample_values
 
 STATUS_WORDS = {"": "not reviewed yet", "confirmed": "confirmed", "relabeled": "relabeled", "discarded": "discarded"}
@@ -359,7 +359,7 @@ def body() -> None:
     reviewer = reviewer_name()
     if not reviewer:
         st.warning("Enter your name to start reviewing; it is saved with every decision.", icon=":material/badge:")
-    if run.status().get("state") != "finished":
+    if run.state() != State.FINISHED:
         st.info("This run has not finished training: the queue uses the epochs recorded so far and may change.",
                 icon=":material/hourglass_top:")
     queue = review_queue(str(run.path), stamp, str(label_file), file_stamp(run.path / REVIEW_REQUESTS_FILE))

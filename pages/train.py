@@ -8,11 +8,12 @@ import pandas as pd
 import streamlit as st
 
 from pages._common import (page_setup, DATA_PAGE, EXPLORE_PAGE, REVIEW_PAGE, current_data, current_run, data_options,
-                           data_set, guard, in_app_words, md, scores_of, select_run, short_path, show_problems)
+                           data_set, guard, md, scores_of, select_run, short_path, show_problems)
 from sei_core import jobs, plots, workspace
 from sei_core.dataset import DataError
 from sei_core.labels import LABEL_COL, PATH_COL
-from sei_core.runs import Run, RunError, duration_text, list_runs
+from sei_core.errors import said
+from sei_core.runs import Run, RunError, State, duration_text, list_runs, status_error
 from sei_core.config import PRESETS, TrainConfig, choose_preset, device_choices
 
 POLL_SECONDS = 2.0
@@ -188,7 +189,7 @@ def flagged_count(run: Run) -> int | None:
     """Flags of a finished run by the app's current method and rule: the live scoring Explore
     and Review show (cached per run), not the scores.csv frozen at the end of training."""
     try:
-        if run.status().get("state") != "finished":
+        if run.state() != State.FINISHED:
             return None
         return int(scores_of(run).flagged.sum())
     except Exception:
@@ -197,7 +198,7 @@ def flagged_count(run: Run) -> int | None:
 
 def progress(run_path: str) -> None:
     """Live progress of a run: polled every few seconds while it trains, static otherwise."""
-    active = Run(run_path).status().get("state") in ("running", "created")
+    active = Run(run_path).state().active
     st.fragment(run_every=POLL_SECONDS if active else None)(_progress)(run_path)
 
 
@@ -211,7 +212,7 @@ def _control(action, run: Run) -> None:
     try:
         action(run)
     except RunError as e:
-        st.session_state["_train_control_error"] = str(e)
+        st.session_state["_train_control_error"] = said(e, app=True)
 
 
 def _draw_progress(run_path: str) -> None:
@@ -219,18 +220,18 @@ def _draw_progress(run_path: str) -> None:
     st_ = run.status()
     if (refused := st.session_state.pop("_train_control_error", None)) is not None:
         st.error(md(refused), icon=":material/error:")
-    state = st_.get("state", "missing")
+    state = State(st_["state"])
     # a state change (e.g. finished) refreshes the whole page: sidebar, run list, buttons
     key = f"_last_state::{run_path}"
     if st.session_state.get(key) not in (None, state):
-        st.session_state[key] = state
+        st.session_state[key] = state.value
         st.rerun(scope="app")
-    st.session_state[key] = state
+    st.session_state[key] = state.value
     cfg = run.config()
     epochs, n_runs = int(st_.get("epochs") or cfg.get("epochs", 1)), int(st_.get("n_runs") or cfg.get("runs", 1))
     index, epoch = int(st_.get("run_index") or 1), int(st_.get("epoch") or 0)
     done = ((index - 1) * epochs + epoch) / max(1, epochs * n_runs)
-    if state == "finished":
+    if state == State.FINISHED:
         done = 1.0
     phase = st_.get("phase") or ""
     where = f"epoch {epoch} of {epochs}" if "run" in phase else f"run {index} of {n_runs}, epoch {epoch} of {epochs}"
@@ -241,35 +242,35 @@ def _draw_progress(run_path: str) -> None:
     c[1].metric("Loss", "—" if st_.get("loss") is None else f"{st_['loss']:.3f}")
     c[2].metric("Accuracy", "—" if st_.get("accuracy") is None else f"{100 * st_['accuracy']:.1f}%",
                 help="On the training labels (noisy ones and the extra class included), so it stays below 100%.")
-    c[3].metric("Time left", duration_text(st_.get("eta_seconds")) if state == "running" else "—",
+    c[3].metric("Time left", duration_text(st_.get("eta_seconds")) if state == State.RUNNING else "—",
                 help="Estimated from the first batches until an epoch has finished, then from the last epochs.")
-    if st_.get("history") or state in ("running", "created"):  # a failed or stopped run without epochs: no chart
+    if st_.get("history") or state.active:  # a failed or stopped run without epochs: no chart
         st.plotly_chart(plots.training_curves(st_.get("history") or [], epochs), width="stretch",
                         config={"displayModeBar": False}, key=f"curve::{run_path}")
-    if state == "running":
+    if state == State.RUNNING:
         # a callback runs before any part of the page reruns, whichever rerun the click starts
         st.button("Stop", icon=":material/stop:", key="stop_run", on_click=_control, args=(jobs.stop, run),
                   help="Stops at once; the run keeps its last complete epoch and can be resumed.")
-    elif state == "created":
+    elif state == State.CREATED:
         st.info("Starting… (loading the data and the model)", icon=":material/hourglass_top:")
-    elif state in ("stopped", "interrupted", "failed"):
-        if state == "failed":
-            st.error("Training failed: " + md(in_app_words(st_.get("error") or
-                                                            "no reason was recorded; see the log below.")),
+    elif state.resumable:
+        if state == State.FAILED:
+            st.error("Training failed: " + md(status_error(st_, app=True) or
+                                              "no reason was recorded; see the log below."),
                      icon=":material/error:")
             if run.trained_nothing():
                 st.info(f"Nothing was trained yet. Fix the cause (the data on the Data page, or the settings in "
                         f"“New run” above), then start again: a new run named {md(run.name)} replaces this one. "
                         "Resume retries with the same settings.", icon=":material/info:")
                 st.page_link(DATA_PAGE, label="Go to Data", icon=":material/folder_open:")
-        elif state == "interrupted":
-            st.warning(md(st_.get("error") or "The training process ended without finishing."),
+        elif state == State.INTERRUPTED:
+            st.warning(md(status_error(st_, app=True) or "The training process ended without finishing."),
                        icon=":material/warning:")
         else:
             st.info("Stopped. Resume continues from the last complete epoch.", icon=":material/pause:")
         st.button("Resume", type="primary", icon=":material/play_arrow:", key="resume_run", on_click=_control,
                   args=(jobs.resume, run))
-    elif state == "finished":
+    elif state == State.FINISHED:
         n = flagged_count(run)
         total = cfg.get("n_samples")
         st.success(f"Finished: {n if n is not None else '?'} of {total or '?'} images flagged as likely mislabeled.",
@@ -299,8 +300,8 @@ def selected_run() -> None:
         try:
             progress(str(run.path))
         except RunError as e:
-            st.error(md(e), icon=":material/error:")
-    if run.status().get("state") == "finished":
+            st.error(md(e.said(app=True)), icon=":material/error:")
+    if run.state() == State.FINISHED:
         evaluate_section(run)
 
 
@@ -322,13 +323,13 @@ def all_runs() -> None:
             continue
         epochs = int(s.get("epochs") or cfg.get("epochs", 0))
         rows.append({
-            "run": r.name, "state": s.get("state", "?"),
+            "run": r.name, "state": s["state"],
             "progress": f"run {s.get('run_index') or 1}/{s.get('n_runs') or cfg.get('runs', 1)}, "
                         f"epoch {s.get('epoch') or 0}/{epochs}",
             "flagged": flagged_count(r), "images": cfg.get("n_samples"),
             "model": cfg.get("model"), "data": short_path(str(cfg.get("data", ""))),
             "started": (s.get("started_at") or cfg.get("created_at") or "")[:19].replace("T", " "),
-            "error": s.get("error") or "",
+            "error": status_error(s, app=True) or "",
         })
     if not rows:
         st.caption("No runs yet.")

@@ -13,8 +13,9 @@ import sys
 from pathlib import Path
 
 from . import access, dataset
+from .errors import SeiError
 from .files import atomic_write_csv, stream_writes_to
-from .runs import Run, RunError, duration_text
+from .runs import Run, RunError, State, duration_text
 from .bench import BenchError as _BenchError
 from .config import PAPER_EPOCHS, PRESETS, TrainConfig, choose_preset, preset_settings, under_torchrun
 
@@ -186,16 +187,16 @@ def _torchrun(nproc: int, argv: list[str], run: Path) -> int:
         rc = proc.wait()
     except KeyboardInterrupt:  # the processes got the SIGINT too and stop at their next batch
         rc = proc.wait()
-    st = Run(run).status() if Run(run).exists() else {}
-    state = st.get("state")
-    if state == "finished" and rc == 0:
+    st = Run(run).status()
+    state = State(st["state"])
+    if state == State.FINISHED and rc == 0:
         return _print_summary(Run(run))
-    if state == "stopped":
+    if state == State.STOPPED:
         print(f"sei: stopped; resume with `sei resume {run}`", file=sys.stderr)
         return 130
-    if state in ("created", "running"):  # resumed by another process meanwhile: its report, not ours
+    if state.active:  # resumed by another process meanwhile: its report, not ours
         return rc
-    if rc != 0 or state != "finished":
+    if rc != 0 or state != State.FINISHED:
         print(f"sei: error: training with {nproc} processes failed (exit code {rc}); "
               + (f"{st['error']}" if st.get("error") else f"see {Path(run) / 'log.txt'}"), file=sys.stderr)
     return rc or 1
@@ -259,7 +260,6 @@ def cmd_resume(a) -> int:
 def _train_reporting_once(config: TrainConfig, out, *, resume: bool, progress_bar: bool) -> int:
     """Train and print the summary. A failure training has already reported (``failed: …``
     on stderr and in the run's log) is not printed a second time by :func:`main`."""
-    from .models import ModelError
     from .train import train
 
     said: list[str] = []
@@ -273,7 +273,7 @@ def _train_reporting_once(config: TrainConfig, out, *, resume: bool, progress_ba
 
     try:
         run = train(config, out, resume=resume, progress_bar=progress_bar, log=log)
-    except (dataset.DataError, ModelError, RunError) as e:
+    except SeiError as e:
         if f"failed: {e}" in said:
             return 1
         raise
@@ -311,19 +311,20 @@ def cmd_status(a) -> int:
         st = {k: v for k, v in st.items() if k != "history" or a.history}
         print(json.dumps(st, indent=1))
         return 0
-    line = f"{run.path}: {st.get('state')}"
-    if st.get("phase") and st.get("state") != "finished":
+    state = State(st["state"])
+    line = f"{run.path}: {state}"
+    if st.get("phase") and state != State.FINISHED:
         line += f" — {st['phase']}"
     if st.get("epoch") is not None and st.get("epochs"):
         line += f", epoch {st['epoch']}/{st['epochs']} of run {st.get('run_index', 1)}/{st.get('n_runs', 1)}"
     if st.get("loss") is not None:
         line += f", loss {st['loss']:.4f}, accuracy {st['accuracy']:.3f}"
-    if st.get("state") == "running":
+    if state == State.RUNNING:
         line += f", about {duration_text(st.get('eta_seconds'), '?')} left"
     print(line)
     if st.get("error"):
         print(f"error: {st['error']}")
-    if st.get("state") in ("stopped", "interrupted", "failed"):
+    if state.resumable:
         print(f"resume with: sei resume {run.path}")
     return 0
 
@@ -447,7 +448,7 @@ def cmd_demo(a) -> int:
     if not run.exists():
         config = TrainConfig(data=str(labels), **preset_settings("cpu-demo"))
         train(config, run.path, progress_bar=not a.no_progress)
-    elif run.status().get("state") != "finished":
+    elif run.state() != State.FINISHED:
         train(TrainConfig(data=""), run.path, resume=True, progress_bar=not a.no_progress)
     _print_summary(run)
     return cmd_flags(argparse.Namespace(run=str(run.path), all=False, top=15, out=None, method=None))
@@ -852,7 +853,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 130
             # a clean, shared stop: exit 0 so torchrun does not report a failure; status.json says "stopped"
             return 0
-        if isinstance(e, (dataset.DataError, RunError, ValueError, access.AccessError, _BenchError, *_loaded("models", "ModelError"))):
+        if isinstance(e, (SeiError, ValueError, access.AccessError)):
             if not under_torchrun() or os.environ.get("RANK") == "0":  # one report per torchrun job
                 print(f"sei: error: {e}", file=sys.stderr)
             return 1

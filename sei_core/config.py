@@ -19,6 +19,7 @@ import os
 from dataclasses import dataclass, field
 
 from . import dataset as ds_mod
+from .errors import DEVICE_CPU
 from .runs import RunError
 
 PAPER_EPOCHS = 150
@@ -210,7 +211,7 @@ def pick_device(requested: str = "auto"):
     if requested != "auto":
         dev = torch.device(requested)
         if dev.type == "cuda" and not torch.cuda.is_available():
-            raise RunError("device 'cuda' was requested but PyTorch sees no CUDA GPU; use --device cpu")
+            raise RunError("device 'cuda' was requested but PyTorch sees no CUDA GPU", DEVICE_CPU)
         return dev
     if torch.cuda.is_available():
         return torch.device("cuda")

@@ -20,8 +20,8 @@ image belongs to), so an estimator that takes them as the mislabeled distributio
 the benchmark measures that bias.
 
 :func:`flag_lowest` turns a count into flags (the ``count`` threshold rule of
-:data:`sei_core.methods.RULES`); :func:`review_progress` says how an expert's decisions so
-far bear on the estimate.
+:data:`sei_core.methods.RULES`). What an expert's decisions say about the count is
+:mod:`sei_core.review_count`.
 """
 
 from __future__ import annotations
@@ -315,47 +315,3 @@ def flag_lowest(score: np.ndarray, k: int, labels: np.ndarray | None = None,
         thr[idx] = t
     flagged = np.isfinite(s) & (s < np.nan_to_num(thr, nan=-np.inf))
     return flagged, thr
-
-
-@dataclass(frozen=True)
-class ReviewProgress:
-    """What an expert's decisions so far say about the estimated count."""
-
-    flagged: int  # flagged samples in the review order
-    reviewed: int  # of them, decided (confirmed, relabeled or discarded)
-    confirmed: int  # kept their label: the flag was wrong
-    corrected: int  # relabeled or discarded: the flag was right
-    left: int  # flagged samples not yet decided
-    precision: float  # corrected / reviewed (NaN before the first decision)
-    projected: float  # corrected + precision × left: the errors among the flagged, projected
-
-    def sentence(self) -> str:
-        if not self.reviewed:
-            return f"{self.flagged} flagged images to review; none decided yet."
-        return (f"You confirmed {self.confirmed} of the first {self.reviewed} flagged labels as correct "
-                f"and changed {self.corrected}; {self.left} flagged images are left to review. At that "
-                f"rate the flagged images hold about {self.projected:.0f} wrong labels.")
-
-
-def review_progress(statuses: Sequence[str]) -> ReviewProgress:
-    """How an expert's decisions on the flagged samples bear on the count.
-
-    Parameters
-    ----------
-    statuses : the review status of each flagged sample, in review order
-        (:data:`sei_core.review.STATUSES`): ``""`` not decided yet, ``"confirmed"`` the given
-        label was kept (a false flag), ``"relabeled"``/``"discarded"`` the flag was right.
-
-    The observed precision ``p = corrected / reviewed`` projects the number of wrong labels
-    among the flagged to ``corrected + p · left``.
-    """
-    from .review import CONFIRMED
-
-    st = np.asarray(list(statuses), dtype=object)
-    decided = st != ""
-    kept = st == CONFIRMED
-    f, r, c = int(st.size), int(decided.sum()), int(kept.sum())
-    corrected, left = r - c, f - r
-    prec = corrected / r if r else float("nan")
-    projected = corrected + (prec * left if r else float("nan"))
-    return ReviewProgress(f, r, c, corrected, left, prec, projected)

@@ -20,7 +20,7 @@ import json
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -29,6 +29,7 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 from . import access
+from .errors import SKIP_UNREADABLE, Fix, SeiError
 from .images import read_rgb, rgb_from_array
 from .labels import IMAGE_EXTENSIONS, LABEL_COL, PATH_COL, TableError, in_words, read_table, source_kind
 
@@ -53,28 +54,39 @@ def known_names(classes: Sequence[str]) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Problem:
-    """One thing wrong with the input: where it is, what is wrong, and how to fix it."""
+    """One thing wrong with the input: where it is, what is wrong, and how to fix it (a
+    :class:`~sei_core.errors.Fix`; a string is the same for the command line and the app)."""
 
     where: str
     message: str
-    fix: str = ""
+    fix: Fix = Fix()
     severity: str = "error"  # "error" stops loading; "warning" is reported and skipped
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fix", Fix.of(self.fix))
+
+    def said(self, app: bool = False) -> str:
+        """The problem in one line, its fix in the command line's words or (``app``) the app's."""
+        fix = self.fix.said(app)
+        return f"{self.where}: {self.message}." + (f" Fix: {fix}" if fix else "")
+
     def __str__(self) -> str:
-        fix = f" Fix: {self.fix}" if self.fix else ""
-        return f"{self.where}: {self.message}.{fix}"
+        return self.said()
 
 
-class DataError(Exception):
-    """The data cannot be used as it is; ``problems`` lists every reason."""
+class DataError(SeiError):
+    """The data cannot be used as it is; ``problems`` lists every reason with its fix."""
 
     def __init__(self, problems: Sequence[Problem], header: str = "The data has problems"):
         self.problems = list(problems)
+        super().__init__(header)
+
+    def said(self, app: bool = False) -> str:
         shown = self.problems[:25]
-        lines = [f"{header} ({len(self.problems)}):"] + [f"  - {p}" for p in shown]
+        lines = [f"{self.reason} ({len(self.problems)}):"] + [f"  - {p.said(app)}" for p in shown]
         if len(self.problems) > len(shown):
             lines.append(f"  … and {len(self.problems) - len(shown)} more")
-        super().__init__("\n".join(lines))
+        return "\n".join(lines)
 
 
 @dataclass(frozen=True)
@@ -621,15 +633,19 @@ def _missing_problems(ds: LabeledImages, missing: np.ndarray, guess: list[str]) 
     return out
 
 
-def _missing_fix(ds: LabeledImages, guess: list[str]) -> str:
+def _missing_fix(ds: LabeledImages, guess: list[str]) -> Fix:
     """How to fix missing images: the image folders beside the label file (``guess``) if some hold them."""
-    leave = "or leave the images out (“Leave out unreadable images” on the Train page, --skip-unreadable)"
     if guess:
         names = in_words([os.path.relpath(g, ds.root) for g in guess])
-        return (f"the images seem to be in {names} beside the label file: choose {'them' if len(guess) > 1 else 'it'} "
-                f"as image folders on the Data page, or pass --image-dir for each; {leave}")
-    return ("correct the path (relative paths start at the label file's folder), or choose the folders that hold "
-            f"the images (“Image folders” on the Data page, --image-dir) and their extension (--image-ext); {leave}")
+        chosen = f"the images seem to be in {names} beside the label file: choose {'them' if len(guess) > 1 else 'it'} "
+        fix = Fix(f"{chosen}as image folders on the Data page, or pass --image-dir for each",
+                  f"{chosen}under “Image folders” on the Data page")
+    else:
+        fix = Fix("correct the path (relative paths start at the label file's folder), or choose the folders that "
+                  "hold the images (“Image folders” on the Data page, --image-dir) and their extension (--image-ext)",
+                  "correct the path (relative paths start at the label file's folder), or choose the folders that "
+                  "hold the images and their extension under “Image folders” on the Data page")
+    return fix + "; or " + SKIP_UNREADABLE
 
 
 def _read_csv(src: Path, path_column: str = PATH_COL,
@@ -912,7 +928,7 @@ def missing_files(ds: LabeledImages) -> np.ndarray:
 
 def _missing_problem(f: Path, where: str) -> Problem:
     return Problem(where, f"image file {str(f)!r} does not exist",
-                   "correct the path (relative paths start at the label file's folder) or use --skip-unreadable")
+                   "correct the path (relative paths start at the label file's folder), or " + SKIP_UNREADABLE)
 
 
 def _image_problem(f: Path, where: str, max_pixels: int) -> Problem | None:
@@ -923,10 +939,12 @@ def _image_problem(f: Path, where: str, max_pixels: int) -> Problem | None:
             w, h = im.size
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
         return Problem(where, f"cannot be read as an image ({type(e).__name__}: {e})",
-                       "replace the file, or use --skip-unreadable to leave it out")
+                       "replace the file, or " + SKIP_UNREADABLE)
     if w * h > max_pixels:
         return Problem(where, f"image is {w}×{h} = {w * h / 1e6:.0f} megapixels, over the limit of {max_pixels / 1e6:.0f}",
-                       "downscale it, or raise --max-pixels if the machine has the memory")
+                       Fix("downscale it, or raise --max-pixels if the machine has the memory",
+                           "downscale it (the pixel limit can be raised on the command line only), or "
+                           + SKIP_UNREADABLE.app))
     return None
 
 
@@ -1023,3 +1041,34 @@ def subset(ds: LabeledImages, keep: Iterable[int]) -> LabeledImages:
         image_dirs=list(ds.image_dirs), image_ext=ds.image_ext,
         files=None if ds.files is None else [ds.files[i] for i in keep],
     )
+
+
+def apply_training_table(data: LabeledImages, table_file: str | Path,
+                         classes: list[str] | None = None) -> LabeledImages:
+    """``data`` restricted to the rows of a training table (``path,label``, as
+    :func:`sei_core.retrain.prepare_retrain` writes it), with the table's labels.
+
+    ``classes`` is the run's class list once known (a resume); first time, the data's classes
+    (those of every row, discarded ones included, so the retrained model has the parent's
+    outputs). Raises :class:`~sei_core.dataset.DataError` naming every image of the table the
+    data no longer has and every label outside the classes.
+    """
+    f = Path(table_file)
+    if not f.is_file():
+        raise DataError([Problem(str(f), "does not exist (the training table of a retrained run)",
+                                 "start the retrain again from the reviewed run")])
+    t = pd.read_csv(f, dtype=str, keep_default_na=False)
+    pos = pd.Index(data.ids).get_indexer(t["path"].to_numpy(dtype=object))
+    classes = list(classes) if classes else list(data.classes)
+    index = {c: i for i, c in enumerate(classes)}
+    codes = t["label"].map(index)
+    problems = [Problem(f"{f.name} line {i + 2}", f"image {t['path'][i]!r} is no longer in {data.source}",
+                        "restore the image's row, or start a new retrain from the current review")
+                for i in np.flatnonzero(pos < 0)[:20]]
+    problems += [Problem(f"{f.name} line {i + 2}", f"label {t['label'][i]!r} is not a class of the run "
+                         f"({', '.join(classes)})", "relabel the image to one of the classes")
+                 for i in np.flatnonzero(codes.isna().to_numpy())[:20]]
+    if problems:
+        raise DataError(problems, f"{f} does not match {data.source}")
+    sub = subset(data, pos)
+    return replace(sub, labels=codes.to_numpy(dtype=np.int64), classes=classes)

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .dataset import DataError, LabeledImages, Problem
+from .errors import SKIP_UNREADABLE, Fix
 from .files import atomic_write_json, file_lock
 
 def _decode_one(ds: LabeledImages, i: int, size: int) -> np.ndarray:
@@ -99,7 +100,7 @@ def _cached(cache: Path, n: int, size: int) -> tuple[np.ndarray, list[Problem]] 
     meta = cache.with_suffix(".json")
     try:
         arr = np.load(cache, mmap_mode="r")
-        problems = [Problem(**p) for p in json.loads(meta.read_text())["problems"]] if meta.is_file() else []
+        problems = [_problem_of(p) for p in json.loads(meta.read_text())["problems"]] if meta.is_file() else []
     except (OSError, ValueError, KeyError, TypeError):
         return None
     if arr.shape != (n, 3, size, size) or arr.dtype != np.uint8:
@@ -164,8 +165,7 @@ def _decode_to_cache(ds: LabeledImages, size: int, workers: int, progress, chunk
                 for fut in pending:
                     fut.cancel()
                 raise
-    problems = [Problem(p["where"], p["message"], p["fix"], p["severity"])
-                for p in sorted(state["problems"], key=lambda p: p["i"])]
+    problems = [_problem_of(p) for p in sorted(state["problems"], key=lambda p: p["i"])]
     atomic_write_json(meta, {"problems": [_problem_dict(p) for p in problems]}, indent=None)
     os.replace(partial, cache)
     state_file.unlink(missing_ok=True)
@@ -187,7 +187,13 @@ def _pack_bits(mask: np.ndarray) -> str:
 
 
 def _problem_dict(p: Problem) -> dict:
-    return {"where": p.where, "message": p.message, "fix": p.fix, "severity": p.severity}
+    return {"where": p.where, "message": p.message, "fix": p.fix.cli, "fix_app": p.fix.app, "severity": p.severity}
+
+
+def _problem_of(d: dict) -> Problem:
+    """The :class:`Problem` of a :func:`_problem_dict` (a cache written before ``fix_app``
+    has the command line's words only)."""
+    return Problem(d["where"], d["message"], Fix(d["fix"], d.get("fix_app")), d["severity"])
 
 
 def _finish(ds: LabeledImages, arr: np.ndarray, problems: list[Problem], skip: bool):
@@ -232,7 +238,7 @@ def _decode_into(ds: LabeledImages, lo: int, hi: int, size: int, out: np.ndarray
         except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as e:
             out[i - first] = 0
             problems.append((i, Problem(ds.where(i), f"cannot be decoded ({type(e).__name__}: {e})",
-                                        "replace the file, or use --skip-unreadable to leave it out")))
+                                        "replace the file, or " + SKIP_UNREADABLE)))
     return problems
 
 

@@ -27,15 +27,16 @@ from .decode import decode_images
 from .files import atomic_write_json
 from .labels import LABEL_COL, PATH_COL, source_kind
 from .metrics import classification_report
-from .runs import Run, RunError, now
+from .errors import Fix, SeiError, resume_fix
+from .runs import Run, RunError, State, now
 
 EVALUATION_FILE = "evaluation.json"
 #: Leaks listed by name in a refusal (the count says how many there are in all).
 SHOWN_LEAKS = 10
 
 
-class EvaluationError(ValueError):
-    """The evaluation cannot be done as asked; the message says why and what to do."""
+class EvaluationError(SeiError, ValueError):
+    """The evaluation cannot be done as asked; the fix says what to do."""
 
 
 # ------------------------------------------------------------------------------ leaks
@@ -138,16 +139,18 @@ def _training_images(run: Run) -> ds_mod.LabeledImages:
 def final_checkpoints(run: Run) -> list[Path]:
     """The checkpoint of every complementary run, or an :class:`EvaluationError` saying why
     the run has no final model."""
-    st = run.status()
-    if st.get("state") != "finished":
-        raise EvaluationError(f"{run.path} is {st.get('state')}, not finished: evaluate it when training is done"
-                              + (f" (resume it with `sei resume {run.path}`)" if st.get("state") in
-                                 ("stopped", "interrupted", "failed") else ""))
+    state = run.state()
+    if state != State.FINISHED:
+        raise EvaluationError(f"{run.path} is {state}, not finished",
+                              "evaluate it when training is done"
+                              + (" (" + resume_fix(run.path) + ")" if state.resumable else ""))
     files = [run.checkpoint(i) for i in range(1, run.n_sub_runs() + 1)]
     gone = [str(f) for f in files if not f.is_file()]
     if gone:
-        raise EvaluationError(f"{run.path} no longer has its final model ({', '.join(gone)} removed; `sei bench` "
-                              f"removes them unless --keep-checkpoints): train it again to evaluate it")
+        raise EvaluationError(f"{run.path} no longer has its final model ({', '.join(gone)} removed, as a benchmark "
+                              "does unless it keeps checkpoints)",
+                              Fix("train it again to evaluate it (`sei bench --keep-checkpoints` keeps them)",
+                                  "train it again to evaluate it"))
     return files
 
 

@@ -17,11 +17,12 @@ from PIL import Image, UnidentifiedImageError
 
 from . import access
 from .dataset import candidates
+from .errors import SeiError
 from .images import read_rgb, rgb_from_array
 from .labels import IMAGE_EXTENSIONS, source_kind
 
 
-class ImageAccessError(Exception):
+class ImageAccessError(SeiError):
     """An image cannot be shown; the message says why and what to do."""
 
 

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from .config import TrainConfig
-from .runs import Run, RunError
+from .runs import Run, RunError, State
 from .train import init_run
 
 
@@ -45,7 +45,7 @@ def resume(run: Run | str | Path) -> Run:
     run = run if isinstance(run, Run) else Run(run)
     if run.is_locked():
         raise RunError(f"{run.path} is already training")
-    if run.status().get("state") == "finished":
+    if run.state() == State.FINISHED:
         raise RunError(f"{run.path} has already finished")
     run.mark_created(error=None)
     _launch(run)

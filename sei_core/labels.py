@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .errors import Fix, SeiError
+
 __all__ = [
     "PATH_COL", "LABEL_COL", "Dialect", "LabelTable", "TableError", "read_table", "render_table",
     "source_kind", "read_truth", "truth_columns", "truth_for", "TRUTHY", "suggest_columns", "column_choices", "in_words",
@@ -42,22 +44,27 @@ IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", "
 PATH_COL = "path"
 LABEL_COL = "label"
 #: Where a user chooses other columns (said by every "no such column" message).
-COLUMN_FIX = "pick the path and label columns on the Data page, or pass --path-column and --label-column"
+COLUMN_FIX = Fix("pick the path and label columns on the Data page, or pass --path-column and --label-column",
+                 "pick the path and label columns on the Data page")
 DELIMITERS = (",", ";", "\t")
 #: Cell values :func:`read_truth` takes as "this label is wrong".
 TRUTHY = frozenset({"1", "true", "yes", "y", "t"})
 
 
-class TableError(ValueError):
+class TableError(SeiError, ValueError):
     """A label table cannot be read. ``where`` is ``"<file> line <n>"`` (or the file), ``fix``
-    says what to do; ``problems`` lists every ``(where, message, fix)`` found when there are
-    several (rows with the wrong number of cells)."""
+    says what to do (a :class:`~sei_core.errors.Fix`); ``problems`` lists every ``(where,
+    message, fix)`` found when there are several (rows with the wrong number of cells)."""
 
-    def __init__(self, where: str, message: str, fix: str = "",
-                 problems: list[tuple[str, str, str]] | None = None) -> None:
-        self.where, self.message, self.fix = where, message, fix
+    def __init__(self, where: str, message: str, fix: Fix | str = "",
+                 problems: list[tuple[str, str, Fix | str]] | None = None) -> None:
+        self.where, self.message = where, message
         self.problems = problems or [(where, message, fix)]
-        super().__init__(f"{where}: {message}." + (f" Fix: {fix}" if fix else ""))
+        super().__init__(f"{where}: {message}", fix)
+
+    def said(self, app: bool = False) -> str:
+        fix = self.fix.said(app)
+        return f"{self.reason}." + (f" Fix: {fix}" if fix else "")
 
 
 @dataclass(frozen=True)
@@ -234,13 +241,14 @@ def read_table(source: str | Path, *, path_column: str = PATH_COL, label_column:
                       path_column=path_column, label_column=label_column)
 
 
-def _missing_fix(missing: list[str], names: list[str], path_column: str, label_column: str) -> str:
+def _missing_fix(missing: list[str], names: list[str], path_column: str, label_column: str) -> Fix | str:
     """How to name the columns: a column spelled in another case is offered by name."""
     lower = {n.lower(): n for n in names}
-    flags = {path_column: "--path-column", label_column: "--label-column"}
-    offers = [f"{flags[m]} {lower[m.lower()]}" for m in missing if m in flags and m.lower() in lower]
+    flags = {path_column: ("--path-column", "path"), label_column: ("--label-column", "label")}
+    offers = [(flags[m], lower[m.lower()]) for m in missing if m in flags and m.lower() in lower]
     if offers:
-        return f"{COLUMN_FIX} (e.g. {' '.join(offers)})"
+        return COLUMN_FIX + Fix(" (e.g. " + " ".join(f"{flag} {name}" for (flag, _), name in offers) + ")",
+                                " (e.g. " + ", ".join(f"{kind} column “{name}”" for (_, kind), name in offers) + ")")
     if any(m in flags for m in missing):
         return COLUMN_FIX
     return f"add the column{'s' * (len(missing) > 1)} {in_words(missing)} to the first line"

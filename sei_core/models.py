@@ -26,6 +26,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from .errors import WEIGHTS_FILE, WEIGHTS_NONE, Fix, SeiError
+
 CONFIG_DIR = Path(__file__).with_name("model_configs")
 TORCHVISION_MODELS = ("resnet18", "resnet50", "vit_b_16")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -34,8 +36,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 MAX_LOGIT_SCALE = 100.0
 
 
-class ModelError(Exception):
-    """A model or its weights cannot be built; the message says why and what to do."""
+class ModelError(SeiError):
+    """A model or its weights cannot be built; the fix says what to do."""
 
 
 def _open_clip():
@@ -160,10 +162,9 @@ def fetch_weights(name: str, tag: str) -> Path:
     except Exception as e:  # hub, HTTP and IO errors of several libraries
         part.unlink(missing_ok=True)
         raise ModelError(
-            f"could not download the {tag!r} weights of {name} ({type(e).__name__}: {str(e)[:200]}). "
-            f"Without internet, download {weights_source(name, tag)} on another machine and copy it to "
-            f"{target} (or pass the file with --weights /path/to/file); or train from random weights "
-            "with --weights none") from e
+            f"could not download the {tag!r} weights of {name} ({type(e).__name__}: {str(e)[:200]})",
+            f"without internet, download {weights_source(name, tag)} on another machine and copy it to "
+            f"{target} (or " + WEIGHTS_FILE + "); or " + WEIGHTS_NONE) from e
     return target
 
 
@@ -196,11 +197,13 @@ def _resolve_weights(name: str, weights: str | None) -> tuple[Path | None, str |
         return fetch_weights(name, weights), weights
     if name in TORCHVISION_MODELS or path.suffix or os.sep in weights:
         raise ModelError(f"weights file {weights!r} not found (and it is no pretrained tag of {name}: "
-                         f"{known_weights(name)}); give an existing file, a tag, or --weights none")
+                         f"{known_weights(name)})",
+                         Fix("give an existing file, a tag, or --weights none",
+                             "give an existing file, choose a pretrained tag, or choose Weights “none”"))
     tags = known_weights(name)
     hint = f"its tags are {tags}" if tags else "there are no pretrained tags for it"
-    raise ModelError(f"weights {weights!r} are neither a file nor a pretrained tag of {name}: {hint}; "
-                     "or train from random weights with --weights none")
+    raise ModelError(f"weights {weights!r} are neither a file nor a pretrained tag of {name}: {hint}",
+                     "give an existing file or a tag, or " + WEIGHTS_NONE)
 
 
 def on_device(model: "torch.nn.Module", device) -> "torch.nn.Module":

@@ -7,8 +7,9 @@ run on that state — relabels applied, discarded images left out, everything el
 parent run's configuration — without changing the label file:
 
 * the samples and labels to train on are written once into the new run folder
-  (``training_labels.csv``, ``path,label`` with the label file's own path cells), so a killed
-  retrain resumes on the very same samples even if the review goes on meanwhile;
+  (``training_labels.csv``, ``path,label`` with the label file's own path cells; training
+  reads it with :func:`sei_core.dataset.apply_training_table`), so a killed retrain resumes
+  on the very same samples even if the review goes on meanwhile;
 * the images are found through the parent's data set (``config.data``), as the parent found
   them;
 * review decisions on the new run go to the parent's label file (``config.review_file``), so
@@ -27,11 +28,13 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from . import dataset as ds_mod
+from .config import TrainConfig
+from .errors import ANOTHER_OUT, resume_fix
 from .files import atomic_write_csv
 from .labels import TableError, read_table
 from .review import CONFIRMED, DISCARDED, RELABELED, STATUS_COL, review_columns, review_label_file
-from .runs import Run, RunError, now
+from .runs import Run, RunError, list_runs, now
+from .train import train
 
 #: The samples a retrained run trains on, in its run folder.
 TRAINING_TABLE = "training_labels.csv"
@@ -99,7 +102,7 @@ def lineage_of(parent: Run, reviewed: Reviewed) -> dict:
 
 
 def retrain_config(parent: Run | str | Path, out: str | Path, label_file: str | Path | None = None,
-                   **overrides) -> tuple["object", pd.DataFrame]:
+                   **overrides) -> tuple[TrainConfig, pd.DataFrame]:
     """The :class:`~sei_core.config.TrainConfig` of a retrain of ``parent`` into ``out`` and its
     training table (``path,label`` of the rows kept).
 
@@ -107,8 +110,6 @@ def retrain_config(parent: Run | str | Path, out: str | Path, label_file: str | 
     (:func:`sei_core.review.review_label_file`); ``overrides`` replace settings of the
     parent's configuration (e.g. ``epochs``; by default none: everything but the labels is the
     parent's)."""
-    from .config import TrainConfig
-
     parent = Run(parent) if not isinstance(parent, Run) else parent
     if not parent.exists():
         raise RunError(f"{parent.path} is not a run directory (no config.json)")
@@ -138,7 +139,7 @@ def prepare_retrain(parent: Run | str | Path, out: str | Path, label_file: str |
     already holds a run."""
     out = Path(out)
     if Run(out).exists():
-        raise RunError(f"{out} already holds a run; choose another --out, or resume it with `sei resume {out}`")
+        raise RunError(f"{out} already holds a run", ANOTHER_OUT + ", or " + resume_fix(out))
     config, table = retrain_config(parent, out, label_file, **overrides)
     if table.empty:
         raise RunError(f"every image of {config.review_file} is discarded: nothing to train on")
@@ -150,8 +151,6 @@ def prepare_retrain(parent: Run | str | Path, out: str | Path, label_file: str |
 def start(parent: Run | str | Path, out: str | Path, *, label_file: str | Path | None = None,
           log: Callable[[str], None] | None = None, progress_bar: bool = False, **overrides) -> Run:
     """Retrain ``parent`` on its reviewed labels into ``out`` (in this process) and return the run."""
-    from .train import train
-
     config = prepare_retrain(parent, out, label_file, **overrides)
     return train(config, out, progress_bar=progress_bar, log=log)
 
@@ -165,36 +164,6 @@ def default_out(parent: Run | str | Path) -> Path:
     return out
 
 
-def apply_training_table(data: ds_mod.LabeledImages, table_file: str | Path,
-                         classes: list[str] | None = None) -> ds_mod.LabeledImages:
-    """``data`` restricted to the rows of a training table, with the table's labels.
-
-    ``classes`` is the run's class list once known (a resume); first time, the data's classes
-    (those of every row, discarded ones included, so the retrained model has the parent's
-    outputs). Raises :class:`~sei_core.dataset.DataError` naming every image of the table the
-    data no longer has and every label outside the classes.
-    """
-    f = Path(table_file)
-    if not f.is_file():
-        raise ds_mod.DataError([ds_mod.Problem(str(f), "does not exist (the training table of a retrained run)",
-                                               "start the retrain again from the reviewed run")])
-    t = pd.read_csv(f, dtype=str, keep_default_na=False)
-    pos = pd.Index(data.ids).get_indexer(t["path"].to_numpy(dtype=object))
-    classes = list(classes) if classes else list(data.classes)
-    index = {c: i for i, c in enumerate(classes)}
-    codes = t["label"].map(index)
-    problems = [ds_mod.Problem(f"{f.name} line {i + 2}", f"image {t['path'][i]!r} is no longer in {data.source}",
-                               "restore the image's row, or start a new retrain from the current review")
-                for i in np.flatnonzero(pos < 0)[:20]]
-    problems += [ds_mod.Problem(f"{f.name} line {i + 2}", f"label {t['label'][i]!r} is not a class of the run "
-                                f"({', '.join(classes)})", "relabel the image to one of the classes")
-                 for i in np.flatnonzero(codes.isna().to_numpy())[:20]]
-    if problems:
-        raise ds_mod.DataError(problems, f"{f} does not match {data.source}")
-    sub = ds_mod.subset(data, pos)
-    return dataclasses.replace(sub, labels=codes.to_numpy(dtype=np.int64), classes=classes)
-
-
 def lineage(run: Run | str | Path) -> dict | None:
     """The run's lineage (None for a run not retrained from a review)."""
     run = Run(run) if not isinstance(run, Run) else run
@@ -206,8 +175,6 @@ def lineage(run: Run | str | Path) -> dict | None:
 
 def children(run: Run | str | Path, runs_folder: str | Path | None = None) -> list[Run]:
     """Runs in ``runs_folder`` (default: the run's own folder) retrained from ``run``."""
-    from .runs import list_runs
-
     run = Run(run) if not isinstance(run, Run) else run
     me = str(run.path.resolve())
     folder = Path(runs_folder) if runs_folder is not None else run.path.resolve().parent

@@ -3,7 +3,8 @@
 Layout of ``runs/<name>/``::
 
     config.json     what was asked for (data, model, schedule, prompts …)
-    status.json     where the run is (state, epoch, loss, accuracy, ETA, error, history)
+    status.json     where the run is (state, epoch, loss, accuracy, ETA, error, history); error_app
+                    is the error in the app's words where they differ (see :func:`status_error`)
     samples.csv     the samples trained on: id, given label, CSV line
     log.txt         the training process's output
     cache/          decoded images (uint8), shared by the complementary runs and resumes
@@ -27,7 +28,9 @@ The lifecycle of a run, as ``status.json``'s ``state`` says it (:class:`State`):
                                      created first, until its process starts)
 
 "interrupted" is never written: :meth:`Run.status` reads a "running" run whose lock is free
-(its process is gone) as interrupted. Each transition has one method on :class:`Run`
+(its process is gone) as interrupted, and a folder without a run as "missing". Readers compare
+with the members (``run.state() == State.FINISHED``, ``State(status["state"]).resumable``),
+never with the strings. Each transition has one method on :class:`Run`
 (:meth:`Run.mark_created`, :meth:`Run.mark_running`, :meth:`Run.mark_finished`,
 :meth:`Run.mark_failed`, :meth:`Run.mark_stopped`) that writes the fields that go with it;
 callers add their own (the plan, the pid …) as keywords.
@@ -45,6 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import ANOTHER_OUT, Fix, SeiError, said
 from .files import atomic_write, atomic_write_json
 from .records import RecordStore
 
@@ -63,13 +67,24 @@ class State(StrEnum):
     FAILED = "failed"  # stopped by an error (``error`` says which)
     STOPPED = "stopped"  # asked to stop; resumable
     INTERRUPTED = "interrupted"  # read, never written: "running" with nobody holding the lock
+    MISSING = "missing"  # read, never written: no run in the folder (no config.json)
+
+    @property
+    def active(self) -> bool:
+        """Waiting for or held by a training process: its status still changes."""
+        return self in (State.CREATED, State.RUNNING)
+
+    @property
+    def resumable(self) -> bool:
+        """Stopped, interrupted or failed: resuming continues from the last complete epoch."""
+        return self in (State.STOPPED, State.INTERRUPTED, State.FAILED)
 
 
 STATES = tuple(s.value for s in State)
 
 
-class RunError(Exception):
-    """A run directory is missing, incomplete or busy; the message says what to do."""
+class RunError(SeiError):
+    """A run directory is missing, incomplete or busy; the fix says what to do."""
 
 
 def now() -> str:
@@ -119,8 +134,8 @@ class Run:
         try:
             return json.loads((self.path / "config.json").read_text())
         except FileNotFoundError:
-            raise RunError(f"{self.path} is not a run directory (no config.json); "
-                           "start one with `sei train DATA --out DIR`") from None
+            raise RunError(f"{self.path} is not a run directory (no config.json)",
+                           Fix("start one with `sei train DATA --out DIR`", "start one on the Train page")) from None
 
     def write_config(self, config: dict) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
@@ -208,19 +223,28 @@ class Run:
 
     # -- status ----------------------------------------------------------------------
     def status(self) -> dict:
-        """The run's status; a "running" run whose process is gone reads as "interrupted"."""
+        """The run's status; a "running" run whose process is gone reads as "interrupted".
+        ``state`` is always one of :class:`State`'s values (:meth:`state` gives the member)."""
         try:
             st = json.loads((self.path / "status.json").read_text())
         except FileNotFoundError:
-            st = {"state": State.CREATED.value if self.exists() else "missing"}
+            st = {"state": (State.CREATED if self.exists() else State.MISSING).value}
         except json.JSONDecodeError:  # only possible if written by a foreign tool
             st = {"state": State.FAILED.value, "error": "status.json is unreadable"}
+        st.setdefault("state", State.CREATED.value)  # fields written before the first mark
+        if st["state"] not in STATES:  # a foreign tool's word
+            st["error"] = f"status.json has an unknown state {st.get('state')!r}"
+            st["state"] = State.FAILED.value
         if st.get("state") == State.RUNNING and not self.is_locked():
             st["state"] = State.INTERRUPTED.value
             st.setdefault("error", None)
             st["error"] = st["error"] or ("the training process stopped without finishing "
                                           "(killed or crashed); resume it to continue")
         return st
+
+    def state(self) -> State:
+        """Where the run is now (the ``state`` of :meth:`status`)."""
+        return State(self.status()["state"])
 
     def trained_nothing(self) -> bool:
         """True for a run that failed before its first epoch ended (bad data, missing
@@ -245,7 +269,10 @@ class Run:
 
     def update_status(self, **fields) -> dict:
         """Merge ``fields`` into status.json (atomic) and return the new status. A change of
-        state goes through the ``mark_*`` methods below."""
+        state goes through the ``mark_*`` methods below. A new ``error`` drops the app's words of
+        the previous one."""
+        if "error" in fields:
+            fields.setdefault("error_app", None)
         try:
             st = json.loads((self.path / "status.json").read_text())
         except (FileNotFoundError, json.JSONDecodeError):
@@ -269,9 +296,12 @@ class Run:
         return self.update_status(state=State.FINISHED.value, phase="finished", **fields, eta_seconds=0,
                                   finished_at=now())
 
-    def mark_failed(self, error: str, **fields) -> dict:
-        """Stopped by ``error`` (the message people read); the records so far stay."""
-        return self.update_status(state=State.FAILED.value, error=error, **fields)
+    def mark_failed(self, error: str | BaseException, **fields) -> dict:
+        """Stopped by ``error`` (the exception, or the message people read); the records so far
+        stay. A :class:`~sei_core.errors.SeiError` is kept in both vocabularies."""
+        cli, app = said(error), said(error, app=True)
+        return self.update_status(state=State.FAILED.value, error=cli, error_app=app if app != cli else None,
+                                  **fields)
 
     def mark_stopped(self, **fields) -> dict:
         """Asked to stop; the last complete epoch stays and the run can be resumed."""
@@ -297,9 +327,10 @@ class Run:
                 os.close(fd)
                 if creating:
                     raise RunError(f"{self.path} is being created or trained by another process "
-                                   f"(pid {self.locked_pid() or '?'}); choose another --out") from None
-                raise RunError(f"{self.path} is being trained by another process; "
-                               "stop it first (`sei stop`) or wait for it to finish") from None
+                                   f"(pid {self.locked_pid() or '?'})", ANOTHER_OUT) from None
+                raise RunError(f"{self.path} is being trained by another process",
+                               Fix("stop it first (`sei stop`) or wait for it to finish",
+                                   "stop it first (the Stop button on the Train page) or wait for it to finish")) from None
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         return fd
@@ -328,6 +359,11 @@ class Run:
             return int(self._lock_path.read_text().strip() or 0) or None
         except (FileNotFoundError, ValueError):
             return None
+
+
+def status_error(status: dict, app: bool = False) -> str | None:
+    """The error a run's status records, in the command line's words or (``app``) the app's."""
+    return (app and status.get("error_app")) or status.get("error")
 
 
 def _pid_alive(pid: int | None) -> bool:

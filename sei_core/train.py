@@ -45,7 +45,8 @@ from .config import TrainConfig, pick_device, under_torchrun
 from .models import ModelError, build_model, on_device
 from .files import atomic_write, stream_writes_to
 from .records import Recorder
-from .runs import Run, RunError, duration_text, now
+from .errors import ANOTHER_OUT, DEVICE_CPU, Fix, SeiError, resume_fix
+from .runs import Run, RunError, State, duration_text, now
 from .scores import choose_aux_sets
 
 
@@ -139,7 +140,7 @@ def _setup_distributed(requested_device: str) -> tuple[Dist, torch.device]:
         device = torch.device("cuda", d.local_rank)
         torch.cuda.set_device(device)
     elif device.type != "cpu":
-        raise RunError(f"multi-process training runs on CUDA GPUs or CPUs, not on {device.type}; use --device cpu")
+        raise RunError(f"multi-process training runs on CUDA GPUs or CPUs, not on {device.type}", DEVICE_CPU)
     if not dist.is_initialized():
         # a long timeout: the other processes wait while rank 0 decodes the images once
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
@@ -211,9 +212,7 @@ def prepare(config: TrainConfig, run: Run, log: Callable[[str], None] = print) -
                        max_pixels=config.max_pixels, classes=None if config.training_table else classes,
                        **config.data_options())
     if config.training_table:  # a retrain from a review: its samples and labels
-        from .retrain import apply_training_table
-
-        data = apply_training_table(data, config.training_table, classes)
+        data = ds_mod.apply_training_table(data, config.training_table, classes)
     for p in data.problems:
         log(f"warning: {p}")
     t0 = time.time()
@@ -362,15 +361,16 @@ def _train(config, out, resume, progress_bar, log, d: Dist, device: torch.device
             run.mark_stopped(error=None, eta_seconds=None)
             say(f"{e}; resume with `sei resume {run.path}`")
         raise
-    except (ds_mod.DataError, ModelError, RunError) as e:
+    except SeiError as e:
         if main:
-            run.mark_failed(str(e), eta_seconds=None)
+            run.mark_failed(e, eta_seconds=None)
             say(f"failed: {e}")
         raise
     except BaseException as e:
-        msg = f"{type(e).__name__}: {e}"
+        msg: str | RunError = f"{type(e).__name__}: {e}"
         if isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower():
-            msg = f"out of memory ({e}); lower --batch-size or --image-size"
+            msg = RunError(f"out of memory ({e})", Fix("lower --batch-size or --image-size",
+                                                        "lower “Batch size” or “Image size (pixels)”"))
         if main:
             run.mark_failed(msg, eta_seconds=None)
             logf.write(traceback.format_exc())
@@ -405,12 +405,12 @@ def _create_run(config: TrainConfig, out: str | Path) -> tuple[Run, int]:
     config.validate()
     run = Run(out)
     if run.exists() and not run.trained_nothing():
-        raise RunError(_occupied(run))
+        raise _occupied(run)
     lock = run.acquire(creating=True)
     try:
         if run.exists():  # a failed run that trained nothing is replaced; any other is kept
             if not run.trained_nothing():  # e.g. created by a process that held the lock just before us
-                raise RunError(_occupied(run))
+                raise _occupied(run)
             run.clear()
         cfg = dataclasses.asdict(config)
         if cfg["classes"] is None:  # written by prepare() once the data is read
@@ -425,17 +425,17 @@ def _create_run(config: TrainConfig, out: str | Path) -> tuple[Run, int]:
     return run, lock
 
 
-def _occupied(run: Run) -> str:
+def _occupied(run: Run) -> RunError:
     """Why ``sei train --out`` cannot create a run where ``run`` is, and what to do instead."""
     st = run.status()
-    if st.get("state") == "failed":
-        return (f"{run.path} holds a run that failed after training {len(st.get('history') or [])} epoch(s) "
-                f"({st.get('error') or 'see its log.txt'}); fix the cause and continue it with "
-                f"`sei resume {run.path}`, or choose another --out to start afresh")
-    if st.get("state") == "finished":
-        return f"{run.path} already holds a run (finished); choose another --out for a new one"
-    return (f"{run.path} already holds a run ({st.get('state')}); choose another --out, or resume it with "
-            f"`sei resume {run.path}`")
+    state = State(st["state"])
+    if state == State.FAILED:
+        return RunError(f"{run.path} holds a run that failed after training {len(st.get('history') or [])} "
+                        f"epoch(s) ({st.get('error') or 'see its log.txt'})",
+                        "fix the cause and " + resume_fix(run.path) + ", or " + ANOTHER_OUT + " to start afresh")
+    if state == State.FINISHED:
+        return RunError(f"{run.path} already holds a run (finished)", ANOTHER_OUT + " for a new one")
+    return RunError(f"{run.path} already holds a run ({state})", ANOTHER_OUT + ", or " + resume_fix(run.path))
 
 
 def _aux_sets(run: Run, config: TrainConfig, n: int, k: int) -> list[np.ndarray]:
@@ -675,7 +675,9 @@ def _train_one(run: Run, config: TrainConfig, prep: Prepared, aux: np.ndarray, i
     n_batches = batch_count(n, config.batch_size)
     if d.active and n // n_batches < 2 * d.world:
         raise RunError(f"batches of {n // n_batches} images cannot be split over {d.world} processes "
-                       f"(each needs at least 2 for BatchNorm); raise --batch-size to at least {2 * d.world}")
+                       f"(each needs at least 2 for BatchNorm)",
+                       Fix(f"raise --batch-size to at least {2 * d.world}",
+                           f"raise “Batch size” to at least {2 * d.world}"))
     progress = Progress(run, config, index, n_batches, start_epoch, history, say, bar=progress_bar, main=main,
                         sync=torch.cuda.synchronize if device.type == "cuda" else None)  # GPU work is asynchronous
 

@@ -21,7 +21,7 @@ import numpy as np
 from . import access
 from .files import atomic_write_json
 from .labels import LABEL_COL, PATH_COL, TableError, source_kind, truth_columns, truth_for
-from .runs import Run, list_runs
+from .runs import Run, State, list_runs
 
 RECENT_FILE = "recent.json"
 MAX_RECENT = 10
@@ -169,7 +169,7 @@ def newest_finished(runs: list[Run], data_path: str | Path | None = None) -> Run
     want = None if data_path is None else normalise_data_path(data_path)
     for r in runs:
         try:
-            if r.status().get("state") != "finished":
+            if r.state() != State.FINISHED:
                 continue
             if want is None or normalise_data_path(r.config().get("data", "")) == want:
                 return r

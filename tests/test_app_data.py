@@ -222,6 +222,8 @@ def test_a_large_data_set_opens_at_once_and_every_image_is_opened_in_the_backgro
     # what was checked at once: the rows and that each file exists (gone.png does not) ...
     assert any("1 row(s) name an image that was not found" in e.value.replace("\\", "") for e in at.error)
     assert any("gone.png" in " ".join(map(str, d.value["where"])) for d in at.dataframe if "where" in d.value)
+    fixes = " ".join(" ".join(d.value["how to fix"]) for d in at.dataframe if "how to fix" in d.value)
+    assert "“Image folders” on the Data page" in fixes and "--" not in fixes  # the app's words, not flags
     # ... and what was not yet: whether each image opens
     assert any("Not checked yet" in i.value for i in at.info)
     assert not any("broken.png" in " ".join(map(str, d.value["where"])) for d in at.dataframe if "where" in d.value)

@@ -93,6 +93,9 @@ def test_a_failed_run_shows_its_error_in_words(open_app, app_env, stop_all):
     wait_for(run, lambda st: st.get("state") == "failed", timeout=90)
     at.run()
     assert any("Training failed" in e.value and "clip.bin" in e.value.replace("\\", "") for e in at.error)
+    failed = [e.value.replace("\\", "") for e in at.error if "Training failed" in e.value]
+    assert "Weights “none”" in failed[0] and "--" not in failed[0]  # the page's words; the CLI says --weights none
+    assert "--weights none" in run.status()["error"]
     assert any(b.label == "Resume" for b in at.button)
     assert not at.exception
 

@@ -296,12 +296,23 @@ def test_explore_opens_the_newest_finished_run_and_the_address_keeps_the_choice(
     assert "Training failed: weights missing" in said and "Nothing was trained yet" in said
 
 
-def test_a_training_error_is_said_in_the_pages_words():
-    from pages._common import in_app_words
+def test_a_training_error_is_said_in_the_pages_words(open_app, app_env):
+    from streamlit.testing.v1 import AppTest
 
-    msg = in_app_words("could not download the 'openai' weights of RN50 (OSError: offline). Without internet, "
-                       "download X on another machine and copy it to Y (or pass the file with --weights "
-                       "/path/to/file); or train from random weights with --weights none")
-    assert "--" not in msg and "Weights “none”" in msg and "“local checkpoint”" in msg
-    assert in_app_words("replace the file, or use --skip-unreadable to leave it out") == \
-        "replace the file, or tick “Leave out unreadable images”"
+    from sei_core.models import ModelError, build_model
+
+    with pytest.raises(ModelError) as e:  # offline: the weights cannot be downloaded
+        build_model("RN50", ["a", "b", "c"], weights="openai", image_size=64)
+    assert "--weights none" in str(e.value) and "--weights /path/to/file" in str(e.value)
+    failed = app_env.runs / "zz-failed"
+    failed.mkdir()
+    (failed / "config.json").write_text((app_env.run / "config.json").read_text())
+    Run(failed).mark_failed(e.value)
+    root = Path(__file__).resolve().parent.parent
+    at = AppTest.from_file(str(root / "app.py"), default_timeout=120)
+    at.query_params["run"] = "zz-failed"
+    at.switch_page("pages/train.py").run()
+    assert not at.exception
+    said = " ".join(x.value.replace("\\", "") for x in at.error)
+    assert "Training failed: could not download the 'openai' weights of RN50" in said
+    assert "Weights “none”" in said and "“local checkpoint”" in said and "--" not in said

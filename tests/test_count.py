@@ -110,12 +110,3 @@ def test_count_rule_in_score_records_flags_the_k_lowest():
     assert per.flagged.sum() == est.per_class_k().sum()
     own = score_records(recs, aux, "confidence")
     assert own.rule == "own" and own.count is None
-
-
-def test_review_progress_projects_the_errors_among_the_flagged():
-    p = C.review_progress(["confirmed", "relabeled", "discarded", "relabeled", "", ""])
-    assert (p.flagged, p.reviewed, p.confirmed, p.corrected, p.left) == (6, 4, 1, 3, 2)
-    assert p.projected == pytest.approx(3 + 0.75 * 2)
-    assert "You confirmed 1 of the first 4" in p.sentence() and "2 flagged images are left" in p.sentence()
-    none = C.review_progress(["", "", ""])
-    assert none.reviewed == 0 and math.isnan(none.precision) and "none decided" in none.sentence()

@@ -225,7 +225,7 @@ def test_chosen_columns_validate_and_are_required(tmp_path):
     with pytest.raises(DataError) as e:  # without the mapping: the file's columns are named
         dataset.load(f)
     assert "its columns are 'image_id', 'diagnosis' and 'age'" in str(e.value)
-    assert "--label-column" in e.value.problems[0].fix
+    assert "--label-column" in e.value.problems[0].fix.cli and "--" not in e.value.problems[0].fix.app
     with pytest.raises(DataError, match=r"line 4: image 'c.png' has an empty label \(column 'diagnosis'\)"):
         dataset.load(f, path_column="image_id", label_column="diagnosis")
     f.write_text("image_id;diagnosis;age\na.png;nevus;30\nb.png;melanoma;41\nc.png;nevus;52\n")
@@ -266,7 +266,7 @@ def test_checking_existence_only_reports_missing_files_with_row_and_fix_and_open
     (tmp_path / "broken.png").write_bytes(b"not an image")
     with pytest.raises(DataError) as e:
         dataset.load(f, check_images="exists")
-    assert [(p.where, p.fix != "") for p in e.value.problems] == [("labels.csv line 4 (missing.png)", True)]
+    assert [(p.where, bool(p.fix)) for p in e.value.problems] == [("labels.csv line 4 (missing.png)", True)]
     assert "does not exist" in e.value.problems[0].message
     ds = dataset.load(f, check_images="exists", skip_unreadable=True)
     assert ds.ids == ["a.png", "b.png", "broken.png", "c.png"] and ds.rows.tolist() == [2, 3, 5, 6]

@@ -88,7 +88,8 @@ def test_chosen_path_and_label_columns(tmp_path):
     with pytest.raises(TableError) as e:  # without the mapping: the file's columns, in words, and the fix
         read_table(f)
     assert "has no column 'path' or 'label'; its columns are 'image_id', 'diagnosis' and 'age'" in str(e.value)
-    assert "--path-column" in e.value.fix and "Data page" in e.value.fix
+    assert "--path-column" in e.value.fix.cli and "Data page" in e.value.fix.cli
+    assert "--" not in e.value.fix.app and "Data page" in e.value.fix.app
     t = read_table(f, path_column="image_id", label_column="diagnosis")
     assert t.dialect.delimiter == ";"
     assert t.paths().tolist() == ["img/a.jpg", "img/b.jpg", "img/c.jpg"]

@@ -129,9 +129,10 @@ def test_a_duration_is_said_to_the_second():
 def test_each_transition_writes_its_state_and_what_goes_with_it(tmp_path):
     from sei_core.runs import STATES, State
 
-    assert STATES == ("created", "running", "finished", "failed", "stopped", "interrupted")
+    assert STATES == ("created", "running", "finished", "failed", "stopped", "interrupted", "missing")
     assert all(State(s) == s for s in STATES)  # the strings status.json holds and the app reads
     run = Run(tmp_path / "run")
+    assert run.state() == State.MISSING and not run.state().resumable
     run.write_config({"epochs": 2})
     st = run.mark_created(epochs=2, n_runs=2)
     assert (st["state"], st["phase"], st["epochs"]) == ("created", "waiting to start", 2) and "error" not in st
@@ -151,7 +152,10 @@ def test_each_transition_writes_its_state_and_what_goes_with_it(tmp_path):
     finally:
         Run.release(fd)
     assert run.status()["state"] == "interrupted"  # running, and nobody holds the lock
+    assert run.state() == State.INTERRUPTED and run.state().resumable and not run.state().active
     assert json.loads((run.path / "status.json").read_text())["state"] == "running"
+    run.update_status(state="paused")  # a foreign tool's word: read as a failure that says so
+    assert run.state() == State.FAILED and "unknown state 'paused'" in run.status()["error"]
 
 
 def test_the_auxiliary_samples_are_kept_where_they_are_read(tmp_path):

@@ -60,11 +60,12 @@ import pandas as pd
 
 from .. import dataset as ds_mod
 from ..baselines import confident_learning
+from ..errors import SeiError
 from ..files import atomic_write, atomic_write_json
 from ..count import cleanlab_count
 from ..methods import METHODS, OUT_OF_SAMPLE_METHODS, method_names, split_variant, threshold_text
 from ..metrics import detection_report
-from ..runs import Run
+from ..runs import Run, State
 from .noise import confusion_calibrated_noise, confusion_matrix, symmetric_noise, write_noisy_label_file
 from ..labels import LABEL_COL, PATH_COL, source_kind, truth_columns, truth_for
 from .results import COUNT_COLUMNS, RESULT_COLUMNS, write_csv as _write_csv, write_report, write_results
@@ -80,7 +81,7 @@ _TRAIN_KEYS_IGNORED = ("data", "seed", "device", "workers", "cache_dir", "classe
 
 
 
-class BenchError(Exception):
+class BenchError(SeiError):
     """The benchmark cannot go on as asked; the message says why and what to do."""
 
 
@@ -407,7 +408,7 @@ def run_cell(cell: Cell, source: Source, spec: BenchSpec, bench_dir: Path,
         if not run.exists():
             log(f"{cell.key}: training the SEI run")
             train(config, run.path, progress_bar=spec.progress_bar, log=log)
-        elif run.status().get("state") != "finished":
+        elif run.state() != State.FINISHED:
             log(f"{cell.key}: resuming the SEI run")
             train(config, run.path, resume=True, progress_bar=spec.progress_bar, log=log)
         if not spec.keep_checkpoints and spec.retrain_test is None:  # held-out evaluation needs them
@@ -482,7 +483,7 @@ def _retrain(cell: Cell, folder: Path, source: Source, spec: BenchSpec, bench_di
         if not run.exists():
             log(f"{cell.key}: training the SEI run")
             train(config, run.path, progress_bar=spec.progress_bar, log=log)
-        elif run.status().get("state") != "finished":
+        elif run.state() != State.FINISHED:
             train(config, run.path, resume=True, progress_bar=spec.progress_bar, log=log)
         clean_dir = bench_dir / "clean" / cell.dataset / f"seed{cell.seed}" / "run"
         clean_config = _train_config(spec, source.labels_csv, cell.seed, source, bench_dir)

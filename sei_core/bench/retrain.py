@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from ..files import atomic_write, atomic_write_csv
-from ..runs import Run
+from ..runs import Run, State
 
 VARIANTS = ("noisy", "minus_flagged", "reviewed", "clean")
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auroc")
@@ -48,7 +48,7 @@ def _finish(config, out: Path, progress_bar: bool, log) -> Run:
     run = Run(out)
     if not run.exists():
         return train(config, out, progress_bar=progress_bar, log=log)
-    if run.status().get("state") != "finished":
+    if run.state() != State.FINISHED:
         return train(config, out, resume=True, progress_bar=progress_bar, log=log)
     return run
 
@@ -150,7 +150,7 @@ def retrain_cell(folder: Path, base: dict, clean_run_dir: Path, clean_config, te
         run = _finish(config, run_dir, progress_bar, log)
         save(_row(base, variant, run, evaluated(run), truth_label, counts))
     if "clean" not in have:
-        if not Run(clean_run_dir).exists() or Run(clean_run_dir).status().get("state") != "finished":
+        if not Run(clean_run_dir).exists() or Run(clean_run_dir).state() != State.FINISHED:
             log(f"{key}: training on the true labels ({clean_run_dir})")
         run = _finish(clean_config, clean_run_dir, progress_bar, log)
         ev = evaluation(run)
@@ -170,7 +170,7 @@ def second_round(cell: str | Path, truth_label: dict[str, str]) -> dict | None:
     from ..review import ReviewQueue, review_columns
 
     run = Run(Path(cell) / "retrain" / "reviewed" / "run")
-    if not run.exists() or run.status().get("state") != "finished":
+    if run.state() != State.FINISHED:
         return None
     s = score_run(run)
     rv = read_reviewed(Path(cell) / "retrain" / "reviewed" / "labels.csv", **review_columns(run))

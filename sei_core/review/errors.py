@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..errors import SeiError
+
 if TYPE_CHECKING:
     from .decision import Decision
 
 
-class ReviewError(Exception):
+class ReviewError(SeiError):
     """Base class of every error raised by the review store."""
 
 

@@ -79,11 +79,11 @@ def load_file(path: Path, gen: int, path_column: str = PATH_COL, label_column: s
     taken = [c for c in (path_column, label_column) if c in REVIEW_COLUMNS]
     if taken:
         raise LabelFileError(f"Label file {path}: the review writes its own column {in_words(taken)}, so it "
-                             f"cannot be the path or label column. {COLUMN_FIX[0].upper() + COLUMN_FIX[1:]}.")
+                             "cannot be the path or label column", COLUMN_FIX)
     try:
         table = read_table(path, raw=raw, path_column=path_column, label_column=label_column)
     except TableError as exc:
-        raise LabelFileError(f"Label file {path}: {exc}") from None
+        raise LabelFileError(f"Label file {path}: {exc.reason}", exc.fix) from None
     frame = table.frame
     complete = all(c in frame.columns for c in REVIEW_COLUMNS)
     # Without a quote character no cell can hold a line break; with one, look.

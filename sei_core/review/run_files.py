@@ -7,16 +7,14 @@ import csv
 import io
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..files import atomic_write_bytes, atomic_write_json
 from ..labels import LABEL_COL, PATH_COL, source_kind
+from ..runs import Run
+from ..score_cache import scored
 from .queue import ReviewQueue
 from .label_file import is_read_only
 from .store import ReviewStore
-
-if TYPE_CHECKING:
-    from ..runs import Run
 
 # --------------------------------------------------------------------------- what a run reviews
 
@@ -26,7 +24,7 @@ REVIEW_LABEL_FILE = "labels.csv"
 REVIEW_REQUESTS_FILE = "review_requests.json"
 
 
-def review_columns(run: "Run") -> dict[str, str]:
+def review_columns(run: Run) -> dict[str, str]:
     """The ``path_column`` and ``label_column`` of the run's review label file
     (:func:`review_label_file`): those the run was trained with for a CSV data set, ``path``
     and ``label`` for the label file made for an image folder or ``.npz``. Keyword arguments
@@ -38,7 +36,7 @@ def review_columns(run: "Run") -> dict[str, str]:
     return {"path_column": PATH_COL, "label_column": LABEL_COL}
 
 
-def review_label_file(run: "Run") -> Path:
+def review_label_file(run: Run) -> Path:
     """The label file decisions on ``run`` are written to.
 
     For a CSV data set that is the CSV itself — unless it is read-only, then a verbatim
@@ -69,7 +67,7 @@ def review_label_file(run: "Run") -> Path:
     return target
 
 
-def review_requests(run: "Run") -> list[str]:
+def review_requests(run: Run) -> list[str]:
     """Sample ids a user sent to the review queue from Explore (besides the flagged ones)."""
     try:
         items = json.loads((run.path / REVIEW_REQUESTS_FILE).read_text(encoding="utf-8"))
@@ -78,7 +76,7 @@ def review_requests(run: "Run") -> list[str]:
     return [str(x) for x in items] if isinstance(items, list) else []
 
 
-def request_review(run: "Run", sample_id: str) -> list[str]:
+def request_review(run: Run, sample_id: str) -> list[str]:
     """Add a sample to the run's review queue (kept on disk); returns the request list."""
     items = review_requests(run)
     if sample_id not in items:
@@ -87,13 +85,11 @@ def request_review(run: "Run", sample_id: str) -> list[str]:
     return items
 
 
-def run_count(run: "Run"):
+def run_count(run: Run):
     """The number of wrong labels of ``run``'s data from its decision log, and when to stop
     (what ``sei count`` prints and the pages show): ``(DecisionCount, StopAdvice, points)`` of
     :meth:`ReviewQueue.count` over the run's own queue, with the model's estimate as the
     fallback."""
-    from ..score_cache import scored
-
     s = scored(run).scores
     store = ReviewStore(review_label_file(run), classes=list(s.classes), **review_columns(run))
     try:
