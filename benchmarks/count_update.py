@@ -1,6 +1,7 @@
 """The count from the decisions at a million images: the time to update the estimate after one
 decision (issue 22's goal: at most 50 ms), as the Review page does it (``ReviewQueue.count``:
-the decision log read, the ranks looked up, the estimator), and the estimator alone.
+the decision log read, the ranks looked up, the estimator), and the estimator alone, with the
+model's recalibrated prior and without it, side by side.
 
 Builds a label file of ``--n`` rows in a temporary folder, a queue over them (10 % flagged),
 logs ``--decisions`` decisions through the store with their sampling (30 % audit picks), then
@@ -33,7 +34,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     ids = [f"img/{i:07d}.png" for i in range(a.n)]
     labels = rng.integers(0, 7, a.n)
-    score = rng.normal(size=a.n)
+    score = 1 / (1 + np.exp(-rng.normal(1.5, 1.5, a.n)))  # a confidence: the mean probability of the label
     flagged = score < np.quantile(score, 0.1)
     with tempfile.TemporaryDirectory(dir="/dev/shm" if Path("/dev/shm").is_dir() else None) as tmp:
         f = Path(tmp) / "labels.csv"
@@ -74,14 +75,19 @@ def main() -> None:
         df = store.estimation_decisions()
         rk = q.audit(store).rank[q.audit(store)._index.get_indexer(df["path"].tolist())]
         wrong = df["status"].eq("relabeled").to_numpy()
-        est = []
-        for _ in range(a.repeats):
+        x = q.audit(store).x_by_rank
+        est, bare = [], []
+        for _ in range(a.repeats):  # the estimator with the model's recalibrated prior, and without
             t0 = time.perf_counter()
-            count_from_decisions(given, rk, wrong, df["audit"].to_numpy(), n_classes=7)
+            count_from_decisions(given, rk, wrong, df["audit"].to_numpy(), n_classes=7, x_by_rank=x)
             est.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            count_from_decisions(given, rk, wrong, df["audit"].to_numpy(), n_classes=7, prior_picks=0)
+            bare.append(time.perf_counter() - t0)
         store.close()
     print(f"update after a decision (ReviewQueue.count): median {1000 * statistics.median(times):.1f} ms "
-          f"(min {1000 * min(times):.1f}; the decision itself {1000 * statistics.median(logged):.1f} ms); the estimator alone: median {1000 * statistics.median(est):.1f} ms; "
+          f"(min {1000 * min(times):.1f}; the decision itself {1000 * statistics.median(logged):.1f} ms); the estimator alone: median {1000 * statistics.median(est):.1f} ms "
+          f"({1000 * statistics.median(bare):.1f} ms without the model's prior); "
           f"{c.audits_used} picks used, {c.source}; load average {os.getloadavg()[0]:.1f}")
 
 

@@ -12,7 +12,8 @@ import pytest
 from sei_core import cli
 from sei_core.count import CountEstimate
 from sei_core.review import ReviewQueue, ReviewStore, Sampling
-from sei_core.review_count import audit_weights, count_from_decisions, selfclean_run_length, stop_advice
+from sei_core.review_count import (audit_weights, count_from_decisions, recalibration, selfclean_run_length, stop_advice,
+                                  wrong_log_odds)
 
 
 def _review(truth_wrong, n_decisions, share, rng):
@@ -389,3 +390,55 @@ def test_decisions_needed_is_the_first_checkpoint_that_stays_within_the_toleranc
     assert decisions_needed(df) == 40  # 20 holds for 4 of 5 replays, but 30 falls out again
     assert decisions_needed(df, tolerance=0.25) == 20
     assert decisions_needed(df[df["decisions"] < 40]) is None
+
+
+def test_recalibration_recovers_a_logistic_curve_and_needs_both_outcomes():
+    rng = np.random.default_rng(0)
+    x = rng.normal(-2.0, 1.5, 4000)
+    y = rng.random(x.size) < 1 / (1 + np.exp(-(0.5 + 1.2 * x)))
+    a, b = recalibration(x, y)
+    assert abs(a - 0.5) < 0.25 and abs(b - 1.2) < 0.2
+    assert recalibration(x[:50], np.zeros(50, bool)) is None  # no wrong label yet: nothing to fit
+    odds = wrong_log_odds(np.array([0.9, np.nan, 0.2]))
+    assert odds[0] < 0 < odds[2] and np.isfinite(odds).all()  # NaN (unscored) gets the median
+    assert wrong_log_odds(np.array([-3.0, 2.5])) is None  # not probabilities: no recalibration
+
+
+def _replays(x_by_rank, wrong_by_rank, prior_picks, in_order=150, audits=25, reps=150):
+    """Counts from ``in_order`` decisions at the top of the order and ``audits`` uniform picks among
+    the rest, over ``reps`` draws of the picks."""
+    n = wrong_by_rank.size
+    rng = np.random.default_rng(1)
+    given = np.zeros(n, dtype=np.int64)
+    out = []
+    for r in range(reps):
+        picks = rng.choice(np.arange(in_order + 1, n), audits, replace=False)
+        rank = np.concatenate([np.arange(in_order), picks])
+        audit = np.arange(rank.size) >= in_order
+        c = count_from_decisions(given, rank, wrong_by_rank[rank], audit, np.ones(rank.size), seed=r,
+                                 x_by_rank=x_by_rank, prior_picks=prior_picks)
+        assert c.source == "decisions" and c.low <= c.count <= c.high
+        out.append(c)
+    return out
+
+
+def test_the_recalibrated_prior_narrows_the_count_and_the_picks_outweigh_a_wrong_model():
+    """Issue 22: the model's share, recalibrated on every decision, lends each band κ picks. With a
+    model whose log-odds are right the counts scatter less around the truth; with a model that
+    says nothing (its log-odds shuffled, so the fit is the share wrong of the decisions in order,
+    far above the rest's), the prior biases the count, less and less as the picks accumulate."""
+    rng = np.random.default_rng(0)
+    n = 2000
+    x = np.sort(rng.normal(-2.5, 1.5, n))[::-1]  # the order: most suspicious first
+    wrong = rng.random(n) < 1 / (1 + np.exp(-x))
+    truth = int(wrong.sum())
+    alone = np.array([c.count for c in _replays(x, wrong, 0.0)])
+    lent = np.array([c.count for c in _replays(x, wrong, 10.0)])
+    assert lent.std() < 0.85 * alone.std() and abs(lent.mean() - truth) < 0.05 * truth
+    assert np.sqrt(((lent - truth) ** 2).mean()) < np.sqrt(((alone - truth) ** 2).mean())
+    assert _replays(x, wrong, 10.0, reps=1)[0].prior_picks == 10.0
+    assert "recalibrated" in _replays(x, wrong, 10.0, reps=1)[0].sentence()
+    shuffled = rng.permutation(x)
+    few = np.array([c.count for c in _replays(shuffled, wrong, 10.0, audits=100, reps=30)])
+    many = np.array([c.count for c in _replays(shuffled, wrong, 10.0, audits=1200, reps=30)])
+    assert abs(many.mean() - truth) < 0.5 * abs(few.mean() - truth) and abs(many.mean() - truth) < 0.05 * truth

@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..review_count import audit_weights, count_from_decisions, stop_advice
+from ..review_count import audit_weights, count_from_decisions, stop_advice, wrong_log_odds
 from .decision import CONFIRMED, DISCARDED, RELABELED, STATUSES, Sampling
 from .store import ReviewStore
 
@@ -257,6 +257,7 @@ class ReviewQueue:
             a.given = self._all_labels[a.order]
         given = a.given
         k = int(self._all_labels.max()) + 1 if self._all_labels.size else 0
+        kw.setdefault("x_by_rank", a.x_by_rank)
         c = count_from_decisions(given, rank, wrong, audit, weight, n_classes=kw.pop("n_classes", k), model=model,
                                  **kw)
         return c, stop_advice(rank, wrong, audit, ids, c), (rank, wrong, audit)
@@ -314,6 +315,8 @@ class _AuditState:
         self.scale = float(max(len(queue.index), n // 100, 1))
         self.recent: list[bool] = []  # wrong or not, of the decisions in order (this queue's)
         self.given: np.ndarray | None = None  # the given label at each rank (ReviewQueue.count)
+        x = wrong_log_odds(queue._all_score)  # the model's log-odds of a wrong label (the count's prior)
+        self.x_by_rank = None if x is None else x[self.order]
         self._log: dict = {"last": 0}  # log_view's cache
         self.frontier = 0  # no unreviewed image ranks before it
         self.cursor = -1  # rank of the last image shown in order
