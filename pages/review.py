@@ -20,8 +20,8 @@ from pages._common import (cached_scored, cached_scores, class_names_of, class_t
 from pages._outcome import retrain_section
 from sei_core import dynamics, gallery, plots, workspace
 from sei_core.methods import DEFAULT_METHOD
-from sei_core.review import REVIEW_REQUESTS_FILE, ReviewQueue, ReviewSession, ReviewStore, review_columns, \
-    review_label_file, review_requests
+from sei_core.review import (REVIEW_REQUESTS_FILE, ReviewQueue, ReviewSession, ReviewStore, review_columns,
+                             review_label_file, review_requests)
 from sei_core.review.session import MAX_KEY_CLASSES, image_facts, keys_text, suggested_class
 from sei_core.runs import Run
 from sei_core.score_cache import sample_values

@@ -1,4 +1,5 @@
-"""Figure builders for the app: arrays in, Plotly figures out (no I/O, no method math).
+"""Figure builders for the app: arrays in, Plotly figures out (no I/O, no method math); the
+Review page's curve also as a light SVG (:func:`signed_entropy_svg`).
 
 Every text that comes from the user's data (class names, file names) is HTML-escaped
 before it reaches Plotly, which renders a subset of HTML in titles, legends and hovers.
