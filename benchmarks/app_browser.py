@@ -130,10 +130,18 @@ def walk(page, steps: list[str]) -> list[tuple[str, str, float, float]]:
         page.evaluate(_ARM)
         t0 = time.perf_counter()
         page.keyboard.press(KEYS.get(key, key))
-        if want == before:  # the same image stays: the step is over when its rerun is
-            page.wait_for_function("() => window.__seiDone", polling="raf", timeout=120_000)
-        else:
-            page.wait_for_function(_SHOWN, arg=before, polling="raf", timeout=120_000)
+        try:
+            if want == before:  # the same image stays: the step is over when its rerun is
+                page.wait_for_function("() => window.__seiDone", polling="raf", timeout=120_000)
+            else:
+                page.wait_for_function(_SHOWN, arg=before, polling="raf", timeout=120_000)
+        except Exception as e:
+            state = page.evaluate(f"() => {{ const h = {_HEADING}, im = {_IMAGE}; return [h && h.innerText, "
+                                  "im && im.src, im && im.complete, im && im.naturalWidth, window.__seiDone]; }")
+            shot = Path(os.environ.get("TMPDIR", "/tmp")) / f"app_browser_{os.getpid()}.png"
+            page.screenshot(path=str(shot), full_page=True)
+            raise RuntimeError(f"step {len(out) + 1} ({key!r} on {before}, expecting {want}) did not end: heading, "
+                               f"image, loaded, width, rerun over = {state}; screenshot {shot}") from e
         shown = time.perf_counter() - t0
         page.wait_for_function("() => window.__seiDone", polling="raf", timeout=120_000)
         done = time.perf_counter() - t0
