@@ -135,16 +135,18 @@ def walk(page, steps: list[str]) -> list[tuple[str, str, float, float]]:
                 page.wait_for_function("() => window.__seiDone", polling="raf", timeout=120_000)
             else:
                 page.wait_for_function(_SHOWN, arg=before, polling="raf", timeout=120_000)
+            shown = time.perf_counter() - t0
+            page.wait_for_function("() => window.__seiDone", polling="raf", timeout=120_000)
+            done = time.perf_counter() - t0
         except Exception as e:
             state = page.evaluate(f"() => {{ const h = {_HEADING}, im = {_IMAGE}; return [h && h.innerText, "
-                                  "im && im.src, im && im.complete, im && im.naturalWidth, window.__seiDone]; }")
+                                  "im && im.src, im && im.complete, im && im.naturalWidth, window.__seiDone, "
+                                  "document.querySelector('[data-testid=\"stApp\"]')"
+                                  ".getAttribute('data-test-script-state')]; }")
             shot = Path(os.environ.get("TMPDIR", "/tmp")) / f"app_browser_{os.getpid()}.png"
             page.screenshot(path=str(shot), full_page=True)
             raise RuntimeError(f"step {len(out) + 1} ({key!r} on {before}, expecting {want}) did not end: heading, "
-                               f"image, loaded, width, rerun over = {state}; screenshot {shot}") from e
-        shown = time.perf_counter() - t0
-        page.wait_for_function("() => window.__seiDone", polling="raf", timeout=120_000)
-        done = time.perf_counter() - t0
+                               f"image, loaded, width, rerun over, script state = {state}; screenshot {shot}") from e
         if page.locator('[data-testid="stException"]').count():
             raise RuntimeError(f"the page showed an exception after {key!r}")
         now = current_image(page)
