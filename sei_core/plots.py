@@ -1,4 +1,5 @@
-"""Figure builders for the app: arrays in, Plotly figures out (no I/O, no method math).
+"""Figure builders for the app: arrays in, Plotly figures out (no I/O, no method math); the
+Review page's curve also as a light SVG (:func:`signed_entropy_svg`).
 
 Every text that comes from the user's data (class names, file names) is HTML-escaped
 before it reaches Plotly, which renders a subset of HTML in titles, legends and hovers.
@@ -449,3 +450,98 @@ def calibration_curve(points: Mapping, n: int, title: str = "Share of wrong labe
     fig.update_xaxes(title="rank in the review order (0 = most suspicious)", range=[0, max(n, 1)])
     fig.update_yaxes(title="share wrong (points: 1 wrong, 0 correct)", range=[-0.05, 1.05])
     return _layout(fig, height=300, title=dict(text=text(title), font=dict(size=14)))
+
+
+# -- a light figure for the Review page (redrawn at every decision) --------------------------------
+
+def nice_ticks(lo: float, hi: float, n: int = 5) -> np.ndarray:
+    """About ``n`` round tick values (1, 2 or 5 times a power of ten apart) covering ``[lo, hi]``."""
+    if not np.isfinite(lo) or not np.isfinite(hi) or hi <= lo:
+        return np.array([lo if np.isfinite(lo) else 0.0])
+    raw = (hi - lo) / max(n - 1, 1)
+    step = 10 ** np.floor(np.log10(raw))
+    step *= next(m for m in (1, 2, 5, 10) if m * step >= raw)
+    return np.arange(np.ceil(lo / step - 1e-9), np.floor(hi / step + 1e-9) + 1) * step + 0.0
+
+
+def signed_entropy_svg(signed_entropy: np.ndarray, cumulative: np.ndarray | None = None,
+                       group_means: Mapping[str, np.ndarray] | None = None, width: int = 640,
+                       height: int = 330) -> str:
+    """:func:`signed_entropy_curve` as a self-contained SVG (the same lines, colours, axes and
+    legend; each epoch's value in a hover title). Drawing it costs the browser next to nothing,
+    where a Plotly chart costs a script run of its own at every decision on the Review page."""
+    se = np.asarray(signed_entropy, dtype=np.float64)
+    n = len(se)
+    left, right, top, bottom = 55, (60 if cumulative is not None else 20), 52, 45
+    pw, ph = width - left - right, height - top - bottom
+    curves = [(f"mean of {name}", np.asarray(c, dtype=np.float64), _rgba(color, 0.55), "2 3", 1.5)
+              for (name, c), color in zip((group_means or {}).items(), GROUP_COLORS)
+              if c is not None and np.isfinite(c).any()]
+    finite = np.concatenate([se[np.isfinite(se)], *[c[np.isfinite(c)] for _, c, *_ in curves], [0.0]])
+    lo, hi = float(finite.min()), float(finite.max())
+    pad = 0.05 * (hi - lo or 1.0)
+    lo, hi = lo - pad, hi + pad
+
+    def x(e):
+        return left + (np.asarray(e, dtype=np.float64) - 1) / max(n - 1, 1) * pw
+
+    def y(v, a=lo, b=hi):
+        return top + (b - np.asarray(v, dtype=np.float64)) / (b - a) * ph
+
+    def path(values, a=lo, b=hi) -> str:
+        ok = np.isfinite(values)
+        pts = [f"{px:.1f},{py:.1f}" for px, py, good in zip(x(np.arange(1, len(values) + 1)), y(values, a, b), ok)
+               if good]
+        return "M" + " L".join(pts) if pts else ""
+
+    esc = lambda s: html.escape(str(s), quote=True)  # noqa: E731
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="100%" '
+           f'style="font-family:{esc(FONT["family"])};font-size:12px" role="img" '
+           f'aria-label="signed entropy per epoch">']
+    for v in nice_ticks(lo, hi, 6):  # grid and left axis
+        out.append(f'<line x1="{left}" x2="{left + pw}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#eeeeee"/>'
+                   f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end" fill="#555">{v:.3g}</text>')
+    epochs = range(1, n + 1, max(1, int(np.ceil(n / 8)))) if n <= 16 else \
+        [int(e) for e in nice_ticks(1, n, 8) if e >= 1]
+    for e in epochs:
+        out.append(f'<line x1="{x(e):.1f}" x2="{x(e):.1f}" y1="{top}" y2="{top + ph}" stroke="#eeeeee"/>'
+                   f'<text x="{x(e):.1f}" y="{top + ph + 16}" text-anchor="middle" fill="#555">{e}</text>')
+    out.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#bbbbbb"/>'
+               f'<line x1="{left}" x2="{left + pw}" y1="{y(0):.1f}" y2="{y(0):.1f}" stroke="#999999"/>'
+               f'<text x="{left + pw / 2:.0f}" y="{height - 6}" text-anchor="middle" fill="#333">epoch</text>'
+               f'<text transform="translate(14 {top + ph / 2:.0f}) rotate(-90)" text-anchor="middle" '
+               f'fill="#333">signed entropy</text>')
+    legend = []
+    for name, c, color, dash, w in curves:
+        out.append(f'<path d="{path(c)}" fill="none" stroke="{color}" stroke-width="{w}" stroke-dasharray="{dash}">'
+                   f'<title>{esc(name)}</title></path>')
+        legend.append((name, color, dash))
+    if cumulative is not None:
+        cum = np.asarray(cumulative, dtype=np.float64)
+        ok = cum[np.isfinite(cum)]
+        a, b = (float(ok.min()), float(ok.max())) if ok.size else (0.0, 1.0)
+        a, b = (a - 0.5, b + 0.5) if b <= a else (a - 0.05 * (b - a), b + 0.05 * (b - a))
+        for v in nice_ticks(a, b):
+            out.append(f'<text x="{left + pw + 6}" y="{y(v, a, b) + 4:.1f}" fill="#8E6BB5">{v:.0f}</text>')
+        out.append(f'<path d="{path(cum, a, b)}" fill="none" stroke="#8E6BB5" stroke-width="1.5">'
+                   f'<title>running SEI</title></path>'
+                   f'<text transform="translate({width - 8} {top + ph / 2:.0f}) rotate(90)" text-anchor="middle" '
+                   f'fill="#333">running SEI</text>')
+        legend.append(("running SEI", "#8E6BB5", ""))
+    out.append(f'<path d="{path(se)}" fill="none" stroke="#222222" stroke-width="2.5"/>')
+    for e, v in zip(range(1, n + 1), se):
+        if np.isfinite(v):
+            out.append(f'<circle cx="{x(e):.1f}" cy="{y(v):.1f}" r="2.5" fill="#222222">'
+                       f'<title>epoch {e}: signed entropy {v:.3g}</title></circle>')
+    legend.insert(0, ("this image", "#222222", ""))
+    lx, ly = 0.0, 14
+    for name, color, dash in legend:  # above the panel, as the Plotly figure's legend (wrapped)
+        w = 34 + 6.5 * len(name)
+        if lx and lx + w > width:
+            lx, ly = 0.0, ly + 18
+        out.append(f'<line x1="{lx + 2:.0f}" x2="{lx + 22:.0f}" y1="{ly}" y2="{ly}" stroke="{color}" stroke-width="2"'
+                   + (f' stroke-dasharray="{dash}"' if dash else "") + "/>"
+                   f'<text x="{lx + 26:.0f}" y="{ly + 4}" fill="#333">{esc(name)}</text>')
+        lx += w
+    out.append("</svg>")
+    return "".join(out)

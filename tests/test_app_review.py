@@ -358,3 +358,29 @@ def test_previous_then_undo_decodes_no_example_image_again(open_app, app_env, fl
     del made[:]
     at.button(key="act_undo").click().run()
     assert made == [] and after <= 12  # at most the two strips of the next image
+
+
+def test_classes_are_shown_by_name_with_their_code_and_decisions_keep_the_code(open_app, app_env, flagged):
+    """Issue 18 item 3: with names in the data set's prompts.json, the relabel buttons, the class
+    filter and the queue table's label columns say "name (code)"; the label file and the log
+    keep the code."""
+    from sei_core.dataset import PROMPTS_FILE, Prompts
+
+    s = score_run(Run(app_env.run))
+    names = {c: f"the class {c.upper()}" for c in s.classes}
+    (app_env.labels.parent / PROMPTS_FILE).write_text(json.dumps(Prompts(names=names).to_dict()))
+    at = open_review(open_app)
+    first = current(at)
+    old = labels(app_env.labels).loc[first, "label"]
+    k = next(j for j, c in enumerate(s.classes) if c != old)
+    assert at.button(key=f"relabel_to_{k}").label == md(f"the class {s.classes[k].upper()} ({s.classes[k]})")
+    assert at.selectbox(key="review_class").options[1] == f"the class {s.classes[0].upper()} ({s.classes[0]})"
+    table = at.dataframe[0].value
+    assert set(table["given label"]) <= {f"{names[c]} ({c})" for c in s.classes}
+    at.button(key=f"relabel_to_{k}").click().run()
+    assert not at.exception and not at.error
+    assert labels(app_env.labels).loc[first, "label"] == s.classes[k]  # the code, not the name
+    assert ReviewStore(app_env.labels).decisions()[-1].new_label == s.classes[k]
+    at.selectbox(key="review_state").select("relabeled").run()
+    table = at.dataframe[0].value.set_index("image")
+    assert table.loc[first.split("/")[-1], "label now"] == f"{names[s.classes[k]]} ({s.classes[k]})"

@@ -108,3 +108,22 @@ def test_figures_build_and_escape_labels():
 def test_class_counts_leave_room_for_the_longest_bars_count():
     fig = plots.class_counts({"melanoma": 111, "nevus": 88})
     assert fig.data[0].cliponaxis is False and fig.layout.xaxis.range[1] >= 1.1 * 111
+
+
+def test_the_review_pages_curve_is_a_light_svg_of_the_same_lines():
+    """plots.signed_entropy_svg: one marker per recorded epoch (with its value), the running SEI
+    and each group's mean, names escaped; an epoch not recorded (NaN) is left out."""
+    import xml.etree.ElementTree as ET
+
+    se = np.array([0.5, -0.2, np.nan, -0.8, -0.9])
+    svg = plots.signed_entropy_svg(se, dynamics.cumulative_sei(np.nan_to_num(se)),
+                                   {"<b>easy</b>": se / 2, "flagged": None})
+    root = ET.fromstring(svg)  # well-formed
+    ns = "{http://www.w3.org/2000/svg}"
+    titles = [c.find(ns + "title").text for c in root.iter(ns + "circle")]
+    assert titles == ["epoch 1: signed entropy 0.5", "epoch 2: signed entropy -0.2", "epoch 4: signed entropy -0.8",
+                      "epoch 5: signed entropy -0.9"]
+    text = " ".join(t.text or "" for t in root.iter(ns + "text"))
+    assert "mean of <b>easy</b>" in text and "running SEI" in text and "flagged" not in text
+    assert "&lt;b&gt;" in svg and "<b>" not in svg
+    assert np.allclose(plots.nice_ticks(-0.93, 0.55), [-0.5, 0.0, 0.5])  # round steps, inside the range

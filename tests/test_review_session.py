@@ -65,3 +65,37 @@ def test_undo_reverts_the_latest_own_decision_and_refuses_over_someone_elses(tmp
     assert not out.saved and out.conflict.decision_id == own and "force=True" not in out.conflict.message
     out = mine.undo("Dr. A", out.conflict.decision_id, force=True)
     assert out.saved
+
+
+def test_navigate_and_place_say_where_the_reviewer_is(tmp_path):
+    s, store, q = _session(tmp_path)
+    first = s.navigate(None, "to review")
+    assert first == "00.png" and s.place(first, "to review") == (1, len(s.shown("to review")))
+    assert s.decide("Dr. A", "confirm", first, "b", "").saved
+    nxt = s.navigate(first, "to review", advance_from=first)
+    assert nxt == "01.png"
+    assert s.place(first, "to review") is None  # decided: no longer among those to review
+    assert s.navigate(nxt, "to review", reviewer="Dr. A", back_from=nxt) == first  # Previous
+
+
+def test_the_words_shown_name_each_class_and_keep_its_code(tmp_path):
+    from types import SimpleNamespace
+
+    from sei_core.review.session import decision_lines, image_facts, queue_table
+
+    s, store, q = _session(tmp_path)
+    n = len(IDS)
+    scores = SimpleNamespace(classes=["a", "b"], labels=q._all_labels, suggested=np.zeros(n, int),
+                             suggested_probability=np.full(n, 0.9), score=np.linspace(-1, 1, n),
+                             threshold=np.zeros(n), sei=np.linspace(-1, 1, n), sei_threshold=np.zeros(n),
+                             sei_flagged=np.ones(n, bool), method="sei")
+    name = {"a": "apple", "b": "banana"}
+    name_of = lambda c: f"{name[c]} ({c})"  # noqa: E731
+    assert s.decide("Dr. A", "relabel", "00.png", "b", "", new_label="a").saved
+    rows = dict(image_facts(scores, 0, q.row("00.png"), name_of))
+    assert rows["Label now"] == "apple (a)" and rows["Original label"] == "banana (b)"
+    assert rows["Model suggests"] == "apple (a) · 90%" and rows["Status"] == "relabeled by Dr. A"
+    table = queue_table(q, scores, np.arange(3), name_of)
+    assert list(table["given label"]) == ["banana (b)", "apple (a)", "banana (b)"]
+    assert table["label now"][0] == "apple (a)" and table["status"][0] == "relabeled"
+    assert decision_lines(store.decisions("00.png"), name_of)[0].endswith("relabel · banana (b) → apple (a)")

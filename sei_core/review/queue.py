@@ -374,8 +374,12 @@ class _AuditState:
         return c["arrays"]
 
     def index_of(self, path: str) -> int | None:
-        i = self._index.get_indexer([path])[0]
-        return None if i < 0 else int(i)
+        try:
+            i = self._index.get_loc(path)  # a hash look-up (get_indexer builds arrays: ms at 100k ids)
+        except (KeyError, TypeError):
+            return None
+        return int(i) if isinstance(i, (int, np.integer)) else int(np.flatnonzero(i)[0] if not isinstance(i, slice)
+                                                                    else i.start)
 
     def resync(self, store: "ReviewStore") -> None:
         st = store.statuses(self.ids)

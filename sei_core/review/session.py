@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
+import pandas as pd
 
-from .queue import STATE_FILTERS, ReviewQueue
-from .decision import Decision
+from ..methods import PAPER_METHOD, display_name
+from .queue import MISSING, STATE_FILTERS, ReviewQueue
+from .decision import STATUSES, Decision
 from .errors import ConflictError, ReviewError
 from .store import ReviewStore
 
@@ -23,6 +27,10 @@ log = logging.getLogger(__name__)
 
 #: The decisions a reviewer can make on one image (undo is :meth:`ReviewSession.undo`).
 DECISIONS = ("confirm", "relabel", "discard")
+#: A review status in the reviewer's words.
+STATUS_WORDS = {"": "not reviewed yet", "confirmed": "confirmed", "relabeled": "relabeled", "discarded": "discarded"}
+#: Classes that get a number key (1–9); with more, a picker and "L" relabel as the rest.
+MAX_KEY_CLASSES = 9
 
 
 @dataclass(frozen=True)
@@ -142,6 +150,25 @@ class ReviewSession:
         (``from_path`` itself when there is none)."""
         return self.queue.previous_decided(from_path, self.store.decided_paths(reviewer)) or from_path
 
+    def navigate(self, path: str | None, state_filter: str, given: int = -1, reviewer: str = "", *,
+                 advance_from: str | None = None, back_from: str | None = None) -> str | None:
+        """The image to show now: after ``advance_from`` (just decided or skipped,
+        :meth:`advance`), before ``back_from`` ("Previous", :meth:`back`), else ``path`` as
+        :meth:`current` keeps it."""
+        if advance_from is not None:
+            return self.advance(advance_from, state_filter, given)
+        if back_from is not None:
+            return self.back(back_from, reviewer)
+        return self.current(path, state_filter, given)
+
+    def place(self, path: str, state_filter: str, given: int = -1) -> tuple[int, int] | None:
+        """``(n, of)``: ``path`` is the n-th (from 1) of the ``of`` images the selection shows;
+        None if it is not (or no longer) one of them."""
+        shown = self.shown(state_filter, given)
+        q = self.queue.position.get(path, -1)
+        at = int(np.searchsorted(shown, q))
+        return (at + 1, len(shown)) if at < len(shown) and shown[at] == q else None
+
     def current(self, path: str | None, state_filter: str, given: int = -1) -> str | None:
         """``path`` if it is an image of the queue, else the first one the selection shows (None:
         nothing to show)."""
@@ -149,3 +176,73 @@ class ReviewSession:
             return path
         shown = self.shown(state_filter, given)
         return self.queue.ids[int(shown[0])] if len(shown) else None
+
+
+# -- what the page shows, in words (the Review page draws these) ----------------------------------
+
+def suggested_class(s, i: int) -> str | None:
+    """The model's suggestion for sample ``i`` of scores ``s`` (None where it has none)."""
+    k = int(s.suggested[i])
+    return s.classes[k] if 0 <= k < len(s.classes) else None
+
+
+def image_facts(s, i: int, row: tuple[str, str, str, str], name_of: Callable[[str], str] = str,
+                trust=None) -> list[tuple[str, str]]:
+    """The facts beside an image: ``(label, value)`` rows for its label now (and the original
+    one if changed), the model's suggestion, its score and the paper's SEI, its status, and
+    ``trust`` (a :class:`~sei_core.reliability.ClassReliability`) when its class is unreliable.
+    ``row``: :meth:`ReviewQueue.row`; ``name_of``: a class code as shown (e.g. with its name)."""
+    label, status, by, orig = row
+    suggested = suggested_class(s, i)
+    rows = [("Label now", name_of(label))]
+    if orig and orig != label:
+        rows.append(("Original label", name_of(orig)))
+    rows += [("Model suggests", f"{name_of(suggested)} · {100 * s.suggested_probability[i]:.0f}%" if suggested
+              else "—"),
+             (display_name(s.method), f"{s.score[i]:.3g}  (threshold {s.threshold[i]:.3g})"
+              if np.isfinite(s.score[i]) else "no score")]
+    if s.method != PAPER_METHOD:
+        rows.append(("Paper's SEI", f"{s.sei[i]:.3g}  (threshold {s.sei_threshold[i]:.3g}, "
+                     f"{'flagged' if s.sei_flagged[i] else 'not flagged'})" if np.isfinite(s.sei[i]) else "no score"))
+    rows.append(("Status", STATUS_WORDS.get(status, status) + (f" by {by}" if by else "")))
+    if trust is not None and not trust.reliable:  # the model has not learnt this class: say so beside its flag
+        rows.append(("Flags of this class", f"unreliable: the model agrees with {100 * trust.agreement:.0f}% "
+                                            f"of its {trust.images:,} labels"))
+    return rows
+
+
+def keys_text(n_classes: int) -> str:
+    """The keyboard shortcuts in words, for ``n_classes`` classes."""
+    return ("Keyboard: Y confirm · 1–%d relabel as that class (the image's own class confirms) · D discard · "
+            "S skip · ← previous · U undo%s. The star marks the model's suggestion: the class it predicted "
+            "most often over the last epochs, with its average probability."
+            % (min(n_classes, MAX_KEY_CLASSES), " · L relabel as picked" if n_classes > MAX_KEY_CLASSES else ""))
+
+
+def queue_table(queue: ReviewQueue, s, positions: np.ndarray, name_of: Callable[[str], str] = str) -> pd.DataFrame:
+    """The queue's rows at ``positions``: image, given label, the run's score, the paper's SEI,
+    label now and status, the labels as ``name_of`` shows a class code."""
+    idx = queue.index[positions]
+    score = display_name(s.method)
+    df = pd.DataFrame({"image": [Path(queue.ids[q]).name for q in positions],
+                       "given label": [name_of(s.classes[j]) for j in s.labels[idx]],
+                       score: s.score[idx], "SEI": s.sei[idx],
+                       "label now": [name_of(v) if v else "" for v in queue.label[positions]],
+                       "status": [STATUS_WORDS.get(STATUSES[c], "?") if c != MISSING else "not in the label file"
+                                  for c in queue.status[positions]]})
+    return df[list(dict.fromkeys(["image", "given label", score, "SEI", "label now", "status"]))]
+
+
+def decision_lines(decisions: Sequence[Decision], name_of: Callable[[str], str] = str) -> list[str]:
+    """One line per decision of an image's history: when, who, what, from which label to which."""
+    return [f"{d.time[:16].replace('T', ' ')} · {d.reviewer} · {d.action}{' (undone)' if d.undone else ''}"
+            + (f" · {name_of(d.old_label)} → {name_of(d.new_label)}" if d.old_label != d.new_label else "")
+            for d in decisions]
+
+
+def decision_log_table(decisions: Sequence[Decision]) -> pd.DataFrame:
+    """The decision log (as given: e.g. newest first) as a table."""
+    return pd.DataFrame([{"#": d.id, "when (UTC)": d.time[:19].replace("T", " "), "reviewer": d.reviewer,
+                          "image": d.path, "action": d.action + (" (undone)" if d.undone else ""),
+                          "old label": d.old_label, "new label": d.new_label, "SEI": d.sei} for d in decisions],
+                        columns=["#", "when (UTC)", "reviewer", "image", "action", "old label", "new label", "SEI"])
