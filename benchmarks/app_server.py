@@ -52,14 +52,14 @@ def app_server(runs_dir: str | Path, log: Path, extra: list[str] = (), timeout: 
             cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.time() + timeout
+        deadline = time.monotonic() + timeout
         while True:
             try:
                 if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
                     break
             except OSError:
                 pass
-            if proc.poll() is not None or time.time() > deadline:
+            if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"streamlit did not start:\n{Path(log).read_text()}")
             time.sleep(0.3)
         yield proc, url

@@ -72,7 +72,7 @@ def measure(name: str, options: list[str], labels: Path, out: Path) -> dict:
     row = {"candidate": name, "options": " ".join(options) or "(none)"}
     if not (Run(run_dir).exists() and Run(run_dir).state() == State.FINISHED):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        t0 = time.time()
+        t0 = time.monotonic()
         cmd = [sys.executable, "-m", "sei_core.cli", "train", str(labels), "--out", str(run_dir), "--no-progress",
                *options]
         proc = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
@@ -82,7 +82,7 @@ def measure(name: str, options: list[str], labels: Path, out: Path) -> dict:
         if proc.returncode:
             return {**row, "error": proc.stderr.strip().splitlines()[-1]}
         (run_dir / "measured.txt").write_text(
-            f"{time.time() - t0:.1f} {after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime:.1f}\n")
+            f"{time.monotonic() - t0:.1f} {after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime:.1f}\n")
     wall, cpu = (float(x) for x in (run_dir / "measured.txt").read_text().split())
     cfg = Run(run_dir).config()
     s = score_run(Run(run_dir))

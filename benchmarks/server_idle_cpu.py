@@ -42,9 +42,9 @@ def measure(extra: list[str], seconds: float, runs_dir: str) -> float:
             page.get_by_role("heading", name="Data", exact=True).wait_for(timeout=90_000)
             page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=90_000)
             time.sleep(3)  # let the first run's work settle
-            t0, c0 = time.time(), cpu_seconds(proc.pid)
+            t0, c0 = time.monotonic(), cpu_seconds(proc.pid)
             time.sleep(seconds)
-            t1, c1 = time.time(), cpu_seconds(proc.pid)
+            t1, c1 = time.monotonic(), cpu_seconds(proc.pid)
             browser.close()
         return 100 * (c1 - c0) / (t1 - t0)
 

@@ -69,7 +69,7 @@ def subset_csv(labels: Path, n: int, out: Path) -> int:
 
 def measure(cmd: list[str]) -> dict:
     """Run ``cmd``; peak RssAnon of the process and of its process tree, and the wall time."""
-    t0 = time.time()
+    t0 = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     peak = {"main": 0, "tree": 0}
     err: list[str] = []
@@ -83,7 +83,7 @@ def measure(cmd: list[str]) -> dict:
     reader.join()
     if proc.returncode != 0:
         raise SystemExit(f"training failed ({proc.returncode}):\n{''.join(err)[-3000:]}")
-    return {**peak, "seconds": time.time() - t0, "log": "".join(err)}
+    return {**peak, "seconds": time.monotonic() - t0, "log": "".join(err)}
 
 
 FEED_SCRIPT = """

@@ -224,7 +224,7 @@ def evaluate(run: Run | str | Path, test: str | Path, *, path_column: str | None
     run = Run(run) if not isinstance(run, Run) else run
     if not run.exists():
         raise RunError(f"{run.path} is not a run directory (no config.json)")
-    t0 = time.time()
+    t0 = time.monotonic()
     final_checkpoints(run)  # fail before decoding anything
     cfg = run.config()
     test_ds = load_test_set(run, test, path_column, label_column)
@@ -232,14 +232,14 @@ def evaluate(run: Run | str | Path, test: str | Path, *, path_column: str | None
     leaks = find_leaks(train_ds, test_ds)
     if leaks:
         raise EvaluationError(leak_message(leaks, train_ds, test_ds))
-    t_check = time.time() - t0
+    t_check = time.monotonic() - t0
     size = int(cfg["image_size"])
     images, problems = decode_images(test_ds, size, workers=workers,
                                             cache_dir=cache_dir or cfg.get("cache_dir") or run.path / "cache")
-    t_decode = time.time() - t0 - t_check
+    t_decode = time.monotonic() - t0 - t_check
     probs, epochs = predict(run, images, device=device)
     report = classification_report(test_ds.labels, probs, list(cfg["classes"]))
-    seconds = time.time() - t0
+    seconds = time.monotonic() - t0
     result = {"test_file": str(Path(test).absolute()), "n_images": len(test_ds),
               "path_column": test_ds.path_column, "label_column": test_ds.label_column,
               **report, "checkpoint_epochs": epochs, "epochs": int(cfg.get("epochs", 0)),

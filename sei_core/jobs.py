@@ -62,12 +62,12 @@ def stop(run: Run | str | Path, timeout: float = 10.0) -> bool:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return False
-    deadline = time.time() + timeout
-    while time.time() < deadline and run.is_locked():
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and run.is_locked():
         time.sleep(0.1)
     if run.is_locked():  # did not react in time (e.g. stuck in a long native call)
         os.kill(pid, signal.SIGKILL)
-        while run.is_locked() and time.time() < deadline + 5:
+        while run.is_locked() and time.monotonic() < deadline + 5:
             time.sleep(0.1)
         run.mark_stopped()
     return True

@@ -95,7 +95,7 @@ class RunWriter:
         self.recorder = Recorder(n, k + 1, device)
         self._store = self.run.records(1, keep_probs)
         self._history: list[dict] = []
-        self._t0 = time.time()
+        self._t0 = time.monotonic()
         cfg = {"data": str(Path(data).resolve()) if data is not None else "", "split": "train",
                "source": "own training loop", **(config or {}), "classes": self.classes, "runs": 1,
                "keep_probs": keep_probs, "n_samples": n, "created_at": now()}
@@ -117,7 +117,7 @@ class RunWriter:
         self.epoch += 1
         scalars = {k: float(v) for k, v in (("loss", loss), ("accuracy", accuracy)) if v is not None}
         self._store.write_epoch(self.epoch, stats, probs, **scalars)
-        seconds, self._t0 = time.time() - self._t0, time.time()
+        seconds, self._t0 = time.monotonic() - self._t0, time.monotonic()
         self._history.append({"run": 1, "epoch": self.epoch, "seconds": seconds, **scalars})
         self.run.update_status(epoch=self.epoch, epochs=max(self.epoch, self.epochs or 0), history=self._history,
                                loss=scalars.get("loss"), accuracy=scalars.get("accuracy"))

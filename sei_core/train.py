@@ -215,7 +215,7 @@ def prepare(config: TrainConfig, run: Run, log: Callable[[str], None] = print) -
         data = ds_mod.apply_training_table(data, config.training_table, classes)
     for p in data.problems:
         log(f"warning: {p}")
-    t0 = time.time()
+    t0 = time.monotonic()
     reported = [0]
 
     def progress(done: int, total: int) -> None:
@@ -223,7 +223,7 @@ def prepare(config: TrainConfig, run: Run, log: Callable[[str], None] = print) -
         run.update_status(phase=f"decoding images {done}/{total}")
         if done == total or done - reported[0] >= max(1, total // 10):
             reported[0] = done
-            log(f"decoding images: {done}/{total} ({time.time() - t0:.0f}s)")
+            log(f"decoding images: {done}/{total} ({time.monotonic() - t0:.0f}s)")
 
     images, problems = decode_images(data, config.image_size, workers=config.workers,
                                             cache_dir=config.cache_dir or run.path / "cache",
@@ -232,7 +232,7 @@ def prepare(config: TrainConfig, run: Run, log: Callable[[str], None] = print) -
         log(f"warning: {p} — skipped")
     data, rows = ds_mod.drop_undecodable(data, problems)
     log(f"{len(data)} images of {len(data.classes)} classes decoded at {config.image_size}px "
-        f"in {time.time() - t0:.1f}s")
+        f"in {time.monotonic() - t0:.1f}s")
     if (run.path / "samples.csv").is_file():
         ids, labels = run.samples()
         now_labels = [data.classes[k] for k in data.labels]
@@ -687,7 +687,7 @@ def _train_one(run: Run, config: TrainConfig, prep: Prepared, aux: np.ndarray, i
 
     try:
         for epoch in range(start_epoch, config.epochs + 1):
-            t0 = time.time()
+            t0 = time.monotonic()
             progress.epoch_started(epoch)
             perm = torch.randperm(n, generator=ts.order_gen)
             loss_v, acc_v = step.epoch(feed, y_all, perm, n_batches,
@@ -701,7 +701,7 @@ def _train_one(run: Run, config: TrainConfig, prep: Prepared, aux: np.ndarray, i
                 recorder.reset()
                 continue
             stats, probs = recorder.finalize()
-            seconds = time.time() - t0
+            seconds = time.monotonic() - t0
             history.append({"run": index, "epoch": epoch, "loss": loss_v, "accuracy": acc_v, "seconds": seconds,
                             "lr": ts.opt.param_groups[0]["lr"]})
             store.write_epoch(epoch, stats, probs, loss=loss_v, accuracy=acc_v)

@@ -6,7 +6,6 @@ but the server."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -16,6 +15,7 @@ from benchmarks.app_server import CHROMIUM as CHROMIUM_PATH, CHROMIUM_ARGS, app_
 from pages._common import PAGES
 from sample_data.make_sample_data import generate
 from sei_core import access
+from tests.test_e2e_browser import new_page, settle
 
 CHROMIUM = Path(CHROMIUM_PATH)
 ARGS = [*CHROMIUM_ARGS, "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -28,12 +28,6 @@ pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Chromium at /usr/bin/chromium "
                        "(apt-get install -y chromium chromium-driver)"),
 ]
-
-
-def settle(page) -> None:
-    time.sleep(0.4)
-    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=60_000)
-    time.sleep(0.5)
 
 
 def main_text(page) -> str:
@@ -50,7 +44,7 @@ def test_network_mode_in_a_real_browser(tmp_path):
     env = {access.NETWORK_ENV: "1", access.TOKEN_ENV: TOKEN, access.DATA_ROOTS_ENV: str(data.parent)}
     with app_server(runs, tmp_path / "server.log", timeout=90, env=env) as (_, url), sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        page = browser.new_page()
+        page = new_page(browser)
         hosts = set()
         page.on("request", lambda r: hosts.add(urlparse(r.url).hostname) if r.url.startswith("http") else None)
         for path in ["/", *(f"/{u}" for *_, u in PAGES)]:

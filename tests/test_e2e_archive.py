@@ -81,8 +81,8 @@ def archive_flow(page, url: str, folder: Path) -> dict:
     target = next(c for c in classes if c != old)
     seen["label shown with name"] = page.get_by_text("Label now:").locator("xpath=..").inner_text()
     page.keyboard.press(str(classes.index(target) + 1))
-    deadline = time.time() + 30
-    while time.time() < deadline:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
         after = pd.read_csv(table, dtype=str, keep_default_na=False).set_index("image_id")
         if "review_status" in after.columns and after.loc[shown, "review_status"] == "relabeled":
             break

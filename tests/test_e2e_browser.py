@@ -78,10 +78,25 @@ def settle(page) -> None:
     page.evaluate("() => { window.__seiSettled = window.__seiRuns; }")
 
 
+#: True once the page's images have loaded and the sizes of its blocks, charts and images have
+#: not changed for 20 animation frames (about 1/3 s): the layout after a resize has settled.
+LAYOUT_STILL = """
+() => {
+  const els = document.querySelectorAll('[data-testid=stMain] [data-testid=stVerticalBlock], '
+    + '[data-testid=stPlotlyChart], [data-testid=stImage] img, canvas');
+  const now = Array.from(els, e => { const r = e.getBoundingClientRect(); return `${r.width}x${r.height}`; }).join();
+  const loaded = Array.from(document.images).every(i => i.complete);
+  window.__seiStill = loaded && now === window.__seiLayout ? (window.__seiStill || 0) + 1 : 0;
+  window.__seiLayout = now;
+  return window.__seiStill >= 20;
+}
+"""
+
+
 def screenshot(page, path: Path) -> None:
     """A README picture: a taller window so that the page's first sections fit, then back."""
     page.set_viewport_size({"width": 1440, "height": 1500})
-    time.sleep(3)
+    page.wait_for_function(LAYOUT_STILL, polling="raf", timeout=60_000)
     page.screenshot(path=str(path))
     page.set_viewport_size({"width": 1440, "height": 1000})
 

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -151,12 +152,30 @@ def _review_some(run: Run) -> dict:
     return {"relabeled": (paths[0], other), "discarded": paths[1], "confirmed": paths[2]}
 
 
+@pytest.fixture(scope="module")
+def reviewed_parent(tiny_data, tmp_path_factory):
+    """A 2-epoch run of a copy of the tiny data, reviewed (:func:`_review_some`): the data and
+    the run in one folder, and what was decided. Read-only: tests take :func:`reviewed_run`."""
+    root = tmp_path_factory.mktemp("reviewed")
+    shutil.copytree(tiny_data.parent, root / "data")
+    out = root / "runs" / "parent"
+    assert cli.main(train_args(root / "data" / tiny_data.name, out, epochs=2)) == 0
+    return root, _review_some(Run(out))
+
+
 @pytest.fixture
-def reviewed_run(tiny_copy, tmp_path):
-    out = tmp_path / "runs" / "parent"
-    assert cli.main(train_args(tiny_copy, out, epochs=2)) == 0
-    run = Run(out)
-    return run, _review_some(run)
+def reviewed_run(reviewed_parent, tmp_path):
+    """A private copy of :func:`reviewed_parent` (its data, label file and run): the run and
+    what was decided. One training serves every test that retrains from a review."""
+    root, decided = reviewed_parent
+    shutil.copytree(root / "data", tmp_path / "data")
+    run = Run(tmp_path / "runs" / "parent")
+    shutil.copytree(root / "runs" / "parent", run.path, ignore=shutil.ignore_patterns(".lock"))
+    cfg = run.config()
+    cfg["data"] = str(tmp_path / "data" / Path(cfg["data"]).name)
+    run.write_config(cfg)
+    assert review_label_file(run) == tmp_path / "data" / Path(cfg["data"]).name
+    return run, decided
 
 
 @pytest.mark.slow
@@ -199,13 +218,13 @@ def test_a_killed_retrain_resumes_on_the_same_samples(reviewed_run, tmp_path):
     parent, decided = reviewed_run
     child_dir = tmp_path / "runs" / "child"
     cmd = [sys.executable, "-m", "sei_core.cli", "train", "--from-review", str(parent.path), "--out", str(child_dir),
-           "--no-progress", "--epochs", "6"]
+           "--no-progress", "--epochs", "3"]
     proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
+    deadline = time.monotonic() + 240
     while not (child_dir / "run1" / "records").is_dir() or len(Run(child_dir).records(1).epochs()) < 2:
         assert proc.poll() is None, "training ended before it could be killed"
-        assert time.time() < deadline, "training made no progress"
+        assert time.monotonic() < deadline, "training made no progress"
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -220,12 +239,12 @@ def test_a_killed_retrain_resumes_on_the_same_samples(reviewed_run, tmp_path):
     assert child.status()["state"] == "finished"
     ids, labels = child.samples()
     assert ids == table["path"].tolist() and labels == table["label"].tolist()
-    assert child.config()["epochs"] == 6  # an explicit option overrides the parent's setting
+    assert child.config()["epochs"] == 3  # an explicit option overrides the parent's setting
     assert read_reviewed(review_label_file(parent), **review_columns(parent)).counts()["discarded"] == 2
 
 
-def test_retrain_refuses_a_taken_out_and_a_missing_run(reviewed_run, capsys):
-    parent, _ = reviewed_run
+def test_retrain_refuses_a_taken_out_and_a_missing_run(run_copy, capsys):
+    parent = run_copy  # refused before any review is read: the session's run serves
     assert cli.main(["train", "--from-review", str(parent.path), "--out", str(parent.path)]) == 1
     assert "already holds a run" in capsys.readouterr().err
     assert cli.main(["train", "--from-review", str(parent.path / "nope")]) == 1

@@ -120,11 +120,11 @@ def cross_val_probs(
                 probs[z["idx"]] = z["probs"]
                 seconds += float(z["seconds"])
             continue
-        t0 = time.time()
+        t0 = time.monotonic()
         train_idx, test_idx = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
         log(f"fold {f + 1}/{int(fold.max()) + 1}: training on {len(train_idx)}, predicting {len(test_idx)}")
         p = _fit_predict(config, class_prompts, feed, data.labels, train_idx, test_idx, device, f)
-        dt = time.time() - t0
+        dt = time.monotonic() - t0
         probs[test_idx] = p
         seconds += dt
         atomic_write(path, lambda fh: np.savez(fh, idx=test_idx, probs=p, seconds=np.float64(dt)))

@@ -420,14 +420,14 @@ def run_cell(cell: Cell, source: Source, spec: BenchSpec, bench_dir: Path,
         est = count_errors(loaded.records, loaded.is_aux, probs=loaded.probs)
         rows = []
         for m in record_methods:
-            t0 = time.time()
+            t0 = time.monotonic()
             try:
                 ms = score_method(loaded, m, count=est)
             except Exception as e:  # a broken method must not stop the grid
                 failures.append(f"{cell.key} {m}: {type(e).__name__}: {e}")
                 log(f"warning: {failures[-1]}")
                 continue
-            dt = time.time() - t0
+            dt = time.monotonic() - t0
             rows.append({**base, "method": m, **_evaluate(ms.score, ms.flagged, is_noisy),
                          "wall_seconds": train_s + dt, "train_seconds": train_s, "score_seconds": dt,
                          "threshold_rule": threshold_text(m)})
@@ -438,10 +438,10 @@ def run_cell(cell: Cell, source: Source, spec: BenchSpec, bench_dir: Path,
 
         log(f"{cell.key}: {spec.folds}-fold cross-validation for confident learning")
         cv = cross_val_probs(config, spec.folds, folder / "cv", classes=source.classes, log=log)
-        t0 = time.time()
+        t0 = time.monotonic()
         try:
             score, flagged = confident_learning(cv.probs, cv.labels)
-            dt = time.time() - t0
+            dt = time.monotonic() - t0
             save([{**base, "method": "confident_learning",
                    **_evaluate(score, flagged, truth_for(cv.ids, truth, truth_csv)),
                    "wall_seconds": cv.seconds + dt, "train_seconds": cv.seconds, "score_seconds": dt,
@@ -569,11 +569,11 @@ def run_bench(spec: BenchSpec, out: str | Path, *, log: Callable[[str], None] | 
     cells = cells_of(spec, names)
     states, failures = {}, []
     for i, cell in enumerate(cells, 1):
-        t0 = time.time()
+        t0 = time.monotonic()
         state, fails = run_cell(cell, by_name[cell.dataset], spec, bench_dir, say)
         states[cell.key] = state
         failures += fails
-        say(f"[{i}/{len(cells)}] {cell.key}: {state}" + (f" in {time.time() - t0:.0f}s" if state != "skipped" else ""))
+        say(f"[{i}/{len(cells)}] {cell.key}: {state}" + (f" in {time.monotonic() - t0:.0f}s" if state != "skipped" else ""))
         if state != "skipped":
             write_results(bench_dir)
             if spec.retrain_test is not None:
