@@ -184,7 +184,7 @@ def class_view(run_path: str, stamp: tuple, method: str, k: int, truth_stamp: tu
     figures = dict(
         hist=plots.score_histograms(s.score, s.flagged, s.labels, s.classes, s.threshold, truth,
                                   show_classes=None if k == ALL else [k], score_name=name),
-        group_curves=plots.group_curves(mean, std, count, dynamics.GROUP_NAMES, "signed entropy"),
+        group_curves=plots.group_curves(mean, std, count, dynamics.GROUP_NAMES, plots.AGREEMENT_AXIS),
         alignment=plots.alignment_plot(o.alignment(k), dynamics.GROUP_NAMES, count),
         entropy=o.entropy_figure(k),
         integrals=plots.integral_comparison(signed[m], unsigned[m], np.asarray(s.sei_flagged)[m],
