@@ -240,13 +240,16 @@ def data_name(data_path: str | Path) -> str:
 
 
 def new_run_name(data_path: str | Path, model: str, folder: Path | None = None) -> str:
-    """A fresh, readable run name: ``<data>-<model>-<n>``, ``<data>`` from :func:`data_name`."""
+    """A fresh, readable run name: ``<data>-<model>-<n>``, ``<data>`` from :func:`data_name`.
+    The folder of a run that failed before training anything counts as free: starting again
+    under its name replaces it (as the Train page says of such a run), instead of leaving it
+    beside a new ``-<n+1>``."""
     folder = folder or runs_dir()
     stem = data_name(data_path)
     base = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in f"{stem}-{model}").strip("-").lower()
     base = base or "run"
     n = 1
-    while (folder / f"{base}-{n}").exists():
+    while (p := folder / f"{base}-{n}").exists() and not Run(p).trained_nothing():
         n += 1
     return f"{base}-{n}"
 

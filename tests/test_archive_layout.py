@@ -296,6 +296,25 @@ def test_explore_opens_the_newest_finished_run_and_the_address_keeps_the_choice(
     assert "Training failed: weights missing" in said and "Nothing was trained yet" in said
 
 
+def test_the_train_page_offers_the_failed_runs_name_it_says_a_new_run_replaces(open_app, app_env):
+    """A run that failed before training anything: "a new run named X replaces this one", and
+    the new-run form suggests X for the same data (not X's successor, beside the failed run)."""
+    from streamlit.testing.v1 import AppTest
+
+    failed = Run(app_env.runs / "my-first-try")
+    failed.write_config({**json.loads((app_env.run / "config.json").read_text())})
+    failed.update_status(state="failed", error="no image file found for 'ISIC_0027419'")
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=120)
+    at.query_params["run"] = "my-first-try"
+    at.switch_page("pages/train.py").run()
+    assert not at.exception
+    assert "a new run named my\\-first\\-try replaces this one" in " ".join(i.value for i in at.info)
+    assert at.text_input(key="tr_name").placeholder == "my-first-try"
+    at.sidebar.selectbox(key="run_name").select(app_env.run.name).run()  # a finished run selected: a fresh name
+    assert not at.exception
+    assert at.text_input(key="tr_name").placeholder not in ("my-first-try", app_env.run.name)
+
+
 def test_a_training_error_is_said_in_the_pages_words():
     from pages._common import in_app_words
 

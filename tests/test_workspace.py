@@ -76,6 +76,18 @@ def test_new_run_name(tmp_path):
     assert workspace.new_run_name("/data/skin/labels.csv", "SEI-Tiny-RN", tmp_path) == "skin-sei-tiny-rn-2"
 
 
+def test_a_run_that_failed_before_training_leaves_its_name_free(tmp_path):
+    """The Train page says a new run of that name replaces such a run: the suggestion is that name."""
+    from sei_core.runs import Run
+
+    failed = Run(tmp_path / "skin-sei-tiny-rn-1")
+    failed.write_config({"data": "/data/skin/labels.csv"})
+    failed.update_status(state="failed", error="no image file found")
+    assert workspace.new_run_name("/data/skin/labels.csv", "SEI-Tiny-RN", tmp_path) == "skin-sei-tiny-rn-1"
+    failed.update_status(state="failed", error="out of memory", history=[{"run": 1, "epoch": 1}])
+    assert workspace.new_run_name("/data/skin/labels.csv", "SEI-Tiny-RN", tmp_path) == "skin-sei-tiny-rn-2"
+
+
 def test_gallery_refuses_paths_outside_the_data_root(tmp_path):
     root = tmp_path / "data"
     (root / "img").mkdir(parents=True)
