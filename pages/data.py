@@ -363,8 +363,11 @@ def use_known_names(ds, base: Prompts, known: dict) -> None:
                   aux_prompt=DERM_AUX if base.aux_prompt == Prompts().aux_prompt else base.aux_prompt,
                   per_class=dict(base.per_class), names={**known, **base.names})
     st.session_state["_prompts_saved"] = str(workspace.save_prompts(ds, new))
-    for k in [k for k in st.session_state if str(k).startswith(("prompt_template::", "prompt_aux::", "prompt_table::"))]:
-        del st.session_state[k]
+    # Set, not deleted: a browser keeps showing (and later submits) a keyed input's old text
+    # unless the server sets its value; the table is redrawn from its new data anyway.
+    st.session_state[f"prompt_template::{ds.source}"] = new.template
+    st.session_state[f"prompt_aux::{ds.source}"] = new.aux_prompt
+    st.session_state.pop(f"prompt_table::{ds.source}", None)
 
 
 def prompts_editor(ds) -> None:
@@ -385,9 +388,11 @@ def prompts_editor(ds) -> None:
         st.success("Saved to", icon=":material/check_circle:")
         st.code(saved_to, language=None)
     with st.form("prompts"):
-        template = st.text_input("Template ({} is replaced by the class name)", value=base.template,
-                                 key=f"prompt_template::{ds.source}")
-        aux = st.text_input("Auxiliary prompt", value=base.aux_prompt, key=f"prompt_aux::{ds.source}")
+        keys = {f"prompt_template::{ds.source}": base.template, f"prompt_aux::{ds.source}": base.aux_prompt}
+        for key, value in keys.items():  # the saved text, unless this tab holds an edit (or use_known_names set it)
+            st.session_state.setdefault(key, value)
+        template = st.text_input("Template ({} is replaced by the class name)", key=f"prompt_template::{ds.source}")
+        aux = st.text_input("Auxiliary prompt", key=f"prompt_aux::{ds.source}")
         table = pd.DataFrame({"class": ds.classes, "name": [base.names.get(c, "") for c in ds.classes],
                               "prompt": [base.per_class.get(c, "") for c in ds.classes]})
         edited = st.data_editor(table, hide_index=True, width="stretch", disabled=["class"], num_rows="fixed",
