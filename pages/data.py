@@ -209,9 +209,12 @@ def layout_picker(data: dict, rep) -> None:
     if rep.suggested_dirs:
         box = st.container(border=True)
         names = ", ".join(f"“{rel(d)}”" for d in rep.suggested_dirs)
-        box.info(f"{rep.missing:,} row(s) name an image that was not found where the label file says, and "
-                 f"{names} beside it hold(s) such images. Use {'them' if len(rep.suggested_dirs) > 1 else 'it'} "
-                 "as the image folders? Your label file is not changed.", icon=":material/folder_special:")
+        many = len(rep.suggested_dirs) > 1
+        box.info(f"{rep.missing:,} {'row names' if rep.missing == 1 else 'rows name'} an image that was not found "
+                 f"where the label file says, and the {'folders' if many else 'folder'} {names} beside it "
+                 f"{'hold' if many else 'holds'} such images. Use {'them' if many else 'it'} as the image "
+                 f"{'folders' if many else 'folder'}? Your label file is not changed.",
+                 icon=":material/folder_special:")
         box.button("Use these image folders", type="primary", icon=":material/done:", key="use_guess",
                    on_click=use_layout, args=(data, chosen + rep.suggested_dirs, data.get("image_ext")))
     title = ("Image folders: " + ", ".join(f"“{rel(d)}”" for d in chosen)) if chosen else \
@@ -437,7 +440,9 @@ with guard("the Data page"):
         opened_data(data, ok=False)
         layout_picker(data, rep)
         st.error(f"This data cannot be used yet: {len(rep.problems)} problem(s), listed below with where they are "
-                 "and how to fix them. Fix the file, then press Open again.", icon=":material/error:")
+                 "and how to fix them. "
+                 + ("Choose the image folders above, or fix the file and press Open again." if rep.suggested_dirs
+                    else "Fix the file, then press Open again."), icon=":material/error:")
         show_problems(rep.problems)
         st.stop()
     ds = rep.data

@@ -154,6 +154,26 @@ def test_folder_with_one_table_opens_as_that_table_and_an_image_folder_says_what
     assert dataset.table_in_folder(archive.parent / PARTS[0]) is None
 
 
+def test_the_data_page_points_at_the_image_folders_it_offers(open_app, archive):
+    """Without its image folders the archive's table cannot be used: the page offers the folders
+    beside it in plain words and says that choosing them is the fix (not "fix the file")."""
+    at = open_app()
+    at.text_input(key="data_path_input").input(str(archive.parent)).run()
+    at.button[0].click().run()
+    at.selectbox(key="pick_path_column").select("image_id").run()
+    at.selectbox(key="pick_label_column").select("dx").run()
+    at.button(key="use_columns").click().run()
+    assert not at.exception
+    offer = " ".join(i.value for i in at.info).replace("\\", "")
+    assert "28 rows name an image that was not found where the label file says, and the folders " \
+           "“HAM10000_images_part_1”, “HAM10000_images_part_2” beside it hold such images" in offer
+    assert "(s)" not in offer
+    said = " ".join(e.value for e in at.error)
+    assert "Choose the image folders above" in said and "Fix the file" not in said
+    at.button(key="use_guess").click().run()
+    assert not at.error and not at.exception
+
+
 # -- one report from sei validate, the Data page and sei train ---------------------------------------
 
 def _fixtures(root: Path) -> dict[str, tuple[Path, list[str]]]:
