@@ -289,7 +289,7 @@ def sample_panel(run, s, truth, groups, order, means, names: Callable[[], pd.Ser
                 ("Threshold", f"{s.threshold[i]:.3g}" if np.isfinite(s.threshold[i]) else "—"),
                 ("Decision", "flagged: the label may be wrong" if s.flagged[i] else "kept"),
                 ("Group", dynamics.GROUP_NAMES[groups[i]] if groups[i] >= 0 else "unscored"),
-                ("Model suggests", f"{sug} ({100 * s.suggested_probability[i]:.0f}%)"
+                ("Model suggests", f"{sug} · {100 * s.suggested_probability[i]:.0f}%"
                  if np.isfinite(s.suggested_probability[i]) else sug)]
         if truth is not None:
             rows.append(("Truth file", "mislabeled" if truth[i] else "label correct"))

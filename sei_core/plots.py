@@ -348,7 +348,7 @@ def alignment_plot(align: np.ndarray, names: Sequence[str], count: np.ndarray) -
                                  hovertemplate=f"{label}<br>epoch %{{x}}<br>%{{y:.0f}}% predicted as labelled"
                                                "<extra></extra>"))
     _epoch_axis(fig, align.shape[1])
-    fig.update_yaxes(title_text="prediction = given label (%)", range=[-3, 103])
+    fig.update_yaxes(title_text="agreed with the label (%)", range=[-3, 103])
     return _layout(fig, 340)
 
 
