@@ -83,13 +83,24 @@ def normalise_data_path(path: str | Path) -> str:
     return str(Path(str(path).strip().strip('"').strip("'")).expanduser().absolute())
 
 
+def data_path(path: str | Path) -> str:
+    """A data set's path as the app opens it: normalised, and a folder holding one label file
+    (the HAM10000 archive: its metadata table beside its image folders) as that file, whether
+    it was typed on the Data page or came in the address (``?data=FOLDER``)."""
+    from .dataset import table_in_folder
+
+    p = normalise_data_path(path)
+    table = table_in_folder(Path(p)) if Path(p).is_dir() else None
+    return p if table is None else str(table)
+
+
 def data_choice(path: str | Path, split: str = "train", path_column: str = PATH_COL,
                 label_column: str = LABEL_COL, image_dirs=(), image_ext: str | None = None) -> dict:
     """A data choice as the app keeps it: ``{"path", "split", "path_column", "label_column",
-    "image_dirs", "image_ext"}`` (the path normalised; the columns say which of a label file's
-    columns hold the image path and the label, the image folders (absolute) and extension
-    where its images are: part of the data set's identity)."""
-    return {"path": normalise_data_path(path), "split": str(split or "train"),
+    "image_dirs", "image_ext"}`` (the path as :func:`data_path` opens it; the columns say which
+    of a label file's columns hold the image path and the label, the image folders (absolute)
+    and extension where its images are: part of the data set's identity)."""
+    return {"path": data_path(path), "split": str(split or "train"),
             "path_column": str(path_column or PATH_COL).strip(),
             "label_column": str(label_column or LABEL_COL).strip(),
             "image_dirs": [normalise_data_path(d) for d in (image_dirs or []) if str(d).strip()],

@@ -174,6 +174,21 @@ def test_the_data_page_points_at_the_image_folders_it_offers(open_app, archive):
     assert not at.error and not at.exception
 
 
+def test_a_folder_in_the_address_opens_as_the_table_it_holds(open_app, archive):
+    """``?data=FOLDER`` (a bookmark, a link) opens the archive's table as typing the folder does,
+    instead of reading the folder as a label file (it said "has no column 'path' or 'label'"
+    and offered no column menus)."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=120)
+    at.query_params["data"] = str(archive.parent)
+    at.switch_page("pages/data.py").run()
+    assert not at.exception
+    assert at.session_state["data"]["path"] == str(archive)
+    assert at.selectbox(key="pick_path_column").value == "image_id"
+    assert workspace.data_choice(archive.parent / PARTS[0])["path"] == str(archive.parent / PARTS[0])  # no table
+
+
 # -- one report from sei validate, the Data page and sei train ---------------------------------------
 
 def _fixtures(root: Path) -> dict[str, tuple[Path, list[str]]]:
