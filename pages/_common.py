@@ -460,7 +460,7 @@ def sidebar() -> None:
             if st.session_state.get("_run_choice") not in names:
                 # the address's run (a reload keeps it), else the newest finished run of this data set
                 asked = st.query_params.get("run")
-                best = workspace.newest_finished(runs, data["path"])
+                best = workspace.newest_finished(runs, data["path"]) or workspace.newest_finished(runs)
                 st.session_state["_run_choice"] = asked if asked in names else (best.name if best else names[0])
             st.session_state["run_name"] = st.session_state["_run_choice"]
             if st.query_params.get("run") != st.session_state["run_name"]:

@@ -331,6 +331,22 @@ def test_explore_opens_the_newest_finished_run_and_the_address_keeps_the_choice(
     assert "Training failed: weights missing" in said and "Nothing was trained yet" in said
 
 
+def test_data_without_runs_of_its_own_opens_a_finished_run_not_a_newer_failed_one(open_app, app_env, archive):
+    """A data set that has no runs yet: the sidebar falls back to the newest *finished* run
+    (of another data set, said so), not to the newest run of all, which had failed."""
+    from streamlit.testing.v1 import AppTest
+
+    failed = Run(app_env.runs / "zz-failed")
+    failed.write_config({"data": str(app_env.labels)})
+    failed.update_status(state="failed", error="weights missing")
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=120)
+    at.query_params["data"] = str(archive)
+    at.switch_page("pages/explore.py").run()
+    assert not at.exception
+    assert at.sidebar.selectbox(key="run_name").value == app_env.run.name
+    assert at.query_params["run"] == app_env.run.name
+
+
 def test_the_train_page_offers_the_failed_runs_name_it_says_a_new_run_replaces(open_app, app_env):
     """A run that failed before training anything: "a new run named X replaces this one", and
     the new-run form suggests X for the same data (not X's successor, beside the failed run)."""
