@@ -251,16 +251,33 @@ def data_name(data_path: str | Path) -> str:
 
 
 def new_run_name(data_path: str | Path, model: str, folder: Path | None = None) -> str:
-    """A fresh, readable run name: ``<data>-<model>-<n>``, ``<data>`` from :func:`data_name`.
-    The folder of a run that failed before training anything counts as free: starting again
-    under its name replaces it (as the Train page says of such a run), instead of leaving it
-    beside a new ``-<n+1>``."""
+    """A fresh, readable run name: ``<data>-<model>-<n>``, ``<data>`` from :func:`data_name`,
+    with the folder's name in front where runs of that name were trained on another data set
+    (two ``HAM10000_metadata.csv`` in different folders: ``ham2-ham10000_metadata-…``).
+    The folder of a run of this data set that failed before training anything counts as free:
+    starting again under its name replaces it (as the Train page says of such a run), instead
+    of leaving it beside a new ``-<n+1>``."""
     folder = folder or runs_dir()
+    want = normalise_data_path(data_path)
+
+    def slug(text: str) -> str:
+        return "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in text).strip("-").lower() or "run"
+
+    def data_of(p: Path) -> str | None:
+        try:
+            d = Run(p).config().get("data")
+        except Exception:
+            return None
+        return normalise_data_path(d) if d else None
+
     stem = data_name(data_path)
-    base = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in f"{stem}-{model}").strip("-").lower()
-    base = base or "run"
+    base = slug(f"{stem}-{model}")
+    # the nearest folder whose name the stem does not hold yet (skin/labels.csv is "skin" already)
+    parent = next((a.name for a in Path(want).parents if a.name and a.name.lower() not in stem.lower()), "")
+    if parent and any(data_of(p) not in (None, want) for p in folder.glob(f"{base}-*") if p.is_dir()):
+        base = slug(f"{parent}-{stem}-{model}")
     n = 1
-    while (p := folder / f"{base}-{n}").exists() and not Run(p).trained_nothing():
+    while (p := folder / f"{base}-{n}").exists() and not (Run(p).trained_nothing() and data_of(p) == want):
         n += 1
     return f"{base}-{n}"
 
