@@ -252,8 +252,8 @@ def data_name(data_path: str | Path) -> str:
 
 def new_run_name(data_path: str | Path, model: str, folder: Path | None = None) -> str:
     """A fresh, readable run name: ``<data>-<model>-<n>``, ``<data>`` from :func:`data_name`,
-    with the folder's name in front where runs of that name were trained on another data set
-    (two ``HAM10000_metadata.csv`` in different folders: ``ham2-ham10000_metadata-…``).
+    with the folder's name in front where runs of that name were trained on other data sets
+    only (two ``HAM10000_metadata.csv`` in different folders: ``ham2-ham10000_metadata-…``).
     The folder of a run of this data set that failed before training anything counts as free:
     starting again under its name replaces it (as the Train page says of such a run), instead
     of leaving it beside a new ``-<n+1>``."""
@@ -273,8 +273,10 @@ def new_run_name(data_path: str | Path, model: str, folder: Path | None = None) 
     stem = data_name(data_path)
     base = slug(f"{stem}-{model}")
     # the nearest folder whose name the stem does not hold yet (skin/labels.csv is "skin" already)
-    parent = next((a.name for a in Path(want).parents if a.name and a.name.lower() not in stem.lower()), "")
-    if parent and any(data_of(p) not in (None, want) for p in folder.glob(f"{base}-*") if p.is_dir()):
+    parent = next((a.name for a in Path(want).parents
+                   if a.name and a.name.lower() not in stem.lower().split("-")), "")
+    trained_on = {data_of(p) for p in folder.glob(f"{base}-*") if p.is_dir()} - {None}
+    if parent and trained_on and want not in trained_on:
         base = slug(f"{parent}-{stem}-{model}")
     n = 1
     while (p := folder / f"{base}-{n}").exists() and not (Run(p).trained_nothing() and data_of(p) == want):

@@ -88,6 +88,10 @@ def test_runs_of_two_tables_of_the_same_name_are_told_apart(tmp_path):
         "ham10000_metadata-sei-tiny-rn-2"
     assert workspace.new_run_name("/data/ham2/HAM10000_metadata.csv", "SEI-Tiny-RN", tmp_path) == \
         "ham2-ham10000_metadata-sei-tiny-rn-1"
+    Run(tmp_path / "ham10000_metadata-sei-tiny-rn-2").write_config({"data": "/data/ham2/HAM10000_metadata.csv"})
+    # the first one's runs keep their numbering, named as before (not after its folder "ham")
+    assert workspace.new_run_name("/data/ham/HAM10000_metadata.csv", "SEI-Tiny-RN", tmp_path) == \
+        "ham10000_metadata-sei-tiny-rn-3"
 
 
 def test_a_run_that_failed_before_training_leaves_its_name_free(tmp_path):
