@@ -65,14 +65,8 @@ def apply_preset() -> None:
 
 
 def init_defaults() -> None:
-    """The machine's preset in the form's fields, where this tab holds no value for them. Any
-    missing field refills them all: the widgets have no defaults of their own, so a field whose
-    state Streamlit dropped (an interrupted first run; seen after a server restart) fell back to
-    its first value — model EVA01-g-14, 1 epoch, 8 px, learning rate 1e-6 — and was trained so."""
     if "tr_preset" not in st.session_state:
         st.session_state["tr_preset"] = machine_choice().preset
-    if any(f"tr_{k}" not in st.session_state for k in ("model", "image_size", "epochs", "batch_size", "lr",
-                                                        "weights_mode")):
         apply_preset()
 
 

@@ -366,39 +366,6 @@ def test_the_train_page_offers_the_failed_runs_name_it_says_a_new_run_replaces(o
     assert at.text_input(key="tr_name").placeholder not in ("my-first-try", app_env.run.name)
 
 
-def test_the_new_run_form_never_falls_back_to_each_fields_first_value(open_app, archive):
-    """The form's fields get their values from the preset only (no widget defaults). Once in a
-    real browser, after a server restart, the fields lost their state while the preset choice
-    kept its own: the form showed model EVA01-g-14, 1 epoch, 8 px, batch 2, learning rate 1e-6,
-    and "Start training" trained that. A field without a value refills the form from the preset;
-    a broken data set in between (the form not drawn) leaves the settings as they were."""
-    from streamlit.testing.v1 import AppTest
-
-    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=120)
-    at.query_params["data"] = str(archive)
-    at.query_params["path_column"], at.query_params["label_column"] = "image_id", "dx"
-    at.query_params["image_dir"] = [str(archive.parent / p) for p in PARTS]
-    at.switch_page("pages/train.py").run()
-    assert not at.exception
-    keys = ("tr_model", "tr_epochs", "tr_image_size", "tr_batch_size", "tr_lr")
-    settings = {k: at.session_state[k] for k in keys}
-    assert settings["tr_model"] == "SEI-Tiny-RN" and settings["tr_epochs"] > 1
-    fresh = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=120)
-    fresh.query_params.update(at.query_params)
-    fresh.session_state["tr_preset"] = "cpu"  # the preset choice kept, the fields' state gone
-    fresh.switch_page("pages/train.py").run()
-    assert not fresh.exception
-    assert {k: fresh.session_state[k] for k in keys} == settings
-    good = archive.read_bytes()
-    archive.write_bytes(good + b"HAM_9,ISIC_0027419,,histo,40.0,male,back\n")  # a row without a label
-    at.run()
-    assert any("has problems" in e.value for e in at.error), [e.value for e in at.error]
-    archive.write_bytes(good)
-    at.run()
-    assert not at.exception
-    assert {k: at.session_state[k] for k in keys} == settings
-
-
 def test_a_training_error_is_said_in_the_pages_words():
     from pages._common import in_app_words
 
