@@ -277,10 +277,10 @@ def reliability_warning(run: Run, method: str = DEFAULT_METHOD, k: int = -1) -> 
     """Say which classes' flags are unreliable and what would help (only class ``k`` if ``k >= 0``)."""
     from sei_core.reliability import reliability_note
 
-    rel = reliability_of(run, method)
-    note = reliability_note(rel if k < 0 else rel[k:k + 1], run.config())
+    rel, names = reliability_of(run, method), class_names_of(run.config())
+    note = reliability_note(rel if k < 0 else rel[k:k + 1], run.config(), names=names)
     if note:
-        st.warning(md_safe_names(note, [r.name for r in rel]), icon=":material/report:")
+        st.warning(md_safe_names(note, [names.get(r.name, r.name) for r in rel]), icon=":material/report:")
 
 
 def md_safe_names(text: str, names) -> str:
@@ -437,7 +437,7 @@ def sidebar() -> None:
             if st.session_state.get("_run_choice") not in names:
                 # the address's run (a reload keeps it), else the newest finished run of this data set
                 asked = st.query_params.get("run")
-                best = workspace.newest_finished(runs, data["path"])
+                best = workspace.newest_finished(runs, data["path"]) or workspace.newest_finished(runs)
                 st.session_state["_run_choice"] = asked if asked in names else (best.name if best else names[0])
             st.session_state["run_name"] = st.session_state["_run_choice"]
             if st.query_params.get("run") != st.session_state["run_name"]:

@@ -209,9 +209,12 @@ def layout_picker(data: dict, rep) -> None:
     if rep.suggested_dirs:
         box = st.container(border=True)
         names = ", ".join(f"“{rel(d)}”" for d in rep.suggested_dirs)
-        box.info(f"{rep.missing:,} row(s) name an image that was not found where the label file says, and "
-                 f"{names} beside it hold(s) such images. Use {'them' if len(rep.suggested_dirs) > 1 else 'it'} "
-                 "as the image folders? Your label file is not changed.", icon=":material/folder_special:")
+        many = len(rep.suggested_dirs) > 1
+        box.info(f"{rep.missing:,} {'row names' if rep.missing == 1 else 'rows name'} an image that was not found "
+                 f"where the label file says, and the {'folders' if many else 'folder'} {names} beside it "
+                 f"{'hold' if many else 'holds'} such images. Use {'them' if many else 'it'} as the image "
+                 f"{'folders' if many else 'folder'}? Your label file is not changed.",
+                 icon=":material/folder_special:")
         box.button("Use these image folders", type="primary", icon=":material/done:", key="use_guess",
                    on_click=use_layout, args=(data, chosen + rep.suggested_dirs, data.get("image_ext")))
     title = ("Image folders: " + ", ".join(f"“{rel(d)}”" for d in chosen)) if chosen else \
@@ -363,8 +366,11 @@ def use_known_names(ds, base: Prompts, known: dict) -> None:
                   aux_prompt=DERM_AUX if base.aux_prompt == Prompts().aux_prompt else base.aux_prompt,
                   per_class=dict(base.per_class), names={**known, **base.names})
     st.session_state["_prompts_saved"] = str(workspace.save_prompts(ds, new))
-    for k in [k for k in st.session_state if str(k).startswith(("prompt_template::", "prompt_aux::", "prompt_table::"))]:
-        del st.session_state[k]
+    # Set, not deleted: a browser keeps showing (and later submits) a keyed input's old text
+    # unless the server sets its value; the table is redrawn from its new data anyway.
+    st.session_state[f"prompt_template::{ds.source}"] = new.template
+    st.session_state[f"prompt_aux::{ds.source}"] = new.aux_prompt
+    st.session_state.pop(f"prompt_table::{ds.source}", None)
 
 
 def prompts_editor(ds) -> None:
@@ -385,9 +391,11 @@ def prompts_editor(ds) -> None:
         st.success("Saved to", icon=":material/check_circle:")
         st.code(saved_to, language=None)
     with st.form("prompts"):
-        template = st.text_input("Template ({} is replaced by the class name)", value=base.template,
-                                 key=f"prompt_template::{ds.source}")
-        aux = st.text_input("Auxiliary prompt", value=base.aux_prompt, key=f"prompt_aux::{ds.source}")
+        keys = {f"prompt_template::{ds.source}": base.template, f"prompt_aux::{ds.source}": base.aux_prompt}
+        for key, value in keys.items():  # the saved text, unless this tab holds an edit (or use_known_names set it)
+            st.session_state.setdefault(key, value)
+        template = st.text_input("Template ({} is replaced by the class name)", key=f"prompt_template::{ds.source}")
+        aux = st.text_input("Auxiliary prompt", key=f"prompt_aux::{ds.source}")
         table = pd.DataFrame({"class": ds.classes, "name": [base.names.get(c, "") for c in ds.classes],
                               "prompt": [base.per_class.get(c, "") for c in ds.classes]})
         edited = st.data_editor(table, hide_index=True, width="stretch", disabled=["class"], num_rows="fixed",
@@ -432,7 +440,9 @@ with guard("the Data page"):
         opened_data(data, ok=False)
         layout_picker(data, rep)
         st.error(f"This data cannot be used yet: {len(rep.problems)} problem(s), listed below with where they are "
-                 "and how to fix them. Fix the file, then press Open again.", icon=":material/error:")
+                 "and how to fix them. "
+                 + ("Choose the image folders above, or fix the file and press Open again." if rep.suggested_dirs
+                    else "Fix the file, then press Open again."), icon=":material/error:")
         show_problems(rep.problems)
         st.stop()
     ds = rep.data

@@ -11,7 +11,7 @@ import streamlit as st
 
 from pages._common import (REVIEW_PAGE, cached_scored, cached_scores, facts, file_stamp, guard, images_of, md,
                            need_run, page_setup, reliability_warning, scores_of, summary_of, truth_of)
-from pages._common import image_layout
+from pages._common import class_text, image_layout
 from sei_core.count import COUNT_CAVEAT, ESTIMATOR_TEXT
 from sei_core.methods import DEFAULT_METHOD, DEFAULT_RULE, METHODS, PAPER_METHOD, display_name, threshold_text
 from sei_core import dynamics, metrics, plots, workspace
@@ -99,9 +99,9 @@ def score_choice() -> str:
                          "for both; only the ranking, threshold and flags change.")
 
 
-def class_filter(classes: list[str]) -> int:
-    return st.selectbox("Class", [ALL] + list(range(len(classes))), key="explore_class",
-                        format_func=lambda k: "All classes" if k == ALL else classes[k],
+def class_filter(labels: list[str]) -> int:
+    return st.selectbox("Class", [ALL] + list(range(len(labels))), key="explore_class",
+                        format_func=lambda k: "All classes" if k == ALL else labels[k],
                         help="Show only images whose given label (at training time) is this class.")
 
 
@@ -160,10 +160,12 @@ def file_names(run_path: str, stamp: tuple, method: str) -> pd.Series:
 
 
 @st.cache_resource(max_entries=16, show_spinner="Preparing the view…")
-def class_view(run_path: str, stamp: tuple, method: str, k: int, truth_stamp: tuple | None) -> dict:
-    """The arrays and figures for one class (or all): built once per run version, method, class
-    and truth-file version from the run's scored summary (``sei_core.score_cache``), so neither
-    a first view nor a rerun reads the per-epoch records (figures are shared: read only)."""
+def class_view(run_path: str, stamp: tuple, method: str, k: int, truth_stamp: tuple | None,
+               labels: tuple[str, ...]) -> dict:
+    """The arrays and figures for one class (or all): built once per run version, method, class,
+    truth-file version and class names (``labels``, as the page shows each class) from the run's
+    scored summary (``sei_core.score_cache``), so neither a first view nor a rerun reads the
+    per-epoch records (figures are shared: read only)."""
     sc = cached_scored(run_path, stamp, method)
     s, o = sc.scores, sc.summary
     truth = truth_of(Run(run_path)) if truth_stamp is not None else None
@@ -182,9 +184,9 @@ def class_view(run_path: str, stamp: tuple, method: str, k: int, truth_stamp: tu
     if truth is not None and truth[m].any() and (~truth[m]).any():
         auroc = {"signed": metrics.auroc(signed[m], truth[m]), "unsigned": metrics.auroc(unsigned[m], truth[m])}
     figures = dict(
-        hist=plots.score_histograms(s.score, s.flagged, s.labels, s.classes, s.threshold, truth,
+        hist=plots.score_histograms(s.score, s.flagged, s.labels, list(labels), s.threshold, truth,
                                   show_classes=None if k == ALL else [k], score_name=name),
-        group_curves=plots.group_curves(mean, std, count, dynamics.GROUP_NAMES, "signed entropy"),
+        group_curves=plots.group_curves(mean, std, count, dynamics.GROUP_NAMES, plots.AGREEMENT_AXIS),
         alignment=plots.alignment_plot(o.alignment(k), dynamics.GROUP_NAMES, count),
         entropy=o.entropy_figure(k),
         integrals=plots.integral_comparison(signed[m], unsigned[m], np.asarray(s.sei_flagged)[m],
@@ -195,8 +197,9 @@ def class_view(run_path: str, stamp: tuple, method: str, k: int, truth_stamp: tu
                 figures=figures)
 
 
-def sample_table(s, truth, groups, order) -> None:
-    """One page of the ranked images (``PAGE_ROWS`` rows reach the browser, not the whole run)."""
+def sample_table(s, truth, groups, order, labels: list[str]) -> None:
+    """One page of the ranked images (``PAGE_ROWS`` rows reach the browser, not the whole run);
+    classes as ``labels`` names them."""
     k = len(s.classes)
     pages = max(1, -(-len(order) // PAGE_ROWS))
     c = st.columns([1, 4], vertical_alignment="bottom")
@@ -206,10 +209,10 @@ def sample_table(s, truth, groups, order) -> None:
     c[1].caption(f"Images {start + 1:,}–{start + len(rows):,} of {len(order):,}." if len(rows) else "")
     df = pd.DataFrame({
         "image": [Path(s.ids[i]).name for i in rows],
-        "given label": [s.classes[s.labels[i]] for i in rows],
+        "given label": [labels[s.labels[i]] for i in rows],
         display_name(s.method): s.score[rows],
         "flagged": s.flagged[rows],
-        "suggested": [s.classes[s.suggested[i]] if 0 <= s.suggested[i] < k else "" for i in rows],
+        "suggested": [labels[s.suggested[i]] if 0 <= s.suggested[i] < k else "" for i in rows],
         "probability": 100 * s.suggested_probability[rows],
         "group": [dynamics.GROUP_NAMES[g] if g >= 0 else "unscored" for g in groups[rows]],
     })
@@ -242,7 +245,8 @@ def send_to_review(run, sid: str) -> None:
     st.session_state["review_focus"] = sid
 
 
-def sample_panel(run, s, truth, groups, order, means, names: Callable[[], pd.Series], in_view: np.ndarray) -> None:
+def sample_panel(run, s, truth, groups, order, means, names: Callable[[], pd.Series], in_view: np.ndarray,
+                 labels: list[str]) -> None:
     if not len(order):
         st.caption("No images in this selection.")
         return
@@ -278,14 +282,14 @@ def sample_panel(run, s, truth, groups, order, means, names: Callable[[], pd.Ser
             st.warning(md(e), icon=":material/hide_image:")
         st.caption(md(sid))
     with mid:
-        sug = s.classes[s.suggested[i]] if 0 <= s.suggested[i] < k else "—"
-        rows = [("Given label", s.classes[s.labels[i]]),
+        sug = labels[s.suggested[i]] if 0 <= s.suggested[i] < k else "—"
+        rows = [("Given label", labels[s.labels[i]]),
                 (display_name(s.method), f"{s.score[i]:.3g}" if np.isfinite(s.score[i])
                  else "no score (a wrong-label reference in every training run)"),
                 ("Threshold", f"{s.threshold[i]:.3g}" if np.isfinite(s.threshold[i]) else "—"),
                 ("Decision", "flagged: the label may be wrong" if s.flagged[i] else "kept"),
                 ("Group", dynamics.GROUP_NAMES[groups[i]] if groups[i] >= 0 else "unscored"),
-                ("Model suggests", f"{sug} ({100 * s.suggested_probability[i]:.0f}%)"
+                ("Model suggests", f"{sug} · {100 * s.suggested_probability[i]:.0f}%"
                  if np.isfinite(s.suggested_probability[i]) else sug)]
         if truth is not None:
             rows.append(("Truth file", "mislabeled" if truth[i] else "label correct"))
@@ -314,15 +318,16 @@ def body() -> None:
     stamp = workspace.run_stamp(run)
     s = scores_of(run, method)
     name = display_name(s.method)
+    labels = [class_text(run.config(), c) for c in s.classes]  # "melanocytic nevus (nv)" where the data names nv
     with top[0]:
-        k = class_filter(s.classes)
+        k = class_filter(labels)
     with st.expander("How to read this page", icon=":material/help:"):
         st.markdown(HELP)
     with st.expander("How this is computed", icon=":material/functions:"):
         method_help(s)
     truth = truth_of(run)
     f = workspace.truth_file(run.config().get("data", ""))
-    v = class_view(str(run.path), stamp, method, k, None if f is None else file_stamp(f))
+    v = class_view(str(run.path), stamp, method, k, None if f is None else file_stamp(f), tuple(labels))
     groups, mask, fig = summary_of(run, method).groups, v["mask"], v["figures"]
     summary(s, truth, mask, status)
     decision_count(run)  # the count from the review decisions (issue 22)
@@ -343,9 +348,10 @@ def body() -> None:
     only_flagged = st.toggle("Only flagged images", value=False, key="explore_only_flagged")
     order = v["flagged_order"] if only_flagged else v["order"]
     st.caption(f"Lowest {name} (most suspicious) first. Click a row to open the image below.")
-    sample_table(s, truth, groups, order)
+    sample_table(s, truth, groups, order, labels)
     in_view = mask & (s.flagged if only_flagged else True)
-    sample_panel(run, s, truth, groups, order, v["se_mean"], lambda: file_names(str(run.path), stamp, method), in_view)
+    sample_panel(run, s, truth, groups, order, v["se_mean"], lambda: file_names(str(run.path), stamp, method), in_view,
+                 labels)
 
     st.subheader("How the model's view changed during training", anchor=False)
     c1, c2 = st.columns(2)

@@ -81,6 +81,16 @@ def parse_milestones(text: str) -> list[int] | None:
         raise ValueError(f"milestones must be epoch numbers separated by commas (e.g. 75, 115), or 'auto'; got {text!r}")
 
 
+def retry_name(data: dict) -> str | None:
+    """The selected run's name where it failed before training anything on this data: the
+    new run replaces it (as its failure message says), instead of starting beside it."""
+    run = current_run()
+    if run is None or not run.trained_nothing():
+        return None
+    same = workspace.normalise_data_path(run.config().get("data", "")) == workspace.normalise_data_path(data["path"])
+    return run.name if same else None
+
+
 def new_run_form(data: dict) -> None:
     init_defaults()
     with st.container(border=True):
@@ -152,7 +162,7 @@ def new_run_form(data: dict) -> None:
                                      help="paper: random resized crop and flips; flip: flips only.")
             record = c[3].selectbox("Record from", ["train", "eval"], key="tr_record",
                                     help="train: the training pass (free); eval: an extra pass without augmentation.")
-        suggested = workspace.new_run_name(data["path"], model)
+        suggested = retry_name(data) or workspace.new_run_name(data["path"], model)
         name = st.text_input("Run name", key="tr_name", placeholder=suggested,
                              help="Letters, digits, '.', '_' and '-'. Empty: the suggested name.").strip() or suggested
         if ds.problems and not skip:
@@ -259,9 +269,10 @@ def _draw_progress(run_path: str) -> None:
                                               "no reason was recorded; see the log below."),
                      icon=":material/error:")
             if run.trained_nothing():
-                st.info(f"Nothing was trained yet. Fix the cause (the data on the Data page, or the settings in "
-                        f"“New run” above), then start again: a new run named {md(run.name)} replaces this one. "
-                        "Resume retries with the same settings.", icon=":material/info:")
+                st.info(f"Nothing was trained yet. Fix the cause (the data on the Data page, or the settings under "
+                        f"“New run” below), then start again: a new run named {md(run.name)} replaces this one "
+                        "(“New run” suggests that name for the same data). Resume retries with the same settings.",
+                        icon=":material/info:")
                 st.page_link(DATA_PAGE, label="Go to Data", icon=":material/folder_open:")
         elif state == State.INTERRUPTED:
             st.warning(md(status_error(st_, app=True) or "The training process ended without finishing."),

@@ -24,6 +24,7 @@ KEPT_COLOR = "#4C78A8"
 FLAGGED_COLOR = "#E45756"
 GROUP_COLORS = ("#54A24B", "#F58518", FLAGGED_COLOR)  # easy for the model, hard for the model, flagged
 THRESHOLD_COLOR = "#333333"
+AGREEMENT_AXIS = "agrees (+) / disagrees (−)"  # the signed entropy, in the words of the page
 NEUTRAL_COLOR = "#8C8C8C"  # counts and anything without a flagged/kept meaning
 RUN_COLORS = ("#444444", "#9A9A9A", "#6B6B6B", "#BDBDBD")  # training runs: greys, told apart by dash
 RUN_DASHES = ("solid", "dash", "dot", "dashdot")
@@ -243,7 +244,7 @@ def signed_entropy_curve(
                      line=dict(color="#999999", width=1))],
         xaxis=dict(_AXIS, title=dict(text="epoch"), tick0=1,
                    dtick=max(1, int(np.ceil(len(se) / 8))) if len(se) <= 16 else None),
-        yaxis=dict(_AXIS, title=dict(text="signed entropy")),
+        yaxis=dict(_AXIS, title=dict(text=AGREEMENT_AXIS)),
     )
     if cumulative is not None:
         traces.append(go.Scatter(x=epochs, y=np.asarray(cumulative), name="running SEI", mode="lines", yaxis="y2",
@@ -270,7 +271,7 @@ def group_curves(mean: np.ndarray, std: np.ndarray, count: np.ndarray, names: Se
         color = GROUP_COLORS[g % len(GROUP_COLORS)]
         label = f"{text(name)} ({int(count[g])})"
         fig.add_trace(go.Scatter(x=np.r_[epochs, epochs[::-1]], y=np.r_[mean[g] + std[g], (mean[g] - std[g])[::-1]],
-                                 fill="toself", fillcolor=_rgba(color, 0.15), line=dict(width=0),
+                                 mode="lines", fill="toself", fillcolor=_rgba(color, 0.15), line=dict(width=0),
                                  hoverinfo="skip", showlegend=False, legendgroup=label))
         fig.add_trace(go.Scatter(x=epochs, y=mean[g], name=label, legendgroup=label, mode="lines",
                                  line=dict(color=color, width=2.5),
@@ -321,8 +322,8 @@ def entropy_summary(mean: np.ndarray, std: np.ndarray, count: np.ndarray, lines:
                                      line=dict(color=_rgba(color, 0.18), width=1),
                                      hoverinfo="skip", showlegend=False, legendgroup=name))
         m, s = mean[g], std[g]
-        fig.add_trace(go.Scatter(x=np.r_[epochs, epochs[::-1]], y=np.r_[m + s, (m - s)[::-1]], fill="toself",
-                                 fillcolor=_rgba(color, 0.12), line=dict(width=0), hoverinfo="skip",
+        fig.add_trace(go.Scatter(x=np.r_[epochs, epochs[::-1]], y=np.r_[m + s, (m - s)[::-1]], mode="lines",
+                                 fill="toself", fillcolor=_rgba(color, 0.12), line=dict(width=0), hoverinfo="skip",
                                  showlegend=False, legendgroup=name))
         fig.add_trace(go.Scatter(x=epochs, y=m, mode="lines", name=f"{name} ({int(count[g])}), mean ± sd",
                                  legendgroup=name, line=dict(color=color, width=3),
@@ -348,7 +349,7 @@ def alignment_plot(align: np.ndarray, names: Sequence[str], count: np.ndarray) -
                                  hovertemplate=f"{label}<br>epoch %{{x}}<br>%{{y:.0f}}% predicted as labelled"
                                                "<extra></extra>"))
     _epoch_axis(fig, align.shape[1])
-    fig.update_yaxes(title_text="prediction = given label (%)", range=[-3, 103])
+    fig.update_yaxes(title_text="agreed with the label (%)", range=[-3, 103])
     return _layout(fig, 340)
 
 
@@ -372,7 +373,7 @@ def integral_comparison(signed: np.ndarray, unsigned: np.ndarray, flagged: np.nd
                  for truth, noisy in (("label correct", False), ("truly mislabeled", True))]
     else:
         split = [("kept", ok & ~f, KEPT_COLOR, ""), ("flagged", ok & f, FLAGGED_COLOR, "")]
-    titles = ["signed: SEI", "unsigned: −Σ entropy"]
+    titles = ["agreeing and sure: SEI", "only sure: −Σ entropy"]
     if auroc:
         titles = [f"{titles[0]} · AUROC {auroc.get('signed', float('nan')):.2f}",
                   f"{titles[1]} · AUROC {auroc.get('unsigned', float('nan')):.2f}"]

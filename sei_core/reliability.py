@@ -64,13 +64,16 @@ def class_reliability(labels: np.ndarray, suggested: np.ndarray, flagged: np.nda
     return out
 
 
-def what_would_help(config: Mapping, weak: Sequence[ClassReliability], device: str | None = None) -> list[str]:
+def what_would_help(config: Mapping, weak: Sequence[ClassReliability], device: str | None = None,
+                    names: Mapping[str, str] | None = None) -> list[str]:
     """The changes to a run's settings (``config.json``) likely to make the model learn the
     ``weak`` classes, in the order worth trying: more images of a class with fewer than
     :data:`FEW_IMAGES`, pretrained weights (the run started from random ones), a GPU (the run
-    trained on a CPU; ``device`` as recorded, if known), more epochs (fewer than the paper's 150)."""
+    trained on a CPU; ``device`` as recorded, if known), more epochs (fewer than the paper's 150).
+    Classes are called by their display names (:func:`class_names`)."""
+    names = class_names(config, names)
     out = []
-    small = [r.name for r in weak if r.images < FEW_IMAGES]
+    small = [names.get(r.name, r.name) for r in weak if r.images < FEW_IMAGES]
     if small:
         out.append("more images of " + ", ".join(small))
     weights = config.get("weights_loaded", {}).get("source") if isinstance(config.get("weights_loaded"), Mapping) \
@@ -84,17 +87,28 @@ def what_would_help(config: Mapping, weak: Sequence[ClassReliability], device: s
     return out
 
 
-def reliability_note(rel: Sequence[ClassReliability], config: Mapping, device: str | None = None) -> str | None:
+def class_names(config: Mapping, names: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Display name per class code: those the run was trained with (``class_names`` of its
+    config, e.g. ``nv`` → ``melanocytic nevus``), overridden by ``names`` (saved since)."""
+    return {**(config.get("class_names") or {}), **(names or {})}
+
+
+def reliability_note(rel: Sequence[ClassReliability], config: Mapping, device: str | None = None,
+                     names: Mapping[str, str] | None = None) -> str | None:
     """The sentence for the pages (Markdown): which classes' flags are unreliable and what would
-    help; None when every class is reliable."""
+    help; None when every class is reliable. A class is called by its display name in bold,
+    its code beside it (``**melanocytic nevus** (nv: 12% of 40)``; :func:`class_names`)."""
     weak = [r for r in rel if not r.reliable]
     if not weak:
         return None
-    parts = [f"**{r.name}** ({100 * r.agreement:.0f}% of {r.images:,})" for r in weak]
+    shown = class_names(config, names)
+    parts = [f"**{shown.get(r.name, r.name)}** ("
+             + (f"{r.name}: " if shown.get(r.name, r.name) != r.name else "")
+             + f"{100 * r.agreement:.0f}% of {r.images:,})" for r in weak]
     text = ("The model agrees with fewer than half of the labels of " + ", ".join(parts)
             + ": it has not yet learnt to recognise " + ("this class" if len(weak) == 1 else "these classes")
             + ", so its flags there are **unreliable** — a flag says more about the model than about the label.")
-    helps = what_would_help(config, weak, device)
+    helps = what_would_help(config, weak, device, names)
     if helps:
         text += " What would help: " + "; ".join(helps) + "."
     return text

@@ -83,13 +83,24 @@ def normalise_data_path(path: str | Path) -> str:
     return str(Path(str(path).strip().strip('"').strip("'")).expanduser().absolute())
 
 
+def data_path(path: str | Path) -> str:
+    """A data set's path as the app opens it: normalised, and a folder holding one label file
+    (the HAM10000 archive: its metadata table beside its image folders) as that file, whether
+    it was typed on the Data page or came in the address (``?data=FOLDER``)."""
+    from .dataset import table_in_folder
+
+    p = normalise_data_path(path)
+    table = table_in_folder(Path(p)) if Path(p).is_dir() else None
+    return p if table is None else str(table)
+
+
 def data_choice(path: str | Path, split: str = "train", path_column: str = PATH_COL,
                 label_column: str = LABEL_COL, image_dirs=(), image_ext: str | None = None) -> dict:
     """A data choice as the app keeps it: ``{"path", "split", "path_column", "label_column",
-    "image_dirs", "image_ext"}`` (the path normalised; the columns say which of a label file's
-    columns hold the image path and the label, the image folders (absolute) and extension
-    where its images are: part of the data set's identity)."""
-    return {"path": normalise_data_path(path), "split": str(split or "train"),
+    "image_dirs", "image_ext"}`` (the path as :func:`data_path` opens it; the columns say which
+    of a label file's columns hold the image path and the label, the image folders (absolute)
+    and extension where its images are: part of the data set's identity)."""
+    return {"path": data_path(path), "split": str(split or "train"),
             "path_column": str(path_column or PATH_COL).strip(),
             "label_column": str(label_column or LABEL_COL).strip(),
             "image_dirs": [normalise_data_path(d) for d in (image_dirs or []) if str(d).strip()],
@@ -240,13 +251,35 @@ def data_name(data_path: str | Path) -> str:
 
 
 def new_run_name(data_path: str | Path, model: str, folder: Path | None = None) -> str:
-    """A fresh, readable run name: ``<data>-<model>-<n>``, ``<data>`` from :func:`data_name`."""
+    """A fresh, readable run name: ``<data>-<model>-<n>``, ``<data>`` from :func:`data_name`,
+    with the folder's name in front where runs of that name were trained on other data sets
+    only (two ``HAM10000_metadata.csv`` in different folders: ``ham2-ham10000_metadata-…``).
+    The folder of a run of this data set that failed before training anything counts as free:
+    starting again under its name replaces it (as the Train page says of such a run), instead
+    of leaving it beside a new ``-<n+1>``."""
     folder = folder or runs_dir()
+    want = normalise_data_path(data_path)
+
+    def slug(text: str) -> str:
+        return "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in text).strip("-").lower() or "run"
+
+    def data_of(p: Path) -> str | None:
+        try:
+            d = Run(p).config().get("data")
+        except Exception:
+            return None
+        return normalise_data_path(d) if d else None
+
     stem = data_name(data_path)
-    base = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in f"{stem}-{model}").strip("-").lower()
-    base = base or "run"
+    base = slug(f"{stem}-{model}")
+    # the nearest folder whose name the stem does not hold yet (skin/labels.csv is "skin" already)
+    parent = next((a.name for a in Path(want).parents
+                   if a.name and a.name.lower() not in stem.lower().split("-")), "")
+    trained_on = {data_of(p) for p in folder.glob(f"{base}-*") if p.is_dir()} - {None}
+    if parent and trained_on and want not in trained_on:
+        base = slug(f"{parent}-{stem}-{model}")
     n = 1
-    while (folder / f"{base}-{n}").exists():
+    while (p := folder / f"{base}-{n}").exists() and not (Run(p).trained_nothing() and data_of(p) == want):
         n += 1
     return f"{base}-{n}"
 

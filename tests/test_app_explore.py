@@ -154,3 +154,28 @@ def test_the_class_grid_fits_forty_classes():
     listed = {t.name for t in fig.data if t.type == "bar" and t.showlegend}
     assert listed == {"kept · label correct", "kept · truly mislabeled", "flagged · label correct",
                       "flagged · truly mislabeled"}
+
+
+def test_classes_are_called_by_the_names_saved_for_their_codes(open_app, app_env):
+    """Names saved beside the data (prompts.json, the Data page's "Class names") are what Explore
+    shows for each class — the class menu, the panels, the table and the open image — with the
+    code beside the name, the way Review shows them."""
+    from sei_core.dataset import PROMPTS_FILE, Prompts
+
+    s = score_run(Run(app_env.run))
+    names = {s.classes[0]: "first diagnosis", s.classes[1]: "second diagnosis"}
+    (app_env.labels.parent / PROMPTS_FILE).write_text(json.dumps(Prompts(names=names).to_dict()))
+    shown = [f"{names[c]} ({c})" if c in names else c for c in s.classes]
+    at = open_app(EXPLORE)
+    assert not at.exception
+    box = at.selectbox(key="explore_class")
+    assert box.options == ["All classes", *shown]
+    hist = chart_json(charts(at)[0])
+    assert [a["text"] for a in hist["layout"]["annotations"]] == shown
+    table = at.dataframe[0].value
+    assert set(table["given label"]) <= set(shown) and set(table["suggested"]) - {""} <= set(shown)
+    assert "second diagnosis (" in table["given label"].str.cat() or "first diagnosis (" in table["given label"].str.cat()
+    panel = " ".join(m.value for m in at.markdown)
+    assert any(f"**Given label:** {md(x)}" in panel for x in shown)
+    box.select(1).run()
+    assert [a["text"] for a in chart_json(charts(at)[0])["layout"]["annotations"]] == [shown[1]]

@@ -154,6 +154,41 @@ def test_folder_with_one_table_opens_as_that_table_and_an_image_folder_says_what
     assert dataset.table_in_folder(archive.parent / PARTS[0]) is None
 
 
+def test_the_data_page_points_at_the_image_folders_it_offers(open_app, archive):
+    """Without its image folders the archive's table cannot be used: the page offers the folders
+    beside it in plain words and says that choosing them is the fix (not "fix the file")."""
+    at = open_app()
+    at.text_input(key="data_path_input").input(str(archive.parent)).run()
+    at.button[0].click().run()
+    at.selectbox(key="pick_path_column").select("image_id").run()
+    at.selectbox(key="pick_label_column").select("dx").run()
+    at.button(key="use_columns").click().run()
+    assert not at.exception
+    offer = " ".join(i.value for i in at.info).replace("\\", "")
+    assert "28 rows name an image that was not found where the label file says, and the folders " \
+           "“HAM10000_images_part_1”, “HAM10000_images_part_2” beside it hold such images" in offer
+    assert "(s)" not in offer
+    said = " ".join(e.value for e in at.error)
+    assert "Choose the image folders above" in said and "Fix the file" not in said
+    at.button(key="use_guess").click().run()
+    assert not at.error and not at.exception
+
+
+def test_a_folder_in_the_address_opens_as_the_table_it_holds(open_app, archive):
+    """``?data=FOLDER`` (a bookmark, a link) opens the archive's table as typing the folder does,
+    instead of reading the folder as a label file (it said "has no column 'path' or 'label'"
+    and offered no column menus)."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=120)
+    at.query_params["data"] = str(archive.parent)
+    at.switch_page("pages/data.py").run()
+    assert not at.exception
+    assert at.session_state["data"]["path"] == str(archive)
+    assert at.selectbox(key="pick_path_column").value == "image_id"
+    assert workspace.data_choice(archive.parent / PARTS[0])["path"] == str(archive.parent / PARTS[0])  # no table
+
+
 # -- one report from sei validate, the Data page and sei train ---------------------------------------
 
 def _fixtures(root: Path) -> dict[str, tuple[Path, list[str]]]:
@@ -294,6 +329,41 @@ def test_explore_opens_the_newest_finished_run_and_the_address_keeps_the_choice(
     assert at.sidebar.selectbox(key="run_name").value == "zz-failed"
     said = " ".join(e.value for e in at.error) + " ".join(i.value for i in at.info)
     assert "Training failed: weights missing" in said and "Nothing was trained yet" in said
+
+
+def test_data_without_runs_of_its_own_opens_a_finished_run_not_a_newer_failed_one(open_app, app_env, archive):
+    """A data set that has no runs yet: the sidebar falls back to the newest *finished* run
+    (of another data set, said so), not to the newest run of all, which had failed."""
+    from streamlit.testing.v1 import AppTest
+
+    failed = Run(app_env.runs / "zz-failed")
+    failed.write_config({"data": str(app_env.labels)})
+    failed.update_status(state="failed", error="weights missing")
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=120)
+    at.query_params["data"] = str(archive)
+    at.switch_page("pages/explore.py").run()
+    assert not at.exception
+    assert at.sidebar.selectbox(key="run_name").value == app_env.run.name
+    assert at.query_params["run"] == app_env.run.name
+
+
+def test_the_train_page_offers_the_failed_runs_name_it_says_a_new_run_replaces(open_app, app_env):
+    """A run that failed before training anything: "a new run named X replaces this one", and
+    the new-run form suggests X for the same data (not X's successor, beside the failed run)."""
+    from streamlit.testing.v1 import AppTest
+
+    failed = Run(app_env.runs / "my-first-try")
+    failed.write_config({**json.loads((app_env.run / "config.json").read_text())})
+    failed.update_status(state="failed", error="no image file found for 'ISIC_0027419'")
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=120)
+    at.query_params["run"] = "my-first-try"
+    at.switch_page("pages/train.py").run()
+    assert not at.exception
+    assert "a new run named my\\-first\\-try replaces this one" in " ".join(i.value for i in at.info)
+    assert at.text_input(key="tr_name").placeholder == "my-first-try"
+    at.sidebar.selectbox(key="run_name").select(app_env.run.name).run()  # a finished run selected: a fresh name
+    assert not at.exception
+    assert at.text_input(key="tr_name").placeholder not in ("my-first-try", app_env.run.name)
 
 
 def test_a_training_error_is_said_in_the_pages_words(open_app, app_env):

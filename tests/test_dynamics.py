@@ -105,6 +105,26 @@ def test_figures_build_and_escape_labels():
                                 np.zeros(3)).layout.annotations[0].text == "No scored samples yet"
 
 
+def test_the_curves_draw_nothing_their_legend_does_not_explain():
+    """With few epochs Plotly's default mode draws markers, in its own colour cycle, on every
+    scatter trace without a mode: the bands around the group means then showed blue, teal and
+    green dots that no legend entry named (and blue means "kept" on this page)."""
+    rng = np.random.default_rng(1)
+    n, t = 30, 4  # 2·t < 20 points per band: where Plotly's default turns markers on
+    se = rng.normal(size=(t, n))
+    labels, flagged = np.arange(n) % 3, rng.random(n) < 0.3
+    g = dynamics.sample_groups(rng.integers(0, 2, (t, n)), labels, flagged)
+    mean, std, count = dynamics.group_mean_curves(se, g)
+    for fig in (plots.group_curves(mean, std, count, dynamics.GROUP_NAMES, "agreement"),
+                plots.entropy_trajectories(np.abs(se), flagged),
+                plots.signed_entropy_curve(se[:, 0], dynamics.cumulative_sei(se[:, 0]),
+                                           group_means=dict(zip(dynamics.GROUP_NAMES, mean)))):
+        for tr in fig.data:
+            assert tr.mode is not None, tr.name
+            if tr.showlegend is False:
+                assert "markers" not in tr.mode, tr
+
+
 def test_class_counts_leave_room_for_the_longest_bars_count():
     fig = plots.class_counts({"melanoma": 111, "nevus": 88})
     assert fig.data[0].cliponaxis is False and fig.layout.xaxis.range[1] >= 1.1 * 111

@@ -9,6 +9,7 @@ run of it in ``SEI_ARCHIVE_RUNS``), the same steps run on that data instead.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -68,6 +69,11 @@ def archive_flow(page, url: str, folder: Path) -> dict:
         settle(page)
     saved = folder / "prompts.json"
     seen["names saved"] = saved.is_file() and "melanocytic nevus" in saved.read_text()
+    # the form shows what was saved, so that saving it again keeps it (it showed the old template)
+    seen["template shown"] = page.get_by_role("textbox", name="Template ({} is replaced by the class name)").input_value()
+    page.get_by_role("button", name="Save names and prompts").click()
+    settle(page)
+    seen["template saved again"] = json.loads(saved.read_text())["template"]
     # Review the finished run: a relabel is written into the user's table
     goto(page, "Review")
     reviewer = page.get_by_role("textbox", name="Your name")
@@ -116,6 +122,7 @@ def test_the_archive_layout_from_its_folder_to_a_review_written_into_the_table(t
     print(seen)
     assert seen["opened as table"] and seen["offered folders"] and not seen["false no-images"]
     assert seen["checked"] and "image_dir=" in seen["address"] and seen["names saved"]
+    assert seen["template shown"] == seen["template saved again"] == "A dermoscopic image showing {}."
     shown, old, new, status = seen["decision"]
     assert new != old and status == "relabeled" and seen["others unchanged"] and not seen["exceptions"]
     assert "(" in seen["label shown with name"]  # "melanocytic nevus (nv)"

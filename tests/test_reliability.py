@@ -30,3 +30,15 @@ def test_what_would_help_follows_the_run_settings():
     assert "**vasc** (0% of 30)" in note and "unreliable" in note and "more epochs" in note
     assert "nevus" not in note
     assert reliability_note([r for r in weak if r.reliable], cpu) is None
+
+
+def test_the_note_calls_a_class_by_its_name_with_its_code_beside_it():
+    """HAM10000's codes (``df``, ``vasc``) are named as the run's data set names them: those it
+    was trained with, overridden by names saved since (prompts.json, the Data page)."""
+    rel = class_reliability(np.array([1] * 30 + [2] * 20), np.zeros(50, int), np.ones(50, bool), ["nv", "vasc", "df"])
+    cfg = {"weights": None, "epochs": 20, "class_names": {"vasc": "vascular lesion", "nv": "melanocytic nevus"}}
+    note = reliability_note(rel, cfg, names={"df": "dermatofibroma"})
+    assert "**vascular lesion** (vasc: 0% of 30)" in note and "**dermatofibroma** (df: 0% of 20)" in note
+    assert "more images of vascular lesion, dermatofibroma" in note
+    assert "**vasc**" not in note and "nevus" not in note
+    assert "**df** (0% of 20)" in reliability_note(rel, {"epochs": 20})  # no names: the codes, as before

@@ -76,6 +76,38 @@ def test_new_run_name(tmp_path):
     assert workspace.new_run_name("/data/skin/labels.csv", "SEI-Tiny-RN", tmp_path) == "skin-sei-tiny-rn-2"
 
 
+def test_runs_of_two_tables_of_the_same_name_are_told_apart(tmp_path):
+    """Two copies of the HAM10000 archive (``HAM10000_metadata.csv`` in two folders): the second
+    one's runs carry its folder's name instead of continuing the first one's numbering."""
+    from sei_core.runs import Run
+
+    first = workspace.new_run_name("/data/ham/HAM10000_metadata.csv", "SEI-Tiny-RN", tmp_path)
+    assert first == "ham10000_metadata-sei-tiny-rn-1"
+    Run(tmp_path / first).write_config({"data": "/data/ham/HAM10000_metadata.csv"})
+    assert workspace.new_run_name("/data/ham/HAM10000_metadata.csv", "SEI-Tiny-RN", tmp_path) == \
+        "ham10000_metadata-sei-tiny-rn-2"
+    assert workspace.new_run_name("/data/ham2/HAM10000_metadata.csv", "SEI-Tiny-RN", tmp_path) == \
+        "ham2-ham10000_metadata-sei-tiny-rn-1"
+    Run(tmp_path / "ham10000_metadata-sei-tiny-rn-2").write_config({"data": "/data/ham2/HAM10000_metadata.csv"})
+    # the first one's runs keep their numbering, named as before (not after its folder "ham")
+    assert workspace.new_run_name("/data/ham/HAM10000_metadata.csv", "SEI-Tiny-RN", tmp_path) == \
+        "ham10000_metadata-sei-tiny-rn-3"
+
+
+def test_a_run_that_failed_before_training_leaves_its_name_free(tmp_path):
+    """The Train page says a new run of that name replaces such a run: the suggestion is that name."""
+    from sei_core.runs import Run
+
+    failed = Run(tmp_path / "skin-sei-tiny-rn-1")
+    failed.write_config({"data": "/data/skin/labels.csv"})
+    failed.update_status(state="failed", error="no image file found")
+    assert workspace.new_run_name("/data/skin/labels.csv", "SEI-Tiny-RN", tmp_path) == "skin-sei-tiny-rn-1"
+    # another data set's failed run is left alone (and its name says which data set it is)
+    assert workspace.new_run_name("/other/skin/labels.csv", "SEI-Tiny-RN", tmp_path) == "other-skin-sei-tiny-rn-1"
+    failed.update_status(state="failed", error="out of memory", history=[{"run": 1, "epoch": 1}])
+    assert workspace.new_run_name("/data/skin/labels.csv", "SEI-Tiny-RN", tmp_path) == "skin-sei-tiny-rn-2"
+
+
 def test_gallery_refuses_paths_outside_the_data_root(tmp_path):
     root = tmp_path / "data"
     (root / "img").mkdir(parents=True)
