@@ -693,6 +693,13 @@ def _declare_pages_if_run_directly() -> None:
     """
     if not getattr(_run, "via_app", False):
         navigation()
+        # A browser sends its next run through app.py, and widget ids depend on the script that
+        # ran: widgets drawn now would come back blank (first option, minimum) then. So once per
+        # session start again through app.py. (AppTest, which has no browser and so no request
+        # headers, runs the page it was switched to every time.)
+        if st.context.headers and not st.session_state.get("_via_app_once"):
+            st.session_state["_via_app_once"] = True
+            st.rerun()
     _run.via_app = False
 
 

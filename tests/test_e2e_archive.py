@@ -126,3 +126,36 @@ def test_the_archive_layout_from_its_folder_to_a_review_written_into_the_table(t
     shown, old, new, status = seen["decision"]
     assert new != old and status == "relabeled" and seen["others unchanged"] and not seen["exceptions"]
     assert "(" in seen["label shown with name"]  # "melanocytic nevus (nv)"
+
+
+def test_a_page_opened_first_on_a_fresh_server_keeps_what_is_typed_into_it(tmp_path):
+    """A fresh server runs a page asked for by its address (a bookmark, a reload after a
+    restart) without app.py, and widget ids depend on the script that ran: the first change on
+    the Train page re-created every field blank — model EVA01-g-14, 1 epoch, 8 px, learning
+    rate 1e-6 — and "Start training" trained that."""
+    from urllib.parse import quote
+
+    from playwright.sync_api import sync_playwright
+
+    folder = tmp_path / "ham"
+    table = make_archive(folder)
+    address = (f"/train?data={quote(str(table))}&path_column=image_id&label_column=dx"
+               + "".join(f"&image_dir={quote(str(folder / p))}" for p in PARTS))
+    with app_server(tmp_path / "runs", tmp_path / "server.log") as (_, url), sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = new_page(browser)
+        page.goto(url + address)
+        page.get_by_role("heading", name="Train", exact=True).wait_for(timeout=60_000)
+        settle(page)
+        main = page.locator('[data-testid="stMain"]')
+        before = main.get_by_label("Model", exact=True).input_value()
+        epochs = main.get_by_label("Epochs", exact=True)
+        epochs.fill("5")
+        epochs.press("Tab")
+        settle(page)
+        after = (main.get_by_label("Model", exact=True).input_value(),
+                 main.get_by_label("Epochs", exact=True).input_value(),
+                 main.get_by_label("Image size (pixels)", exact=True).input_value())
+        browser.close()
+    assert before == "SEI-Tiny-RN"
+    assert after == ("SEI-Tiny-RN", "5", "32")
