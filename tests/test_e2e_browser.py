@@ -53,13 +53,27 @@ def server(tmp_path):
 
 
 #: Counts the app's finished script runs in the page (``window.__seiRuns``): every time the
-#: app's ``data-test-script-state`` becomes ``notRunning``. Installed before each document loads.
+#: app's ``data-test-script-state`` becomes ``notRunning``; ``window.__seiStateAt`` is when that
+#: state last changed. Installed before each document loads.
 COUNT_RUNS = """
 window.__seiRuns = 0;
+window.__seiStateAt = performance.now();
 new MutationObserver(ms => {
-  for (const m of ms) if (m.target.getAttribute('data-test-script-state') === 'notRunning') window.__seiRuns++;
+  for (const m of ms) {
+    window.__seiStateAt = performance.now();
+    if (m.target.getAttribute('data-test-script-state') === 'notRunning') window.__seiRuns++;
+  }
 }).observe(document, {subtree: true, attributes: true, attributeFilter: ['data-test-script-state']});
 """
+
+#: How long the app must stay idle before a step counts as over (ms): a run that ends in
+#: ``st.rerun()`` or starts a fragment is followed by another within a few frames, and an action
+#: on the page between the two is lost.
+QUIET_MS = 300
+
+#: A run so short that React drew no "running" state in between is not counted: after this
+#: long idle since settle was called (ms), the step counts as over all the same.
+UNSEEN_RUN_MS = 3000
 
 
 def new_page(browser):
@@ -70,11 +84,34 @@ def new_page(browser):
 
 
 def settle(page) -> None:
-    """Wait until the script run triggered by the last action is over: a run has finished
-    since the previous settle on this page and the app is not running."""
-    page.wait_for_function(
-        "() => window.__seiRuns > (window.__seiSettled || 0) && document.querySelector("
-        "'[data-testid=stApp][data-test-script-state=notRunning]') !== null", polling="raf", timeout=60_000)
+    """Wait until the script run triggered by the last action is over: the app has not been
+    running for :data:`QUIET_MS`, and a run has finished since the previous settle on this page
+    (or nothing changed for :data:`UNSEEN_RUN_MS` since this call). A page that loads a new
+    document meanwhile (the app putting the remembered reviewer into the address) is waited
+    for anew."""
+    for _ in range(3):
+        try:
+            return _settle(page)
+        except Exception as e:
+            if "context was destroyed" not in str(e):
+                raise
+            page.wait_for_load_state()
+    _settle(page)
+
+
+def _settle(page) -> None:
+    page.evaluate("() => { window.__seiCalledAt = performance.now(); }")
+    try:
+        page.wait_for_function(
+            "() => { const now = performance.now(), at = window.__seiStateAt;"
+            " return document.querySelector('[data-testid=stApp][data-test-script-state=notRunning]') !== null"
+            f" && now - at > {QUIET_MS} && (window.__seiRuns > (window.__seiSettled || 0)"
+            f" || now - Math.max(at, window.__seiCalledAt) > {UNSEEN_RUN_MS}); }}", polling="raf", timeout=60_000)
+    except Exception as e:  # say what the page was doing
+        state = page.evaluate("() => ({runs: window.__seiRuns, settled: window.__seiSettled, "
+                              "state: document.querySelector('[data-testid=stApp]')?.getAttribute("
+                              "'data-test-script-state'), idle_ms: performance.now() - window.__seiStateAt})")
+        raise AssertionError(f"the app's script run did not settle: {state}") from e
     page.evaluate("() => { window.__seiSettled = window.__seiRuns; }")
 
 
@@ -247,9 +284,10 @@ def test_train_explore_and_relabel_with_the_keyboard(server):
             # a new visit remembers the reviewer (localStorage, brought back as ?reviewer=)
             page.goto(url + "/review")
             page.get_by_role("heading", name="Review", exact=True).wait_for(timeout=60_000)
-            settle(page)
+            # (the page loads again with the name in its address; this wait outlives that load)
             page.wait_for_function("() => document.querySelector('input[aria-label=\"Your name\"]')?.value"
                                    " === 'Dr. E2E'", timeout=30_000)
+            settle(page)
 
             # Benchmark: the run's flags scored against the sample data's truth file, every method
             goto(page, "Benchmark")
