@@ -448,10 +448,9 @@ def sidebar() -> None:
                          help="Runs trained on this data set come first. Explore and Review show the selected run.")
             run = current_run()
             if run is not None:
-                other = workspace.normalise_data_path(run.config().get("data", ""))
-                if other != workspace.normalise_data_path(data["path"]):
+                if not workspace.trained_on(run, data["path"]):
                     st.caption("This run was trained on another data set:")
-                    st.text(short_path(other))
+                    st.text(short_path(workspace.run_data_path(run)))
 
 
 # -- who may use the app (sei_core.access) ------------------------------------------------------

@@ -87,8 +87,7 @@ def retry_name(data: dict) -> str | None:
     run = current_run()
     if run is None or not run.trained_nothing():
         return None
-    same = workspace.normalise_data_path(run.config().get("data", "")) == workspace.normalise_data_path(data["path"])
-    return run.name if same else None
+    return run.name if workspace.trained_on(run, data["path"]) else None
 
 
 def new_run_form(data: dict) -> None:

@@ -239,9 +239,9 @@ def count_from_decisions(given_by_rank: np.ndarray, rank: np.ndarray, wrong: np.
     a_b = np.bincount(band_of_pick, minlength=b)
     p_b, m_b = _hajek(band_of_pick, aw, inv, b)
     q_b = _recalibrated_shares(x_by_rank, rank, wrong, done, first, cuts, b) \
-        if x_by_rank is not None and prior_picks > 0 else None
-    kappa = np.zeros(b) if q_b is None else np.where(np.isfinite(q_b), float(prior_picks), 0.0)
-    q_b = np.nan_to_num(q_b if q_b is not None else np.zeros(b))
+        if x_by_rank is not None and prior_picks > 0 else np.full(b, np.nan)
+    kappa = np.where(np.isfinite(q_b), float(prior_picks), 0.0)  # no prior where the model says nothing
+    q_b = np.nan_to_num(q_b)
     p = rng.beta(m_b * p_b + kappa * q_b + 0.5, m_b * (1 - p_b) + kappa * (1 - q_b) + 0.5, size=(n_draws, b))
     draws = rng.binomial(n_b, p).sum(axis=1)
     lo_u, est_u, hi_u = (float(v) for v in np.quantile(draws, (q[0], 0.5, q[1])))  # the posterior median
@@ -291,6 +291,10 @@ def wrong_log_odds(confidence: np.ndarray) -> np.ndarray | None:
     return np.log1p(-c) - np.log(c)
 
 
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1 + np.tanh(0.5 * z))  # σ(z), without overflow for large |z|
+
+
 def recalibration(x: np.ndarray, wrong: np.ndarray, prior_sd: float = 10.0, iters: int = 50) -> np.ndarray | None:
     """``(α, β)`` of ``P(wrong) = σ(α + β x)`` fitted to decisions (``(D,)`` log-odds ``x`` and
     outcomes), the maximum a posteriori under N(0, prior_sd²) priors (Newton's method); None
@@ -301,7 +305,7 @@ def recalibration(x: np.ndarray, wrong: np.ndarray, prior_sd: float = 10.0, iter
     X = np.column_stack([np.ones(y.size), np.asarray(x, dtype=np.float64)])
     coef, ridge = np.zeros(2), np.eye(2) / prior_sd ** 2
     for _ in range(iters):
-        p = 0.5 * (1 + np.tanh(0.5 * (X @ coef)))
+        p = _sigmoid(X @ coef)
         h = (X * (p * (1 - p))[:, None]).T @ X + ridge
         step = np.linalg.solve(h, X.T @ (y - p) - ridge @ coef)
         coef += step
@@ -311,17 +315,18 @@ def recalibration(x: np.ndarray, wrong: np.ndarray, prior_sd: float = 10.0, iter
 
 
 def _recalibrated_shares(x_by_rank: np.ndarray, rank: np.ndarray, wrong: np.ndarray, done: np.ndarray, first: int,
-                         cuts: np.ndarray, bands: int) -> np.ndarray | None:
+                         cuts: np.ndarray, bands: int) -> np.ndarray:
     """``(bands,)``: the mean recalibrated P(wrong) over each band's unreviewed images (on at
-    most :data:`PRIOR_SAMPLE` evenly spaced ranks; NaN for a band none of them falls in)."""
+    most :data:`PRIOR_SAMPLE` evenly spaced ranks); NaN for a band none of them falls in, and
+    for all without a fit."""
     coef = recalibration(x_by_rank[rank], wrong)
     if coef is None:
-        return None
+        return np.full(bands, np.nan)
     n = x_by_rank.size
     r = np.arange(first, n, max(1, (n - first) // PRIOR_SAMPLE))
     at = np.searchsorted(done, r)
     r = r[(at >= done.size) | (done[np.minimum(at, done.size - 1)] != r)]  # unreviewed only
-    p = 0.5 * (1 + np.tanh(0.5 * (coef[0] + coef[1] * x_by_rank[r])))
+    p = _sigmoid(coef[0] + coef[1] * x_by_rank[r])
     band = np.searchsorted(cuts, r, side="right")
     cnt = np.bincount(band, minlength=bands)[:bands]
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import access
+from .dataset import PROMPTS_FILE, table_in_folder
 from .files import atomic_write_json
 from .labels import LABEL_COL, PATH_COL, TableError, source_kind, truth_columns, truth_for
 from .runs import Run, State, list_runs
@@ -87,8 +88,6 @@ def data_path(path: str | Path) -> str:
     """A data set's path as the app opens it: normalised, and a folder holding one label file
     (the HAM10000 archive: its metadata table beside its image folders) as that file, whether
     it was typed on the Data page or came in the address (``?data=FOLDER``)."""
-    from .dataset import table_in_folder
-
     p = normalise_data_path(path)
     table = table_in_folder(Path(p)) if Path(p).is_dir() else None
     return p if table is None else str(table)
@@ -174,15 +173,26 @@ def remembered_columns(path: str | Path, split: str = "train", folder: Path | No
     return {"path_column": PATH_COL, "label_column": LABEL_COL, "image_dirs": [], "image_ext": None}
 
 
+def run_data_path(run: Run) -> str:
+    """The data set a run was trained on, normalised ('' if its config cannot be read)."""
+    try:
+        d = run.config().get("data")
+    except Exception:
+        return ""
+    return normalise_data_path(d) if d else ""
+
+
+def trained_on(run: Run, data_path: str | Path) -> bool:
+    """Whether ``run`` was trained on the data set at ``data_path``."""
+    return run_data_path(run) == normalise_data_path(data_path)
+
+
 def newest_finished(runs: list[Run], data_path: str | Path | None = None) -> Run | None:
     """The newest finished run among ``runs`` (newest first, as :func:`runs_for` lists them)
     trained on ``data_path`` (any data set if None); None if there is none."""
-    want = None if data_path is None else normalise_data_path(data_path)
     for r in runs:
         try:
-            if r.state() != State.FINISHED:
-                continue
-            if want is None or normalise_data_path(r.config().get("data", "")) == want:
+            if r.state() == State.FINISHED and (data_path is None or trained_on(r, data_path)):
                 return r
         except Exception:
             continue
@@ -204,15 +214,7 @@ def runs_for(data_path: str | Path | None, folder: Path | None = None) -> list[R
     runs = list_runs(folder or runs_dir())
     if data_path is None:
         return runs
-    want = normalise_data_path(data_path)
-
-    def same(r: Run) -> bool:
-        try:
-            return normalise_data_path(r.config().get("data", "")) == want
-        except Exception:
-            return False
-
-    mine = [r for r in runs if same(r)]
+    mine = [r for r in runs if trained_on(r, data_path)]
     return mine + [r for r in runs if r not in mine]
 
 
@@ -263,23 +265,16 @@ def new_run_name(data_path: str | Path, model: str, folder: Path | None = None) 
     def slug(text: str) -> str:
         return "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in text).strip("-").lower() or "run"
 
-    def data_of(p: Path) -> str | None:
-        try:
-            d = Run(p).config().get("data")
-        except Exception:
-            return None
-        return normalise_data_path(d) if d else None
-
     stem = data_name(data_path)
     base = slug(f"{stem}-{model}")
     # the nearest folder whose name the stem does not hold yet (skin/labels.csv is "skin" already)
     parent = next((a.name for a in Path(want).parents
                    if a.name and a.name.lower() not in stem.lower().split("-")), "")
-    trained_on = {data_of(p) for p in folder.glob(f"{base}-*") if p.is_dir()} - {None}
-    if parent and trained_on and want not in trained_on:
+    used_by = {run_data_path(Run(p)) for p in folder.glob(f"{base}-*") if p.is_dir()} - {""}
+    if parent and used_by and want not in used_by:
         base = slug(f"{parent}-{stem}-{model}")
     n = 1
-    while (p := folder / f"{base}-{n}").exists() and not (Run(p).trained_nothing() and data_of(p) == want):
+    while (p := folder / f"{base}-{n}").exists() and not (Run(p).trained_nothing() and run_data_path(Run(p)) == want):
         n += 1
     return f"{base}-{n}"
 
@@ -326,8 +321,6 @@ def load_truth(data_path: str | Path, ids: list[str]) -> np.ndarray | None:
 
 def prompts_file(data) -> Path:
     """Where a data set's ``prompts.json`` lives (what :meth:`LabeledImages.prompts` reads)."""
-    from .dataset import PROMPTS_FILE
-
     folder = data.source.parent if data.kind == "csv" else data.root
     return Path(folder) / PROMPTS_FILE
 
