@@ -637,8 +637,10 @@ def _missing_fix(ds: LabeledImages, guess: list[str]) -> Fix:
     """How to fix missing images: the image folders beside the label file (``guess``) if some hold them."""
     if guess:
         names = in_words([os.path.relpath(g, ds.root) for g in guess])
-        chosen = f"the images seem to be in {names} beside the label file: choose {'them' if len(guess) > 1 else 'it'} "
-        fix = Fix(f"{chosen}as image folders on the Data page, or pass --image-dir for each",
+        many = len(guess) > 1
+        chosen = f"the images seem to be in {names} beside the label file: choose {'them' if many else 'it'} "
+        fix = Fix(f"{chosen}as {'image folders' if many else 'the image folder'} on the Data page, or pass "
+                  f"{'--image-dir for each' if many else '--image-dir'}",
                   f"{chosen}under “Image folders” on the Data page")
     else:
         fix = Fix("correct the path (relative paths start at the label file's folder), or choose the folders that "
