@@ -379,11 +379,11 @@ def check(
     # Every problem at once: rows, then image files of the rows that could be read; the class
     # checks only when the rows are sound (a class may look empty because its rows were bad).
     bad: list[tuple[int, Problem]] = []  # (sample, problem) of images that cannot be used
-    n_missing, guess = 0, []
+    n_missing, guess = 0, _Guess()
     if mode != "none" and ds.kind != "npz":
         missing = resolve_files(ds)
         n_missing = int(missing.sum())
-        guess = guess_image_dirs(ds, missing) if n_missing and ds.kind == "csv" else []
+        guess = _guess(ds, missing) if n_missing and ds.kind == "csv" else _Guess()
         bad += _missing_problems(ds, missing, guess)
         if mode == "open":
             bad += [(i, p) for i in np.flatnonzero(~missing)
@@ -402,7 +402,7 @@ def check(
     unskippable = errors + images if errors else class_problems + emptied
     problems = unskippable if leave_out or errors else images + class_problems
     warnings = list(usable.warnings) + (list(usable.problems) if leave_out else [])
-    return Validation(src, usable, problems, warnings, n_missing, guess, unskippable)
+    return Validation(src, usable, problems, warnings, n_missing, guess.folders, unskippable)
 
 
 def table_in_folder(folder: Path) -> Path | None:
@@ -588,33 +588,70 @@ def guess_image_dirs(ds: LabeledImages, missing: np.ndarray | None = None, sampl
     found (``missing``, ``(N,)``; default: found by :func:`find_images`): the image folders a
     user probably means, in name order. Looks at up to ``sample`` such rows; one listing per
     folder."""
+    return _guess(ds, missing, sample).folders
+
+
+@dataclass
+class _Guess:
+    """The folders beside a label file that hold images of rows not found (``folders``), and
+    which of them hold which: ``held[k, f]`` is True where the image of row ``rows[k]`` (the
+    first missing rows, those looked at) is in ``folders[f]``."""
+
+    folders: list[str] = field(default_factory=list)
+    rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    held: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=bool))
+
+    def of(self, i: int) -> list[str]:
+        """The folders that hold the image of row ``i`` (none for a row not looked at)."""
+        k = int(np.searchsorted(self.rows, i))
+        if k == len(self.rows) or self.rows[k] != i:
+            return []
+        return [f for f, h in zip(self.folders, self.held[k]) if h]
+
+    def count(self, ds: LabeledImages, missing: np.ndarray) -> int:
+        """How many of the ``missing`` rows (all of them, not only those looked at) have their
+        image in one of the folders: one listing per folder."""
+        rows = np.flatnonzero(missing)
+        if not self.folders:
+            return 0
+        if len(rows) == len(self.rows):
+            return int(self.held.any(axis=1).sum())
+        return int(find_images(ds.root, [ds.ids[i] for i in rows], self.folders, ds.image_ext)[1].sum())
+
+
+def _guess(ds: LabeledImages, missing: np.ndarray | None = None, sample: int = 200) -> _Guess:
+    """:func:`guess_image_dirs`, with which folder holds which of the rows looked at (at least
+    the :data:`MAX_LISTED` rows a report lists)."""
     if ds.kind != "csv" or not len(ds):
-        return []
+        return _Guess()
     if missing is None:
         missing = ~find_images(ds.root, ds.ids, ds.image_dirs, ds.image_ext)[1]
-    ids = [ds.ids[i] for i in np.flatnonzero(missing)[:sample]]
+    rows = np.flatnonzero(missing)[:max(sample, MAX_LISTED)]
+    ids = [ds.ids[i] for i in rows]
     if not ids:
-        return []
+        return _Guess()
     try:
         subs = sorted(e.path for e in os.scandir(ds.root) if e.is_dir() and not e.name.startswith("."))
     except OSError:
-        return []
-    out = []
+        return _Guess()
+    folders, held = [], []
     for folder in [str(ds.root.absolute()), *(str(Path(f).absolute()) for f in subs)]:
         if folder in ds.image_dirs:
             continue
-        if find_images(ds.root, ids, [folder], ds.image_ext)[1].any():
-            out.append(folder)
-    return out
+        found = find_images(ds.root, ids, [folder], ds.image_ext)[1]
+        if found.any():
+            folders.append(folder)
+            held.append(found)
+    return _Guess(folders, rows, np.stack(held, axis=1) if held else np.zeros((len(rows), 0), dtype=bool))
 
 
-def _missing_problems(ds: LabeledImages, missing: np.ndarray, guess: list[str]) -> list[tuple[int, Problem]]:
-    """The first :data:`MAX_LISTED` rows whose image was not found, each with the paths tried,
-    and one line with the count of all of them when there are more."""
+def _missing_problems(ds: LabeledImages, missing: np.ndarray, guess: _Guess) -> list[tuple[int, Problem]]:
+    """The first :data:`MAX_LISTED` rows whose image was not found, each with the paths tried
+    and the folders beside the label file that hold its image (``guess``), and one line with
+    the count of all of them when there are more."""
     rows = np.flatnonzero(missing)
     if not len(rows):
         return []
-    fix = _missing_fix(ds, guess)
     out = []
     for i in rows[:MAX_LISTED]:
         i = int(i)
@@ -625,28 +662,43 @@ def _missing_problems(ds: LabeledImages, missing: np.ndarray, guess: list[str]) 
         else:
             shown = ", ".join(repr(t) for t in tried[:3])
             msg = (f"no image file found for {ds.ids[i]!r}: tried {len(tried)} paths ({shown}, … {tried[-1]!r})")
-        out.append((i, Problem(ds.where(i), msg, fix)))
+        out.append((i, Problem(ds.where(i), msg, _missing_fix(ds, guess.of(i), "this image seems"))))
     if len(rows) > MAX_LISTED:
+        held = guess.count(ds, missing)
+        if held == len(rows):
+            fix = _missing_fix(ds, guess.folders, "the images seem")
+        elif held:
+            fix = _missing_fix(ds, guess.folders, f"{held:,} of them seem", others=len(rows) - held)
+        else:
+            fix = _missing_fix(ds, [])
         out.append((int(rows[MAX_LISTED]), Problem(
             ds.source.name, f"{len(rows):,} rows in all name an image that was not found "
                             f"({len(rows) - MAX_LISTED:,} more besides the {MAX_LISTED} listed)", fix)))
     return out
 
 
-def _missing_fix(ds: LabeledImages, guess: list[str]) -> Fix:
-    """How to fix missing images: the image folders beside the label file (``guess``) if some hold them."""
-    if guess:
-        names = in_words([os.path.relpath(g, ds.root) for g in guess])
-        many = len(guess) > 1
-        chosen = f"the images seem to be in {names} beside the label file: choose {'them' if many else 'it'} "
+#: How to fix a missing image when no folder beside the label file is known to hold it.
+_MISSING_FIX = Fix("correct the path (relative paths start at the label file's folder), or choose the folders that "
+                   "hold the images (“Image folders” on the Data page, --image-dir) and their extension (--image-ext)",
+                   "correct the path (relative paths start at the label file's folder), or choose the folders that "
+                   "hold the images and their extension under “Image folders” on the Data page")
+
+
+def _missing_fix(ds: LabeledImages, folders: list[str], which: str = "the images seem", others: int = 0) -> Fix:
+    """How to fix missing images: choose the image ``folders`` beside the label file that hold
+    them (``which`` of them: "this image seems", "the images seem", "25 of them seem"), and
+    for the ``others`` rows not in them the general fix; with no folders, the general fix."""
+    if folders:
+        names = in_words([os.path.relpath(g, ds.root) for g in folders])
+        many = len(folders) > 1
+        chosen = f"{which} to be in {names} beside the label file: choose {'them' if many else 'it'} "
         fix = Fix(f"{chosen}as {'image folders' if many else 'the image folder'} on the Data page, or pass "
                   f"{'--image-dir for each' if many else '--image-dir'}",
                   f"{chosen}under “Image folders” on the Data page")
+        if others:
+            fix = fix + f"; for the other {others:,}, " + _MISSING_FIX
     else:
-        fix = Fix("correct the path (relative paths start at the label file's folder), or choose the folders that "
-                  "hold the images (“Image folders” on the Data page, --image-dir) and their extension (--image-ext)",
-                  "correct the path (relative paths start at the label file's folder), or choose the folders that "
-                  "hold the images and their extension under “Image folders” on the Data page")
+        fix = _MISSING_FIX
     return fix + "; or " + SKIP_UNREADABLE
 
 

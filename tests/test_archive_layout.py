@@ -110,6 +110,82 @@ def test_missing_images_are_reported_as_missing_never_as_an_empty_class(archive,
     assert out.count("left out") == dataset.MAX_LISTED + 1
 
 
+
+def make_scattered(root: Path, where: list[str | None]) -> Path:
+    """An archive table whose row ``i`` names ``ISIC_{i:07d}`` (no extension), its image in the
+    sub-folder ``where[i]`` beside the table (``None``: in no folder at all)."""
+    root.mkdir(parents=True)
+    rows = [HEADER]
+    for i, w in enumerate(where):
+        iid = f"ISIC_{i:07d}"
+        if w is not None:
+            (root / w).mkdir(exist_ok=True)
+            Image.new("RGB", (8, 8), "red").save(root / w / f"{iid}.jpg")
+        rows.append(f"HAM_{i:07d},{iid},{CODES[i % 2]},histo,40.0,male,back")
+    f = root / "HAM10000_metadata.csv"
+    f.write_text("\n".join(rows) + "\n")
+    return f
+
+
+def _fix_of(problems: list[str], image_id: str) -> str:
+    (line,) = [p for p in problems if f"({image_id}):" in p]
+    return line.split(" Fix: ")[1]
+
+
+def test_each_missing_rows_fix_names_only_the_folders_that_hold_its_image(tmp_path, capsys):
+    """A row's fix names the folder its image is in, not every folder some missing image is in,
+    and a row whose image is in no folder gets the general fix (it was told "the images seem
+    to be in 'HAM10000_images_part_1' and 'other'", a false reason)."""
+    part = PARTS[0]
+    f = make_scattered(tmp_path / "ham", [part, part, part, "other", None])
+    rc, out, err = _run_cli(["validate", f, *OPTS], capsys)
+    listed = _listed(err)
+    assert rc == 1 and len(listed) == 5
+    for iid in ("ISIC_0000000", "ISIC_0000002"):
+        fix = _fix_of(listed, iid)
+        assert fix.startswith(f"this image seems to be in '{part}' beside the label file: choose it as the image "
+                              "folder on the Data page, or pass --image-dir;"), fix
+        assert "'other'" not in fix
+    fix = _fix_of(listed, "ISIC_0000003")
+    assert fix.startswith("this image seems to be in 'other' beside the label file: choose it as the image folder"), fix
+    assert part not in fix
+    fix = _fix_of(listed, "ISIC_0000004")
+    assert "seem" not in fix and part not in fix and "'other'" not in fix
+    assert fix.startswith("correct the path") and "--image-dir" in fix and "--image-ext" in fix
+    # the page says the same per row, in its words; the offer of folders names both
+    v = check(f, path_column="image_id", label_column="dx")
+    app = {p.where: p.fix.said(app=True) for p in v.problems}
+    assert app["HAM10000_metadata.csv line 5 (ISIC_0000003)"].startswith(
+        "this image seems to be in 'other' beside the label file: choose it under “Image folders” on the Data page")
+    assert app["HAM10000_metadata.csv line 6 (ISIC_0000004)"].startswith("correct the path")
+    assert not any("--" in a for a in app.values())
+    assert v.suggested_dirs == [str(f.parent / part), str(f.parent / "other")]
+
+
+def test_the_count_of_missing_rows_says_how_many_the_folders_beside_hold(tmp_path, capsys):
+    """Past the rows listed one by one, the count's fix says how many of all the missing rows
+    the folders beside the table hold (counted over every row, not a sample of them)."""
+    part = PARTS[0]
+    where = [part] * 24 + ["other", None, None]
+    f = make_scattered(tmp_path / "ham", where)
+    rc, out, err = _run_cli(["validate", f, *OPTS], capsys)
+    count = _listed(err)[-1]
+    assert count.startswith("HAM10000_metadata.csv: 27 rows in all name an image that was not found "
+                            "(7 more besides the 20 listed)")
+    fix = count.split(" Fix: ")[1]
+    assert fix.startswith(f"25 of them seem to be in '{part}' and 'other' beside the label file: choose them as "
+                          "image folders on the Data page, or pass --image-dir for each; for the other 2, correct "
+                          "the path"), fix
+    # beyond the rows looked at to guess the folders: still every row counted
+    many = make_scattered(tmp_path / "many", [part] * 205 + [None] * 9 + ["other"] + [None] * 5)
+    v = check(many, path_column="image_id", label_column="dx", check_images="exists")
+    assert v.suggested_dirs == [str(many.parent / part)]  # 'other' holds none of the first 200
+    fix = str(v.problems[-1].fix)
+    assert v.problems[-1].message.startswith("220 rows in all")
+    assert fix.startswith(f"205 of them seem to be in '{part}' beside the label file: choose it as the image "
+                          "folder on the Data page, or pass --image-dir; for the other 15, correct the path"), fix
+
+
 @pytest.mark.slow
 def test_validate_and_train_accept_the_archive_with_its_folders(archive, tmp_path, capsys, tiny_train):
     dirs = ["--image-dir", archive.parent / PARTS[0], "--image-dir", archive.parent / PARTS[1]]
