@@ -24,8 +24,10 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import shlex
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -182,6 +184,7 @@ def read_table(source: str | Path, *, path_column: str = PATH_COL, label_column:
     src = Path(source)
     name = src.name
     path_column, label_column = str(path_column).strip(), str(label_column).strip()
+    label_file = required is None  # read for its path and label columns (not a truth file, not any table)
     if required is None:
         required = (path_column, label_column)
         if not path_column or not label_column or path_column == label_column:
@@ -208,7 +211,8 @@ def read_table(source: str | Path, *, path_column: str = PATH_COL, label_column:
         raise TableError(
             f"{name} line 1",
             f"has no column {in_words(missing, 'or')}; its columns are {in_words(names)}",
-            _missing_fix(missing, names, path_column, label_column),
+            _missing_fix(missing, names, path_column, label_column,
+                         (lambda: _head(src, text)) if label_file else None),
         )
     dupes = sorted({c for c in names if names.count(c) > 1})
     if dupes:
@@ -241,17 +245,79 @@ def read_table(source: str | Path, *, path_column: str = PATH_COL, label_column:
                       path_column=path_column, label_column=label_column)
 
 
-def _missing_fix(missing: list[str], names: list[str], path_column: str, label_column: str) -> Fix | str:
-    """How to name the columns: a column spelled in another case is offered by name."""
+def _missing_fix(missing: list[str], names: list[str], path_column: str, label_column: str,
+                 head: Callable[[], LabelTable | None] | None = None) -> Fix | str:
+    """How to name the columns: a column spelled in another case is offered by name; so are,
+    for a label file (``head``: its first rows), the columns the Data page would pick where
+    they look the part (:func:`_likely_columns`). Offered, never used."""
     lower = {n.lower(): n for n in names}
     flags = {path_column: ("--path-column", "path"), label_column: ("--label-column", "label")}
-    offers = [(flags[m], lower[m.lower()]) for m in missing if m in flags and m.lower() in lower]
+    offered = {m: lower[m.lower()] for m in missing if m in flags and m.lower() in lower}
+    if head is not None and any(m in flags and m not in offered for m in missing) and (table := head()) is not None:
+        offered.update(_likely_columns(table, names, path_column, label_column, offered))
+    offers = [(flags[m], offered[m]) for m in missing if m in offered]
     if offers:
-        return COLUMN_FIX + Fix(" (e.g. " + " ".join(f"{flag} {name}" for (flag, _), name in offers) + ")",
-                                " (e.g. " + ", ".join(f"{kind} column “{name}”" for (_, kind), name in offers) + ")")
+        cli = " ".join(f"{flag} {shlex.quote(name)}" for (flag, _), name in offers)
+        app = ", ".join(f"{kind} column “{name}”" for (_, kind), name in offers)
+        return COLUMN_FIX + Fix(f" (e.g. {cli})", f" (e.g. {app})")
     if any(m in flags for m in missing):
         return COLUMN_FIX
     return f"add the column{'s' * (len(missing) > 1)} {in_words(missing)} to the first line"
+
+
+def _head(src: Path, text: str, sample: int = 2000) -> LabelTable | None:
+    """The first ``sample`` rows of a label file's ``text``, read as any table (to guess its
+    columns from, as :func:`column_choices` does); None if they cannot be read."""
+    lines = text.split("\n", sample + 1)[: sample + 1]
+    try:
+        return read_table(src, required=(), raw="\n".join(lines).encode("utf-8"), strict=False)
+    except TableError:
+        return None
+
+
+def _likely_columns(head: LabelTable, names: list[str], path_column: str, label_column: str,
+                    offered: dict[str, str]) -> dict[str, str]:
+    """The file's columns :func:`suggest_columns` ranks first for the path and label columns
+    the file lacks (``path_column``/``label_column`` absent from ``names`` and not in
+    ``offered``), by the name asked for; ``{}`` unless every one of them looks the part: a path
+    column whose cells mostly end in an image extension or whose name is a path column's
+    (``image_id``), a label column of text with few distinct values."""
+    chosen = {c: c for c in (path_column, label_column) if c in names} | offered
+    paths, labels = suggest_columns(head)
+    out = {}
+    for col, order, credible in ((path_column, paths, _looks_like_paths), (label_column, labels, _looks_like_labels)):
+        if col in chosen:
+            continue
+        pick = next((c for c in order if c not in chosen.values()), None)
+        if pick is None or pick not in names or not credible(head.frame[pick], pick):
+            return {}
+        chosen[col] = out[col] = pick
+    return out
+
+
+def _cells(column: pd.Series) -> pd.Series:
+    v = column.str.strip()
+    return v[v != ""]
+
+
+def _image_share(v: pd.Series) -> float:
+    """The share of (non-empty, stripped) cells ``v`` that end in an image extension."""
+    return float(v.str.lower().str.endswith(tuple(sorted(IMAGE_EXTENSIONS))).mean()) if len(v) else 0.0
+
+
+def _text_classes(v: pd.Series) -> bool:
+    """Whether (non-empty, stripped) cells ``v`` look like class names: text, not numbers, with
+    few distinct values (at most half the rows)."""
+    numeric = len(v) > 0 and bool(pd.to_numeric(v, errors="coerce").notna().all())
+    return len(v) > 0 and not numeric and 1 <= v.nunique() <= max(2, len(v) // 2)
+
+
+def _looks_like_paths(column: pd.Series, name: str) -> bool:
+    return name.lower() in _PATH_NAMES or _image_share(_cells(column)) >= 0.5
+
+
+def _looks_like_labels(column: pd.Series, name: str) -> bool:
+    return _text_classes(_cells(column))
 
 
 def _arrow_frame(text: str, dialect: Dialect, names: list[str]) -> pd.DataFrame | None:
@@ -406,12 +472,10 @@ def suggest_columns(table: LabelTable, sample: int = 2000) -> tuple[list[str], l
     """
     head = table.frame.head(sample)
     names = list(head.columns)
-    exts = tuple(sorted(IMAGE_EXTENSIONS))
 
     def path_score(c: str) -> tuple:
-        v = head[c].str.strip()
-        v = v[v != ""]
-        image = float(v.str.lower().str.endswith(exts).mean()) if len(v) else 0.0
+        v = _cells(head[c])
+        image = _image_share(v)
         folder = float(v.str.contains("/", regex=False).mean()) if len(v) else 0.0
         hint = c.lower() in _PATH_NAMES
         return (c != PATH_COL, -round(image, 1), not hint, -round(folder, 1))
@@ -419,11 +483,7 @@ def suggest_columns(table: LabelTable, sample: int = 2000) -> tuple[list[str], l
     paths = sorted(names, key=lambda c: (path_score(c), names.index(c)))
 
     def label_score(c: str) -> tuple:
-        v = head[c].str.strip()
-        v = v[v != ""]
-        numeric = len(v) > 0 and bool(pd.to_numeric(v, errors="coerce").notna().all())
-        distinct = v.nunique()
-        text_classes = len(v) > 0 and not numeric and 1 <= distinct <= max(2, len(v) // 2)
+        text_classes = _text_classes(_cells(head[c]))
         hint = _LABEL_NAMES.index(c.lower()) if c.lower() in _LABEL_NAMES else len(_LABEL_NAMES)
         return (c != LABEL_COL, c == paths[0], not text_classes, hint)
 

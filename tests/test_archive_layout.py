@@ -186,6 +186,22 @@ def test_the_count_of_missing_rows_says_how_many_the_folders_beside_hold(tmp_pat
                           "folder on the Data page, or pass --image-dir; for the other 15, correct the path"), fix
 
 
+def test_the_archive_without_column_options_is_offered_its_likely_columns(tmp_path, capsys):
+    """`sei validate HAM10000_metadata.csv` without --path-column/--label-column names the
+    columns the Data page would guess (image_id, dx) in the fix, and uses neither."""
+    f = make_scattered(tmp_path / "ham", [PARTS[0]] * 3)
+    rc, out, err = _run_cli(["validate", f], capsys)
+    (problem,) = _listed(err)
+    assert rc == 1 and "has no column 'path' or 'label'; its columns are 'lesion_id', 'image_id'" in problem
+    assert problem.endswith("Fix: pick the path and label columns on the Data page, or pass --path-column and "
+                            "--label-column (e.g. --path-column image_id --label-column dx)"), problem
+    v = check(f)
+    (p,) = v.problems
+    assert p.fix.said(app=True) == ("pick the path and label columns on the Data page "
+                                    "(e.g. path column “image_id”, label column “dx”)")
+    assert v.data is None  # suggested, not used
+
+
 @pytest.mark.slow
 def test_validate_and_train_accept_the_archive_with_its_folders(archive, tmp_path, capsys, tiny_train):
     dirs = ["--image-dir", archive.parent / PARTS[0], "--image-dir", archive.parent / PARTS[1]]

@@ -102,6 +102,47 @@ def test_chosen_path_and_label_columns(tmp_path):
         read_table(f, path_column="image_id", label_column="image_id")
 
 
+
+@pytest.mark.parametrize("raw, kw, fix", [
+    # the columns the Data page would pick, when they look the part (by their cells or a path name)
+    (MAPPED, {}, ("--path-column image_id --label-column diagnosis", "path column “image_id”, label column "
+                                                                      "“diagnosis”")),
+    (b"lesion,file,species\nL1,a.png,cat\nL2,b.png,dog\nL3,c.png,cat\nL4,d.png,cat\n", {},
+     ("--path-column file --label-column species", "path column “file”, label column “species”")),
+    (b"photo,sp ecies\na.png,cat\nb.png,dog\nc.png,cat\n", {},
+     ("--path-column photo --label-column 'sp ecies'", "path column “photo”, label column “sp ecies”")),
+    # only the column the file lacks, never the one in use
+    (b"path,diagnosis\na.png,nv\nb.png,mel\nc.png,nv\n", {},
+     ("--label-column diagnosis", "label column “diagnosis”")),
+    (MAPPED, {"path_column": "image_id", "label_column": "dx"}, ("--label-column diagnosis", "label column "
+                                                                                          "“diagnosis”")),
+    # one spelled in another case, the other guessed
+    (b"Path,diagnosis\na.png,nv\nb.png,mel\nc.png,nv\n", {},
+     ("--path-column Path --label-column diagnosis", "path column “Path”, label column “diagnosis”")),
+    # not credible: no image names and no path name, labels all different, numbers
+    (b"name,kind\nfoo,cat\nbar,dog\nbaz,cat\n", {}, None),
+    (b"file,caption\na.png,x1\nb.png,x2\nc.png,x3\nd.png,x4\n", {}, None),
+    (b"file,grade\na.png,1\nb.png,2\nc.png,1\n", {}, None),
+])
+def test_a_missing_column_is_offered_the_likely_one(tmp_path, raw, kw, fix):
+    """A label file without the path/label columns asked for: the fix names the columns the Data
+    page would guess (image_id, diagnosis) when they look the part, and only suggests them."""
+    from sei_core.labels import COLUMN_FIX
+
+    with pytest.raises(TableError) as e:
+        read_table(_f(tmp_path, raw), **kw)
+    got = e.value.fix
+    if fix is None:
+        assert got == COLUMN_FIX  # the general fix, no guess
+    else:
+        assert got.cli == f"{COLUMN_FIX.cli} (e.g. {fix[0]})"
+        assert got.said(app=True) == f"{COLUMN_FIX.app} (e.g. {fix[1]})"
+    # a truth file's path column is not a choice: no guess there
+    with pytest.raises(TableError) as e:
+        read_truth(_f(tmp_path, b"file,is_noisy\na.png,1\n", "truth.csv"))
+    assert "e.g." not in str(e.value)
+
+
 def test_suggested_columns_put_image_files_and_classes_first(tmp_path):
     paths, labels = suggest_columns(read_table(_f(tmp_path, MAPPED), required=()))
     assert paths[0] == "image_id" and labels[0] == "diagnosis"
