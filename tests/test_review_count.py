@@ -442,3 +442,25 @@ def test_the_recalibrated_prior_narrows_the_count_and_the_picks_outweigh_a_wrong
     few = np.array([c.count for c in _replays(shuffled, wrong, 10.0, audits=100, reps=30)])
     many = np.array([c.count for c in _replays(shuffled, wrong, 10.0, audits=1200, reps=30)])
     assert abs(many.mean() - truth) < 0.5 * abs(few.mean() - truth) and abs(many.mean() - truth) < 0.05 * truth
+
+
+def test_bands_are_thinner_where_the_recalibrated_model_anchors_them():
+    """One band per 10 picks where each band's share is shrunk towards the model's recalibrated
+    one (measured on the grid: a smaller error, coverage kept), per 20 on Jeffreys' prior alone
+    (whose half pick would overstate a thin band of a few per cent)."""
+    rng = np.random.default_rng(0)
+    n = 2000
+    x = np.sort(rng.normal(-2.5, 1.5, n))[::-1]
+    wrong = rng.random(n) < 1 / (1 + np.exp(-x))
+    truth = int(wrong.sum())
+    lent, alone = _replays(x, wrong, 10.0, audits=40, reps=60), _replays(x, wrong, 0.0, audits=40, reps=60)
+    assert {len(c.bands) for c in lent} == {4} and {len(c.bands) for c in alone} == {2}
+    rng = np.random.default_rng(1)
+    thick = []
+    for r in range(60):  # the same picks as _replays draws, counted in bands of 20 picks
+        picks = rng.choice(np.arange(151, n), 40, replace=False)
+        rank = np.concatenate([np.arange(150), picks])
+        thick.append(count_from_decisions(np.zeros(n, dtype=np.int64), rank, wrong[rank], np.arange(rank.size) >= 150,
+                                          seed=r, x_by_rank=x, prior_picks=10.0, audits_per_band=20).count)
+    rmse = [np.sqrt(np.mean((np.array(v) - truth) ** 2)) for v in ([c.count for c in lent], thick)]
+    assert rmse[0] < rmse[1]
