@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import pytest
 from PIL import Image
 
 from sei_core import dataset
+from sei_core.files import file_lock
 from sei_core.labels import read_table
 from sei_core.review import ExportError, LockTimeoutError, ReviewStore
 
@@ -270,6 +272,33 @@ def test_a_lock_held_by_another_process_times_out_naming_it(tmp_path: Path) -> N
         holder.kill()
         holder.wait()
     s.confirm("p00.png", "ann", expected_label="cat")  # released with its holder
+    assert _rows(f)["p00.png"]["review_status"] == "confirmed"
+
+
+def test_a_lock_held_by_another_thread_of_this_process_is_not_blamed_on_a_stuck_process(tmp_path: Path) -> None:
+    """A million-row file's writer holds the lock for seconds from a thread of the app's own
+    process: the message must not tell the user to stop that process (their app)."""
+    f = _file(tmp_path)
+    s = ReviewStore(f, classes=CLASSES, lock_timeout=0.3)
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with file_lock(s.lock_path):
+            held.set()
+            release.wait(10)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    try:
+        assert held.wait(10)
+        with pytest.raises(LockTimeoutError) as e:
+            s.confirm("p00.png", "ann", expected_label="cat")
+        msg = str(e.value)
+        assert "this process" in msg and f"process {os.getpid()}" not in msg and "stop it" not in msg
+    finally:
+        release.set()
+        t.join()
+    s.confirm("p00.png", "ann", expected_label="cat")
     assert _rows(f)["p00.png"]["review_status"] == "confirmed"
 
 

@@ -135,6 +135,9 @@ def _lock_message(lock_path: Path, fd: int, timeout: float, label_file: Path) ->
         holder = os.pread(fd, 32, 0).decode().strip()
     except (OSError, UnicodeDecodeError):
         holder = ""
+    if holder == str(os.getpid()):  # another thread of this process (e.g. the writer of a large file)
+        return (f"The label file {label_file} has been locked by this process (another of its tasks, e.g. "
+                f"writing a large file) for more than {timeout:g} s (lock file {lock_path}); wait and retry.")
     who = f"process {holder}" if holder.isdigit() else "another process"
     return (f"The label file {label_file} has been locked by {who} for more than {timeout:g} s "
             f"(lock file {lock_path}). Another review or export of this file is still busy; wait and "
