@@ -464,3 +464,21 @@ def test_bands_are_thinner_where_the_recalibrated_model_anchors_them():
                                           seed=r, x_by_rank=x, prior_picks=10.0, audits_per_band=20).count)
     rmse = [np.sqrt(np.mean((np.array(v) - truth) ** 2)) for v in ([c.count for c in lent], thick)]
     assert rmse[0] < rmse[1]
+
+
+def test_a_misleading_model_cannot_narrow_the_interval_below_what_the_picks_support():
+    """The model's recalibrated share moves the estimate, but the interval shown is the hull of
+    the interval with it and the picks' own: with a model that says nothing (log-odds shuffled,
+    the fit far above the unreviewed images' share), the estimate is pulled up and the interval
+    still holds the truth about as often as the picks' alone."""
+    rng = np.random.default_rng(0)
+    n = 2000
+    x = np.sort(rng.normal(-2.5, 1.5, n))[::-1]
+    wrong = rng.random(n) < 1 / (1 + np.exp(-x))
+    truth = int(wrong.sum())
+    shuffled = rng.permutation(x)
+    lent = _replays(shuffled, wrong, 10.0, audits=100, reps=60)
+    alone = _replays(shuffled, wrong, 0.0, audits=100, reps=60)
+    assert np.mean([c.count for c in lent]) > 1.3 * truth  # the prior's pull
+    held = [np.mean([c.low <= truth <= c.high for c in cs]) for cs in (lent, alone)]
+    assert held[0] >= 0.8 and held[0] >= held[1] - 0.05
