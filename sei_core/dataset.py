@@ -268,7 +268,7 @@ class Validation:
     problems: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
     missing: int = 0
-    #: folders beside the label file that hold images of the missing rows (:func:`guess_image_dirs`)
+    #: folders beside the label file that hold images of the missing rows (:func:`_guess_image_dirs`)
     suggested_dirs: list[str] = field(default_factory=list)
     #: the problems that remain with ``skip_unreadable`` (bad rows; classes left without images)
     unskippable: list[Problem] = field(default_factory=list)
@@ -383,7 +383,7 @@ def check(
     if mode != "none" and ds.kind != "npz":
         missing = resolve_files(ds)
         n_missing = int(missing.sum())
-        guess = _guess(ds, missing) if n_missing and ds.kind == "csv" else _Guess()
+        guess = _guess_image_dirs(ds, missing) if n_missing else _Guess()
         bad += _missing_problems(ds, missing, guess)
         if mode == "open":
             bad += [(i, p) for i in np.flatnonzero(~missing)
@@ -582,15 +582,6 @@ def find_images(root: Path, ids: Sequence[str], image_dirs: Sequence[str] = (),
     return [str(r) if r is not None else default[k] for k, r in enumerate(resolved)], found
 
 
-def guess_image_dirs(ds: LabeledImages, missing: np.ndarray | None = None, sample: int = 200) -> list[str]:
-    """Folders beside a label file (its own folder and its sub-folders, one level down, other
-    than the image folders already chosen) that hold the images of rows whose image was not
-    found (``missing``, ``(N,)``; default: found by :func:`find_images`): the image folders a
-    user probably means, in name order. Looks at up to ``sample`` such rows; one listing per
-    folder."""
-    return _guess(ds, missing, sample).folders
-
-
 @dataclass
 class _Guess:
     """The folders beside a label file that hold images of rows not found (``folders``), and
@@ -619,13 +610,14 @@ class _Guess:
         return int(find_images(ds.root, [ds.ids[i] for i in rows], self.folders, ds.image_ext)[1].sum())
 
 
-def _guess(ds: LabeledImages, missing: np.ndarray | None = None, sample: int = 200) -> _Guess:
-    """:func:`guess_image_dirs`, with which folder holds which of the rows looked at (at least
-    the :data:`MAX_LISTED` rows a report lists)."""
+def _guess_image_dirs(ds: LabeledImages, missing: np.ndarray, sample: int = 200) -> _Guess:
+    """Folders beside a label file (its own folder and its sub-folders, one level down, other
+    than the image folders already chosen) that hold the images of rows whose image was not
+    found (``missing``, ``(N,)``): the image folders a user probably means, in name order, and
+    which of them hold which of the rows looked at (up to ``sample``, at least the
+    :data:`MAX_LISTED` rows a report lists); one listing per folder."""
     if ds.kind != "csv" or not len(ds):
         return _Guess()
-    if missing is None:
-        missing = ~find_images(ds.root, ds.ids, ds.image_dirs, ds.image_ext)[1]
     rows = np.flatnonzero(missing)[:max(sample, MAX_LISTED)]
     ids = [ds.ids[i] for i in rows]
     if not ids:
